@@ -1,0 +1,48 @@
+# Thin wrapper over CMake/CTest. See README.md.
+JOBS    ?= $(shell nproc)
+REL     := build/release
+SAN     := build/asan
+SEEDS   ?= 20000
+CMAKE_FLAGS ?=
+
+.PHONY: all deps release asan check check-quick run stop format bench bench-rpc sim clean
+
+all: release
+
+deps:
+	@bash scripts/install-deps.sh
+
+release: deps
+	@cmake -S . -B $(REL) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(REL) -j $(JOBS)
+
+asan: deps
+	@CC=clang cmake -S . -B $(SAN) -DCMAKE_BUILD_TYPE=Debug -DCURVE_SANITIZE=ON -DCURVE_FUZZ=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(SAN) -j $(JOBS)
+
+# Everything: release build + all tests, then ASan/UBSan build + unit tests + fuzzers.
+check: release asan
+	cd $(REL) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	cd $(SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) -L 'unit|fuzz' --timeout 900
+
+# Only the fast unit tests of the release build.
+check-quick: release
+	cd $(REL) && ctest --output-on-failure -j $(JOBS) -L unit
+
+run: release
+	@bash scripts/run.sh
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+bench: bench-rpc
+
+bench-rpc: release
+	@bash bench/rpc/run.sh $(REL)
+
+sim: release
+	@$(REL)/tests/sim/raft_sim --seeds $(SEEDS)
+
+clean:
+	rm -rf build
