@@ -42,6 +42,11 @@ void curve_config_free(curve_config *cfg);
  * like "conf/cs.conf:12: unknown key 'raft.electon_ms'" into `err`. */
 int curve_config_load_file(curve_config *cfg, const char *path, char *err, size_t errlen);
 
+/* Like curve_config_load_file, for `len` bytes of file content in memory (need not be
+ * NUL-terminated); `name` (may be NULL) stands for the path in error messages. */
+int curve_config_load_buffer(curve_config *cfg, const char *name, const char *data, size_t len,
+                             char *err, size_t errlen);
+
 /* Applies one "key=value" assignment (source names it in errors, e.g. "--raft.x" or "env"). */
 int curve_config_set(curve_config *cfg, const char *key, const char *value, const char *source,
                      char *err, size_t errlen);
@@ -54,6 +59,10 @@ int curve_config_parse_args(curve_config *cfg, int *argc, char **argv, char *err
 
 /* Fails with CURVE_ERR_CONFIG naming the first required key (defval NULL) never set. */
 int curve_config_check_required(const curve_config *cfg, char *err, size_t errlen);
+
+/* True when `key` (in the schema, asserted) was set by a file, an argument or curve_config_set,
+ * false when it holds its default. */
+bool curve_config_is_set(const curve_config *cfg, const char *key);
 
 /* Getters; the key must be in the schema with that type (asserted). */
 const char *curve_config_str(const curve_config *cfg, const char *key);

@@ -8,6 +8,7 @@
 #define CURVE_COMMON_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum {
     CURVE_LOG_DEBUG = 0,
@@ -33,6 +34,15 @@ void curve_log_write(curve_log_level level, const char *file, int line, const ch
     __attribute__((format(printf, 4, 5)));
 void curve_log_vwrite(curve_log_level level, const char *file, int line, const char *fmt,
                       va_list ap);
+
+/* Formats one log line (prefix, message, trailing '\n', NUL) into `buf` of `cap` >= 64 bytes,
+ * cutting long messages (they end with "..."). Returns the length without the NUL. */
+size_t curve_log_format(char *buf, size_t cap, curve_log_level level, const char *file, int line,
+                        const char *fmt, va_list ap);
+/* Writes `len` raw bytes to the current log output with one write(2) (used by assertions). */
+void curve_log_raw(const char *buf, size_t len);
+/* The fd of the log file opened by curve_log_open, or -1 when logging to stderr. */
+int curve_log_fd(void);
 
 #define CURVE_LOG_(lvl, ...)                                                                       \
     do {                                                                                           \
