@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -204,6 +205,37 @@ static void test_flatten_single(void **state)
     curve_buf_unref(b);
 }
 
+enum { REF_THREADS = 4, REF_ITERS = 100000 };
+
+static void *ref_unref_loop(void *arg)
+{
+    curve_buf *b = arg;
+    for (int i = 0; i < REF_ITERS; i++) {
+        curve_buf_ref(b);
+        curve_buf_unref(b);
+    }
+    return NULL;
+}
+
+/* Concurrent ref/unref from several threads never loses a count; the free callback runs once,
+ * when the last reference goes. */
+static void test_concurrent_refcount(void **state)
+{
+    freed = 0;
+    char *mem = malloc(16);
+    assert_non_null(mem);
+    curve_buf *b = curve_buf_wrap(mem, 16, count_free, &freed);
+    pthread_t th[REF_THREADS];
+    for (int i = 0; i < REF_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, ref_unref_loop, b), 0);
+    for (int i = 0; i < REF_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(curve_buf_refcount(b), 1);
+    assert_int_equal(freed, 0);
+    curve_buf_unref(b);
+    assert_int_equal(freed, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_iobuf_many_slices),
         cmocka_unit_test(test_iobuf_move_inline),
         cmocka_unit_test(test_flatten_single),
+        cmocka_unit_test(test_concurrent_refcount),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
