@@ -205,11 +205,13 @@ static void test_flatten_single(void **state)
     curve_buf_unref(b);
 }
 
-enum { REF_THREADS = 4, REF_ITERS = 100000 };
+enum { REF_THREADS = 4, REF_ITERS = 1000000 };
+static pthread_barrier_t ref_start;
 
 static void *ref_unref_loop(void *arg)
 {
     curve_buf *b = arg;
+    pthread_barrier_wait(&ref_start); /* all threads hammer the count at the same time */
     for (int i = 0; i < REF_ITERS; i++) {
         curve_buf_ref(b);
         curve_buf_unref(b);
@@ -226,10 +228,12 @@ static void test_concurrent_refcount(void **state)
     assert_non_null(mem);
     curve_buf *b = curve_buf_wrap(mem, 16, count_free, &freed);
     pthread_t th[REF_THREADS];
+    assert_int_equal(pthread_barrier_init(&ref_start, NULL, REF_THREADS), 0);
     for (int i = 0; i < REF_THREADS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, ref_unref_loop, b), 0);
     for (int i = 0; i < REF_THREADS; i++)
         pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&ref_start);
     assert_int_equal(curve_buf_refcount(b), 1);
     assert_int_equal(freed, 0);
     curve_buf_unref(b);
