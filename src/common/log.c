@@ -132,6 +132,11 @@ static const char *base_name(const char *file)
 size_t curve_log_format(char *buf, size_t cap, curve_log_level level, const char *file, int line,
                         const char *fmt, va_list ap)
 {
+    if (cap < 2) {
+        if (cap == 1)
+            buf[0] = '\0';
+        return 0;
+    }
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
