@@ -148,6 +148,36 @@ static void test_long_line_truncated(void **state)
     free(s);
 }
 
+static size_t fmt_line(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = curve_log_format(buf, cap, CURVE_LOG_WARN, "x/y.c", 5, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+static void test_format_small_buffers(void **state)
+{
+    char buf[80];
+    size_t n = fmt_line(buf, sizeof(buf), "%s", "0123456789012345678901234567890123456789");
+    assert_int_equal(n, strlen(buf));
+    assert_true(n < sizeof(buf));
+    assert_int_equal(buf[n - 1], '\n');
+    assert_memory_equal(buf + n - 4, "...", 3);
+    n = fmt_line(buf, sizeof(buf), "short");
+    assert_non_null(strstr(buf, " W "));
+    assert_non_null(strstr(buf, " y.c:5] short\n"));
+    for (size_t cap = 0; cap < 40; cap++) {
+        char small[40];
+        memset(small, 'z', sizeof(small));
+        n = fmt_line(small, cap, "message");
+        assert_true(cap == 0 || n < cap);
+        for (size_t i = cap; i < sizeof(small); i++)
+            assert_int_equal(small[i], 'z'); /* nothing written past cap */
+    }
+}
+
 enum { THREADS = 4, LINES_PER_THREAD = 500 };
 
 static void *writer(void *arg)
@@ -272,6 +302,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_format_and_file),
         cmocka_unit_test(test_levels_filter),
         cmocka_unit_test(test_long_line_truncated),
+        cmocka_unit_test(test_format_small_buffers),
         cmocka_unit_test(test_concurrent_lines_intact),
         cmocka_unit_test(test_fatal_aborts),
         cmocka_unit_test(test_open_errors),
