@@ -62,7 +62,6 @@ struct metric {
     metric *next;      /* family list */
     family *fam;
     curve_metrics *reg;
-    bool is_fn;        /* callback gauge */
     size_t nlabels;
     char *keys[CURVE_METRIC_LABELS_MAX];
     char *values[CURVE_METRIC_LABELS_MAX];
@@ -170,9 +169,45 @@ bool curve_metric_label_key_valid(const char *key)
     return true;
 }
 
+/* Strict UTF-8 (no overlong forms, surrogates or code points above U+10FFFF): the exposition
+ * format requires UTF-8 label values and help texts. */
+static bool utf8_valid(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s != 0) {
+        unsigned c = *s, n;
+        uint32_t cp;
+        if (c < 0x80) {
+            s++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            n = 1, cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2, cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (unsigned i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
+                return false;
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+#define HELP_MAX 1024 /* bytes of a help text */
+
 static bool help_valid(const char *help)
 {
-    return help != NULL && help[0] != '\0' && strnlen(help, 4096) < 4096;
+    return help != NULL && help[0] != '\0' && strnlen(help, HELP_MAX + 1) <= HELP_MAX &&
+           utf8_valid(help);
 }
 
 /* Validates `labels` (NULL-terminated key/value pairs) for a metric of `kind`; returns the
@@ -189,7 +224,8 @@ static int labels_check(const char *const *labels, curve_metric_kind kind, size_
         const char *k = labels[2 * cnt], *v = labels[2 * cnt + 1];
         if (v == NULL || !curve_metric_label_key_valid(k))
             return -EINVAL;
-        if (strnlen(v, CURVE_METRIC_LABEL_VALUE_MAX + 1) > CURVE_METRIC_LABEL_VALUE_MAX)
+        if (strnlen(v, CURVE_METRIC_LABEL_VALUE_MAX + 1) > CURVE_METRIC_LABEL_VALUE_MAX ||
+            !utf8_valid(v))
             return -EINVAL;
         if (kind == CURVE_METRIC_LATENCY && strcmp(k, "quantile") == 0)
             return -EINVAL;
@@ -572,7 +608,6 @@ static int gauge_new(curve_metrics *reg, const char *name, const char *help,
     atomic_init(&g->v, 0);
     g->cb = cb;
     g->ctx = ctx;
-    g->m.is_fn = cb != NULL;
     int rc = metric_register(reg, &g->m, name, help, labels, CURVE_METRIC_GAUGE);
     if (rc != 0) {
         free(g);
@@ -1032,7 +1067,7 @@ static void put_us_as_seconds(FILE *fp, uint64_t us)
 static void render_latency_family(FILE *fp, const family *f)
 {
     curve_latency_stats st;
-    char help[4200];
+    char help[HELP_MAX + 64];
 
     put_header(fp, f->name, "", f->help, "summary");
     for (const metric *m = f->head; m != NULL; m = m->next) {

@@ -13,8 +13,10 @@
  *   name:        [a-zA-Z_:][a-zA-Z0-9_:]*, at most CURVE_METRIC_NAME_MAX bytes.
  *   label key:   [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__", at most CURVE_METRIC_NAME_MAX
  *                bytes, unique within a label set; "quantile" is reserved for latency recorders.
- *   label value: any bytes but NUL, at most CURVE_METRIC_LABEL_VALUE_MAX bytes (escaped on
- *                output: backslash, double quote, newline).
+ *   label value: valid UTF-8, at most CURVE_METRIC_LABEL_VALUE_MAX bytes (escaped on output:
+ *                backslash, double quote, newline).
+ *   help:        required, valid UTF-8, at most 1024 bytes (escaped on output: backslash,
+ *                newline).
  *   at most CURVE_METRIC_LABELS_MAX labels per metric.
  *   Labels are passed as a NULL-terminated array of alternating key/value strings, e.g.
  *   (const char *[]){"copyset", "4294967297", "pool", "1", NULL}, or NULL for none. They are
@@ -109,8 +111,7 @@ bool curve_metric_label_key_valid(const char *key);
 /* ---- registration ----
  * All return 0, -EINVAL (bad name, help, labels or window; NULL reg/name/out), -EEXIST (the
  * name exists with another kind, the label set already exists in the family, or a derived name
- * collides) or -ENOMEM. `help` is required (one line; backslashes and newlines are escaped on
- * output). On error *out is left unchanged. */
+ * collides) or -ENOMEM. On error *out is left unchanged. */
 int curve_metrics_counter(curve_metrics *reg, const char *name, const char *help,
                           const char *const *labels, curve_counter **out);
 int curve_metrics_gauge(curve_metrics *reg, const char *name, const char *help,

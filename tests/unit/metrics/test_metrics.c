@@ -99,6 +99,18 @@ static void test_register_errors(void **state)
     assert_int_equal(curve_metrics_counter(reg, "ok_total", "h", novalue, &c), -EINVAL);
     assert_int_equal(curve_metrics_counter(reg, "ok_total", "h", many, &c), -EINVAL);
     assert_int_equal(curve_metrics_counter(reg, "ok_total", "h", longv, &c), -EINVAL);
+    /* UTF-8: accepted when valid; truncated sequences, overlongs, surrogates, > U+10FFFF not. */
+    const char *utf8_bad[] = {"\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff",
+                              "a\xe2\x82"};
+    for (size_t i = 0; i < sizeof(utf8_bad) / sizeof(utf8_bad[0]); i++) {
+        const char *lv[] = {"k", utf8_bad[i], NULL};
+        assert_int_equal(curve_metrics_counter(reg, "ok_total", "h", lv, &c), -EINVAL);
+        assert_int_equal(curve_metrics_counter(reg, "ok_total", utf8_bad[i], NULL, &c), -EINVAL);
+    }
+    const char *utf8_ok[] = {"k", "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xbe", NULL};
+    assert_int_equal(curve_metrics_counter(reg, "utf8_total", "caf\xc3\xa9", utf8_ok, &c), 0);
+    curve_counter_unregister(c);
+    c = NULL;
     const char *quantile[] = {"quantile", "x", NULL};
     assert_int_equal(curve_metrics_latency(reg, "lat_seconds", "h", quantile, NULL, 0, &l), -EINVAL);
     assert_int_equal(curve_metrics_latency(reg, "lat_seconds", "h", NULL, NULL,
@@ -126,7 +138,7 @@ static void test_register_errors(void **state)
 
 /* ---- counters and gauges ---- */
 
-#define ADD_THREADS 4
+#define ADD_THREADS 12 /* more than the stripes: some threads share one */
 #define ADDS_PER_THREAD 200000
 
 static void *adder(void *arg)
@@ -257,6 +269,15 @@ static void test_latency_percentiles(void **state)
     assert_int_equal(st.p99_us, 5);
     assert_close(st.p999_us, 10000, rel);
     assert_int_equal(st.win_max_us, 10000);
+
+    /* The worst case of the bucket error: a value just above a power of two, in the widest
+     * bucket relative to its value. The reported midpoint must stay within 1/32. */
+    curve_latency *p2 = NULL;
+    assert_int_equal(curve_metrics_latency(reg, "p2_us", "P2.", NULL, &clk.base, 10, &p2), 0);
+    for (int i = 0; i < 100; i++)
+        curve_latency_record(p2, 32769);
+    curve_latency_record(p2, 40000);
+    assert_close(curve_latency_quantile(p2, 0.5), 32769, rel);
 
     /* Clamping of absurd values. */
     curve_latency_record(s, UINT64_MAX);
