@@ -1,0 +1,531 @@
+/* RPC server (see rpc_server.h, docs/rpc.md). */
+#include "rpc/rpc_server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/assert.h"
+#include "common/log.h"
+#include "curve/errors.h"
+
+/* Per-connection state; belongs to the connection's loop. */
+typedef struct srv_conn {
+    rpc_server *srv;
+    rpc_conn *conn; /* our reference */
+    struct srv_loop *sl;
+    uint32_t inflight; /* calls of this connection inside handlers */
+    int refs;          /* 1 while open + 1 per call in a handler (loop-only) */
+    bool closed;
+    struct srv_conn *prev, *next; /* in sl->conns */
+} srv_conn;
+
+/* Per-loop list of open connections; touched only on that loop. */
+typedef struct srv_loop {
+    curve_loop *loop;
+    srv_conn *conns;
+} srv_loop;
+
+struct rpc_server {
+    curve_loop_group *loops;
+    rpc_server_opts o;
+    rpc_service_def svcs[RPC_SERVER_SERVICES_MAX];
+    size_t nsvcs;
+    rpc_listener *listener;
+    srv_loop *sl;
+    unsigned nloops;
+    atomic_uint inflight;   /* calls inside handlers, whole server */
+    atomic_bool stopping;   /* set by rpc_server_stop */
+    atomic_int refs;        /* owner + one per srv_conn */
+    bool stopped;           /* owner thread only */
+    /* Protects nothing but the wait for inflight == 0 during stop (cond + its predicate). */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+struct rpc_call_ctx {
+    curve_loop_msg msg; /* reply delivery when replying from another thread */
+    srv_conn *sc;
+    rpc_frame_hdr hdr; /* of the request */
+    const rpc_method_def *m;
+    ProtobufCMessage *req;
+    curve_iobuf attach;
+    rpc_out *out;
+};
+
+static void srv_unref(rpc_server *s)
+{
+    int old = atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel);
+    CURVE_ASSERT(old > 0);
+    if (old != 1)
+        return;
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s->sl);
+    free(s);
+}
+
+static void sc_unref(srv_conn *sc)
+{
+    CURVE_ASSERT(sc->refs > 0);
+    if (--sc->refs > 0)
+        return;
+    rpc_conn_unref(sc->conn);
+    srv_unref(sc->srv);
+    free(sc);
+}
+
+/* ---- replies ---- */
+
+static void send_error(srv_conn *sc, const rpc_frame_hdr *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void send_error(srv_conn *sc, const rpc_frame_hdr *req, int status, const char *fmt, ...)
+{
+    char text[RPC_SERVER_ERRTEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(text))
+        n = sizeof(text) - 1;
+    rpc_frame_hdr h = {
+        .type = RPC_FRAME_RESPONSE,
+        .corr_id = req->corr_id,
+        .service_id = req->service_id,
+        .method_id = req->method_id,
+        .status = status,
+    };
+    rpc_out *o;
+    if (rpc_out_new(&h, NULL, text, (size_t)n, NULL, &sc->srv->o.limits, &o) == 0)
+        (void)rpc_conn_send(sc->conn, o);
+}
+
+static void inflight_done(rpc_server *s)
+{
+    unsigned old = atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_acq_rel);
+    CURVE_ASSERT(old > 0);
+    if (old == 1 && atomic_load(&s->stopping)) {
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+static void ctx_free(rpc_call_ctx *ctx)
+{
+    if (ctx->req)
+        protobuf_c_message_free_unpacked(ctx->req, NULL);
+    curve_iobuf_reset(&ctx->attach);
+    rpc_out_free(ctx->out);
+    free(ctx);
+}
+
+/* Runs on the connection's loop: sends the reply (if the connection is still open). */
+static void ctx_deliver(void *arg)
+{
+    rpc_call_ctx *ctx = arg;
+    srv_conn *sc = ctx->sc;
+    rpc_server *s = sc->srv;
+    /* Failpoint hook (later): delaying or dropping replies for fault-injection tests belongs
+     * here, e.g. `if (s->reply_hook && s->reply_hook(ctx, &delay_ms)) { start a timer that
+     * calls ctx_deliver again; return; }`. */
+    if (ctx->out && !sc->closed) {
+        (void)rpc_conn_send(sc->conn, ctx->out);
+        ctx->out = NULL;
+    }
+    CURVE_ASSERT(sc->inflight > 0);
+    sc->inflight--;
+    ctx_free(ctx);
+    inflight_done(s);
+    sc_unref(sc);
+}
+
+int rpc_call_reply(rpc_call_ctx *ctx, int status, const ProtobufCMessage *resp,
+                   curve_iobuf *attach)
+{
+    srv_conn *sc = ctx->sc;
+    rpc_server *s = sc->srv;
+    rpc_frame_hdr h = {
+        .type = RPC_FRAME_RESPONSE,
+        .corr_id = ctx->hdr.corr_id,
+        .service_id = ctx->hdr.service_id,
+        .method_id = ctx->hdr.method_id,
+        .status = status,
+    };
+    int rc = rpc_out_new(&h, status == 0 ? resp : NULL, NULL, 0, status == 0 ? attach : NULL,
+                         &s->o.limits, &ctx->out);
+    if (rc < 0) {
+        CLOG_ERROR("rpc server: cannot build the reply to call %llu (%s) from %s: %s",
+                   (unsigned long long)ctx->hdr.corr_id, ctx->m->name, sc->conn->peer,
+                   curve_strerror(rc));
+        char text[RPC_SERVER_ERRTEXT_MAX];
+        int n = snprintf(text, sizeof(text), "server could not build the reply: %s",
+                         curve_strerror(rc));
+        h.status = CURVE_ERR_RPC_INTERNAL;
+        if (rpc_out_new(&h, NULL, text, n > 0 ? (size_t)n : 0, NULL, &s->o.limits,
+                        &ctx->out) < 0)
+            ctx->out = NULL; /* out of memory: the client times out */
+    }
+    if (attach)
+        curve_iobuf_reset(attach);
+    if (curve_loop_is_current(sc->conn->loop)) {
+        ctx_deliver(ctx);
+        return rc;
+    }
+    ctx->msg.fn = ctx_deliver;
+    ctx->msg.arg = ctx;
+    int prc = curve_loop_post_msg(sc->conn->loop, &ctx->msg);
+    /* The owner keeps the loops running until the server is freed (rpc_server.h). */
+    CURVE_ASSERT(prc == 0);
+    return rc;
+}
+
+int rpc_call_reply_error(rpc_call_ctx *ctx, int status, const char *fmt, ...)
+{
+    CURVE_ASSERT(status != 0);
+    char text[RPC_SERVER_ERRTEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(text))
+        n = sizeof(text) - 1;
+    srv_conn *sc = ctx->sc;
+    rpc_frame_hdr h = {
+        .type = RPC_FRAME_RESPONSE,
+        .corr_id = ctx->hdr.corr_id,
+        .service_id = ctx->hdr.service_id,
+        .method_id = ctx->hdr.method_id,
+        .status = status,
+    };
+    int rc = rpc_out_new(&h, NULL, text, (size_t)n, NULL, &sc->srv->o.limits, &ctx->out);
+    if (rc < 0)
+        ctx->out = NULL;
+    if (curve_loop_is_current(sc->conn->loop)) {
+        ctx_deliver(ctx);
+        return rc;
+    }
+    ctx->msg.fn = ctx_deliver;
+    ctx->msg.arg = ctx;
+    int prc = curve_loop_post_msg(sc->conn->loop, &ctx->msg);
+    CURVE_ASSERT(prc == 0);
+    return rc;
+}
+
+curve_loop *rpc_call_loop(const rpc_call_ctx *ctx)
+{
+    return ctx->sc->conn->loop;
+}
+
+const char *rpc_call_peer(const rpc_call_ctx *ctx)
+{
+    return ctx->sc->conn->peer;
+}
+
+uint64_t rpc_call_id(const rpc_call_ctx *ctx)
+{
+    return ctx->hdr.corr_id;
+}
+
+uint32_t rpc_call_timeout_ms(const rpc_call_ctx *ctx)
+{
+    return ctx->hdr.timeout_ms;
+}
+
+/* ---- dispatch ---- */
+
+static const rpc_service_def *find_service(const rpc_server *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->nsvcs; i++)
+        if (s->svcs[i].id == id)
+            return &s->svcs[i];
+    return NULL;
+}
+
+static const rpc_method_def *find_method(const rpc_service_def *svc, uint32_t id)
+{
+    for (size_t i = 0; i < svc->nmethods; i++)
+        if (svc->methods[i].id == id)
+            return &svc->methods[i];
+    return NULL;
+}
+
+static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
+{
+    rpc_server *s = ud;
+    srv_conn *sc = conn->user;
+    const rpc_frame_hdr *h = &f->hdr;
+    if (!sc || sc->closed) {
+        rpc_frame_free(f);
+        return;
+    }
+    if (h->type != RPC_FRAME_REQUEST) {
+        CLOG_WARN("rpc server: %s sent a frame of type %u, closing the connection", conn->peer,
+                  h->type);
+        rpc_frame_free(f);
+        rpc_conn_close(conn, CURVE_ERR_RPC_PROTO);
+        return;
+    }
+    if (atomic_load(&s->stopping)) {
+        send_error(sc, h, CURVE_ERR_SHUTDOWN, "server is shutting down");
+        goto out_free;
+    }
+    const rpc_service_def *svc = find_service(s, h->service_id);
+    if (!svc) {
+        send_error(sc, h, CURVE_ERR_RPC_NOSERVICE, "no service with id %u", h->service_id);
+        goto out_free;
+    }
+    const rpc_method_def *m = find_method(svc, h->method_id);
+    if (!m) {
+        send_error(sc, h, CURVE_ERR_RPC_NOMETHOD, "service %s has no method with id %u",
+                   svc->name, h->method_id);
+        goto out_free;
+    }
+    if (sc->inflight >= s->o.max_inflight_per_conn) {
+        send_error(sc, h, CURVE_ERR_RPC_OVERLOAD,
+                   "server overloaded: %u calls in flight on this connection",
+                   s->o.max_inflight_per_conn);
+        goto out_free;
+    }
+    unsigned old = atomic_fetch_add_explicit(&s->inflight, 1, memory_order_acq_rel);
+    if (old >= s->o.max_inflight) {
+        inflight_done(s);
+        send_error(sc, h, CURVE_ERR_RPC_OVERLOAD, "server overloaded: %u calls in flight",
+                   s->o.max_inflight);
+        goto out_free;
+    }
+    rpc_call_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx) {
+        inflight_done(s);
+        send_error(sc, h, -ENOMEM, "server out of memory");
+        goto out_free;
+    }
+    uint8_t *tmp;
+    const uint8_t *body = rpc_frame_body(f, &tmp);
+    ctx->req = body ? protobuf_c_message_unpack(m->req_desc, NULL, f->body.len, body) : NULL;
+    free(tmp);
+    if (!ctx->req) {
+        free(ctx);
+        inflight_done(s);
+        send_error(sc, h, CURVE_ERR_RPC_BADREQ, "request body is not a valid %s",
+                   m->req_desc->name);
+        goto out_free;
+    }
+    ctx->sc = sc;
+    ctx->hdr = *h;
+    ctx->m = m;
+    curve_iobuf_init(&ctx->attach);
+    (void)curve_iobuf_move(&ctx->attach, &f->attach);
+    rpc_frame_free(f);
+    sc->inflight++;
+    sc->refs++;
+    m->handler(ctx, ctx->req, &ctx->attach, svc->arg);
+    return;
+
+out_free:
+    rpc_frame_free(f);
+}
+
+static srv_loop *find_srv_loop(rpc_server *s, curve_loop *loop)
+{
+    for (unsigned i = 0; i < s->nloops; i++)
+        if (s->sl[i].loop == loop)
+            return &s->sl[i];
+    CURVE_UNREACHABLE();
+}
+
+static void srv_on_accept(rpc_conn *conn, void *ud)
+{
+    rpc_server *s = ud;
+    if (atomic_load(&s->stopping)) {
+        rpc_conn_close(conn, CURVE_ERR_SHUTDOWN);
+        return;
+    }
+    srv_conn *sc = calloc(1, sizeof(*sc));
+    if (!sc) {
+        CLOG_WARN("rpc server: out of memory accepting %s", conn->peer);
+        rpc_conn_close(conn, -ENOMEM);
+        return;
+    }
+    sc->srv = s;
+    sc->conn = rpc_conn_ref(conn);
+    sc->sl = find_srv_loop(s, conn->loop);
+    sc->refs = 1;
+    atomic_fetch_add(&s->refs, 1);
+    sc->next = sc->sl->conns;
+    if (sc->next)
+        sc->next->prev = sc;
+    sc->sl->conns = sc;
+    rpc_conn_set_user(conn, sc);
+    CLOG_DEBUG("rpc server: accepted %s on %s", conn->peer, curve_loop_name(conn->loop));
+}
+
+static void srv_on_close(rpc_conn *conn, int reason, void *ud)
+{
+    srv_conn *sc = conn->user;
+    if (!sc)
+        return;
+    CLOG_DEBUG("rpc server: connection from %s closed: %s", conn->peer, curve_strerror(reason));
+    sc->closed = true;
+    if (sc->prev)
+        sc->prev->next = sc->next;
+    else
+        sc->sl->conns = sc->next;
+    if (sc->next)
+        sc->next->prev = sc->prev;
+    sc->prev = sc->next = NULL;
+    rpc_conn_set_user(conn, NULL);
+    sc_unref(sc);
+}
+
+static const rpc_conn_handler srv_handler = {
+    .on_accept = srv_on_accept,
+    .on_frame = srv_on_frame,
+    .on_close = srv_on_close,
+};
+
+/* ---- lifetime ---- */
+
+int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_server **out)
+{
+    rpc_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->loops = loops;
+    if (opts)
+        s->o = *opts;
+    if (!s->o.max_inflight_per_conn)
+        s->o.max_inflight_per_conn = RPC_SERVER_INFLIGHT_PER_CONN_DEFAULT;
+    if (!s->o.max_inflight)
+        s->o.max_inflight = RPC_SERVER_INFLIGHT_DEFAULT;
+    if (!s->o.limits.body_max)
+        s->o.limits.body_max = RPC_FRAME_BODY_MAX_DEFAULT;
+    if (!s->o.limits.attach_max)
+        s->o.limits.attach_max = RPC_FRAME_ATTACH_MAX_DEFAULT;
+    if (!s->o.transport)
+        s->o.transport = rpc_transport_tcp();
+    s->nloops = curve_loop_group_size(loops);
+    s->sl = calloc(s->nloops, sizeof(*s->sl));
+    if (!s->sl) {
+        free(s);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < s->nloops; i++)
+        s->sl[i].loop = curve_loop_group_get(loops, i);
+    atomic_init(&s->inflight, 0);
+    atomic_init(&s->stopping, false);
+    atomic_init(&s->refs, 1);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    *out = s;
+    return 0;
+}
+
+int rpc_server_add_service(rpc_server *s, const rpc_service_def *svc)
+{
+    CURVE_ASSERT(s->listener == NULL);
+    if (!svc || !svc->methods || svc->nmethods == 0)
+        return -EINVAL;
+    if (find_service(s, svc->id))
+        return -EEXIST;
+    if (s->nsvcs >= RPC_SERVER_SERVICES_MAX)
+        return -ENOSPC;
+    for (size_t i = 0; i < svc->nmethods; i++) {
+        if (!svc->methods[i].handler || !svc->methods[i].req_desc)
+            return -EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (svc->methods[j].id == svc->methods[i].id)
+                return -EINVAL;
+    }
+    s->svcs[s->nsvcs++] = *svc;
+    return 0;
+}
+
+int rpc_server_start(rpc_server *s, const char *addr)
+{
+    CURVE_ASSERT(s->listener == NULL);
+    int rc = s->o.transport->listen(s->loops, addr, &srv_handler, s, &s->o.limits, &s->listener);
+    if (rc < 0) {
+        CLOG_ERROR("rpc server: cannot listen on %s: %s", addr, curve_strerror(rc));
+        return rc;
+    }
+    CLOG_INFO("rpc server: listening on port %d (%u loops)", rpc_server_port(s), s->nloops);
+    return 0;
+}
+
+int rpc_server_port(const rpc_server *s)
+{
+    return s->listener ? s->o.transport->listener_port(s->listener) : -1;
+}
+
+unsigned rpc_server_inflight(const rpc_server *s)
+{
+    return atomic_load(&((rpc_server *)s)->inflight);
+}
+
+static void close_loop_conns(void *arg)
+{
+    srv_loop *sl = arg;
+    for (srv_conn *sc = sl->conns; sc; sc = sc->next)
+        rpc_conn_close(sc->conn, CURVE_ERR_SHUTDOWN);
+}
+
+static void barrier_run(void *arg)
+{
+}
+
+void rpc_server_stop(rpc_server *s, uint32_t grace_ms)
+{
+    if (s->stopped)
+        return;
+    s->stopped = true;
+    atomic_store(&s->stopping, true);
+    if (s->listener) {
+        s->o.transport->listener_close(s->listener);
+        s->listener = NULL;
+    }
+    /* Let handlers finish, up to the grace period. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)(grace_ms % 1000) * 1000000u;
+    ts.tv_sec += (time_t)(grace_ms / 1000 + ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&s->lock);
+    while (atomic_load(&s->inflight) > 0) {
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    unsigned left = atomic_load(&s->inflight);
+    if (left)
+        CLOG_WARN("rpc server: %u calls still in handlers after %u ms; their replies are "
+                  "dropped",
+                  left, grace_ms);
+    for (unsigned i = 0; i < s->nloops; i++)
+        (void)curve_loop_call_sync(s->sl[i].loop, close_loop_conns, &s->sl[i]);
+    /* One more round so that the close callbacks of those connections have run. */
+    for (unsigned i = 0; i < s->nloops; i++)
+        (void)curve_loop_call_sync(s->sl[i].loop, barrier_run, NULL);
+}
+
+void rpc_server_free(rpc_server *s)
+{
+    if (!s)
+        return;
+    rpc_server_stop(s, 0);
+    srv_unref(s);
+}
