@@ -489,7 +489,7 @@ static int admin_listen(const char *host, uint16_t port, bool *ipv6, uint16_t *b
     else
         ((struct sockaddr_in *)ai->ai_addr)->sin_port = htons(port);
     *ipv6 = ai->ai_family == AF_INET6;
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         rc = -errno;
         goto err_after_ai;
