@@ -97,20 +97,24 @@ typedef struct window {
     pthread_mutex_t mu;   /* serialises bucket recycling only */
 } window;
 
+/* The window count of a slot is the sum of its histogram: one shared atomic less per record. */
 typedef struct lat_slot {
     _Atomic uint64_t tag; /* second + 1 this slot holds; 0 = unused */
-    _Atomic uint64_t count;
     _Atomic uint64_t sum;
     _Atomic uint64_t max;
     _Atomic uint32_t hist[HIST_BUCKETS];
 } lat_slot;
 
+typedef struct lat_stripe {
+    _Alignas(CACHE_LINE) _Atomic uint64_t count; /* cumulative, this stripe's share */
+    _Atomic uint64_t sum;
+} lat_stripe;
+
 struct curve_latency {
     metric m;
     window w;
-    _Atomic uint64_t count; /* cumulative */
-    _Atomic uint64_t sum;
-    lat_slot *slots;        /* w.nslots */
+    lat_slot *slots; /* w.nslots */
+    lat_stripe stripes[CURVE_COUNTER_STRIPES];
 };
 
 typedef struct rate_slot {
@@ -121,8 +125,8 @@ typedef struct rate_slot {
 struct curve_rate {
     metric m;
     window w;
-    _Atomic uint64_t total;
     rate_slot *slots;
+    counter_stripe total[CURVE_COUNTER_STRIPES];
 };
 
 /* ---- validation ---- */
@@ -724,9 +728,10 @@ int curve_metrics_latency(curve_metrics *reg, const char *name, const char *help
     int rc;
     if (out == NULL)
         return -EINVAL;
-    curve_latency *l = calloc(1, sizeof(*l));
+    curve_latency *l = aligned_alloc(CACHE_LINE, sizeof(*l));
     if (l == NULL)
         return -ENOMEM;
+    memset(l, 0, sizeof(*l));
     rc = window_init(&l->w, clock, window_s);
     if (rc != 0)
         goto err_after_alloc;
@@ -757,7 +762,6 @@ static void lat_slot_claim(curve_latency *l, lat_slot *s, uint64_t tag)
 {
     pthread_mutex_lock(&l->w.mu);
     if (atomic_load_explicit(&s->tag, memory_order_acquire) < tag) {
-        atomic_store_explicit(&s->count, 0, memory_order_relaxed);
         atomic_store_explicit(&s->sum, 0, memory_order_relaxed);
         atomic_store_explicit(&s->max, 0, memory_order_relaxed);
         for (unsigned i = 0; i < HIST_BUCKETS; i++)
@@ -777,7 +781,6 @@ void curve_latency_record(curve_latency *l, uint64_t us)
     if (atomic_load_explicit(&s->tag, memory_order_acquire) < tag)
         lat_slot_claim(l, s, tag);
 
-    atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->sum, us, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->hist[hist_index(us)], 1, memory_order_relaxed);
     uint64_t cur = atomic_load_explicit(&s->max, memory_order_relaxed);
@@ -785,8 +788,9 @@ void curve_latency_record(curve_latency *l, uint64_t us)
            !atomic_compare_exchange_weak_explicit(&s->max, &cur, us, memory_order_relaxed,
                                                   memory_order_relaxed)) {
     }
-    atomic_fetch_add_explicit(&l->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&l->sum, us, memory_order_relaxed);
+    lat_stripe *st = &l->stripes[stripe_index()];
+    atomic_fetch_add_explicit(&st->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->sum, us, memory_order_relaxed);
 }
 
 /* Sums the window's histograms into `hist` (HIST_BUCKETS entries). */
@@ -801,19 +805,20 @@ static void latency_merge(const curve_latency *l, uint64_t now_ns, uint64_t *his
         uint64_t tag = atomic_load_explicit(&s->tag, memory_order_acquire);
         if (tag < lo || tag > hi)
             continue;
-        st->win_count += atomic_load_explicit(&s->count, memory_order_relaxed);
         st->win_sum_us += atomic_load_explicit(&s->sum, memory_order_relaxed);
         uint64_t mx = atomic_load_explicit(&s->max, memory_order_relaxed);
         if (mx > st->win_max_us)
             st->win_max_us = mx;
-        for (unsigned b = 0; b < HIST_BUCKETS; b++)
-            hist[b] += atomic_load_explicit(&s->hist[b], memory_order_relaxed);
+        for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+            uint32_t n = atomic_load_explicit(&s->hist[b], memory_order_relaxed);
+            hist[b] += n;
+            st->win_count += n;
+        }
     }
 }
 
 /* Quantile from a merged histogram: the bucket holding the ceil(q * total)-th value. The
- * histogram total is used (not win_count) so a concurrent record cannot push the rank past
- * the last bucket. The result never exceeds the window's max. */
+ * result never exceeds the window's max. */
 static uint64_t hist_quantile(const uint64_t *hist, double q, uint64_t max)
 {
     uint64_t total = 0;
@@ -844,8 +849,10 @@ void curve_latency_get_stats(const curve_latency *l, curve_latency_stats *st)
     uint64_t hist[HIST_BUCKETS];
     memset(st, 0, sizeof(*st));
     uint64_t now_ns = curve_clock_mono_ns(l->w.clock);
-    st->count = atomic_load_explicit(&l->count, memory_order_relaxed);
-    st->sum_us = atomic_load_explicit(&l->sum, memory_order_relaxed);
+    for (size_t i = 0; i < CURVE_COUNTER_STRIPES; i++) {
+        st->count += atomic_load_explicit(&l->stripes[i].count, memory_order_relaxed);
+        st->sum_us += atomic_load_explicit(&l->stripes[i].sum, memory_order_relaxed);
+    }
     st->window_s = l->w.nslots;
     latency_merge(l, now_ns, hist, st);
     if (st->win_count == 0)
@@ -882,9 +889,10 @@ int curve_metrics_rate(curve_metrics *reg, const char *name, const char *help,
     int rc;
     if (out == NULL)
         return -EINVAL;
-    curve_rate *r = calloc(1, sizeof(*r));
+    curve_rate *r = aligned_alloc(CACHE_LINE, sizeof(*r));
     if (r == NULL)
         return -ENOMEM;
+    memset(r, 0, sizeof(*r));
     rc = window_init(&r->w, clock, window_s);
     if (rc != 0)
         goto err_after_alloc;
@@ -922,7 +930,7 @@ void curve_rate_add(curve_rate *r, uint64_t n)
         pthread_mutex_unlock(&r->w.mu);
     }
     atomic_fetch_add_explicit(&s->count, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->total, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->total[stripe_index()].v, n, memory_order_relaxed);
 }
 
 void curve_rate_get_stats(const curve_rate *r, curve_rate_stats *st)
@@ -931,7 +939,8 @@ void curve_rate_get_stats(const curve_rate *r, curve_rate_stats *st)
     uint64_t now_ns = curve_clock_mono_ns(r->w.clock);
     uint64_t now_s = now_ns / NS_PER_S;
     uint64_t lo = window_low_tag(&r->w, now_s), hi = now_s + 1;
-    st->total = atomic_load_explicit(&r->total, memory_order_relaxed);
+    for (size_t i = 0; i < CURVE_COUNTER_STRIPES; i++)
+        st->total += atomic_load_explicit(&r->total[i].v, memory_order_relaxed);
     st->window_s = r->w.nslots;
     for (unsigned i = 0; i < r->w.nslots; i++) {
         uint64_t tag = atomic_load_explicit(&r->slots[i].tag, memory_order_acquire);
