@@ -31,11 +31,13 @@
 
 CURVE_STATIC_ASSERT(sizeof(rlog__hdr) <= 40, "in-memory header stays small");
 CURVE_STATIC_ASSERT(RLOG__HDR_SIZE == 40, "on-disk record header is 40 bytes");
+CURVE_STATIC_ASSERT((RLOG__MAGIC & 0xff) != 0, "a record never starts with a zero byte");
 CURVE_STATIC_ASSERT(RLOG_DEFAULT_SEGMENT_BYTES % RLOG_PAGE_SIZE == 0, "segment is page aligned");
 
 #define SEG_NAME_PREFIX "log_"
 #define SEG_NAME_DIGITS 20
 #define ZERO_CHUNK (1u << 20) /* bytes per pwrite when zeroing without fallocate */
+#define RLOG_READ_RETRIES 3 /* reads racing with truncations */
 
 /* ---- little-endian helpers ---------------------------------------------------------------- */
 
@@ -181,7 +183,13 @@ int rlog__scan_segment(const uint8_t *img, size_t len, uint64_t first_index, uin
 
     while (off < len) {
         size_t avail = len - off;
-        size_t n = avail < RLOG__HDR_SIZE ? avail : RLOG__HDR_SIZE;
+        /* Padding check: bytes up to the page end (at most a header). A record never starts
+         * with a zero byte (magic), so zeros here mean padding or the end, never a record. */
+        size_t n = RLOG_PAGE_SIZE - off % RLOG_PAGE_SIZE;
+        if (n > RLOG__HDR_SIZE)
+            n = RLOG__HDR_SIZE;
+        if (n > avail)
+            n = avail;
         if (all_zero(img + off, n)) {
             if (off % RLOG_PAGE_SIZE == 0)
                 break; /* end of the written area */
@@ -821,15 +829,17 @@ static int do_compact(rlog *log, uint64_t upto)
     if (k > 0) {
         memmove(log->segs, log->segs + k, (log->nsegs - k) * sizeof(rlog_seg *));
         log->nsegs -= k;
-        uint64_t new_first = log->segs[0]->first;
-        CURVE_ASSERT(new_first > log->first && new_first <= log->last + 1);
-        uint64_t drop = new_first - log->first;
-        uint64_t n = log->last + 1 - log->first;
-        if (n > drop)
-            memmove(log->terms, log->terms + drop, (n - drop) * sizeof(uint64_t));
-        log->first = new_first;
         log->st.segments_removed += k;
-        cache_evict(log);
+        uint64_t new_first = log->segs[0]->first;
+        /* A rlog_reset() queued after this request may already have moved the logical view. */
+        if (new_first > log->first && new_first <= log->last + 1) {
+            uint64_t drop = new_first - log->first;
+            uint64_t n = log->last + 1 - log->first;
+            if (n > drop)
+                memmove(log->terms, log->terms + drop, (n - drop) * sizeof(uint64_t));
+            log->first = new_first;
+            cache_evict(log);
+        }
     }
     pthread_mutex_unlock(&log->disk_mu);
     pthread_mutex_unlock(&log->mu);
@@ -944,6 +954,12 @@ static void *io_main(void *arg)
         }
         size_t done = 0;
         for (rlog_op *op = batch; op; op = op->next) {
+            /* A processed truncation is a barrier: everything before it is synced, so the
+             * entries below its cut are durable even if their appends belonged to an older
+             * epoch. */
+            if (op->type == OP_TRUNCATE && rc == 0 && op->epoch == log->epoch &&
+                op->arg - 1 > log->durable && op->arg - 1 <= log->last)
+                log->durable = op->arg - 1;
             if (op->type != OP_APPEND)
                 continue;
             log->pending -= op->n;
@@ -1078,12 +1094,13 @@ int rlog_append(rlog *log, const rlog_entry *entries, size_t n, rlog_cb cb, void
     return 0;
 }
 
-static int queue_simple(rlog *log, int type, uint64_t a, rlog_cb cb, void *arg)
+static int queue_simple(rlog *log, int type, uint64_t a, uint64_t epoch, rlog_cb cb, void *arg)
 {
     rlog_op *op = calloc(1, sizeof(*op));
     if (!op)
         return -ENOMEM;
     op->type = type;
+    op->epoch = epoch;
     op->arg = a;
     op->cb = cb;
     op->cb_arg = arg;
@@ -1097,9 +1114,10 @@ int rlog_truncate_suffix(rlog *log, uint64_t from_index, rlog_cb cb, void *arg)
     int rc = check_usable(log);
     if (rc == 0 && (from_index < log->first || from_index > log->last + 1))
         rc = -EINVAL;
+    bool cut = rc == 0 && from_index <= log->last;
     if (rc == 0)
-        rc = queue_simple(log, OP_TRUNCATE, from_index, cb, arg);
-    if (rc == 0 && from_index <= log->last) {
+        rc = queue_simple(log, OP_TRUNCATE, from_index, log->epoch + cut, cb, arg);
+    if (rc == 0 && cut) {
         log->last = from_index - 1;
         log->epoch++;
         if (log->durable > log->last)
@@ -1115,7 +1133,7 @@ int rlog_compact_prefix(rlog *log, uint64_t upto_index, rlog_cb cb, void *arg)
     pthread_mutex_lock(&log->mu);
     int rc = check_usable(log);
     if (rc == 0)
-        rc = queue_simple(log, OP_COMPACT, upto_index, cb, arg);
+        rc = queue_simple(log, OP_COMPACT, upto_index, log->epoch, cb, arg);
     pthread_mutex_unlock(&log->mu);
     return rc;
 }
@@ -1127,7 +1145,7 @@ int rlog_reset(rlog *log, uint64_t next_index, rlog_cb cb, void *arg)
     pthread_mutex_lock(&log->mu);
     int rc = check_usable(log);
     if (rc == 0)
-        rc = queue_simple(log, OP_RESET, next_index, cb, arg);
+        rc = queue_simple(log, OP_RESET, next_index, log->epoch + 1, cb, arg);
     if (rc == 0) {
         log->first = next_index;
         log->last = next_index - 1;
@@ -1175,8 +1193,13 @@ static int read_disk(rlog *log, uint64_t index, uint64_t term, rlog_entry *out)
     rc = pread_all(s->fd, hb, sizeof(hb), off, &got);
     if (rc != 0)
         goto out;
+    if (got == sizeof(hb) && rlog__decode_hdr(hb, &h, NULL) == 0 && h.index == index &&
+        h.term != term) {
+        rc = -ESTALE; /* maybe replaced by a concurrent truncate + append; caller decides */
+        goto out;
+    }
     if (got != sizeof(hb) || rlog__decode_hdr(hb, &h, &why) != 0 || h.index != index ||
-        h.term != term || h.data_len > log->o.max_entry_bytes) {
+        h.data_len > log->o.max_entry_bytes) {
         if (!why)
             why = got != sizeof(hb) ? "short read" : "index/term/length mismatch";
         rc = CURVE_ERR_CORRUPT;
@@ -1200,7 +1223,7 @@ out:
     if (rc == CURVE_ERR_CORRUPT)
         CLOG_ERROR("rlog: entry %" PRIu64 " in segment %" PRIu64 " of %s is corrupt: %s", index,
                    s ? s->first : 0, log->dir, why);
-    else if (rc != 0 && rc != -ENOENT)
+    else if (rc != 0 && rc != -ENOENT && rc != -ESTALE)
         CLOG_ERROR("rlog: reading entry %" PRIu64 " in %s: %s", index, log->dir,
                    curve_strerror(rc));
     pthread_mutex_unlock(&log->disk_mu);
@@ -1225,23 +1248,39 @@ out:
 
 int rlog_read(rlog *log, uint64_t index, rlog_entry *out)
 {
-    memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&log->mu);
-    if (index < log->first || index > log->last) {
+    for (int attempt = 0;; attempt++) {
+        memset(out, 0, sizeof(*out));
+        pthread_mutex_lock(&log->mu);
+        if (index < log->first || index > log->last) {
+            pthread_mutex_unlock(&log->mu);
+            return -ENOENT;
+        }
+        if (cache_has(log, index)) {
+            *out = *cache_at(log, (size_t)(index - log->c_first));
+            if (out->buf)
+                curve_buf_ref(out->buf);
+            pthread_mutex_unlock(&log->mu);
+            return 0;
+        }
+        /* Entries that are not durable are never evicted from the cache. */
+        CURVE_ASSERT(index <= log->durable);
+        uint64_t term = log->terms[index - log->first];
+        uint64_t epoch = log->epoch;
         pthread_mutex_unlock(&log->mu);
-        return -ENOENT;
-    }
-    if (cache_has(log, index)) {
-        *out = *cache_at(log, (size_t)(index - log->c_first));
-        out->buf = out->buf ? curve_buf_ref(out->buf) : NULL;
+        int rc = read_disk(log, index, term, out);
+        if (rc != -ESTALE)
+            return rc;
+        /* The record on disk has another term: fine if a truncation raced with us (retry,
+         * bounded), corruption otherwise. */
+        pthread_mutex_lock(&log->mu);
+        bool raced = log->epoch != epoch;
         pthread_mutex_unlock(&log->mu);
-        return 0;
+        if (!raced || attempt + 1 >= RLOG_READ_RETRIES) {
+            CLOG_ERROR("rlog: entry %" PRIu64 " in %s has an unexpected term on disk", index,
+                       log->dir);
+            return CURVE_ERR_CORRUPT;
+        }
     }
-    /* Entries that are not durable are never evicted from the cache. */
-    CURVE_ASSERT(index <= log->durable);
-    uint64_t term = log->terms[index - log->first];
-    pthread_mutex_unlock(&log->mu);
-    return read_disk(log, index, term, out);
 }
 
 int rlog_read_range(rlog *log, uint64_t index, size_t max_n, size_t max_bytes, rlog_entry *out,

@@ -706,6 +706,33 @@ static void test_scan_rules(void **state)
     assert_int_equal(r.count, 2);
 }
 
+/* A write ending a few bytes before a page boundary: the zero padding is shorter than a
+ * header and the next write's header follows right after it. */
+static void test_scan_short_padding(void **state)
+{
+    (void)state;
+    static uint8_t img[2 * RLOG_PAGE_SIZE];
+    static uint8_t data[RLOG_PAGE_SIZE];
+    for (uint32_t pad = 1; pad < RLOG__HDR_SIZE + 2; pad++) {
+        memset(img, 0, sizeof(img));
+        uint32_t len = RLOG_PAGE_SIZE - RLOG__HDR_SIZE - pad;
+        rt_fill(data, len, 1, 1);
+        rlog__hdr h = {.version = RLOG__VERSION, .term = 1, .index = 1, .data_len = len,
+                       .data_crc = curve_crc32c(0, data, len), .flags = RLOG__FLAG_WRITE_START};
+        rlog__encode_hdr(&h, img);
+        memcpy(img + RLOG__HDR_SIZE, data, len);
+        h.index = 2;
+        h.data_len = 8;
+        h.data_crc = curve_crc32c(0, data, 8);
+        rlog__encode_hdr(&h, img + RLOG_PAGE_SIZE);
+        memcpy(img + RLOG_PAGE_SIZE + RLOG__HDR_SIZE, data, 8);
+        rlog__scan_result r;
+        assert_int_equal(rlog__scan_segment(img, sizeof(img), 1, 0, NULL, NULL, &r), 0);
+        assert_int_equal(r.status, RLOG__SCAN_CLEAN);
+        assert_int_equal(r.count, 2);
+    }
+}
+
 static void test_write_faults(void **state)
 {
     (void)state;
@@ -756,6 +783,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_scan_rules),
+        cmocka_unit_test(test_scan_short_padding),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_roundtrip_many_segments),
         cmocka_unit_test(test_read_before_durable),
