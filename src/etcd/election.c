@@ -392,8 +392,9 @@ static void lead(election *e)
     pthread_mutex_unlock(&e->lock);
 }
 
-/* Watches `pred_key` from `rev` until it is deleted, the watch fails, or recheck_ms passes. */
-static void follow(election *e, const char *pred_key, int64_t rev, char *last_pred)
+/* Watches `pred_key` from `rev` until it is deleted, the watch fails, or recheck_ms passes.
+ * Returns 0, or the error of a watch that could not be created (the caller backs off). */
+static int follow(election *e, const char *pred_key, int64_t rev, char *last_pred)
 {
     etcd_watch_req wr = {.key = pred_key, .start_revision = rev, .no_put = true};
     etcd_watch_cbs cbs = {.events_cb = watch_events_cb, .error_cb = watch_error_cb, .arg = e};
@@ -405,7 +406,7 @@ static void follow(election *e, const char *pred_key, int64_t rev, char *last_pr
     int rc = etcd_watch_start(e->c, &wr, &cbs, NULL, &w);
     if (rc) {
         CLOG_WARN("election: cannot watch %s: %s", pred_key, etcd_last_error());
-        return;
+        return rc;
     }
     int expect = ELECTION_INIT;
     atomic_compare_exchange_strong(&e->role, &expect, ELECTION_FOLLOWER);
@@ -425,6 +426,7 @@ static void follow(election *e, const char *pred_key, int64_t rev, char *last_pr
     }
     pthread_mutex_unlock(&e->lock);
     etcd_watch_free(w);
+    return 0;
 }
 
 /* One round: read the candidates, lead or follow. Returns 0 or an etcd error to back off. */
@@ -463,8 +465,7 @@ static int campaign_round(election *e, char *last_pred)
     snprintf(pred_key, sizeof(pred_key), "%s", r.kvs[pred].key);
     int64_t rev = r.revision + 1;
     etcd_range_result_free(&r);
-    follow(e, pred_key, rev, last_pred);
-    return 0;
+    return follow(e, pred_key, rev, last_pred);
 }
 
 static void *campaign_main(void *arg)

@@ -18,7 +18,8 @@ from etcdtest import EtcdCluster, stop_pid, wait_until
 
 BUILD = os.environ.get("CURVE_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 DEMO = os.path.join(BUILD, "src/etcd/curve-election-demo")
-TTL = 3           # seconds; small to keep the test short (default in the library is 5)
+TTL = int(os.environ.get("CURVE_ELECTION_TTL", "3"))  # s; small to keep the test short
+#                                                   (the library default is 5)
 BOUND = TTL + 2   # the issue's failover bound
 EXIT_LOST = 3
 PREFIX = "/curve/v1/election/mds"
@@ -144,9 +145,9 @@ def etcd3():
         yield cl
 
 
-def start_queue(cl, names, ttl=TTL):
+def start_queue(cl, names, ttl=TTL, endpoints=None):
     """Starts demos one after another so their queue order is `names`."""
-    f = Fleet(cl.endpoints(), cl.tmp, ttl)
+    f = Fleet(endpoints or cl.endpoints(), cl.tmp, ttl)
     try:
         first = f.start(names[0])
         first.wait_line("ROLE leader", 10)
@@ -212,6 +213,19 @@ def test_middle_standby_killed_rewatches(etcd1):
         f.close()
 
 
+def test_resign_hands_over_at_once(etcd1):
+    """SIGTERM: the demo resigns (revokes its lease) and the next candidate leads at once."""
+    f = start_queue(etcd1, ["a", "b"])
+    try:
+        t0 = time.monotonic()
+        assert stop_pid(f.demos["a"].proc) == 0
+        name, secs = measure_failover(f, ["b"], BOUND)
+        print("\nHANDOVER on resign: b serving after %.2f s" % secs)
+        assert secs < TTL  # no lease expiry to wait for
+    finally:
+        f.close()
+
+
 def test_paused_leader_stops_serving_when_resumed(etcd1):
     f = start_queue(etcd1, ["a", "b"])
     a = f.demos["a"]
@@ -247,9 +261,14 @@ def test_paused_leader_stops_serving_when_resumed(etcd1):
 
 def test_etcd_leader_killed(etcd3):
     ttl = 5
-    f = start_queue(etcd3, ["a", "b"], ttl=ttl)
+    victim = etcd3.leader_index()
+    # The etcd leader comes first in the demos' endpoint lists: killing it also forces their
+    # clients to fail over to another member.
+    eps = etcd3.endpoints()
+    eps = [eps[victim]] + eps[:victim] + eps[victim + 1:]
+    f = start_queue(etcd3, ["a", "b"], ttl=ttl, endpoints=eps)
     try:
-        victim = etcd3.leader_index()
+        assert etcd3.leader_index() == victim
         t0 = time.monotonic()
         etcd3.kill(victim)
         # Watch for 2 TTLs: never two leaders; a gap (if the leader had to step down) is
