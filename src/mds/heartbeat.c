@@ -1,0 +1,181 @@
+/* Heartbeat processing and chunkserver state transitions: see heartbeat.h, docs/mds.md. */
+#include "mds/heartbeat.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/assert.h"
+#include "curve/errors.h"
+
+void mds_hb_cfg_default(mds_hb_cfg *cfg)
+{
+    cfg->unstable_ms = 30 * 1000;
+    cfg->offline_ms = 30 * 60 * 1000;
+}
+
+int mds_hb_cfg_check(const mds_hb_cfg *cfg)
+{
+    return cfg->unstable_ms > 0 && cfg->unstable_ms < cfg->offline_ms ? 0 : -EINVAL;
+}
+
+/* Peers well-formed: 1..MAX, distinct, known chunkservers; leader 0 or a peer. */
+static bool entry_valid(const mds_topology *t, const mds_hb_copyset *e)
+{
+    if (e->npeers == 0 || e->npeers > MDS_MAX_PEERS)
+        return false;
+    bool leader_ok = e->leader == 0;
+    for (uint32_t i = 0; i < e->npeers; i++) {
+        if (e->peers[i] == 0 || mds_topo_cs(t, e->peers[i]) == NULL)
+            return false;
+        for (uint32_t k = 0; k < i; k++)
+            if (e->peers[k] == e->peers[i])
+                return false;
+        if (e->peers[i] == e->leader)
+            leader_ok = true;
+    }
+    return leader_ok;
+}
+
+static bool same_peers(const mds_copyset *c, const mds_hb_copyset *e)
+{
+    if (c->npeers != e->npeers)
+        return false;
+    for (uint32_t i = 0; i < e->npeers; i++)
+        if (!mds_copyset_has_peer(c, e->peers[i]))
+            return false;
+    return true;
+}
+
+static void note_changed(mds_hb_result *res, const mds_copyset *c)
+{
+    if (res->nchanged > 0 && res->changed[res->nchanged - 1].pool_id == c->pool_id &&
+        res->changed[res->nchanged - 1].copyset_id == c->id)
+        return;
+    if (res->nchanged == MDS_HB_MAX_CHANGED) {
+        res->changed_overflow = true;
+        return;
+    }
+    res->changed[res->nchanged].pool_id = c->pool_id;
+    res->changed[res->nchanged].copyset_id = c->id;
+    res->nchanged++;
+}
+
+/* Applies one copyset entry; returns true if the stored view changed. */
+static bool apply_entry(mds_topology *t, const mds_hb_copyset *e, uint64_t now_ms,
+                        mds_hb_result *res)
+{
+    mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
+    if (c == NULL) {
+        res->unknown++;
+        return false;
+    }
+    if (!entry_valid(t, e)) {
+        res->invalid++;
+        return false;
+    }
+    if (e->epoch < c->epoch) {
+        res->stale++;
+        return false;
+    }
+    bool changed = false;
+    if (e->epoch > c->epoch) {
+        c->epoch = e->epoch;
+        c->npeers = e->npeers;
+        memset(c->peers, 0, sizeof(c->peers));
+        memcpy(c->peers, e->peers, e->npeers * sizeof(uint32_t));
+        if (c->leader != 0 && !mds_copyset_has_peer(c, c->leader))
+            c->leader = 0; /* the old leader left the group */
+        changed = true;
+    } else if (!same_peers(c, e)) {
+        res->conflicts++;
+        return false;
+    }
+    res->accepted++;
+    c->last_update_ms = now_ms;
+    if (e->leader != 0) {
+        if (e->term > c->term || (e->term == c->term && c->leader == 0)) {
+            if (c->leader != e->leader || c->term != e->term)
+                res->leader_updates++;
+            c->leader = e->leader;
+            c->term = e->term;
+            changed = true;
+        } else if (e->term == c->term && e->leader != c->leader) {
+            res->conflicts++; /* two leaders in one term: Raft forbids it; keep ours */
+        }
+    }
+    CURVE_ASSERT(c->leader == 0 || mds_copyset_has_peer(c, c->leader));
+    return changed;
+}
+
+int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, uint64_t now_ms,
+                   mds_hb_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof(*res));
+    mds_chunkserver *cs = mds_topo_cs(t, r->cs_id);
+    if (cs == NULL) {
+        mds__errf(err, errlen, "heartbeat: unknown chunkserver %u", r->cs_id);
+        return CURVE_ERR_NOT_FOUND;
+    }
+    if (r->token == NULL || strcmp(r->token, cs->token) != 0) {
+        mds__errf(err, errlen, "heartbeat: bad token for chunkserver %u", r->cs_id);
+        return CURVE_ERR_PERMISSION;
+    }
+    if (cs->state == MDS_CS_RETIRED) {
+        mds__errf(err, errlen, "heartbeat: chunkserver %u is retired", r->cs_id);
+        return CURVE_ERR_FENCED;
+    }
+    if (r->used > r->capacity) {
+        mds__errf(err, errlen, "heartbeat: chunkserver %u reports used %llu > capacity %llu",
+                  r->cs_id, (unsigned long long)r->used, (unsigned long long)r->capacity);
+        return -EINVAL;
+    }
+    if (r->ncopysets > MDS_HB_MAX_COPYSETS || (r->ncopysets > 0 && r->copysets == NULL)) {
+        mds__errf(err, errlen, "heartbeat: chunkserver %u reports %zu copysets (max %d)",
+                  r->cs_id, r->ncopysets, MDS_HB_MAX_COPYSETS);
+        return -EINVAL;
+    }
+    cs->state = MDS_CS_ONLINE;
+    cs->last_hb_ms = now_ms;
+    cs->capacity = r->capacity;
+    cs->used = r->used;
+    uint32_t cs_id = r->cs_id;
+    cs = NULL; /* no inserts below, but do not keep the pointer around */
+
+    for (size_t i = 0; i < r->ncopysets; i++) {
+        const mds_hb_copyset *e = &r->copysets[i];
+        if (apply_entry(t, e, now_ms, res))
+            note_changed(res, mds_topo_copyset(t, e->pool_id, e->copyset_id));
+        const mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
+        mds_op_event ev;
+        if (c != NULL && mds_optable_observe(ops, c, &ev) == 1 && res->nevents < MDS_HB_MAX_EVENTS)
+            res->events[res->nevents++] = ev;
+    }
+    res->nops = mds_optable_for_leader(ops, t, cs_id, res->ops, MDS_HB_MAX_REPLY_OPS);
+    return 0;
+}
+
+size_t mds_hb_tick(mds_topology *t, const mds_hb_cfg *cfg, uint64_t now_ms,
+                   mds_hb_transition *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->css.n; i++) {
+        mds_chunkserver *c = &t->css.v[i];
+        if (c->state == MDS_CS_RETIRED)
+            continue;
+        uint64_t idle = now_ms > c->last_hb_ms ? now_ms - c->last_hb_ms : 0;
+        mds_cs_state want = idle >= cfg->offline_ms    ? MDS_CS_OFFLINE
+                            : idle >= cfg->unstable_ms ? MDS_CS_UNSTABLE
+                                                       : MDS_CS_ONLINE;
+        /* Only a heartbeat brings a chunkserver back (mds_hb_process); time only degrades. */
+        if (want <= c->state)
+            continue;
+        if (n < max) {
+            out[n].cs_id = c->id;
+            out[n].from = c->state;
+            out[n].to = want;
+        }
+        n++;
+        c->state = want;
+    }
+    return n;
+}

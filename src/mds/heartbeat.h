@@ -1,0 +1,101 @@
+/*
+ * Chunkserver heartbeats at the MDS (DESIGN §5, §7; docs/mds.md "Heartbeats").
+ *
+ * mds_hb_process() applies one heartbeat report to the topology: chunkserver liveness and
+ * disk usage, then per copyset the reported view, with these rules:
+ *   - a report with a lower configuration epoch than the known one is stale and ignored;
+ *   - a higher epoch replaces the peers (the higher epoch wins);
+ *   - an equal epoch with different peers is a conflict: counted, ignored;
+ *   - leader and term are taken from a report whose term is higher than the known one (or
+ *     equal with no known leader); a different leader in the same term is a conflict;
+ *   - after an update, the copyset's operator (if any) is checked for completion.
+ * It also collects the operators the chunkserver must run: those of copysets it leads.
+ *
+ * mds_hb_tick() moves chunkservers through online -> unstable -> offline by the time since
+ * their last heartbeat (a heartbeat brings them back online at once; retired never changes).
+ *
+ * Pure functions, time passed in (monotonic ms). Single-threaded (the MDS loop).
+ */
+#ifndef CURVE_MDS_HEARTBEAT_H
+#define CURVE_MDS_HEARTBEAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mds/scheduler.h"
+#include "mds/topology.h"
+
+#define MDS_HB_MAX_COPYSETS  65536 /* bound on copysets in one report */
+#define MDS_HB_MAX_REPLY_OPS 64    /* operators carried by one heartbeat reply */
+#define MDS_HB_MAX_EVENTS    64    /* operator completions reported per heartbeat */
+#define MDS_HB_MAX_CHANGED   256   /* changed copysets listed per heartbeat (then overflow) */
+
+typedef struct mds_hb_cfg {
+    uint64_t unstable_ms; /* no heartbeat for this long: unstable (Curve: 30 s) */
+    uint64_t offline_ms;  /* no heartbeat for this long: offline (Curve: 30 min; tests: s) */
+} mds_hb_cfg;
+
+void mds_hb_cfg_default(mds_hb_cfg *cfg);
+/* 0 < unstable_ms < offline_ms, else -EINVAL. */
+int mds_hb_cfg_check(const mds_hb_cfg *cfg);
+
+typedef struct mds_hb_copyset {
+    uint32_t pool_id, copyset_id;
+    uint32_t npeers;
+    uint32_t peers[MDS_MAX_PEERS];
+    uint32_t leader; /* 0 = unknown to the reporter */
+    uint64_t term, epoch;
+} mds_hb_copyset;
+
+typedef struct mds_hb_report {
+    uint32_t cs_id;
+    const char *token; /* must match the registered token */
+    uint64_t capacity, used;
+    const mds_hb_copyset *copysets; /* borrowed */
+    size_t ncopysets;
+} mds_hb_report;
+
+typedef struct mds_copyset_key {
+    uint32_t pool_id, copyset_id;
+} mds_copyset_key;
+
+typedef struct mds_hb_result {
+    uint32_t accepted;       /* copyset views accepted (equal or newer epoch, consistent) */
+    uint32_t stale;          /* lower epoch than known */
+    uint32_t conflicts;      /* same epoch, different peers; or two leaders in one term */
+    uint32_t unknown;        /* copyset not in the topology */
+    uint32_t invalid;        /* malformed entry (peers, leader) */
+    uint32_t leader_updates; /* leader/term changed */
+    /* copysets whose stored view changed (the daemon writes them to etcd) */
+    size_t nchanged;
+    bool changed_overflow; /* more than MDS_HB_MAX_CHANGED: store every reported copyset */
+    mds_copyset_key changed[MDS_HB_MAX_CHANGED];
+    /* operators that finished with this heartbeat */
+    size_t nevents;
+    mds_op_event events[MDS_HB_MAX_EVENTS];
+    /* operators for the reply: copysets led by this chunkserver */
+    size_t nops;
+    mds_operator ops[MDS_HB_MAX_REPLY_OPS];
+} mds_hb_result;
+
+/*
+ * Applies report `r` at time now_ms. `res` is zeroed and filled (it is large: allocate it
+ * once and reuse it). Returns 0; CURVE_ERR_NOT_FOUND (unknown chunkserver); CURVE_ERR_PERMISSION
+ * (token mismatch); CURVE_ERR_FENCED (retired chunkserver); -EINVAL (used > capacity, too
+ * many copysets). On error nothing changes. Bad copyset entries do not fail the call: they are
+ * counted in res->invalid.
+ */
+int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, uint64_t now_ms,
+                   mds_hb_result *res, char *err, size_t errlen);
+
+typedef struct mds_hb_transition {
+    uint32_t cs_id;
+    mds_cs_state from, to;
+} mds_hb_transition;
+
+/* Applies time-based transitions at now_ms; fills up to `max` transitions into `out`
+ * (may be NULL when max is 0) and returns the number of chunkservers that changed state. */
+size_t mds_hb_tick(mds_topology *t, const mds_hb_cfg *cfg, uint64_t now_ms,
+                   mds_hb_transition *out, size_t max);
+
+#endif

@@ -1,0 +1,484 @@
+/* Namespace rules: see namespace_rules.h and docs/mds.md. */
+#include "mds/namespace_rules.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/assert.h"
+#include "common/crc32c.h"
+#include "curve/errors.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* names and paths */
+
+static bool name_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-' || c == '+' || c == '=' || c == '@' || c == ':';
+}
+
+/* Checks the component [s, s+n). */
+static int check_comp(const char *s, size_t n, char *err, size_t errlen)
+{
+    if (n == 0) {
+        mds__errf(err, errlen, "empty name");
+        return CURVE_ERR_BAD_NAME;
+    }
+    if (n > MDS_NS_NAME_MAX) {
+        mds__errf(err, errlen, "name '%.32s...' is %zu bytes (max %d)", s, n, MDS_NS_NAME_MAX);
+        return -ENAMETOOLONG;
+    }
+    if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) {
+        mds__errf(err, errlen, "name '%.*s' is not allowed", (int)n, s);
+        return CURVE_ERR_BAD_NAME;
+    }
+    if (s[0] == '-') {
+        mds__errf(err, errlen, "name '%.*s' must not start with '-'", (int)(n > 64 ? 64 : n), s);
+        return CURVE_ERR_BAD_NAME;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!name_char_ok(s[i])) {
+            mds__errf(err, errlen,
+                      "name '%.*s': character 0x%02x at offset %zu not allowed (use "
+                      "[A-Za-z0-9._+=@:-])",
+                      (int)(n > 64 ? 64 : n), s, (unsigned char)s[i], i);
+            return CURVE_ERR_BAD_NAME;
+        }
+    }
+    return 0;
+}
+
+int mds_ns_check_name(const char *name, char *err, size_t errlen)
+{
+    if (name == NULL) {
+        mds__errf(err, errlen, "name missing");
+        return CURVE_ERR_BAD_NAME;
+    }
+    return check_comp(name, strnlen(name, MDS_NS_NAME_MAX + 1), err, errlen);
+}
+
+int mds_ns_check_create(uint64_t parent_id, const char *name, char *err, size_t errlen)
+{
+    int rc = mds_ns_check_name(name, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (parent_id == MDS_NS_ROOT_ID && strcmp(name, MDS_NS_RECYCLE_BIN) == 0) {
+        mds__errf(err, errlen, "'/%s' is reserved", MDS_NS_RECYCLE_BIN);
+        return CURVE_ERR_PERMISSION;
+    }
+    return 0;
+}
+
+int mds_ns_parse_path(const char *path, mds_ns_path *out, char *err, size_t errlen)
+{
+    out->n = 0;
+    if (path == NULL || path[0] != '/') {
+        mds__errf(err, errlen, "path '%.64s' must be absolute", path ? path : "(null)");
+        return CURVE_ERR_BAD_NAME;
+    }
+    size_t len = strnlen(path, MDS_NS_PATH_MAX + 1);
+    if (len > MDS_NS_PATH_MAX) {
+        mds__errf(err, errlen, "path '%.32s...' longer than %d bytes", path, MDS_NS_PATH_MAX);
+        return -ENAMETOOLONG;
+    }
+    if (strstr(path, "//") != NULL) {
+        mds__errf(err, errlen, "path '%.64s': empty component", path);
+        return CURVE_ERR_BAD_NAME;
+    }
+    memcpy(out->buf, path, len + 1);
+    if (len > 1 && out->buf[len - 1] == '/')
+        out->buf[--len] = '\0'; /* one trailing slash */
+    size_t i = 1;
+    while (i < len) {
+        char *s = &out->buf[i];
+        char *slash = strchr(s, '/');
+        size_t n = slash ? (size_t)(slash - s) : strlen(s);
+        if (n == 0) {
+            mds__errf(err, errlen, "path '%.64s': empty component", path);
+            return CURVE_ERR_BAD_NAME;
+        }
+        int rc = check_comp(s, n, err, errlen);
+        if (rc != 0)
+            return rc;
+        if (out->n == MDS_NS_DEPTH_MAX) {
+            mds__errf(err, errlen, "path '%.32s...' deeper than %d", path, MDS_NS_DEPTH_MAX);
+            return -ENAMETOOLONG;
+        }
+        out->comp[out->n++] = s;
+        if (slash != NULL)
+            *slash = '\0';
+        i += n + 1;
+    }
+    return 0;
+}
+
+static bool is_recycle_bin(const mds_ns_path *p)
+{
+    return p->n == 1 && strcmp(p->comp[0], MDS_NS_RECYCLE_BIN) == 0;
+}
+
+int mds_ns_check_rename(const mds_ns_path *from, const mds_ns_path *to, char *err,
+                        size_t errlen)
+{
+    if (from->n == 0 || to->n == 0) {
+        mds__errf(err, errlen, "cannot rename the root directory");
+        return CURVE_ERR_PERMISSION;
+    }
+    if (is_recycle_bin(from) || is_recycle_bin(to)) {
+        mds__errf(err, errlen, "cannot rename /%s itself", MDS_NS_RECYCLE_BIN);
+        return CURVE_ERR_PERMISSION;
+    }
+    if (to->n > from->n) {
+        bool inside = true;
+        for (size_t i = 0; i < from->n && inside; i++)
+            inside = strcmp(from->comp[i], to->comp[i]) == 0;
+        if (inside) {
+            mds__errf(err, errlen, "cannot move a directory into itself");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int mds_ns_recycle_name(const char *name, uint64_t id, char *buf, size_t len)
+{
+    char suffix[24];
+    int sn = snprintf(suffix, sizeof(suffix), "-%" PRIu64, id);
+    CURVE_ASSERT(sn > 0 && (size_t)sn < sizeof(suffix));
+    size_t nl = strnlen(name, MDS_NS_NAME_MAX);
+    if (nl + (size_t)sn > MDS_NS_NAME_MAX)
+        nl = MDS_NS_NAME_MAX - (size_t)sn;
+    if (nl + (size_t)sn + 1 > len)
+        return -ENOSPC;
+    memcpy(buf, name, nl);
+    memcpy(buf + nl, suffix, (size_t)sn + 1);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* sizes */
+
+#define KiB (1024ull)
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define TiB (1024ull * GiB)
+
+void mds_ns_size_cfg_default(mds_ns_size_cfg *cfg)
+{
+    cfg->chunk_size = 16 * MiB;
+    cfg->segment_size = 1 * GiB;
+    cfg->min_size = 10 * GiB;
+    cfg->max_size = 20 * TiB;
+}
+
+int mds_ns_check_size_cfg(const mds_ns_size_cfg *cfg, char *err, size_t errlen)
+{
+    uint64_t c = cfg->chunk_size, s = cfg->segment_size;
+    if (c < 4 * KiB || (c & (c - 1)) != 0) {
+        mds__errf(err, errlen, "chunk_size %" PRIu64 " must be a power of two >= 4096", c);
+        return -EINVAL;
+    }
+    if (s == 0 || s % c != 0 || s > 4 * GiB - c || s / c > MDS_NS_MAX_CHUNKS_PER_SEGMENT) {
+        mds__errf(err, errlen,
+                  "segment_size %" PRIu64 " must be a multiple of chunk_size, < 4 GiB and at "
+                  "most %d chunks",
+                  s, MDS_NS_MAX_CHUNKS_PER_SEGMENT);
+        return -EINVAL;
+    }
+    if (cfg->min_size == 0 || cfg->min_size % s != 0 || cfg->max_size % s != 0 ||
+        cfg->max_size < cfg->min_size) {
+        mds__errf(err, errlen,
+                  "min_size %" PRIu64 " / max_size %" PRIu64
+                  " must be multiples of segment_size with 0 < min <= max",
+                  cfg->min_size, cfg->max_size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int mds_ns_check_size(const mds_ns_size_cfg *cfg, uint64_t size, char *err, size_t errlen)
+{
+    if (size % cfg->segment_size != 0) {
+        mds__errf(err, errlen, "size %" PRIu64 " is not a multiple of the segment size %" PRIu64,
+                  size, cfg->segment_size);
+        return CURVE_ERR_BAD_SIZE;
+    }
+    if (size < cfg->min_size) {
+        mds__errf(err, errlen, "size %" PRIu64 " is below the minimum %" PRIu64, size,
+                  cfg->min_size);
+        return CURVE_ERR_BAD_SIZE;
+    }
+    if (size > cfg->max_size) {
+        mds__errf(err, errlen, "size %" PRIu64 " is above the maximum %" PRIu64, size,
+                  cfg->max_size);
+        return -EFBIG;
+    }
+    return 0;
+}
+
+int mds_ns_check_extend(const mds_ns_size_cfg *cfg, uint64_t old_size, uint64_t new_size,
+                        char *err, size_t errlen)
+{
+    if (new_size < old_size) {
+        mds__errf(err, errlen, "cannot shrink from %" PRIu64 " to %" PRIu64 " bytes", old_size,
+                  new_size);
+        return CURVE_ERR_BAD_SIZE;
+    }
+    return mds_ns_check_size(cfg, new_size, err, errlen);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* id allocator */
+
+void mds_idalloc_init(mds_idalloc *a, uint64_t batch, uint64_t low_water)
+{
+    CURVE_ASSERT(batch > 0 && low_water < batch);
+    a->next = a->end = 0;
+    a->batch = batch;
+    a->low_water = low_water;
+}
+
+uint64_t mds_idalloc_left(const mds_idalloc *a)
+{
+    CURVE_ASSERT(a->next <= a->end);
+    return a->end - a->next;
+}
+
+bool mds_idalloc_need_refill(const mds_idalloc *a, uint64_t want)
+{
+    uint64_t left = mds_idalloc_left(a);
+    return left < a->low_water || left < want;
+}
+
+int mds_idalloc_refill(mds_idalloc *a, uint64_t start, uint64_t count)
+{
+    if (start == 0 || count == 0 || start > UINT64_MAX - count)
+        return -EINVAL;
+    if (start < a->next) /* would hand out ids again */
+        return -EINVAL;
+    a->next = start;
+    a->end = start + count;
+    return 0;
+}
+
+int mds_idalloc_take(mds_idalloc *a, uint64_t n, uint64_t *out)
+{
+    if (mds_idalloc_left(a) < n)
+        return -EAGAIN;
+    for (uint64_t i = 0; i < n; i++)
+        out[i] = a->next++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* segments */
+
+int mds_ns_alloc_segment(const uint32_t *copysets, size_t ncopysets, uint64_t seg_index,
+                         uint32_t nchunks, mds_rng *rng, mds_idalloc *ids, mds_chunk_loc *out)
+{
+    if (ncopysets == 0 || ncopysets > MDS_MAX_COPYSETS_PER_POOL || nchunks == 0 ||
+        nchunks > MDS_NS_MAX_CHUNKS_PER_SEGMENT)
+        return -EINVAL;
+    if (mds_idalloc_left(ids) < nchunks)
+        return -EAGAIN;
+    /* DESIGN §2: round-robin over the pool's copysets from a random start, so consecutive
+     * chunks of a volume land on different copysets (and the load spreads over the pool). */
+    uint32_t start = mds_rng_below(rng, (uint32_t)ncopysets);
+    for (uint32_t k = 0; k < nchunks; k++) {
+        out[k].copyset_id = copysets[(start + k) % ncopysets];
+        int rc = mds_idalloc_take(ids, 1, &out[k].chunk_id);
+        CURVE_ASSERT(rc == 0);
+    }
+    (void)seg_index; /* the start is random per segment; the index is for the caller's record */
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* records */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int check_owner(const char *s, size_t n)
+{
+    if (n == 0 || n > MDS_NS_OWNER_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char_ok(s[i]))
+            return -EINVAL;
+    return 0;
+}
+
+/* Root ("/", id 1) has an empty name; every other file has a valid component name. */
+static int check_file_name(uint64_t id, const char *s, size_t n)
+{
+    if (id == MDS_NS_ROOT_ID && n == 0)
+        return 0;
+    return check_comp(s, n, NULL, 0);
+}
+
+int mds_file_encode(const mds_file *f, uint8_t *buf, size_t len)
+{
+    size_t nl = strnlen(f->name, sizeof(f->name)), ol = strnlen(f->owner, sizeof(f->owner));
+    if ((f->type != MDS_FILE_DIR && f->type != MDS_FILE_VOLUME) ||
+        (f->status != MDS_FILE_NORMAL && f->status != MDS_FILE_DELETING) || f->id == 0 ||
+        check_file_name(f->id, f->name, nl) != 0 || check_owner(f->owner, ol) != 0)
+        return -EINVAL;
+    size_t total = MDS_FILE_REC_HDR + nl + ol + 4;
+    if (len < total)
+        return -ENOSPC;
+    put32(buf + 0, MDS_FILE_REC_MAGIC);
+    put16(buf + 4, MDS_FILE_REC_VERSION);
+    buf[6] = (uint8_t)f->type;
+    buf[7] = (uint8_t)f->status;
+    put64(buf + 8, f->id);
+    put64(buf + 16, f->parent_id);
+    put64(buf + 24, f->size);
+    put64(buf + 32, f->ctime_ns);
+    put64(buf + 40, f->epoch);
+    put32(buf + 48, f->segment_size);
+    put32(buf + 52, f->chunk_size);
+    put16(buf + 56, (uint16_t)nl);
+    put16(buf + 58, (uint16_t)ol);
+    memcpy(buf + MDS_FILE_REC_HDR, f->name, nl);
+    memcpy(buf + MDS_FILE_REC_HDR + nl, f->owner, ol);
+    put32(buf + total - 4, curve_crc32c(0, buf, total - 4));
+    return (int)total;
+}
+
+int mds_file_decode(const uint8_t *buf, size_t len, mds_file *f, char *err, size_t errlen)
+{
+    memset(f, 0, sizeof(*f));
+    if (len < MDS_FILE_REC_HDR + 4 || get32(buf) != MDS_FILE_REC_MAGIC) {
+        mds__errf(err, errlen, "file record: too short or bad magic (%zu bytes)", len);
+        return CURVE_ERR_CORRUPT;
+    }
+    if (get16(buf + 4) != MDS_FILE_REC_VERSION) {
+        mds__errf(err, errlen, "file record: unsupported version %u", get16(buf + 4));
+        return CURVE_ERR_CORRUPT;
+    }
+    size_t nl = get16(buf + 56), ol = get16(buf + 58);
+    if (nl > MDS_NS_NAME_MAX || ol > MDS_NS_OWNER_MAX || len != MDS_FILE_REC_HDR + nl + ol + 4) {
+        mds__errf(err, errlen, "file record: bad lengths (name %zu, owner %zu, record %zu)", nl,
+                  ol, len);
+        return CURVE_ERR_CORRUPT;
+    }
+    uint32_t crc = curve_crc32c(0, buf, len - 4);
+    if (crc != get32(buf + len - 4)) {
+        mds__errf(err, errlen, "file record: crc mismatch (stored %08x, computed %08x)",
+                  get32(buf + len - 4), crc);
+        return CURVE_ERR_CORRUPT;
+    }
+    f->type = (mds_file_type)buf[6];
+    f->status = (mds_file_status)buf[7];
+    f->id = get64(buf + 8);
+    f->parent_id = get64(buf + 16);
+    f->size = get64(buf + 24);
+    f->ctime_ns = get64(buf + 32);
+    f->epoch = get64(buf + 40);
+    f->segment_size = get32(buf + 48);
+    f->chunk_size = get32(buf + 52);
+    memcpy(f->name, buf + MDS_FILE_REC_HDR, nl);
+    memcpy(f->owner, buf + MDS_FILE_REC_HDR + nl, ol);
+    if ((buf[6] != MDS_FILE_DIR && buf[6] != MDS_FILE_VOLUME) ||
+        (buf[7] != MDS_FILE_NORMAL && buf[7] != MDS_FILE_DELETING) || f->id == 0 ||
+        check_file_name(f->id, f->name, nl) != 0 || check_owner(f->owner, ol) != 0) {
+        mds__errf(err, errlen, "file record %" PRIu64 ": invalid type, status, name or owner",
+                  f->id);
+        memset(f, 0, sizeof(*f));
+        return CURVE_ERR_CORRUPT;
+    }
+    return 0;
+}
+
+int mds_segment_encode(const mds_segment *s, uint8_t *buf, size_t len)
+{
+    if (s->nchunks == 0 || s->nchunks > MDS_NS_MAX_CHUNKS_PER_SEGMENT || s->file_id == 0 ||
+        s->pool_id == 0)
+        return -EINVAL;
+    size_t total = MDS_SEG_REC_LEN(s->nchunks);
+    if (len < total)
+        return -ENOSPC;
+    put32(buf + 0, MDS_SEG_REC_MAGIC);
+    put16(buf + 4, MDS_SEG_REC_VERSION);
+    put16(buf + 6, 0);
+    put64(buf + 8, s->file_id);
+    put64(buf + 16, s->offset);
+    put32(buf + 24, s->pool_id);
+    put32(buf + 28, s->nchunks);
+    for (uint32_t i = 0; i < s->nchunks; i++) {
+        uint8_t *p = buf + MDS_SEG_REC_HDR + 12 * (size_t)i;
+        put32(p, s->chunks[i].copyset_id);
+        put64(p + 4, s->chunks[i].chunk_id);
+    }
+    put32(buf + total - 4, curve_crc32c(0, buf, total - 4));
+    return (int)total;
+}
+
+int mds_segment_decode(const uint8_t *buf, size_t len, mds_segment *s, char *err,
+                       size_t errlen)
+{
+    s->nchunks = 0;
+    if (len < MDS_SEG_REC_LEN(1) || get32(buf) != MDS_SEG_REC_MAGIC ||
+        get16(buf + 4) != MDS_SEG_REC_VERSION || get16(buf + 6) != 0) {
+        mds__errf(err, errlen, "segment record: too short, bad magic, version or flags");
+        return CURVE_ERR_CORRUPT;
+    }
+    uint32_t n = get32(buf + 28);
+    if (n == 0 || n > MDS_NS_MAX_CHUNKS_PER_SEGMENT || len != MDS_SEG_REC_LEN(n)) {
+        mds__errf(err, errlen, "segment record: bad chunk count %u for %zu bytes", n, len);
+        return CURVE_ERR_CORRUPT;
+    }
+    uint32_t crc = curve_crc32c(0, buf, len - 4);
+    if (crc != get32(buf + len - 4)) {
+        mds__errf(err, errlen, "segment record: crc mismatch");
+        return CURVE_ERR_CORRUPT;
+    }
+    s->file_id = get64(buf + 8);
+    s->offset = get64(buf + 16);
+    s->pool_id = get32(buf + 24);
+    if (s->file_id == 0 || s->pool_id == 0) {
+        mds__errf(err, errlen, "segment record: zero file or pool id");
+        return CURVE_ERR_CORRUPT;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *p = buf + MDS_SEG_REC_HDR + 12 * (size_t)i;
+        s->chunks[i].copyset_id = get32(p);
+        s->chunks[i].chunk_id = get64(p + 4);
+    }
+    s->nchunks = n;
+    return 0;
+}

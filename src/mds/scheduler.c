@@ -1,0 +1,663 @@
+/* Schedulers and operators: see scheduler.h and docs/mds.md. */
+#include "mds/scheduler.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/assert.h"
+#include "curve/errors.h"
+#include "mds/placement.h"
+
+/* Bound on (source, copyset) attempts of one balance run, so a run that cannot find a move
+ * still ends quickly on a large cluster. */
+#define MDS_SCHED_BALANCE_MAX_TRIES 10000
+
+const char *mds_op_type_name(mds_op_type t)
+{
+    switch (t) {
+    case MDS_OP_ADD_PEER:
+        return "add_peer";
+    case MDS_OP_REMOVE_PEER:
+        return "remove_peer";
+    case MDS_OP_CHANGE_PEER:
+        return "change_peer";
+    case MDS_OP_TRANSFER_LEADER:
+        return "transfer_leader";
+    }
+    return "?";
+}
+
+const char *mds_sched_kind_name(mds_sched_kind k)
+{
+    static const char *const names[] = {"recovery", "replica", "copyset_balance",
+                                        "leader_balance", "manual"};
+    return (unsigned)k < CURVE_ARRAY_SIZE(names) ? names[k] : "?";
+}
+
+const char *mds_alert_kind_name(mds_alert_kind k)
+{
+    switch (k) {
+    case MDS_ALERT_MAJORITY_LOST:
+        return "majority_lost";
+    case MDS_ALERT_NO_CANDIDATE:
+        return "no_candidate";
+    }
+    return "?";
+}
+
+void mds_sched_cfg_default(mds_sched_cfg *cfg)
+{
+    cfg->max_ops_per_run = 16;
+    cfg->change_timeout_ms = 10 * 60 * 1000;
+    cfg->transfer_timeout_ms = 10 * 1000;
+    cfg->balance_range_pct = 5;
+    cfg->leader_range_pct = 10;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* operator table */
+
+void mds_optable_init(mds_optable *o, size_t max)
+{
+    memset(o, 0, sizeof(*o));
+    o->max = max ? max : MDS_OPTABLE_MAX_DEFAULT;
+    o->next_id = 1;
+}
+
+void mds_optable_destroy(mds_optable *o)
+{
+    free(o->v);
+    memset(o, 0, sizeof(*o));
+}
+
+uint32_t mds_op_disk(const mds_operator *op)
+{
+    return op->type == MDS_OP_REMOVE_PEER ? op->old_peer : op->new_peer;
+}
+
+static long op_index(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (o->v[i].pool_id == pool_id && o->v[i].copyset_id == copyset_id)
+            return (long)i;
+    return -1;
+}
+
+const mds_operator *mds_optable_find(const mds_optable *o, uint32_t pool_id,
+                                     uint32_t copyset_id)
+{
+    long i = op_index(o, pool_id, copyset_id);
+    return i >= 0 ? &o->v[i] : NULL;
+}
+
+bool mds_optable_cs_busy(const mds_optable *o, uint32_t cs_id)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (mds_op_disk(&o->v[i]) == cs_id)
+            return true;
+    return false;
+}
+
+bool mds_optable_busy_cb(void *ctx, uint32_t cs_id)
+{
+    return mds_optable_cs_busy(ctx, cs_id);
+}
+
+static bool op_valid(const mds_operator *op)
+{
+    switch (op->type) {
+    case MDS_OP_ADD_PEER:
+    case MDS_OP_TRANSFER_LEADER:
+        return op->new_peer != 0;
+    case MDS_OP_REMOVE_PEER:
+        return op->old_peer != 0;
+    case MDS_OP_CHANGE_PEER:
+        return op->old_peer != 0 && op->new_peer != 0 && op->old_peer != op->new_peer;
+    }
+    return false;
+}
+
+int mds_optable_add(mds_optable *o, const mds_operator *op, uint64_t *id_out)
+{
+    if (!op_valid(op) || op->copyset_id == 0)
+        return -EINVAL;
+    if (op_index(o, op->pool_id, op->copyset_id) >= 0 || mds_optable_cs_busy(o, mds_op_disk(op)))
+        return CURVE_ERR_BUSY;
+    if (o->n >= o->max)
+        return -ENOSPC;
+    if (o->n == o->cap) {
+        size_t ncap = o->cap ? o->cap * 2 : 16;
+        mds_operator *nv = realloc(o->v, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return -ENOMEM;
+        o->v = nv;
+        o->cap = ncap;
+    }
+    o->v[o->n] = *op;
+    o->v[o->n].id = o->next_id++;
+    if (id_out != NULL)
+        *id_out = o->v[o->n].id;
+    o->n++;
+    return 0;
+}
+
+static void remove_at(mds_optable *o, size_t i)
+{
+    CURVE_ASSERT(i < o->n);
+    o->v[i] = o->v[o->n - 1];
+    o->n--;
+}
+
+int mds_optable_remove(mds_optable *o, uint32_t pool_id, uint32_t copyset_id)
+{
+    long i = op_index(o, pool_id, copyset_id);
+    if (i < 0)
+        return CURVE_ERR_NOT_FOUND;
+    remove_at(o, (size_t)i);
+    return 0;
+}
+
+/* -1: still running; else the outcome. */
+static int op_check(const mds_operator *op, const mds_copyset *c)
+{
+    bool has_new = op->new_peer && mds_copyset_has_peer(c, op->new_peer);
+    bool has_old = op->old_peer && mds_copyset_has_peer(c, op->old_peer);
+    if (op->type == MDS_OP_TRANSFER_LEADER) {
+        if (c->leader == op->new_peer)
+            return MDS_OP_DONE;
+        return c->epoch > op->start_epoch || !has_new ? MDS_OP_FAILED : -1;
+    }
+    if (c->epoch <= op->start_epoch)
+        return -1;
+    switch (op->type) {
+    case MDS_OP_ADD_PEER:
+        return has_new ? MDS_OP_DONE : MDS_OP_FAILED;
+    case MDS_OP_REMOVE_PEER:
+        return has_old ? MDS_OP_FAILED : MDS_OP_DONE;
+    case MDS_OP_CHANGE_PEER:
+        /* A single-server change is add then remove: "new and old both in" is the midpoint. */
+        if (has_new && !has_old)
+            return MDS_OP_DONE;
+        return has_new ? -1 : MDS_OP_FAILED;
+    default:
+        break;
+    }
+    CURVE_UNREACHABLE();
+}
+
+int mds_optable_observe(mds_optable *o, const mds_copyset *c, mds_op_event *ev)
+{
+    long i = op_index(o, c->pool_id, c->id);
+    if (i < 0)
+        return 0;
+    int outcome = op_check(&o->v[i], c);
+    if (outcome < 0)
+        return 0;
+    ev->op = o->v[i];
+    ev->outcome = (mds_op_outcome)outcome;
+    remove_at(o, (size_t)i);
+    return 1;
+}
+
+size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, size_t max)
+{
+    size_t removed = 0, i = 0;
+    while (i < o->n) {
+        if (o->v[i].deadline_ms > now_ms) {
+            i++;
+            continue;
+        }
+        if (removed < max) {
+            evs[removed].op = o->v[i];
+            evs[removed].outcome = MDS_OP_EXPIRED;
+        }
+        removed++;
+        remove_at(o, i); /* the last element moved into i: look at i again */
+    }
+    return removed;
+}
+
+size_t mds_optable_for_leader(const mds_optable *o, const mds_topology *t, uint32_t cs_id,
+                              mds_operator *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->n && n < max; i++) {
+        const mds_copyset *c = mds_topo_copyset(t, o->v[i].pool_id, o->v[i].copyset_id);
+        if (c != NULL && c->leader == cs_id)
+            out[n++] = o->v[i];
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* scheduler helpers */
+
+static bool cs_alive(const mds_topology *t, uint32_t id)
+{
+    const mds_chunkserver *c = mds_topo_cs(t, id);
+    return c != NULL && (c->state == MDS_CS_ONLINE || c->state == MDS_CS_UNSTABLE);
+}
+
+static bool cs_online(const mds_topology *t, uint32_t id)
+{
+    const mds_chunkserver *c = mds_topo_cs(t, id);
+    return c != NULL && c->state == MDS_CS_ONLINE;
+}
+
+static void add_alert(mds_sched_result *res, mds_alert_kind kind, const mds_copyset *c,
+                      uint32_t alive, uint32_t cs_id)
+{
+    if (res->nalerts == MDS_SCHED_MAX_ALERTS) {
+        res->alerts_dropped++;
+        return;
+    }
+    mds_alert *a = &res->alerts[res->nalerts++];
+    a->kind = kind;
+    a->pool_id = c->pool_id;
+    a->copyset_id = c->id;
+    a->alive = alive;
+    a->npeers = c->npeers;
+    a->cs_id = cs_id;
+}
+
+/* Alive peers of `c`; *first_dead gets the first peer that is not alive (0 if none). */
+static uint32_t count_alive(const mds_topology *t, const mds_copyset *c, uint32_t *first_dead)
+{
+    uint32_t alive = 0;
+    *first_dead = 0;
+    for (uint32_t i = 0; i < c->npeers; i++) {
+        if (cs_alive(t, c->peers[i]))
+            alive++;
+        else if (*first_dead == 0)
+            *first_dead = c->peers[i];
+    }
+    return alive;
+}
+
+static bool leader_alive(const mds_topology *t, const mds_copyset *c)
+{
+    return c->leader != 0 && mds_copyset_has_peer(c, c->leader) && cs_alive(t, c->leader);
+}
+
+static int new_op(mds_optable *ops, const mds_copyset *c, mds_op_type type, mds_sched_kind origin,
+                  uint32_t old_peer, uint32_t new_peer, uint64_t now_ms, const mds_sched_cfg *cfg,
+                  mds_sched_result *res)
+{
+    mds_operator op;
+    memset(&op, 0, sizeof(op));
+    op.type = type;
+    op.origin = origin;
+    op.pool_id = c->pool_id;
+    op.copyset_id = c->id;
+    op.old_peer = old_peer;
+    op.new_peer = new_peer;
+    op.start_epoch = c->epoch;
+    op.created_ms = now_ms;
+    op.deadline_ms = now_ms + (type == MDS_OP_TRANSFER_LEADER ? cfg->transfer_timeout_ms
+                                                              : cfg->change_timeout_ms);
+    int rc = mds_optable_add(ops, &op, NULL);
+    if (rc == 0) {
+        res->ops_created++;
+        return 0;
+    }
+    if (rc == CURVE_ERR_BUSY || rc == -ENOSPC) {
+        res->skipped_busy++;
+        return rc;
+    }
+    return rc;
+}
+
+/* Common gate for recovery and replica: returns true when the copyset may get an operator now;
+ * counts the reason otherwise. */
+static bool may_schedule(const mds_topology *t, const mds_optable *ops, const mds_copyset *c,
+                         const mds_sched_cfg *cfg, mds_sched_result *res)
+{
+    if (mds_optable_find(ops, c->pool_id, c->id) != NULL) {
+        res->skipped_busy++;
+        return false;
+    }
+    if (!leader_alive(t, c)) {
+        res->skipped_no_leader++;
+        return false;
+    }
+    if (res->ops_created >= cfg->max_ops_per_run) {
+        res->rate_limited++;
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* recovery */
+
+int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                       const mds_sched_cfg *cfg, mds_sched_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    for (size_t i = 0; i < t->copysets.n; i++) {
+        const mds_copyset *c = &t->copysets.v[i];
+        uint32_t dead;
+        uint32_t alive = count_alive(t, c, &dead);
+        if (dead == 0)
+            continue;
+        if (alive < c->npeers / 2 + 1) {
+            add_alert(res, MDS_ALERT_MAJORITY_LOST, c, alive, dead);
+            continue;
+        }
+        if (!may_schedule(t, ops, c, cfg, res))
+            continue;
+        mds_replace_req req = {.copyset = c,
+                               .old_peer = dead,
+                               .busy = mds_optable_busy_cb,
+                               .busy_ctx = ops};
+        uint32_t target;
+        int rc = mds_place_choose_replacement(t, &req, &target, NULL, 0);
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc != 0) {
+            add_alert(res, MDS_ALERT_NO_CANDIDATE, c, alive, dead);
+            continue;
+        }
+        rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_RECOVERY, dead, target, now_ms, cfg,
+                    res);
+        if (rc == -ENOMEM)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* replica count */
+
+/* The peer to drop from an over-full copyset: a dead one first, else the one with the most
+ * copysets (lowest id on ties); never the leader, never a busy disk. 0 if none. */
+static uint32_t removal_victim(const mds_topology *t, const mds_optable *ops,
+                               const mds_copyset *c, const uint32_t *counts)
+{
+    uint32_t best = 0, best_count = 0;
+    for (uint32_t i = 0; i < c->npeers; i++) {
+        uint32_t p = c->peers[i];
+        if (p == c->leader || mds_optable_cs_busy(ops, p))
+            continue;
+        if (!cs_alive(t, p))
+            return p;
+        long idx = mds_place_cs_index(t, p);
+        uint32_t cnt = idx >= 0 ? counts[idx] : 0;
+        if (best == 0 || cnt > best_count || (cnt == best_count && p < best)) {
+            best = p;
+            best_count = cnt;
+        }
+    }
+    return best;
+}
+
+int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                      const mds_sched_cfg *cfg, mds_sched_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    uint32_t *counts = malloc((t->css.n ? t->css.n : 1) * sizeof(*counts));
+    if (counts == NULL)
+        return -ENOMEM;
+    mds_place_copyset_counts(t, counts);
+    int rc = 0;
+    for (size_t i = 0; i < t->copysets.n; i++) {
+        const mds_copyset *c = &t->copysets.v[i];
+        const mds_lpool *lp = mds_topo_lpool(t, c->pool_id);
+        if (lp == NULL || c->npeers == lp->replicas)
+            continue;
+        uint32_t dead;
+        uint32_t alive = count_alive(t, c, &dead);
+        if (alive < c->npeers / 2 + 1) {
+            add_alert(res, MDS_ALERT_MAJORITY_LOST, c, alive, dead);
+            continue;
+        }
+        if (!may_schedule(t, ops, c, cfg, res))
+            continue;
+        if (c->npeers < lp->replicas) {
+            mds_replace_req req = {.copyset = c, .busy = mds_optable_busy_cb, .busy_ctx = ops};
+            uint32_t target;
+            rc = mds_place_choose_replacement(t, &req, &target, NULL, 0);
+            if (rc == -ENOMEM)
+                break;
+            if (rc != 0) {
+                rc = 0;
+                add_alert(res, MDS_ALERT_NO_CANDIDATE, c, alive, dead);
+                continue;
+            }
+            rc = new_op(ops, c, MDS_OP_ADD_PEER, MDS_SCHED_REPLICA, 0, target, now_ms, cfg, res);
+        } else {
+            uint32_t victim = removal_victim(t, ops, c, counts);
+            if (victim == 0) {
+                res->skipped_busy++;
+                continue;
+            }
+            rc = new_op(ops, c, MDS_OP_REMOVE_PEER, MDS_SCHED_REPLICA, victim, 0, now_ms, cfg,
+                        res);
+        }
+        if (rc == -ENOMEM)
+            break;
+        rc = 0;
+    }
+    free(counts);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* copyset balance */
+
+typedef struct pool_view {
+    size_t *members; /* indexes into t->css.v of the online chunkservers of one physical pool */
+    size_t n;
+    double mean, range;
+} pool_view;
+
+/* Members of physical pool `pp` that are online; mean and range of `vals` over them. */
+static void pool_members(const mds_topology *t, uint32_t pp, const uint32_t *vals, double pct,
+                         pool_view *v)
+{
+    uint64_t sum = 0;
+    v->n = 0;
+    for (size_t i = 0; i < t->css.n; i++) {
+        if (t->css.v[i].ppool_id == pp && t->css.v[i].state == MDS_CS_ONLINE) {
+            v->members[v->n++] = i;
+            sum += vals[i];
+        }
+    }
+    v->mean = v->n ? (double)sum / (double)v->n : 0;
+    v->range = v->mean * pct / 100.0;
+    if (v->range < 1)
+        v->range = 1;
+}
+
+/* True when moving one unit from a member with `src` to one with `dst` improves balance. */
+static bool worth_moving(const pool_view *v, uint32_t src, uint32_t dst)
+{
+    return src >= dst + 2 && ((double)src > v->mean + v->range || (double)dst < v->mean - v->range);
+}
+
+/* Healthy copyset whose replica on `src` may move: no operator, every peer online, a live
+ * leader that is not `src`. */
+static bool movable(const mds_topology *t, const mds_optable *ops, const mds_copyset *c,
+                    uint32_t src)
+{
+    if (!mds_copyset_has_peer(c, src) || c->leader == src || !leader_alive(t, c) ||
+        mds_optable_find(ops, c->pool_id, c->id) != NULL)
+        return false;
+    for (uint32_t k = 0; k < c->npeers; k++)
+        if (!cs_online(t, c->peers[k]))
+            return false;
+    return true;
+}
+
+/* Member index with the highest value not yet `done`, or -1. */
+static long pick_max(const pool_view *v, const uint32_t *vals, const uint8_t *done)
+{
+    long best = -1;
+    for (size_t k = 0; k < v->n; k++) {
+        size_t i = v->members[k];
+        if (!done[i] && (best < 0 || vals[i] > vals[best]))
+            best = (long)i;
+    }
+    return best;
+}
+
+static int balance_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                        const mds_sched_cfg *cfg, pool_view *v, uint32_t *counts, uint8_t *done,
+                        mds_sched_result *res)
+{
+    size_t tries = 0;
+    for (;;) {
+        long s = pick_max(v, counts, done);
+        if (s < 0)
+            return 0;
+        uint32_t lo = UINT32_MAX;
+        for (size_t k = 0; k < v->n; k++)
+            if (counts[v->members[k]] < lo)
+                lo = counts[v->members[k]];
+        if (!worth_moving(v, counts[s], lo))
+            return 0; /* balanced: no pair of members is worth a move */
+        done[s] = 1;
+        uint32_t src = t->css.v[s].id;
+        for (size_t i = 0; i < t->copysets.n && tries < MDS_SCHED_BALANCE_MAX_TRIES; i++) {
+            const mds_copyset *c = &t->copysets.v[i];
+            if (!movable(t, ops, c, src))
+                continue;
+            tries++;
+            if (res->ops_created >= cfg->max_ops_per_run) {
+                res->rate_limited++;
+                return 0;
+            }
+            mds_replace_req req = {
+                .copyset = c, .old_peer = src, .busy = mds_optable_busy_cb, .busy_ctx = ops};
+            uint32_t target;
+            int rc = mds_place_choose_replacement(t, &req, &target, NULL, 0);
+            if (rc == -ENOMEM)
+                return rc;
+            if (rc != 0)
+                continue;
+            long d = mds_place_cs_index(t, target);
+            CURVE_ASSERT(d >= 0);
+            if (!worth_moving(v, counts[s], counts[d]))
+                continue;
+            rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_COPYSET_BALANCE, src, target,
+                        now_ms, cfg, res);
+            if (rc == -ENOMEM)
+                return rc;
+            if (rc == 0) {
+                /* Plan as if done so the rest of this run sees the new counts. */
+                counts[s]--;
+                counts[d]++;
+                if (!((double)counts[s] > v->mean + v->range))
+                    break;
+            }
+        }
+        if (tries >= MDS_SCHED_BALANCE_MAX_TRIES)
+            return 0;
+    }
+}
+
+int mds_sched_copyset_balance(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                              const mds_sched_cfg *cfg, mds_sched_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    size_t n = t->css.n ? t->css.n : 1;
+    uint32_t *counts = malloc(n * sizeof(*counts));
+    uint8_t *done = calloc(n, 1);
+    pool_view v = {.members = malloc(n * sizeof(size_t))};
+    int rc = 0;
+    if (counts == NULL || done == NULL || v.members == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    mds_place_copyset_counts(t, counts);
+    for (size_t p = 0; p < t->ppools.n && rc == 0; p++) {
+        pool_members(t, t->ppools.v[p].id, counts, cfg->balance_range_pct, &v);
+        if (v.n > MDS_REPLICAS)
+            rc = balance_pool(t, ops, now_ms, cfg, &v, counts, done, res);
+    }
+out:
+    free(counts);
+    free(done);
+    free(v.members);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* leader balance */
+
+static int leader_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                       const mds_sched_cfg *cfg, pool_view *v, uint32_t *leaders, uint8_t *done,
+                       mds_sched_result *res)
+{
+    for (;;) {
+        long s = pick_max(v, leaders, done);
+        if (s < 0 || !((double)leaders[s] > v->mean + v->range))
+            return 0;
+        done[s] = 1;
+        uint32_t src = t->css.v[s].id;
+        for (size_t i = 0; i < t->copysets.n; i++) {
+            const mds_copyset *c = &t->copysets.v[i];
+            if (c->leader != src || mds_optable_find(ops, c->pool_id, c->id) != NULL)
+                continue;
+            long best = -1;
+            for (uint32_t k = 0; k < c->npeers; k++) {
+                uint32_t p = c->peers[k];
+                long d = mds_place_cs_index(t, p);
+                if (p == src || d < 0 || !cs_online(t, p) || mds_optable_cs_busy(ops, p))
+                    continue;
+                if (best < 0 || leaders[d] < leaders[best])
+                    best = d;
+            }
+            if (best < 0 || leaders[s] < leaders[best] + 2)
+                continue;
+            if (res->ops_created >= cfg->max_ops_per_run) {
+                res->rate_limited++;
+                return 0;
+            }
+            int rc = new_op(ops, c, MDS_OP_TRANSFER_LEADER, MDS_SCHED_LEADER_BALANCE, src,
+                            t->css.v[best].id, now_ms, cfg, res);
+            if (rc == -ENOMEM)
+                return rc;
+            if (rc == 0) {
+                leaders[s]--;
+                leaders[best]++;
+                if (!((double)leaders[s] > v->mean + v->range))
+                    break;
+            }
+        }
+    }
+}
+
+int mds_sched_leader_balance(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                             const mds_sched_cfg *cfg, mds_sched_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    size_t n = t->css.n ? t->css.n : 1;
+    uint32_t *leaders = calloc(n, sizeof(*leaders));
+    uint8_t *done = calloc(n, 1);
+    pool_view v = {.members = malloc(n * sizeof(size_t))};
+    int rc = 0;
+    if (leaders == NULL || done == NULL || v.members == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < t->copysets.n; i++) {
+        const mds_copyset *c = &t->copysets.v[i];
+        long idx = c->leader && mds_copyset_has_peer(c, c->leader)
+                       ? mds_place_cs_index(t, c->leader)
+                       : -1;
+        if (idx >= 0)
+            leaders[idx]++;
+    }
+    for (size_t p = 0; p < t->ppools.n && rc == 0; p++) {
+        pool_members(t, t->ppools.v[p].id, leaders, cfg->leader_range_pct, &v);
+        if (v.n >= 2)
+            rc = leader_pool(t, ops, now_ms, cfg, &v, leaders, done, res);
+    }
+out:
+    free(leaders);
+    free(done);
+    free(v.members);
+    return rc;
+}

@@ -1,0 +1,171 @@
+/*
+ * MDS schedulers and the operator table (DESIGN §7, docs/mds.md "Schedulers and operators").
+ *
+ * An operator is one configuration change of one copyset, sent to the copyset's leader inside
+ * heartbeat replies: add / remove / change a peer, or transfer the leadership. The table
+ * allows one operator per copyset and one per disk (chunkserver receiving data or leadership)
+ * at a time. An operator completes when a heartbeat shows the expected configuration (the
+ * epoch advanced with the expected peers; for a leader transfer, the new leader), fails when
+ * the configuration moved elsewhere, and expires at its deadline.
+ *
+ * Schedulers are pure functions over (topology, operator table, now): each adds at most
+ * cfg->max_ops_per_run operators per call and reports alerts (e.g. a copyset that lost its
+ * majority: no operator can help, a human must). The daemon calls them periodically.
+ *
+ * Single-threaded: the table and the topology belong to the MDS loop.
+ */
+#ifndef CURVE_MDS_SCHEDULER_H
+#define CURVE_MDS_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mds/topology.h"
+
+#define MDS_OPTABLE_MAX_DEFAULT 65536 /* default bound on operators in flight */
+#define MDS_SCHED_MAX_ALERTS    64    /* alerts kept per scheduler run (more are counted) */
+
+typedef enum mds_op_type {
+    MDS_OP_ADD_PEER = 1,
+    MDS_OP_REMOVE_PEER = 2,
+    MDS_OP_CHANGE_PEER = 3,     /* old_peer -> new_peer */
+    MDS_OP_TRANSFER_LEADER = 4, /* to new_peer */
+} mds_op_type;
+
+typedef enum mds_sched_kind {
+    MDS_SCHED_RECOVERY = 0,
+    MDS_SCHED_REPLICA = 1,
+    MDS_SCHED_COPYSET_BALANCE = 2,
+    MDS_SCHED_LEADER_BALANCE = 3,
+    MDS_SCHED_MANUAL = 4,
+} mds_sched_kind;
+
+const char *mds_op_type_name(mds_op_type t);
+const char *mds_sched_kind_name(mds_sched_kind k);
+
+typedef struct mds_operator {
+    uint64_t id; /* assigned by mds_optable_add, from 1 */
+    mds_op_type type;
+    mds_sched_kind origin;
+    uint32_t pool_id, copyset_id;
+    uint32_t old_peer;    /* CHANGE/REMOVE: peer leaving; TRANSFER: leader at creation */
+    uint32_t new_peer;    /* CHANGE/ADD: peer joining; TRANSFER: new leader */
+    uint64_t start_epoch; /* copyset epoch when created */
+    uint64_t created_ms, deadline_ms;
+} mds_operator;
+
+typedef enum mds_op_outcome {
+    MDS_OP_DONE = 0,
+    MDS_OP_FAILED = 1,  /* the configuration changed, but not as expected */
+    MDS_OP_EXPIRED = 2, /* deadline passed */
+} mds_op_outcome;
+
+typedef struct mds_op_event {
+    mds_operator op;
+    mds_op_outcome outcome;
+} mds_op_event;
+
+typedef struct mds_optable {
+    mds_operator *v; /* unsorted; small */
+    size_t n, cap;
+    size_t max;      /* bound on n */
+    uint64_t next_id;
+} mds_optable;
+
+/* `max` 0 = MDS_OPTABLE_MAX_DEFAULT. */
+void mds_optable_init(mds_optable *o, size_t max);
+void mds_optable_destroy(mds_optable *o);
+
+/* The chunkserver whose disk the operator occupies (new peer, or the leaving peer of a remove).*/
+uint32_t mds_op_disk(const mds_operator *op);
+
+/* Adds a copy of `op` (id assigned, returned in *id_out if not NULL). Returns 0,
+ * CURVE_ERR_BUSY (the copyset or the disk already has an operator), -EINVAL (bad op),
+ * -ENOSPC (table full) or -ENOMEM. */
+int mds_optable_add(mds_optable *o, const mds_operator *op, uint64_t *id_out);
+/* The operator of a copyset, or NULL. Valid until the table changes. */
+const mds_operator *mds_optable_find(const mds_optable *o, uint32_t pool_id,
+                                     uint32_t copyset_id);
+/* True when some operator occupies chunkserver `cs_id`'s disk. */
+bool mds_optable_cs_busy(const mds_optable *o, uint32_t cs_id);
+/* mds_cs_busy_fn adapter: ctx is a `const mds_optable *`. */
+bool mds_optable_busy_cb(void *ctx, uint32_t cs_id);
+/* Removes the copyset's operator. 0 or CURVE_ERR_NOT_FOUND. */
+int mds_optable_remove(mds_optable *o, uint32_t pool_id, uint32_t copyset_id);
+/* Checks the copyset's operator against the copyset's current view `c`. When it finished
+ * (done or failed) it is removed, *ev filled and 1 returned; otherwise 0. */
+int mds_optable_observe(mds_optable *o, const mds_copyset *c, mds_op_event *ev);
+/* Removes operators whose deadline is <= now_ms; fills up to `max` events; returns the
+ * number removed. */
+size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, size_t max);
+/* Copies into out (up to max) the operators of copysets whose current leader is `cs_id`:
+ * what a heartbeat reply to that chunkserver carries. Returns the number copied. */
+size_t mds_optable_for_leader(const mds_optable *o, const mds_topology *t, uint32_t cs_id,
+                              mds_operator *out, size_t max);
+
+/* ---- schedulers ---- */
+
+typedef struct mds_sched_cfg {
+    uint32_t max_ops_per_run;      /* rate limit: operators added per scheduler call */
+    uint64_t change_timeout_ms;    /* deadline of add/remove/change peer operators */
+    uint64_t transfer_timeout_ms;  /* deadline of leader transfers */
+    uint32_t balance_range_pct;    /* copyset counts may differ from the mean by this % */
+    uint32_t leader_range_pct;     /* leader counts may differ from the mean by this % */
+} mds_sched_cfg;
+
+/* Defaults: 16 ops per run, 10 min change timeout, 10 s transfer timeout, 5% / 10%. */
+void mds_sched_cfg_default(mds_sched_cfg *cfg);
+
+typedef enum mds_alert_kind {
+    MDS_ALERT_MAJORITY_LOST = 1, /* fewer than a majority of peers alive: no automatic repair */
+    MDS_ALERT_NO_CANDIDATE = 2,  /* nowhere to put a replacement replica */
+} mds_alert_kind;
+
+typedef struct mds_alert {
+    mds_alert_kind kind;
+    uint32_t pool_id, copyset_id;
+    uint32_t alive, npeers;
+    uint32_t cs_id; /* the offline peer concerned (first one) */
+} mds_alert;
+
+const char *mds_alert_kind_name(mds_alert_kind k);
+
+typedef struct mds_sched_result {
+    size_t ops_created;
+    size_t skipped_busy;      /* copysets or disks skipped because of an operator in flight */
+    size_t skipped_no_leader; /* copysets skipped because no live leader is known */
+    size_t rate_limited;      /* work left for the next run because of max_ops_per_run */
+    size_t nalerts;
+    size_t alerts_dropped;
+    mds_alert alerts[MDS_SCHED_MAX_ALERTS];
+} mds_sched_result;
+
+/* Each scheduler adds operators to `ops` and fills `res` (zeroed by the call).
+ * Returns 0 or -ENOMEM. */
+
+/* Recovery: every copyset with an offline (or retired / unknown) peer, a majority alive and a
+ * live leader gets CHANGE_PEER offline -> replacement, sent to its leader. A copyset whose
+ * majority is gone gets no operator and a MDS_ALERT_MAJORITY_LOST alert. */
+int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                       const mds_sched_cfg *cfg, mds_sched_result *res);
+
+/* Replica count: copysets with fewer peers than the pool's replicas get ADD_PEER; with more,
+ * REMOVE_PEER of an offline peer, else of the busiest non-leader peer. */
+int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                      const mds_sched_cfg *cfg, mds_sched_result *res);
+
+/* Copyset balance, per physical pool: moves replicas (CHANGE_PEER) from the chunkservers with
+ * the most copysets to those with the fewest while a count is outside mean +- range and the
+ * pair differs by >= 2. Only healthy copysets (all peers online, live leader, the source not
+ * the leader) are moved. */
+int mds_sched_copyset_balance(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                              const mds_sched_cfg *cfg, mds_sched_result *res);
+
+/* Leader balance, per physical pool: TRANSFER_LEADER from chunkservers leading more than
+ * mean + range copysets to the online peer of that copyset leading the fewest, when the pair
+ * differs by >= 2. */
+int mds_sched_leader_balance(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                             const mds_sched_cfg *cfg, mds_sched_result *res);
+
+#endif
