@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/assert.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "curve/errors.h"
 
@@ -30,7 +31,8 @@
 #define CURVE_VERSION_STRING "unknown"
 #endif
 
-#define ADMIN_LISTEN_BACKLOG 64 /* pending connections on the admin socket */
+#define ADMIN_LISTEN_BACKLOG 64  /* pending connections on the admin socket */
+#define FAILPOINT_DUMP_ATTEMPTS 3 /* re-sizings of the failpoint dump buffer */
 
 typedef struct admin_handler {
     char *prefix; /* NULL = free slot */
@@ -676,4 +678,87 @@ int curve_admin_remove_handler(curve_admin *a, const char *prefix)
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
+}
+
+/* ---- /failpoint ---- */
+
+/* {"failpoints": {name: {"action", "hits"}}} from curve_failpoint_dump()'s "n=a;n=a". */
+static json_t *failpoints_json(void)
+{
+    char *buf = NULL;
+    /* The set may grow between sizing and dumping: retry a bounded number of times. */
+    for (int attempt = 0; attempt < FAILPOINT_DUMP_ATTEMPTS; attempt++) {
+        size_t need = curve_failpoint_dump(NULL, 0) + 1;
+        free(buf);
+        buf = malloc(need);
+        if (buf == NULL || curve_failpoint_dump(buf, need) < need)
+            break;
+    }
+    json_t *root = json_object(), *fps = json_object();
+    if (buf == NULL || root == NULL || fps == NULL || json_object_set(root, "failpoints", fps)) {
+        free(buf);
+        json_decref(root);
+        json_decref(fps);
+        return NULL;
+    }
+    json_decref(fps); /* root holds it */
+    char *save = NULL;
+    for (char *e = strtok_r(buf, ";", &save); e != NULL; e = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(e, '=');
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        json_object_set_new(fps, e,
+                            json_pack("{s:s, s:I}", "action", eq + 1, "hits",
+                                      (json_int_t)curve_failpoint_hits(e)));
+    }
+    free(buf);
+    return root;
+}
+
+static int failpoint_handler(const curve_admin_request *req, curve_admin_reply *rep, void *ctx)
+{
+    char err[256], msg[300];
+    int rc;
+
+    if (strcmp(curve_admin_req_path(req), "/failpoint") != 0)
+        return curve_admin_reply_text(rep, 404, "not found\n");
+    if (strcmp(curve_admin_req_method(req), "GET") == 0) {
+        json_t *o = failpoints_json();
+        return o != NULL ? curve_admin_reply_json(rep, 200, o) : -ENOMEM;
+    }
+    const char *name = curve_admin_req_query(req, "name");
+    const char *action = curve_admin_req_query(req, "action");
+    const char *clear = curve_admin_req_query(req, "clear");
+    size_t blen = 0;
+    const char *body = curve_admin_req_body(req, &blen);
+    err[0] = '\0';
+    if (clear != NULL && strcmp(clear, "1") == 0) {
+        curve_failpoint_clear_all();
+        rc = 0;
+    } else if (name != NULL && action != NULL) {
+        rc = curve_failpoint_set(name, action);
+        if (rc != 0)
+            snprintf(err, sizeof(err), "cannot set failpoint '%s' to '%s'", name, action);
+    } else if (name == NULL && action == NULL && blen > 0) {
+        if (strlen(body) != blen)
+            return curve_admin_reply_text(rep, 400, "failpoint spec contains a NUL byte\n");
+        rc = curve_failpoint_configure(body, err, sizeof(err));
+    } else {
+        return curve_admin_reply_text(
+            rep, 400, "use ?name=<n>&action=<a>, ?clear=1, or a body \"<n>=<a>;...\"\n");
+    }
+    if (rc == 0) {
+        CLOG_INFO("admin: failpoints changed by HTTP request");
+        return curve_admin_reply_text(rep, 200, "OK\n");
+    }
+    snprintf(msg, sizeof(msg), "%s: %s\n", err[0] != '\0' ? err : "bad failpoint request",
+             curve_strerror(rc));
+    return curve_admin_reply_text(rep, 400, msg);
+}
+
+int curve_admin_enable_failpoints(curve_admin *a)
+{
+    return curve_admin_add_handler(a, "/failpoint", CURVE_ADMIN_GET | CURVE_ADMIN_POST,
+                                   failpoint_handler, NULL);
 }

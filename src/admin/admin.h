@@ -109,6 +109,17 @@ int curve_admin_add_handler(curve_admin *a, const char *prefix, unsigned methods
 /* Returns 0 or -ENOENT. */
 int curve_admin_remove_handler(curve_admin *a, const char *prefix);
 
+/* Serves the process's failpoints (src/common/failpoint.h) on "/failpoint":
+ *   GET  /failpoint                         200 {"failpoints": {"<name>": {"action": "...",
+ *                                           "hits": n}, ...}}
+ *   POST /failpoint?name=<n>&action=<a>     sets one ("off" removes it)
+ *   POST /failpoint with body "<n>=<a>;..." applies a whole spec (all or nothing)
+ *   POST /failpoint?clear=1                 switches every failpoint off
+ * POST answers 200 "OK" or 400 with the reason (nothing changed). Opt-in: fault injection
+ * over HTTP is for test clusters; daemons enable it from their configuration.
+ * Returns what curve_admin_add_handler returns. */
+int curve_admin_enable_failpoints(curve_admin *a);
+
 /* The registry as JSON: {"<name>": [{"labels": {...}, <values>}, ...], ...}. Values per kind:
  * counter {"value": u64}; gauge {"value": number}; rate {"total", "window_count",
  * "per_second", "window_s"}; latency {"count", "sum_us", "window_count", "window_sum_us",

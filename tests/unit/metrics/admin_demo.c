@@ -128,7 +128,13 @@ int main(int argc, char **argv)
         return 1;
     }
     curve_admin_set_status_cb(a, status_cb, &d);
-    curve_admin_add_handler(a, "/echo", CURVE_ADMIN_GET | CURVE_ADMIN_POST, echo_handler, NULL);
+    if (curve_admin_add_handler(a, "/echo", CURVE_ADMIN_GET | CURVE_ADMIN_POST, echo_handler,
+                                NULL) != 0 ||
+        curve_admin_enable_failpoints(a) != 0) {
+        fprintf(stderr, "curve-admin-demo: cannot register handlers\n");
+        curve_admin_stop(a);
+        return 1;
+    }
     printf("%u\n", (unsigned)curve_admin_port(a));
     fflush(stdout);
 

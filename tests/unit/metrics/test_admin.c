@@ -17,6 +17,7 @@
 
 #include "admin/admin.h"
 #include "common/clock.h"
+#include "common/failpoint.h"
 #include "common/metrics.h"
 
 #define HTTP_TIMEOUT_MS 5000 /* bound of every request in these tests */
@@ -398,6 +399,80 @@ static void test_extra_handlers(void **state)
     assert_int_equal(curve_admin_remove_handler(f->admin, "/fail"), 0);
 }
 
+static void test_failpoint_endpoint(void **state)
+{
+    fixture *f = *state;
+    uint16_t port = curve_admin_port(f->admin);
+    http_resp r;
+    curve_failpoint_clear_all();
+    assert_int_equal(curve_admin_enable_failpoints(f->admin), 0);
+    assert_int_equal(curve_admin_enable_failpoints(f->admin), -EEXIST);
+
+    get(port, "/failpoint", &r);
+    assert_int_equal(r.status, 200);
+    json_t *o = json_loads(r.body, 0, NULL);
+    assert_non_null(o);
+    assert_int_equal(json_object_size(json_object_get(o, "failpoints")), 0);
+    json_decref(o);
+    free(r.body);
+
+    assert_int_equal(CURVE_FAILPOINT("admin.test.write"), 0);
+    http(port, "POST", "/failpoint?name=admin.test.write&action=return(EIO)", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(CURVE_FAILPOINT("admin.test.write"), -EIO);
+
+    /* A whole spec in the body. */
+    const char *spec = "admin.test.a=2*return(ENOSPC);admin.test.b=delay(1)";
+    http(port, "POST", "/failpoint", spec, strlen(spec), &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(CURVE_FAILPOINT("admin.test.a"), -ENOSPC);
+
+    get(port, "/failpoint", &r);
+    o = json_loads(r.body, 0, NULL);
+    assert_non_null(o);
+    json_t *fps = json_object_get(o, "failpoints");
+    assert_int_equal(json_object_size(fps), 3);
+    json_t *w = json_object_get(fps, "admin.test.write");
+    assert_string_equal(json_string_value(json_object_get(w, "action")), "return(EIO)");
+    assert_int_equal(json_integer_value(json_object_get(w, "hits")), 1);
+    json_decref(o);
+    free(r.body);
+
+    /* Bad requests change nothing and say why. */
+    http(port, "POST", "/failpoint?name=admin.test.write&action=explode", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "admin.test.write"));
+    free(r.body);
+    assert_int_equal(CURVE_FAILPOINT("admin.test.write"), -EIO);
+    const char *bad = "admin.test.c=return;=oops";
+    http(port, "POST", "/failpoint", bad, strlen(bad), &r);
+    assert_int_equal(r.status, 400);
+    free(r.body);
+    assert_int_equal(CURVE_FAILPOINT("admin.test.c"), 0);
+    http(port, "POST", "/failpoint?name=x", NULL, 0, &r);
+    assert_int_equal(r.status, 400);
+    free(r.body);
+    get(port, "/failpoint/other", &r);
+    assert_int_equal(r.status, 404);
+    free(r.body);
+
+    http(port, "POST", "/failpoint?name=admin.test.write&action=off", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(CURVE_FAILPOINT("admin.test.write"), 0);
+    http(port, "POST", "/failpoint?clear=1", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    assert_int_equal(CURVE_FAILPOINT("admin.test.b"), 0);
+    get(port, "/failpoint", &r);
+    o = json_loads(r.body, 0, NULL);
+    assert_int_equal(json_object_size(json_object_get(o, "failpoints")), 0);
+    json_decref(o);
+    free(r.body);
+}
+
 static int count_fds(void)
 {
     int n = 0;
@@ -472,6 +547,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_found_and_bad_method, setup, teardown),
         cmocka_unit_test_setup_teardown(test_extra_handlers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failpoint_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_errors_and_cleanup, setup, teardown),
         cmocka_unit_test(test_ipv6),
     };
