@@ -5,7 +5,12 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <signal.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "common/clock.h"
 
 #include "chunkserver/chunkfilepool.h"
 #include "common/failpoint.h"
@@ -213,6 +218,60 @@ static void test_format_resume(void **state)
     check_all_ready_files(root, 12);
 }
 
+/* A format killed with SIGKILL in the middle (a real crash, not a clean stop) resumes: the
+ * half-written file is detected and redone, and the pool ends with exactly the target. */
+static void test_format_resume_after_kill(void **state)
+{
+    enum { TARGET = 40 };
+    const char *root = *state;
+    int ready, tmp, dirty;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* slow each 1 MiB write down so the parent can kill us mid-format */
+        if (curve_failpoint_set("chunkfilepool.format", "delay(3)") != 0)
+            _exit(2);
+        curve_cfp *p = tu_pool(root, TARGET, true);
+        curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS);
+        _exit(3); /* not reached in time: the parent kills us first */
+    }
+    /* wait (bounded) until a few files are done, then kill */
+    uint64_t deadline = curve_now_mono_ms() + TEST_WAIT_MS;
+    char dir[512];
+    tu_path(dir, sizeof(dir), root, "chunkfilepool");
+    for (;;) {
+        ready = 0;
+        if (tu_exists(dir))
+            (void)count_pool(root, &ready, &tmp, &dirty);
+        if (ready >= 3 || curve_now_mono_ms() > deadline)
+            break;
+        struct timespec ts = {0, 1000000}; /* polling interval of a bounded condition wait */
+        nanosleep(&ts, NULL);
+    }
+    assert_true(ready >= 3);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status)); /* it really died mid-format */
+    (void)count_pool(root, &ready, &tmp, &dirty);
+    assert_true(ready < TARGET);
+    print_message("killed with %d ready, %d half-written\n", ready, tmp);
+
+    curve_cfp *p = tu_pool(root, TARGET, false);
+    curve_cfp_stats st;
+    curve_cfp_get_stats(p, &st);
+    assert_int_equal(st.format_target, (uint64_t)(TARGET - ready));
+    assert_int_equal(curve_cfp_start(p), 0);
+    assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+    curve_cfp_get_stats(p, &st);
+    assert_int_equal(st.ready, TARGET);
+    curve_cfp_close(p);
+    assert_int_equal(count_pool(root, &ready, &tmp, &dirty), 0);
+    assert_int_equal(ready, TARGET);
+    assert_int_equal(tmp, 0);
+    check_all_ready_files(root, TARGET);
+}
+
 static void test_get_put_zeroing(void **state)
 {
     char dst[600], data[600];
@@ -337,6 +396,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_target_from_share, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_format_resume_after_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_put_zeroing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nospace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_disk_error, setup, teardown),
