@@ -79,6 +79,7 @@ def test_metrics_pass_promtool(demo):
         assert f"# TYPE {family} {kind}\n" in body
     assert 'curve_demo_requests_total{copyset="4294967297",op="write"}' in body
     assert 'quantile="0.999"' in body
+    assert 'curve_demo_disk_used_bytes{path="/data/disk \\"0\\"\\\\x\\nnext \u00e9"}' in body
     chk = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
                          text=True, timeout=30)
     assert chk.returncode == 0, f"promtool: {chk.stdout}{chk.stderr}\n---\n{body}"

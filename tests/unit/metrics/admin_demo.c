@@ -23,6 +23,7 @@
 typedef struct demo {
     curve_counter *requests[2];
     curve_gauge *inflight;
+    curve_gauge *disk_used;
     curve_gauge *uptime_fn;
     curve_latency *latency[2];
     curve_rate *bytes;
@@ -61,6 +62,12 @@ static int demo_register(curve_metrics *reg, demo *d)
     if (rc == 0)
         rc = curve_metrics_gauge(reg, "curve_demo_inflight", "Requests in flight.", NULL,
                                  &d->inflight);
+    if (rc == 0) {
+        /* A label value that needs every escape, for promtool to check. */
+        const char *labels[] = {"path", "/data/disk \"0\"\\x\nnext \xc3\xa9", NULL};
+        rc = curve_metrics_gauge(reg, "curve_demo_disk_used_bytes", "Bytes used on a disk.",
+                                 labels, &d->disk_used);
+    }
     if (rc == 0)
         rc = curve_metrics_gauge_fn(reg, "curve_demo_run_seconds",
                                     "Seconds of demo ticks (callback gauge).", NULL, ticks_fn, d,
@@ -80,6 +87,7 @@ static void demo_tick(demo *d)
             curve_latency_record(d->latency[i], k * 50 * (unsigned)(i + 1));
     }
     curve_gauge_set(d->inflight, (int64_t)(d->ticks % 7));
+    curve_gauge_add(d->disk_used, 4096);
     curve_rate_add(d->bytes, 4096);
 }
 
