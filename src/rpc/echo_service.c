@@ -19,6 +19,7 @@ static void echo_reply(rpc_call_ctx *ctx, const Curve__Echo__EchoRequest *req,
 
 typedef struct delayed {
     curve_timer timer;
+    echo_service *svc;
     rpc_call_ctx *ctx;
     const Curve__Echo__EchoRequest *req;
     curve_iobuf *attach;
@@ -32,11 +33,14 @@ static void delayed_closed(curve_timer *t)
 static void delayed_fire(curve_timer *t, void *arg)
 {
     delayed *d = arg;
+    echo_service *svc = d->svc;
     echo_reply(d->ctx, d->req, d->attach);
     curve_timer_close(&d->timer, delayed_closed);
+    atomic_fetch_sub(&svc->pending, 1);
 }
 
 typedef struct worker_job {
+    echo_service *svc;
     rpc_call_ctx *ctx;
     const Curve__Echo__EchoRequest *req;
     curve_iobuf *attach;
@@ -46,12 +50,18 @@ static int worker_reply(void *arg)
 {
     worker_job *j = arg;
     echo_reply(j->ctx, j->req, j->attach); /* from a worker thread: posted to the loop */
+    atomic_fetch_sub(&j->svc->pending, 1);
     return 0;
 }
 
 static void worker_done(void *arg, int result)
 {
-    free(arg);
+    worker_job *j = arg;
+    if (result == -ECANCELED) { /* the pool was freed before the job ran */
+        rpc_call_reply_error(j->ctx, CURVE_ERR_SHUTDOWN, "echo: worker pool stopped");
+        atomic_fetch_sub(&j->svc->pending, 1);
+    }
+    free(j);
 }
 
 static void echo_handler(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_iobuf *attach,
@@ -81,9 +91,11 @@ static void echo_handler(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_i
             rpc_call_reply_error(ctx, -ENOMEM, "echo: cannot start a timer");
             return;
         }
+        d->svc = svc;
         d->ctx = ctx;
         d->req = req;
         d->attach = attach;
+        atomic_fetch_add(&svc->pending, 1);
         curve_timer_start(&d->timer, req->delay_ms, 0);
         return;
     }
@@ -91,12 +103,16 @@ static void echo_handler(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_i
         worker_job *j = malloc(sizeof(*j));
         int rc = -ENOMEM;
         if (j) {
+            j->svc = svc;
             j->ctx = ctx;
             j->req = req;
             j->attach = attach;
+            atomic_fetch_add(&svc->pending, 1);
             rc = svc->wp ? curve_workpool_submit(svc->wp, rpc_call_loop(ctx), worker_reply,
                                                  worker_done, j)
                          : -ENOTSUP;
+            if (rc < 0)
+                atomic_fetch_sub(&svc->pending, 1);
         }
         if (rc < 0) {
             free(j);
@@ -111,6 +127,7 @@ static void echo_handler(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_i
 void echo_service_init(echo_service *svc, curve_workpool *wp)
 {
     svc->wp = wp;
+    atomic_init(&svc->pending, 0);
     svc->methods[0] = (rpc_method_def){
         .id = ECHO_METHOD_ECHO,
         .name = "Echo",

@@ -6,6 +6,8 @@
 #ifndef CURVE_RPC_ECHO_SERVICE_H
 #define CURVE_RPC_ECHO_SERVICE_H
 
+#include <stdatomic.h>
+
 #include "echo.pb-c.h"
 #include "loop/loop.h"
 #include "rpc/rpc_server.h"
@@ -19,6 +21,7 @@ typedef struct echo_service {
     rpc_service_def def;
     rpc_method_def methods[1];
     curve_workpool *wp; /* for reply_from_worker; may be NULL (such requests then fail) */
+    atomic_uint pending; /* delayed or worker replies not sent yet (tests wait for 0) */
 } echo_service;
 
 /* Fills `svc` (caller-owned; must outlive the server) for rpc_server_add_service(&svc->def). */

@@ -1,0 +1,483 @@
+/* In-process tests of the RPC channel and server over TCP on 127.0.0.1 (echo service). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "curve/errors.h"
+#include "rpc/echo_service.h"
+#include "rpc/rpc_channel.h"
+
+#define WAIT_MS 20000 /* bound for every wait */
+
+typedef struct env {
+    curve_loop_group *srv_loops;
+    curve_workpool *wp;
+    echo_service svc;
+    rpc_server *srv;
+    curve_loop *cli_loop;
+    rpc_channel *ch;
+    char addr[64];
+    int port;
+} env;
+
+static int start_server(env *e, const rpc_server_opts *opts, const char *addr)
+{
+    int rc = rpc_server_new(e->srv_loops, opts, &e->srv);
+    if (rc < 0)
+        return rc;
+    assert_int_equal(rpc_server_add_service(e->srv, &e->svc.def), 0);
+    assert_int_equal(rpc_server_add_service(e->srv, &e->svc.def), -EEXIST);
+    rc = rpc_server_start(e->srv, addr);
+    if (rc < 0) {
+        rpc_server_free(e->srv);
+        e->srv = NULL;
+        return rc;
+    }
+    e->port = rpc_server_port(e->srv);
+    snprintf(e->addr, sizeof(e->addr), "127.0.0.1:%d", e->port);
+    return 0;
+}
+
+static env *env_new(const rpc_server_opts *sopts, const rpc_channel_opts *copts)
+{
+    env *e = calloc(1, sizeof(*e));
+    assert_int_equal(curve_loop_group_new("tsrv", 2, &e->srv_loops), 0);
+    assert_int_equal(curve_workpool_new("twork", 2, 1024, &e->wp), 0);
+    echo_service_init(&e->svc, e->wp);
+    assert_int_equal(start_server(e, sopts, "127.0.0.1:0"), 0);
+    assert_int_equal(curve_loop_new("tcli", &e->cli_loop), 0);
+    assert_int_equal(curve_loop_start(e->cli_loop), 0);
+    assert_int_equal(rpc_channel_new(e->cli_loop, e->addr, copts, &e->ch), 0);
+    return e;
+}
+
+static void env_free(env *e)
+{
+    /* Let delayed echo handlers finish (bounded), so nothing is left behind. */
+    uint64_t deadline = curve_now_mono_ms() + WAIT_MS;
+    while (atomic_load(&e->svc.pending) > 0 && curve_now_mono_ms() < deadline)
+        usleep(1000); /* polling a condition with a deadline, not a sleep for sync */
+    assert_int_equal(atomic_load(&e->svc.pending), 0);
+    if (e->ch)
+        rpc_channel_close_sync(e->ch);
+    curve_loop_free(e->cli_loop);
+    rpc_server_free(e->srv);
+    curve_workpool_free(e->wp);
+    curve_loop_group_free(e->srv_loops);
+    free(e);
+}
+
+static int echo_sync(rpc_channel *ch, const char *msg, uint32_t delay_ms, int fail_status,
+                     size_t attach, uint32_t timeout_ms, char *errmsg)
+{
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = (char *)msg;
+    req.has_delay_ms = delay_ms > 0;
+    req.delay_ms = delay_ms;
+    req.has_fail_status = fail_status != 0;
+    req.fail_status = fail_status;
+    curve_iobuf att, ratt;
+    curve_iobuf_init(&att);
+    curve_iobuf_init(&ratt);
+    uint8_t *pattern = malloc(attach + 1);
+    for (size_t i = 0; i < attach; i++)
+        pattern[i] = (uint8_t)(i * 7 + 3);
+    if (attach)
+        assert_int_equal(curve_iobuf_append_copy(&att, pattern, attach), 0);
+    ProtobufCMessage *resp = NULL;
+    char local_err[RPC_CHANNEL_ERRMSG_MAX];
+    int rc = rpc_call_sync(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, &att,
+                           &curve__echo__echo_response__descriptor, timeout_ms, &resp, &ratt,
+                           errmsg ? errmsg : local_err, RPC_CHANNEL_ERRMSG_MAX);
+    assert_int_equal(att.len, 0);
+    if (rc == 0) {
+        Curve__Echo__EchoResponse *r = (Curve__Echo__EchoResponse *)resp;
+        assert_non_null(r);
+        assert_string_equal(r->message, msg);
+        assert_int_equal(r->attach_len, attach);
+        assert_int_equal(ratt.len, attach);
+        uint8_t *got = malloc(attach + 1);
+        curve_iobuf_copyout(&ratt, 0, got, attach);
+        assert_memory_equal(got, pattern, attach);
+        free(got);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    } else {
+        assert_null(resp);
+    }
+    curve_iobuf_reset(&ratt);
+    free(pattern);
+    return rc;
+}
+
+static void test_sync_echo_and_errors(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    assert_int_equal(echo_sync(e->ch, "hello", 0, 0, 0, 0, NULL), 0);
+    assert_int_equal(echo_sync(e->ch, "big", 0, 0, 4 << 20, 0, NULL), 0);
+    char err[RPC_CHANNEL_ERRMSG_MAX];
+    assert_int_equal(echo_sync(e->ch, "x", 0, CURVE_ERR_NOSPACE, 10, 0, err),
+                     CURVE_ERR_NOSPACE);
+    assert_non_null(strstr(err, "echo failed on request"));
+    assert_int_equal(echo_sync(e->ch, "x", 0, 5, 0, 0, err), CURVE_ERR_RPC_BADREQ);
+
+    /* Unknown service and method. */
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "m";
+    assert_int_equal(rpc_call_sync(e->ch, 99, 1, &req.base, NULL, NULL, 0, NULL, NULL, err,
+                                   sizeof(err)),
+                     CURVE_ERR_RPC_NOSERVICE);
+    assert_non_null(strstr(err, "99"));
+    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, 42, &req.base, NULL, NULL, 0, NULL,
+                                   NULL, err, sizeof(err)),
+                     CURVE_ERR_RPC_NOMETHOD);
+    /* An empty request body is not a valid EchoRequest (missing required field). */
+    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, NULL, NULL, NULL,
+                                   0, NULL, NULL, err, sizeof(err)),
+                     CURVE_ERR_RPC_BADREQ);
+    env_free(e);
+}
+
+/* ---- many calls in flight from several threads ---- */
+
+#define MT_THREADS 4
+#define MT_CALLS 300
+
+typedef struct mt_call {
+    atomic_int *ok, *bad;
+    curve_completion *done;
+    atomic_int *left;
+    size_t size;
+    uint8_t seed;
+    char msg[32];
+} mt_call;
+
+static void mt_cb(rpc_result *r, void *arg)
+{
+    mt_call *c = arg;
+    bool good = r->status == 0 && r->resp &&
+                strcmp(((Curve__Echo__EchoResponse *)r->resp)->message, c->msg) == 0 &&
+                r->attach.len == c->size;
+    if (good && c->size) {
+        uint8_t *got = malloc(c->size);
+        curve_iobuf_copyout(&r->attach, 0, got, c->size);
+        for (size_t i = 0; i < c->size && good; i++)
+            good = got[i] == (uint8_t)(c->seed + i);
+        free(got);
+    }
+    atomic_fetch_add(good ? c->ok : c->bad, 1);
+    if (atomic_fetch_sub(c->left, 1) == 1)
+        curve_completion_signal(c->done, 0);
+    free(c);
+}
+
+typedef struct mt_arg {
+    rpc_channel *ch;
+    unsigned idx;
+    atomic_int *ok, *bad, *left;
+    curve_completion *done;
+} mt_arg;
+
+static void *mt_main(void *arg)
+{
+    mt_arg *a = arg;
+    for (unsigned i = 0; i < MT_CALLS; i++) {
+        mt_call *c = calloc(1, sizeof(*c));
+        c->ok = a->ok;
+        c->bad = a->bad;
+        c->left = a->left;
+        c->done = a->done;
+        c->size = (i * 7919u + a->idx * 131u) % (i % 10 == 0 ? (256u << 10) : 5000u);
+        c->seed = (uint8_t)(i + a->idx);
+        snprintf(c->msg, sizeof(c->msg), "t%u-%u", a->idx, i);
+        Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+        req.message = c->msg;
+        req.has_reply_from_worker = i % 3 == 0;
+        req.reply_from_worker = i % 3 == 0;
+        curve_iobuf att;
+        curve_iobuf_init(&att);
+        if (c->size) {
+            uint8_t *p = malloc(c->size);
+            for (size_t k = 0; k < c->size; k++)
+                p[k] = (uint8_t)(c->seed + k);
+            curve_iobuf_append_copy(&att, p, c->size);
+            free(p);
+        }
+        int rc = rpc_channel_call(a->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, &att,
+                                  &curve__echo__echo_response__descriptor, 10000, mt_cb, c,
+                                  NULL);
+        if (rc < 0) {
+            atomic_fetch_add(a->bad, 1);
+            if (atomic_fetch_sub(a->left, 1) == 1)
+                curve_completion_signal(a->done, 0);
+            free(c);
+        }
+    }
+    return NULL;
+}
+
+static void test_many_in_flight_from_threads(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    atomic_int ok = 0, bad = 0, left = MT_THREADS * MT_CALLS;
+    curve_completion done;
+    curve_completion_init(&done);
+    pthread_t th[MT_THREADS];
+    mt_arg args[MT_THREADS];
+    for (unsigned i = 0; i < MT_THREADS; i++) {
+        args[i] = (mt_arg){.ch = e->ch, .idx = i, .ok = &ok, .bad = &bad, .left = &left,
+                           .done = &done};
+        assert_int_equal(pthread_create(&th[i], NULL, mt_main, &args[i]), 0);
+    }
+    for (unsigned i = 0; i < MT_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(curve_completion_wait(&done, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&bad), 0);
+    assert_int_equal(atomic_load(&ok), MT_THREADS * MT_CALLS);
+    assert_int_equal(rpc_channel_inflight(e->ch), 0);
+    curve_completion_destroy(&done);
+    env_free(e);
+}
+
+/* ---- timeout and cancel ---- */
+
+typedef struct one_result {
+    curve_completion done;
+    int status;
+    uint64_t at_ms;
+    char errmsg[RPC_CHANNEL_ERRMSG_MAX];
+    atomic_int calls;
+} one_result;
+
+static void one_cb(rpc_result *r, void *arg)
+{
+    one_result *o = arg;
+    o->status = r->status;
+    o->at_ms = curve_now_mono_ms();
+    snprintf(o->errmsg, sizeof(o->errmsg), "%s", r->errmsg);
+    if (atomic_fetch_add(&o->calls, 1) == 0)
+        curve_completion_signal(&o->done, 0);
+}
+
+static int start_delayed(rpc_channel *ch, uint32_t delay_ms, uint32_t timeout_ms,
+                         one_result *o, uint64_t *id)
+{
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "slow";
+    req.has_delay_ms = 1;
+    req.delay_ms = delay_ms;
+    curve_completion_init(&o->done);
+    atomic_init(&o->calls, 0);
+    return rpc_channel_call(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, NULL,
+                            &curve__echo__echo_response__descriptor, timeout_ms, one_cb, o,
+                            id);
+}
+
+static void test_timeout_and_cancel(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    assert_int_equal(echo_sync(e->ch, "warm", 0, 0, 0, 0, NULL), 0);
+    one_result t;
+    uint64_t t0 = curve_now_mono_ms();
+    assert_int_equal(start_delayed(e->ch, 1000, 100, &t, NULL), 0);
+    assert_int_equal(curve_completion_wait(&t.done, WAIT_MS), 0);
+    assert_int_equal(t.status, CURVE_ERR_TIMEOUT);
+    assert_true(t.at_ms - t0 >= 100);
+    assert_true(t.at_ms - t0 < 900);
+    assert_non_null(strstr(t.errmsg, "timed out after 100 ms"));
+
+    one_result c;
+    uint64_t id = 0;
+    t0 = curve_now_mono_ms();
+    assert_int_equal(start_delayed(e->ch, 1000, 10000, &c, &id), 0);
+    assert_true(id != 0);
+    assert_int_equal(rpc_channel_cancel(e->ch, id), 0);
+    assert_int_equal(curve_completion_wait(&c.done, WAIT_MS), 0);
+    assert_int_equal(c.status, CURVE_ERR_CANCELED);
+    assert_true(c.at_ms - t0 < 900);
+    /* Cancel of a finished call is harmless. */
+    assert_int_equal(rpc_channel_cancel(e->ch, id), 0);
+    /* The channel still works and the late replies were dropped. */
+    assert_int_equal(echo_sync(e->ch, "after", 0, 0, 100, 0, NULL), 0);
+    assert_int_equal(atomic_load(&t.calls), 1);
+    assert_int_equal(atomic_load(&c.calls), 1);
+    curve_completion_destroy(&t.done);
+    curve_completion_destroy(&c.done);
+    env_free(e);
+}
+
+/* ---- bounds ---- */
+
+static void test_overload_and_client_bound(void **state)
+{
+    rpc_server_opts so = {.max_inflight_per_conn = 2};
+    rpc_channel_opts co = {.max_inflight = 5};
+    env *e = env_new(&so, &co);
+    one_result r[6];
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(start_delayed(e->ch, 300, 5000, &r[i], NULL), 0);
+    /* The client-side bound refuses the 6th synchronously. */
+    assert_int_equal(start_delayed(e->ch, 300, 5000, &r[5], NULL), CURVE_ERR_BUSY);
+    curve_completion_destroy(&r[5].done);
+    int ok = 0, overload = 0;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(curve_completion_wait(&r[i].done, WAIT_MS), 0);
+        if (r[i].status == 0)
+            ok++;
+        else if (r[i].status == CURVE_ERR_RPC_OVERLOAD)
+            overload++;
+        curve_completion_destroy(&r[i].done);
+    }
+    assert_int_equal(ok, 2);
+    assert_int_equal(overload, 3);
+    env_free(e);
+}
+
+/* ---- connection loss, reconnect, refused ---- */
+
+static void test_server_gone_then_back(void **state)
+{
+    rpc_channel_opts co = {.backoff_initial_ms = 10, .backoff_max_ms = 50};
+    env *e = env_new(NULL, &co);
+    assert_int_equal(echo_sync(e->ch, "one", 0, 0, 10, 0, NULL), 0);
+    one_result r[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(start_delayed(e->ch, 1000, 20000, &r[i], NULL), 0);
+    /* Wait until the server runs them, then stop it with no grace. */
+    uint64_t deadline = curve_now_mono_ms() + WAIT_MS;
+    while (rpc_server_inflight(e->srv) < 4 && curve_now_mono_ms() < deadline)
+        sched_yield();
+    assert_int_equal(rpc_server_inflight(e->srv), 4);
+    uint64_t t0 = curve_now_mono_ms();
+    rpc_server_stop(e->srv, 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(curve_completion_wait(&r[i].done, WAIT_MS), 0);
+        assert_int_equal(r[i].status, CURVE_ERR_RPC_CONN);
+        assert_non_null(strstr(r[i].errmsg, "connection lost"));
+        assert_true(r[i].at_ms - t0 < 900);
+        curve_completion_destroy(&r[i].done);
+    }
+    rpc_server_free(e->srv); /* the delayed handlers still hold it; it goes when they reply */
+    e->srv = NULL;
+    char err[RPC_CHANNEL_ERRMSG_MAX];
+    assert_int_equal(echo_sync(e->ch, "refused", 0, 0, 0, 0, err), CURVE_ERR_RPC_CONN);
+    assert_non_null(strstr(err, "connect to"));
+
+    /* A new server on the same port: the channel reconnects (after its backoff). */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", e->port);
+    assert_int_equal(start_server(e, NULL, addr), 0);
+    int rc = -1;
+    deadline = curve_now_mono_ms() + WAIT_MS;
+    while (rc != 0 && curve_now_mono_ms() < deadline)
+        rc = echo_sync(e->ch, "again", 0, 0, 1000, 2000, NULL);
+    assert_int_equal(rc, 0);
+    env_free(e);
+}
+
+static void test_close_fails_pending(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    one_result r;
+    assert_int_equal(start_delayed(e->ch, 1000, 10000, &r, NULL), 0);
+    rpc_channel_close_sync(e->ch);
+    e->ch = NULL;
+    assert_int_equal(curve_completion_wait(&r.done, WAIT_MS), 0);
+    assert_int_equal(r.status, CURVE_ERR_SHUTDOWN);
+    curve_completion_destroy(&r.done);
+    env_free(e);
+}
+
+/* ---- garbage on the wire: that connection is closed, the server keeps serving ---- */
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Waits (bounded) until the server closes `fd`. */
+static void expect_closed(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    uint64_t deadline = curve_now_mono_ms() + WAIT_MS;
+    char buf[256];
+    for (;;) {
+        int left = (int)(deadline - curve_now_mono_ms());
+        assert_true(left > 0);
+        assert_true(poll(&p, 1, left) >= 0);
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return;
+    }
+}
+
+static void test_garbage_closes_only_that_connection(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    assert_int_equal(echo_sync(e->ch, "before", 0, 0, 0, 0, NULL), 0);
+    /* Random bytes. */
+    int fd = raw_connect(e->port);
+    uint8_t junk[4096];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 2654435761u >> 13);
+    assert_int_equal(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+    expect_closed(fd);
+    close(fd);
+    /* A valid header announcing an oversized body. */
+    fd = raw_connect(e->port);
+    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST, .corr_id = 1, .service_id = 1,
+                       .method_id = 1, .body_len = RPC_FRAME_BODY_MAX_DEFAULT + 1};
+    uint8_t hb[RPC_FRAME_HDR_SIZE];
+    rpc_frame_hdr_encode(&h, hb);
+    assert_int_equal(send(fd, hb, sizeof(hb), MSG_NOSIGNAL), (ssize_t)sizeof(hb));
+    expect_closed(fd);
+    close(fd);
+    /* A response frame sent to the server is a protocol violation. */
+    fd = raw_connect(e->port);
+    h = (rpc_frame_hdr){.type = RPC_FRAME_RESPONSE, .corr_id = 1};
+    rpc_frame_hdr_encode(&h, hb);
+    assert_int_equal(send(fd, hb, sizeof(hb), MSG_NOSIGNAL), (ssize_t)sizeof(hb));
+    expect_closed(fd);
+    close(fd);
+    /* A half-open connection (partial header, then silence) does not block anyone. */
+    int idle = raw_connect(e->port);
+    assert_int_equal(send(idle, hb, 10, MSG_NOSIGNAL), 10);
+    assert_int_equal(echo_sync(e->ch, "after", 0, 0, 5000, 0, NULL), 0);
+    close(idle);
+    env_free(e);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sync_echo_and_errors),
+        cmocka_unit_test(test_many_in_flight_from_threads),
+        cmocka_unit_test(test_timeout_and_cancel),
+        cmocka_unit_test(test_overload_and_client_bound),
+        cmocka_unit_test(test_server_gone_then_back),
+        cmocka_unit_test(test_close_fails_pending),
+        cmocka_unit_test(test_garbage_closes_only_that_connection),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
