@@ -116,6 +116,10 @@ int curve_chunk_header_decode(const uint8_t *buf, size_t len, curve_chunk_header
 
 /* ---- pool --------------------------------------------------------------------------------- */
 
+/* Exported gauges (see curve_cfp_opts.metrics). */
+enum { CFP_G_READY, CFP_G_DIRTY, CFP_G_TARGET, CFP_G_FORMATTED, CFP_G_BYTES, CFP_G_FAILED,
+       CFP_NGAUGES };
+
 /* A growable stack of file indexes. */
 typedef struct cfp_vec {
     uint64_t *v;
@@ -143,6 +147,8 @@ struct curve_cfp {
     curve_cfp_state state;
     uint64_t format_target, formatted, bytes_written, zeroed, gets, puts;
     bool disk_full;
+
+    curve_gauge *gauges[CFP_NGAUGES]; /* registered in open, unregistered in close */
 };
 
 static int vec_push(cfp_vec *v, uint64_t x)
@@ -377,6 +383,66 @@ static int cfp_compute_target(curve_cfp *p, const curve_cfp_opts *o)
     return 0;
 }
 
+#define CFP_GAUGE_FN(fn, expr)                                                                     \
+    static double fn(void *ctx)                                                                    \
+    {                                                                                              \
+        curve_cfp_stats st;                                                                        \
+        curve_cfp_get_stats(ctx, &st);                                                             \
+        return (double)(expr);                                                                     \
+    }
+CFP_GAUGE_FN(cfp_g_ready, st.ready)
+CFP_GAUGE_FN(cfp_g_dirty, st.dirty)
+CFP_GAUGE_FN(cfp_g_target, st.format_target)
+CFP_GAUGE_FN(cfp_g_formatted, st.formatted)
+CFP_GAUGE_FN(cfp_g_bytes, st.bytes_written)
+CFP_GAUGE_FN(cfp_g_failed, st.failed_err != 0)
+
+static void cfp_unregister_metrics(curve_cfp *p)
+{
+    for (int i = 0; i < CFP_NGAUGES; i++) {
+        curve_gauge_unregister(p->gauges[i]);
+        p->gauges[i] = NULL;
+    }
+}
+
+static int cfp_register_metrics(curve_cfp *p, curve_metrics *reg)
+{
+    static const struct {
+        const char *name, *help;
+        curve_gauge_cb cb;
+    } defs[CFP_NGAUGES] = {
+        [CFP_G_READY] = {"curve_chunkfilepool_ready_files", "Chunk files ready to be taken",
+                         cfp_g_ready},
+        [CFP_G_DIRTY] = {"curve_chunkfilepool_dirty_files",
+                         "Returned chunk files waiting to be zeroed", cfp_g_dirty},
+        [CFP_G_TARGET] = {"curve_chunkfilepool_format_target_files",
+                          "Chunk files the formatter creates in this run", cfp_g_target},
+        [CFP_G_FORMATTED] = {"curve_chunkfilepool_formatted_files",
+                             "Chunk files created by the formatter in this run",
+                             cfp_g_formatted},
+        [CFP_G_BYTES] = {"curve_chunkfilepool_written_bytes",
+                         "Bytes written by formatting and zeroing in this run", cfp_g_bytes},
+        [CFP_G_FAILED] = {"curve_chunkfilepool_disk_failed",
+                          "1 when the disk has been marked failed", cfp_g_failed},
+    };
+    const char *disk = p->dir;
+    size_t dlen = strlen(disk);
+    if (dlen > CURVE_METRIC_LABEL_VALUE_MAX)
+        disk += dlen - CURVE_METRIC_LABEL_VALUE_MAX; /* keep the distinctive tail */
+    const char *labels[] = {"disk", disk, NULL};
+    for (int i = 0; i < CFP_NGAUGES; i++) {
+        int rc = curve_metrics_gauge_fn(reg, defs[i].name, defs[i].help, labels, defs[i].cb, p,
+                                        &p->gauges[i]);
+        if (rc != 0) {
+            CLOG_ERROR("registering metric %s for %s: %s", defs[i].name, p->dir,
+                       curve_strerror(rc));
+            cfp_unregister_metrics(p);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int curve_cfp_open(const curve_cfp_opts *o, curve_cfp **out)
 {
     int rc;
@@ -419,6 +485,8 @@ int curve_cfp_open(const curve_cfp_opts *o, curve_cfp **out)
         goto err_after_init;
     rc = cfp_compute_target(p, o);
     if (rc != 0)
+        goto err_after_init;
+    if (o->metrics != NULL && (rc = cfp_register_metrics(p, o->metrics)) != 0)
         goto err_after_init;
     CLOG_INFO("chunk file pool %s: %zu ready, %zu to zero, %llu to format (chunk %u bytes)",
               p->dir, p->ready.n, p->dirty.n, (unsigned long long)p->format_target,
@@ -627,6 +695,7 @@ void curve_cfp_close(curve_cfp *p)
     pthread_mutex_unlock(&p->mu);
     if (started)
         pthread_join(p->thread, NULL);
+    cfp_unregister_metrics(p);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p->ready.v);

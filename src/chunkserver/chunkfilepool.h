@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/metrics.h"
+
 /* ---- chunk file header page ---------------------------------------------------------------- */
 
 #define CURVE_CHUNK_HEADER_SIZE 4096u      /* header page in front of the data */
@@ -88,6 +90,11 @@ typedef struct curve_cfp_opts {
     /* Formatting stops (without error) when the file system's free space would drop below
      * this many bytes. */
     uint64_t reserve_bytes;
+    /* Optional registry (borrowed; must outlive the pool) receiving callback gauges labelled
+     * disk="<dir>": curve_chunkfilepool_{ready,dirty,format_target,formatted}_files,
+     * curve_chunkfilepool_written_bytes and curve_chunkfilepool_disk_failed (0/1). They are
+     * unregistered by curve_cfp_close. NULL: no metrics. */
+    curve_metrics *metrics;
 } curve_cfp_opts;
 
 typedef enum {

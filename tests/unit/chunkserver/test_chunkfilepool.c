@@ -388,6 +388,46 @@ static void test_get_error_marks_failed(void **state)
     curve_cfp_close(p);
 }
 
+/* Reads the value of `name{disk="<dir>"}` from a Prometheus rendering; -1 if absent. */
+static double metric_value(const char *text, const char *name, const char *dir)
+{
+    char key[1024];
+    snprintf(key, sizeof(key), "%s{disk=\"%s\"} ", name, dir);
+    const char *at = strstr(text, key);
+    return at ? strtod(at + strlen(key), NULL) : -1;
+}
+
+static void test_metrics(void **state)
+{
+    char dir[512];
+    curve_metrics *reg;
+    assert_int_equal(curve_metrics_new(&reg), 0);
+    tu_path(dir, sizeof(dir), *state, "chunkfilepool");
+    curve_cfp_opts o = {.dir = dir, .chunk_size = TEST_CHUNK_SIZE, .target_files = 3,
+                        .metrics = reg};
+    curve_cfp *p;
+    assert_int_equal(curve_cfp_open(&o, &p), 0);
+    assert_int_equal(curve_cfp_start(p), 0);
+    assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+    char *text;
+    assert_int_equal(curve_metrics_render_prometheus(reg, &text, NULL), 0);
+    assert_true(metric_value(text, "curve_chunkfilepool_ready_files", dir) == 3.0);
+    assert_true(metric_value(text, "curve_chunkfilepool_formatted_files", dir) == 3.0);
+    assert_true(metric_value(text, "curve_chunkfilepool_format_target_files", dir) == 3.0);
+    assert_true(metric_value(text, "curve_chunkfilepool_dirty_files", dir) == 0.0);
+    assert_true(metric_value(text, "curve_chunkfilepool_written_bytes", dir) ==
+                3.0 * TEST_FILE_SIZE);
+    assert_true(metric_value(text, "curve_chunkfilepool_disk_failed", dir) == 0.0);
+    free(text);
+    curve_cfp_mark_failed(p, -EIO);
+    assert_int_equal(curve_metrics_render_prometheus(reg, &text, NULL), 0);
+    assert_true(metric_value(text, "curve_chunkfilepool_disk_failed", dir) == 1.0);
+    free(text);
+    curve_cfp_close(p);
+    assert_int_equal(curve_metrics_count(reg), 0); /* close unregistered them */
+    curve_metrics_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_format_disk_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_enospc_is_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_error_marks_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
