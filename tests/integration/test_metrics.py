@@ -5,6 +5,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -123,6 +124,61 @@ def test_status_and_health(demo):
     assert http(port, "/metrics", method="POST", data=b"x")[0] == 405
     status, _, body = http(port, "/echo?msg=hi")
     assert (status, body) == (200, "hi")
+
+
+RAW_TIMEOUT_S = 2  # bound of one raw exchange (some bad requests leave the server waiting)
+
+
+def raw_exchange(port, data):
+    """Sends raw bytes, returns what comes back until the server closes or RAW_TIMEOUT_S."""
+    with socket.create_connection(("127.0.0.1", port), timeout=RAW_TIMEOUT_S) as s:
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:  # the server may answer and close before reading everything
+            pass
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except OSError:  # reset, or the bounded timeout
+            pass
+        return out
+
+
+def test_bad_requests_do_not_crash(demo):
+    proc, port = demo
+    close = b"Host: x\r\nConnection: close\r\n"
+    bad = [  # (request, expected status line prefix or None when the server may just close)
+        (b"\x00\xff garbage \r\n\r\n", None),
+        (b"GET /metrics HTTP/9.9\r\n\r\n", b"HTTP/1.1 505"),
+        (b"GET /status?metrics=%zz&%%%=1 HTTP/1.1\r\n" + close + b"\r\n", b"HTTP/1.1 200"),
+        (b"GET /%00/../../etc/passwd HTTP/1.1\r\n" + close + b"\r\n", b"HTTP/1.1 404"),
+        (b"GET /metrics HTTP/1.1\r\n" + close + b"X-Big: " + b"a" * 200000 + b"\r\n\r\n",
+         b"HTTP/1.1 431"),
+        (b"POST /echo HTTP/1.1\r\n" + close + b"Content-Length: 1000000\r\n\r\nshort", None),
+        (b"POST /echo HTTP/1.1\r\n" + close + b"Content-Length: -5\r\n\r\n", b"HTTP/1.1 400"),
+        (b"POST /echo HTTP/1.1\r\n" + close + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+         b"HTTP/1.1 400"),
+        (b"POST /failpoint HTTP/1.1\r\n" + close + b"Content-Length: 8\r\n\r\na=b\x00;c=d",
+         b"HTTP/1.1 400"),
+        (b"POST /failpoint?name=&action= HTTP/1.1\r\n" + close + b"Content-Length: 0\r\n\r\n",
+         b"HTTP/1.1 400"),
+        (b"POST /echo HTTP/1.1\r\n" + close + b"Content-Length: 70000\r\n\r\n" + b"x" * 70000,
+         b"HTTP/1.1 413"),
+    ]
+    for data, want in bad:
+        out = raw_exchange(port, data)
+        assert proc.poll() is None, f"demo died on {data[:60]!r}"
+        if want is not None:
+            assert out.startswith(want), f"{data[:60]!r} -> {out[:80]!r}"
+    # The failpoint requests were refused and changed nothing.
+    status, _, body = http(port, "/failpoint")
+    assert status == 200 and json.loads(body) == {"failpoints": {}}
+    assert http(port, "/health")[:3:2] == (200, "OK\n")
 
 
 def test_sigterm_stops_cleanly(demo):
