@@ -8,7 +8,7 @@
  * Each channel (one connection) runs --calls calls with --inflight of them in flight. Each
  * call carries a message and an attachment filled with a pseudo-random pattern derived from the
  * seed and the call; the reply must echo both exactly. --attach-mixed draws sizes from 0 B to
- * MAXBYTES (mostly small, some at the maximum). --worker-every=K makes every K-th call be
+ * MAXBYTES (5% empty, 3% exactly MAXBYTES, 7% uniform up to MAXBYTES, the rest up to 64 KiB). --worker-every=K makes every K-th call be
  * answered from a server worker thread.
  *
  * Prints "started" once the first calls are queued, then a summary line
@@ -119,7 +119,7 @@ static uint64_t pick_size(const client *cl, uint64_t key)
         return 0;
     if (pct < 8)
         return max;
-    if (pct < 20)
+    if (pct < 15)
         return (r >> 8) % (max + 1);
     uint64_t small = max < 65536 ? max : 65536;
     return (r >> 8) % (small + 1);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common/assert.h"
+#include "common/log.h"
 #include "curve/errors.h"
 
 /* Builds and sends the echo reply; moves the request attachment into it. */
@@ -96,6 +97,8 @@ static void echo_handler(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_i
         d->req = req;
         d->attach = attach;
         atomic_fetch_add(&svc->pending, 1);
+        CLOG_DEBUG("echo: call %llu from %s: replying in %u ms",
+                   (unsigned long long)rpc_call_id(ctx), rpc_call_peer(ctx), req->delay_ms);
         curve_timer_start(&d->timer, req->delay_ms, 0);
         return;
     }

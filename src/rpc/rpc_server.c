@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/assert.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "curve/errors.h"
 
@@ -134,9 +135,15 @@ static void ctx_deliver(void *arg)
     rpc_call_ctx *ctx = arg;
     srv_conn *sc = ctx->sc;
     rpc_server *s = sc->srv;
-    /* Failpoint hook (later): delaying or dropping replies for fault-injection tests belongs
-     * here, e.g. `if (s->reply_hook && s->reply_hook(ctx, &delay_ms)) { start a timer that
-     * calls ctx_deliver again; return; }`. */
+    /* Failpoint "rpc.server.reply": return(...) drops the reply (a lost message: the client
+     * times out). This is also the place for a non-blocking reply delay later (start a timer
+     * that calls ctx_deliver again); a delay(...) action here would block the whole loop. */
+    if (ctx->out && CURVE_FAILPOINT("rpc.server.reply") < 0) {
+        CLOG_DEBUG("rpc server: failpoint rpc.server.reply dropped the reply to call %llu",
+                   (unsigned long long)ctx->hdr.corr_id);
+        rpc_out_free(ctx->out);
+        ctx->out = NULL;
+    }
     if (ctx->out && !sc->closed) {
         (void)rpc_conn_send(sc->conn, ctx->out);
         ctx->out = NULL;

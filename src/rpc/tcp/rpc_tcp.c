@@ -41,6 +41,7 @@ typedef struct tcp_conn {
     rpc_conn base;
     uv_tcp_t tcp;
     uv_connect_t creq;
+    uv_shutdown_t sreq; /* graceful close: flush queued writes first */
     rpc_frame_decoder dec;
     curve_buf *rbuf; /* current receive buffer (our reference) */
     size_t rused;    /* bytes of rbuf already filled */
@@ -146,6 +147,12 @@ static void tcp_close_cb(uv_handle_t *h)
     rpc_conn_unref(&t->base);
 }
 
+static void tcp_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    tcp_conn *t = req->data;
+    uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
+}
+
 static void tcp_close(rpc_conn *c, int reason)
 {
     tcp_conn *t = (tcp_conn *)c;
@@ -155,6 +162,14 @@ static void tcp_close(rpc_conn *c, int reason)
     t->closing = true;
     t->close_reason = reason ? reason : CURVE_ERR_RPC_CONN;
     uv_read_stop((uv_stream_t *)&t->tcp);
+    /* A graceful close (shutdown) first flushes replies already queued; an error close
+     * drops them. */
+    if (reason == CURVE_ERR_SHUTDOWN && t->connected &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp) > 0) {
+        t->sreq.data = t;
+        if (uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, tcp_shutdown_cb) == 0)
+            return;
+    }
     uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
 }
 
