@@ -328,6 +328,28 @@ static bool may_schedule(const mds_topology *t, const mds_optable *ops, const md
     return true;
 }
 
+/* Replacement for recovery / replica count. When every candidate is busy with another
+ * operator the copyset just waits (skipped_busy); when there is no candidate at all, alert.
+ * Returns 0, -ENOSPC (nothing now) or -ENOMEM. */
+static int choose_target(const mds_topology *t, mds_replace_req *req, uint32_t *target,
+                         const mds_copyset *c, uint32_t alive, uint32_t dead,
+                         mds_sched_result *res)
+{
+    int rc = mds_place_choose_replacement(t, req, target, NULL, 0);
+    if (rc != -ENOSPC)
+        return rc;
+    mds_replace_req idle = *req;
+    idle.busy = NULL;
+    rc = mds_place_choose_replacement(t, &idle, target, NULL, 0);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc == 0)
+        res->skipped_busy++;
+    else
+        add_alert(res, MDS_ALERT_NO_CANDIDATE, c, alive, dead);
+    return -ENOSPC;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* recovery */
 
@@ -352,13 +374,11 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                                .busy = mds_optable_busy_cb,
                                .busy_ctx = ops};
         uint32_t target;
-        int rc = mds_place_choose_replacement(t, &req, &target, NULL, 0);
+        int rc = choose_target(t, &req, &target, c, alive, dead, res);
         if (rc == -ENOMEM)
             return rc;
-        if (rc != 0) {
-            add_alert(res, MDS_ALERT_NO_CANDIDATE, c, alive, dead);
+        if (rc != 0)
             continue;
-        }
         rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_RECOVERY, dead, target, now_ms, cfg,
                     res);
         if (rc == -ENOMEM)
@@ -417,12 +437,11 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
         if (c->npeers < lp->replicas) {
             mds_replace_req req = {.copyset = c, .busy = mds_optable_busy_cb, .busy_ctx = ops};
             uint32_t target;
-            rc = mds_place_choose_replacement(t, &req, &target, NULL, 0);
+            rc = choose_target(t, &req, &target, c, alive, dead, res);
             if (rc == -ENOMEM)
                 break;
             if (rc != 0) {
                 rc = 0;
-                add_alert(res, MDS_ALERT_NO_CANDIDATE, c, alive, dead);
                 continue;
             }
             rc = new_op(ops, c, MDS_OP_ADD_PEER, MDS_SCHED_REPLICA, 0, target, now_ms, cfg, res);

@@ -1,0 +1,461 @@
+/* Unit tests: scheduler decisions and operator lifecycle on fake topologies. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "curve/errors.h"
+#include "mds/scheduler.h"
+#include "mds_test_util.h"
+
+static mds_sched_result res; /* large: static */
+
+static mds_sched_cfg cfg_with(uint32_t max_ops)
+{
+    mds_sched_cfg cfg;
+    mds_sched_cfg_default(&cfg);
+    cfg.max_ops_per_run = max_ops;
+    return cfg;
+}
+
+/* Plays the copyset leader: applies the operator's change to the topology like a finished
+ * Raft membership change would (epoch + 1, or the new leader), then lets the table observe. */
+static void complete_op(mds_topology *t, mds_optable *ops, const mds_operator *op)
+{
+    mds_copyset *c = mds_topo_copyset(t, op->pool_id, op->copyset_id);
+    mds_operator copy = *op;
+    assert_non_null(c);
+    switch (copy.type) {
+    case MDS_OP_CHANGE_PEER:
+        for (uint32_t i = 0; i < c->npeers; i++)
+            if (c->peers[i] == copy.old_peer)
+                c->peers[i] = copy.new_peer;
+        c->epoch++;
+        break;
+    case MDS_OP_ADD_PEER:
+        c->peers[c->npeers++] = copy.new_peer;
+        c->epoch++;
+        break;
+    case MDS_OP_REMOVE_PEER:
+        for (uint32_t i = 0; i < c->npeers; i++)
+            if (c->peers[i] == copy.old_peer)
+                c->peers[i] = c->peers[--c->npeers];
+        c->epoch++;
+        break;
+    case MDS_OP_TRANSFER_LEADER:
+        c->leader = copy.new_peer;
+        c->term++;
+        break;
+    }
+    mds_op_event ev;
+    assert_int_equal(mds_optable_observe(ops, c, &ev), 1);
+    assert_int_equal(ev.outcome, MDS_OP_DONE);
+    assert_int_equal(ev.op.id, copy.id);
+}
+
+static void complete_all(mds_topology *t, mds_optable *ops)
+{
+    while (ops->n > 0) {
+        mds_operator op = ops->v[0];
+        complete_op(t, ops, &op);
+    }
+}
+
+static const mds_chunkserver *cs(const mds_topology *t, uint32_t id)
+{
+    return mds_topo_cs(t, id);
+}
+
+/* 9 chunkservers (zone0 {1,2,3}, zone1 {4,5,6}, zone2 {7,8,9}), 300 copysets placed. */
+static void test_recovery_change_peer(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 3, NULL, 1, 300);
+    mdst_place(&t, mdst_seed());
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(1000);
+    mds_topo_cs(&t, 5)->state = MDS_CS_OFFLINE;
+
+    assert_int_equal(mds_sched_recovery(&t, &ops, 1000, &cfg, &res), 0);
+    /* one operator per disk: the only possible targets are 4 and 6 (zone of 5) */
+    assert_int_equal(res.ops_created, 2);
+    assert_int_equal(ops.n, 2);
+    assert_int_equal(res.nalerts, 0);
+    assert_true(res.skipped_busy > 0);
+    assert_true(res.skipped_no_leader > 0); /* copysets led by 5: wait for a new leader */
+    bool got4 = false, got6 = false;
+    for (size_t i = 0; i < ops.n; i++) {
+        const mds_operator *op = &ops.v[i];
+        const mds_copyset *c = mds_topo_copyset(&t, op->pool_id, op->copyset_id);
+        assert_int_equal(op->type, MDS_OP_CHANGE_PEER);
+        assert_int_equal(op->origin, MDS_SCHED_RECOVERY);
+        assert_int_equal(op->old_peer, 5);
+        assert_true(mds_copyset_has_peer(c, 5));
+        assert_int_not_equal(c->leader, 5);
+        assert_int_equal(cs(&t, op->new_peer)->zone_id, cs(&t, 5)->zone_id);
+        assert_int_equal(op->deadline_ms, 1000 + cfg.change_timeout_ms);
+        assert_int_equal(op->start_epoch, c->epoch);
+        got4 |= op->new_peer == 4;
+        got6 |= op->new_peer == 6;
+        /* delivered to the copyset's leader */
+        mds_operator out[4];
+        assert_int_equal(mds_optable_for_leader(&ops, &t, c->leader, out, 4) >= 1, 1);
+    }
+    assert_true(got4 && got6);
+    /* nothing new while the disks are busy */
+    assert_int_equal(mds_sched_recovery(&t, &ops, 2000, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 0);
+    /* drive recovery to the end: complete, re-run, until no copyset has 5 */
+    int rounds = 0;
+    for (; rounds < 300; rounds++) {
+        complete_all(&t, &ops);
+        /* copysets led by 5 elect a new leader among the survivors */
+        for (size_t i = 0; i < t.copysets.n; i++) {
+            mds_copyset *c = &t.copysets.v[i];
+            if (c->leader == 5)
+                c->leader = c->peers[0] == 5 ? c->peers[1] : c->peers[0], c->term++;
+        }
+        assert_int_equal(mds_sched_recovery(&t, &ops, 3000, &cfg, &res), 0);
+        if (res.ops_created == 0)
+            break;
+        assert_true(res.ops_created <= 2);
+    }
+    const mds_copyset *left[1];
+    assert_int_equal(mds_topo_copysets_of_cs(&t, 5, left, 1), 0);
+    assert_true(rounds >= 49); /* 100 replicas, two disks at a time */
+    for (size_t i = 0; i < t.copysets.n; i++) {
+        const mds_copyset *c = &t.copysets.v[i];
+        assert_int_not_equal(cs(&t, c->peers[0])->zone_id, cs(&t, c->peers[1])->zone_id);
+        assert_int_not_equal(cs(&t, c->peers[1])->zone_id, cs(&t, c->peers[2])->zone_id);
+        assert_int_not_equal(cs(&t, c->peers[0])->zone_id, cs(&t, c->peers[2])->zone_id);
+    }
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+static void test_recovery_majority_lost(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 3, NULL, 1, 10);
+    mdst_copyset(&t, 1, 1, 4, 7, 1);
+    mdst_copyset(&t, 2, 2, 5, 8, 2);
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(100);
+    mds_topo_cs(&t, 4)->state = MDS_CS_OFFLINE;
+    mds_topo_cs(&t, 7)->state = MDS_CS_OFFLINE;
+    mds_topo_cs(&t, 5)->state = MDS_CS_UNSTABLE; /* unstable is alive: no recovery */
+    assert_int_equal(mds_sched_recovery(&t, &ops, 10, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 0);
+    assert_int_equal(ops.n, 0);
+    assert_int_equal(res.nalerts, 1);
+    assert_int_equal(res.alerts[0].kind, MDS_ALERT_MAJORITY_LOST);
+    assert_int_equal(res.alerts[0].copyset_id, 1);
+    assert_int_equal(res.alerts[0].alive, 1);
+    assert_int_equal(res.alerts[0].npeers, 3);
+    assert_string_equal(mds_alert_kind_name(res.alerts[0].kind), "majority_lost");
+    /* a retired peer counts as gone too: copyset 2 loses 8, 5 unstable, 2 alive: recover 8 */
+    mds_topo_cs(&t, 8)->state = MDS_CS_RETIRED;
+    assert_int_equal(mds_sched_recovery(&t, &ops, 10, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 1);
+    assert_int_equal(ops.v[0].old_peer, 8);
+    assert_int_equal(ops.v[0].new_peer, 9); /* the only online zone2 disk not in the copyset */
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+static void test_recovery_no_candidate(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 1, NULL, 1, 10); /* exactly 3 disks: nowhere to go */
+    mdst_copyset(&t, 1, 1, 2, 3, 1);
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(100);
+    mds_topo_cs(&t, 3)->state = MDS_CS_OFFLINE;
+    assert_int_equal(mds_sched_recovery(&t, &ops, 10, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 0);
+    assert_int_equal(res.nalerts, 1);
+    assert_int_equal(res.alerts[0].kind, MDS_ALERT_NO_CANDIDATE);
+    assert_int_equal(res.alerts[0].cs_id, 3);
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+static void test_rate_limit(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 3, NULL, 2, 300); /* 18 disks */
+    mdst_place(&t, 3);
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(3);
+    mds_topo_cs(&t, 1)->state = MDS_CS_OFFLINE;
+    assert_int_equal(mds_sched_recovery(&t, &ops, 10, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 3);
+    assert_true(res.rate_limited > 0);
+    /* every operator on a distinct target disk */
+    assert_int_not_equal(ops.v[0].new_peer, ops.v[1].new_peer);
+    assert_int_not_equal(ops.v[0].new_peer, ops.v[2].new_peer);
+    assert_int_not_equal(ops.v[1].new_peer, ops.v[2].new_peer);
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+static void test_optable_rules_and_timeout(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 3, NULL, 1, 10);
+    mdst_copyset(&t, 1, 1, 4, 7, 1);
+    mdst_copyset(&t, 2, 2, 5, 8, 2);
+    mds_optable_init(&ops, 2);
+    mds_operator a = {.type = MDS_OP_CHANGE_PEER, .pool_id = 1, .copyset_id = 1, .old_peer = 7,
+                      .new_peer = 9, .deadline_ms = 100};
+    uint64_t id = 0;
+    assert_int_equal(mds_optable_add(&ops, &a, &id), 0);
+    assert_int_equal(id, 1);
+    assert_true(mds_optable_cs_busy(&ops, 9));
+    assert_false(mds_optable_cs_busy(&ops, 7)); /* the leaving (offline) disk is not held */
+    /* same copyset: busy */
+    mds_operator b = a;
+    b.new_peer = 8;
+    assert_int_equal(mds_optable_add(&ops, &b, NULL), CURVE_ERR_BUSY);
+    /* same target disk for another copyset: busy */
+    b = (mds_operator){.type = MDS_OP_CHANGE_PEER, .pool_id = 1, .copyset_id = 2, .old_peer = 8,
+                       .new_peer = 9, .deadline_ms = 200};
+    assert_int_equal(mds_optable_add(&ops, &b, NULL), CURVE_ERR_BUSY);
+    /* invalid ones */
+    b.new_peer = 8;
+    assert_int_equal(mds_optable_add(&ops, &b, NULL), -EINVAL);
+    b.new_peer = 0;
+    assert_int_equal(mds_optable_add(&ops, &b, NULL), -EINVAL);
+    b.type = MDS_OP_TRANSFER_LEADER;
+    b.new_peer = 5;
+    b.deadline_ms = 200;
+    assert_int_equal(mds_optable_add(&ops, &b, NULL), 0);
+    /* table bound */
+    mds_operator c = {.type = MDS_OP_ADD_PEER, .pool_id = 1, .copyset_id = 3, .new_peer = 3};
+    assert_int_equal(mds_optable_add(&ops, &c, NULL), -ENOSPC);
+    /* nothing expires before its deadline */
+    mds_op_event ev[4];
+    assert_int_equal(mds_optable_expire(&ops, 99, ev, 4), 0);
+    assert_int_equal(mds_optable_expire(&ops, 100, ev, 4), 1);
+    assert_int_equal(ev[0].outcome, MDS_OP_EXPIRED);
+    assert_int_equal(ev[0].op.copyset_id, 1);
+    assert_false(mds_optable_cs_busy(&ops, 9));
+    /* a leader transfer ends when the leader changes; to someone else: failed */
+    mds_copyset *c2 = mds_topo_copyset(&t, 1, 2);
+    assert_int_equal(mds_optable_observe(&ops, c2, &ev[0]), 0);
+    c2->leader = 8;
+    c2->term++;
+    assert_int_equal(mds_optable_observe(&ops, c2, &ev[0]), 0); /* may still move to 5 */
+    c2->epoch++;
+    assert_int_equal(mds_optable_observe(&ops, c2, &ev[0]), 1);
+    assert_int_equal(ev[0].outcome, MDS_OP_FAILED);
+    assert_int_equal(ops.n, 0);
+    assert_int_equal(mds_optable_remove(&ops, 1, 2), CURVE_ERR_NOT_FOUND);
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+static void test_replica_count(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 3, NULL, 1, 10);
+    mdst_copyset(&t, 1, 1, 4, 7, 1);
+    mdst_copyset(&t, 2, 2, 5, 8, 2);
+    mdst_copyset(&t, 3, 3, 6, 9, 3);
+    mdst_copyset(&t, 4, 1, 5, 9, 1);
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(100);
+    /* copyset 1 lost a member (2 peers): add one in the missing zone */
+    mds_copyset *c1 = mds_topo_copyset(&t, 1, 1);
+    c1->npeers = 2; /* {1,4} */
+    c1->peers[2] = 0;
+    /* copyset 2 has a 4th peer (3, zone0): remove one; 2 is the leader so not 2 */
+    mds_copyset *c2 = mds_topo_copyset(&t, 1, 2);
+    c2->peers[c2->npeers++] = 3;
+    assert_int_equal(mds_sched_replica(&t, &ops, 5, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 2);
+    const mds_operator *add = mds_optable_find(&ops, 1, 1);
+    const mds_operator *rem = mds_optable_find(&ops, 1, 2);
+    assert_non_null(add);
+    assert_non_null(rem);
+    assert_int_equal(add->type, MDS_OP_ADD_PEER);
+    assert_int_equal(cs(&t, add->new_peer)->zone_id, cs(&t, 7)->zone_id);
+    assert_int_equal(rem->type, MDS_OP_REMOVE_PEER);
+    assert_int_not_equal(rem->old_peer, 2);
+    /* 3 has 2 copysets (3 and this one), 5 has 2 (2 and 4), 8 has 1: highest count, lowest id */
+    assert_int_equal(rem->old_peer, 3);
+    /* an offline extra peer is removed first */
+    mds_optable_remove(&ops, 1, 2);
+    mds_topo_cs(&t, 8)->state = MDS_CS_OFFLINE;
+    assert_int_equal(mds_sched_replica(&t, &ops, 5, &cfg, &res), 0);
+    rem = mds_optable_find(&ops, 1, 2);
+    assert_non_null(rem);
+    assert_int_equal(rem->old_peer, 8);
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+/* Copyset counts of the online chunkservers: checks within mean +- (range + 1). */
+static void check_balanced(const mds_topology *t, double pct)
+{
+    uint32_t counts[64];
+    assert_true(t->css.n <= 64);
+    mds_place_copyset_counts(t, counts);
+    double mean = 0;
+    for (size_t i = 0; i < t->css.n; i++)
+        mean += counts[i];
+    mean /= (double)t->css.n;
+    double range = mean * pct / 100 < 1 ? 1 : mean * pct / 100;
+    for (size_t i = 0; i < t->css.n; i++)
+        if ((double)counts[i] > mean + range + 1 || (double)counts[i] < mean - range - 1)
+            fail_msg("cs %u has %u copysets, mean %.1f", t->css.v[i].id, counts[i], mean);
+}
+
+/* 3 zones x 4 servers; the 4th disk of each zone joins after placement. */
+static void test_copyset_balance(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 4, NULL, 1, 300); /* zone0 {1..4}, zone1 {5..8}, zone2 {9..12} */
+    uint32_t late[] = {4, 8, 12};
+    for (int i = 0; i < 3; i++)
+        mds_topo_cs(&t, late[i])->state = MDS_CS_OFFLINE;
+    mdst_place(&t, mdst_seed());
+    for (int i = 0; i < 3; i++)
+        mds_topo_cs(&t, late[i])->state = MDS_CS_ONLINE;
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(100);
+    uint32_t before[12];
+    mds_place_copyset_counts(&t, before);
+    assert_int_equal(before[3], 0);
+    assert_int_equal(before[0], 100);
+
+    assert_int_equal(mds_sched_copyset_balance(&t, &ops, 7, &cfg, &res), 0);
+    /* one operator per target disk: exactly the three new disks, each from its own zone */
+    assert_int_equal(res.ops_created, 3);
+    for (size_t i = 0; i < ops.n; i++) {
+        const mds_operator *op = &ops.v[i];
+        const mds_copyset *c = mds_topo_copyset(&t, op->pool_id, op->copyset_id);
+        assert_int_equal(op->type, MDS_OP_CHANGE_PEER);
+        assert_int_equal(op->origin, MDS_SCHED_COPYSET_BALANCE);
+        assert_true(op->new_peer == 4 || op->new_peer == 8 || op->new_peer == 12);
+        assert_int_equal(cs(&t, op->new_peer)->zone_id, cs(&t, op->old_peer)->zone_id);
+        assert_int_not_equal(c->leader, op->old_peer);
+    }
+    /* iterate to convergence */
+    int rounds = 0;
+    for (; rounds < 500; rounds++) {
+        complete_all(&t, &ops);
+        assert_int_equal(mds_sched_copyset_balance(&t, &ops, 7, &cfg, &res), 0);
+        if (res.ops_created == 0)
+            break;
+    }
+    assert_true(rounds < 500);
+    check_balanced(&t, cfg.balance_range_pct);
+    /* a balanced cluster gets no operator */
+    assert_int_equal(mds_sched_copyset_balance(&t, &ops, 7, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 0);
+    /* replicas stay zone-distinct */
+    for (size_t i = 0; i < t.copysets.n; i++) {
+        const mds_copyset *c = &t.copysets.v[i];
+        assert_int_not_equal(cs(&t, c->peers[0])->zone_id, cs(&t, c->peers[1])->zone_id);
+        assert_int_not_equal(cs(&t, c->peers[1])->zone_id, cs(&t, c->peers[2])->zone_id);
+        assert_int_not_equal(cs(&t, c->peers[0])->zone_id, cs(&t, c->peers[2])->zone_id);
+    }
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+static void leader_counts(const mds_topology *t, uint32_t *leaders)
+{
+    memset(leaders, 0, t->css.n * sizeof(*leaders));
+    for (size_t i = 0; i < t->copysets.n; i++)
+        leaders[mds_topo_cs(t, t->copysets.v[i].leader) - t->css.v]++;
+}
+
+static void test_leader_balance(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 3, NULL, 1, 300);
+    mdst_place(&t, mdst_seed());
+    /* every copyset led by its zone0 member: 1,2,3 lead 100 each, the rest none */
+    for (size_t i = 0; i < t.copysets.n; i++) {
+        mds_copyset *c = &t.copysets.v[i];
+        for (uint32_t k = 0; k < 3; k++)
+            if (cs(&t, c->peers[k])->zone_id == 1)
+                c->leader = c->peers[k];
+    }
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(100);
+    assert_int_equal(mds_sched_leader_balance(&t, &ops, 50, &cfg, &res), 0);
+    /* targets are disks: one transfer per target: 6 non-leading disks */
+    assert_int_equal(res.ops_created, 6);
+    for (size_t i = 0; i < ops.n; i++) {
+        const mds_operator *op = &ops.v[i];
+        const mds_copyset *c = mds_topo_copyset(&t, op->pool_id, op->copyset_id);
+        assert_int_equal(op->type, MDS_OP_TRANSFER_LEADER);
+        assert_int_equal(op->old_peer, c->leader);
+        assert_true(mds_copyset_has_peer(c, op->new_peer));
+        assert_int_not_equal(cs(&t, op->new_peer)->zone_id, 1);
+        assert_int_equal(op->deadline_ms, 50 + cfg.transfer_timeout_ms);
+    }
+    int rounds = 0;
+    for (; rounds < 500; rounds++) {
+        complete_all(&t, &ops);
+        assert_int_equal(mds_sched_leader_balance(&t, &ops, 50, &cfg, &res), 0);
+        if (res.ops_created == 0)
+            break;
+    }
+    assert_true(rounds < 500);
+    uint32_t leaders[9];
+    leader_counts(&t, leaders);
+    double mean = 300.0 / 9, range = mean * cfg.leader_range_pct / 100;
+    for (int i = 0; i < 9; i++)
+        if (leaders[i] > mean + range + 1 || leaders[i] < mean - range - 2)
+            fail_msg("cs %d leads %u (mean %.1f)", i + 1, leaders[i], mean);
+    /* offline members never receive leadership */
+    mds_topo_cs(&t, 9)->state = MDS_CS_OFFLINE;
+    for (size_t i = 0; i < t.copysets.n; i++) {
+        mds_copyset *c = &t.copysets.v[i];
+        c->leader = c->peers[0] == 9 ? c->peers[1] : c->peers[0];
+    }
+    assert_int_equal(mds_sched_leader_balance(&t, &ops, 60, &cfg, &res), 0);
+    for (size_t i = 0; i < ops.n; i++)
+        assert_int_not_equal(ops.v[i].new_peer, 9);
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
+static void test_names(void **state)
+{
+    assert_string_equal(mds_op_type_name(MDS_OP_CHANGE_PEER), "change_peer");
+    assert_string_equal(mds_sched_kind_name(MDS_SCHED_LEADER_BALANCE), "leader_balance");
+    assert_string_equal(mds_sched_kind_name((mds_sched_kind)42), "?");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_recovery_change_peer),
+        cmocka_unit_test(test_recovery_majority_lost),
+        cmocka_unit_test(test_recovery_no_candidate),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_optable_rules_and_timeout),
+        cmocka_unit_test(test_replica_count),
+        cmocka_unit_test(test_copyset_balance),
+        cmocka_unit_test(test_leader_balance),
+        cmocka_unit_test(test_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
