@@ -249,11 +249,13 @@ check_tail:;
     res->nonzero_bytes = first_nz == len ? 0 : last_nz + 1 - first_nz;
     if (res->nonzero_bytes == 0)
         return 0;
-    if (res->status == RLOG__SCAN_CLEAN)
-        res->status = RLOG__SCAN_TORN;
+    bool zero_end = res->status == RLOG__SCAN_CLEAN;
+    res->status = RLOG__SCAN_TORN;
     res->why = why;
     if (later_write_exists(img, len, res->bad_off, expect)) {
         res->status = RLOG__SCAN_CORRUPT;
+        if (zero_end)
+            res->why = "unwritten (zero) page before a later durable write";
     }
     return 0;
 }
@@ -1489,9 +1491,10 @@ static int load_segment(rlog *log, uint64_t first, bool is_last, uint64_t *prev_
     log->last += r.count;
     *prev_term = r.last_term;
     if (r.status == RLOG__SCAN_CORRUPT || (r.status == RLOG__SCAN_TORN && !is_last)) {
-        CLOG_ERROR("rlog: %s is corrupt at offset %zu (%s) with valid data after it; "
-                   "refusing to truncate",
-                   path, r.bad_off, r.why);
+        CLOG_ERROR("rlog: %s is corrupt at offset %zu (%s) %s; refusing to truncate", path,
+                   r.bad_off, r.why,
+                   r.status == RLOG__SCAN_CORRUPT ? "and a later durable write follows"
+                                                  : "in a closed segment");
         rc = CURVE_ERR_CORRUPT;
         goto err_after_img;
     }

@@ -554,6 +554,89 @@ static void test_crash_torn_tail(void **state)
     rt_rmtree(dir);
 }
 
+/* A crash right after a segment roll: the newest segment is empty, shorter than preallocated,
+ * or holds only garbage. Recovery keeps the older segments and reuses the newest file. */
+static void test_torn_segment_roll(void **state)
+{
+    (void)state;
+    char *dir = rt_mkdtemp();
+    rlog_opts o;
+    small_opts(&o);
+    const uint32_t max_len = 700;
+    rlog *log = NULL;
+    assert_int_equal(rlog_open(dir, &o, &log, NULL), 0);
+    uint64_t n = 0;
+    while (count_segments(dir) < 2) {
+        n++;
+        append_range(log, n, n, 1, 1, max_len, true);
+    }
+    rlog_close(log);
+    uint64_t k = n; /* the entry that opened the second segment */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/log_%020" PRIu64, dir, k);
+    size_t len;
+    uint8_t *orig = read_whole(path, &len);
+    for (int variant = 0; variant < 3; variant++) {
+        write_whole(path, orig, len);
+        if (variant == 0) {
+            assert_int_equal(truncate(path, 0), 0); /* created, never preallocated */
+        } else if (variant == 1) {
+            assert_int_equal(truncate(path, 0), 0);
+            assert_int_equal(truncate(path, (off_t)o.segment_bytes), 0); /* preallocated only */
+        } else {
+            uint8_t junk[100];
+            for (size_t i = 0; i < sizeof(junk); i++)
+                junk[i] = (uint8_t)(i * 13 + 1);
+            int fd = open(path, O_WRONLY);
+            assert_true(fd >= 0);
+            assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+            close(fd);
+        }
+        rlog_info info;
+        assert_int_equal(rlog_open(dir, &o, &log, &info), 0);
+        assert_int_equal(info.last_index, k - 1);
+        assert_int_equal(info.segments, 2);
+        assert_int_equal(info.tail_truncated, variant == 2);
+        check_range(log, 1, k - 1, 1, max_len);
+        append_range(log, k, k + 3, 2, 2, max_len, true);
+        rlog_close(log);
+        assert_int_equal(rlog_open(dir, &o, &log, &info), 0);
+        assert_int_equal(info.last_index, k + 3);
+        assert_false(info.tail_truncated);
+        check_range(log, k, k + 3, 2, max_len);
+        rlog_close(log);
+    }
+    free(orig);
+
+    /* ENOSPC while creating the next segment fails the append; the log reopens intact. */
+    assert_int_equal(rlog_open(dir, &o, &log, NULL), 0);
+    assert_int_equal(curve_failpoint_set("raftlog.create", "return(ENOSPC)"), 0);
+    rt_waiter w;
+    rt_waiter_init(&w);
+    uint64_t i = k + 4;
+    int status = 0;
+    for (; status == 0; i++) {
+        uint8_t buf[700];
+        rt_fill(buf, sizeof(buf), i, 2);
+        rlog_entry e = {.index = i, .term = 2, .data = buf, .len = sizeof(buf)};
+        assert_int_equal(rlog_append(log, &e, 1, rt_cb, &w), 0);
+        assert_int_equal(rt_wait(&w, w.done + 1), 0);
+        status = w.last_status;
+        assert_true(i < k + 200); /* the segment fills long before */
+    }
+    assert_int_equal(status, -ENOSPC);
+    uint64_t durable = rlog_durable_index(log);
+    assert_int_equal(durable, i - 2);
+    rlog_close(log);
+    curve_failpoint_clear_all();
+    rlog_info info;
+    assert_int_equal(rlog_open(dir, &o, &log, &info), 0);
+    assert_int_equal(info.last_index, durable);
+    rlog_close(log);
+    rt_waiter_destroy(&w);
+    rt_rmtree(dir);
+}
+
 static void test_corrupt_middle_is_error(void **state)
 {
     (void)state;
@@ -791,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_truncate_suffix),
         cmocka_unit_test(test_compact_and_reset),
         cmocka_unit_test(test_crash_torn_tail),
+        cmocka_unit_test(test_torn_segment_roll),
         cmocka_unit_test(test_corrupt_middle_is_error),
         cmocka_unit_test(test_write_faults),
     };
