@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -146,6 +147,12 @@ static json_t *json_u64(uint64_t v)
 
 /* ---- metrics as JSON ---- */
 
+/* JSON has no NaN or infinities: those become null. */
+static json_t *json_num(double d)
+{
+    return isfinite(d) ? json_real(d) : json_null();
+}
+
 static int metric_json_cb(const curve_metric_view *m, void *ctx)
 {
     json_t *root = ctx;
@@ -168,17 +175,18 @@ static int metric_json_cb(const curve_metric_view *m, void *ctx)
     switch (m->kind) {
     case CURVE_METRIC_COUNTER:
         json_object_set_new(o, "type", json_string("counter"));
-        json_object_set_new(o, "value", json_u64(m->v.counter));
+        json_object_set_new(o, "value",
+                            m->callback ? json_num(m->v.gauge) : json_u64(m->v.counter));
         break;
     case CURVE_METRIC_GAUGE:
         json_object_set_new(o, "type", json_string("gauge"));
-        json_object_set_new(o, "value", json_real(m->v.gauge));
+        json_object_set_new(o, "value", json_num(m->v.gauge));
         break;
     case CURVE_METRIC_RATE:
         json_object_set_new(o, "type", json_string("rate"));
         json_object_set_new(o, "total", json_u64(m->v.rate.total));
         json_object_set_new(o, "window_count", json_u64(m->v.rate.win_count));
-        json_object_set_new(o, "per_second", json_real(m->v.rate.per_second));
+        json_object_set_new(o, "per_second", json_num(m->v.rate.per_second));
         json_object_set_new(o, "window_s", json_integer(m->v.rate.window_s));
         break;
     case CURVE_METRIC_LATENCY: {
@@ -188,9 +196,9 @@ static int metric_json_cb(const curve_metric_view *m, void *ctx)
         json_object_set_new(o, "sum_us", json_u64(s->sum_us));
         json_object_set_new(o, "window_count", json_u64(s->win_count));
         json_object_set_new(o, "window_sum_us", json_u64(s->win_sum_us));
-        json_object_set_new(o, "avg_us", json_real(s->win_avg_us));
+        json_object_set_new(o, "avg_us", json_num(s->win_avg_us));
         json_object_set_new(o, "max_us", json_u64(s->win_max_us));
-        json_object_set_new(o, "qps", json_real(s->qps));
+        json_object_set_new(o, "qps", json_num(s->qps));
         json_object_set_new(o, "p50_us", json_u64(s->p50_us));
         json_object_set_new(o, "p90_us", json_u64(s->p90_us));
         json_object_set_new(o, "p99_us", json_u64(s->p99_us));

@@ -13,13 +13,17 @@
  */
 #include "common/metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "common/assert.h"
 
@@ -79,6 +83,8 @@ typedef struct counter_stripe {
 
 struct curve_counter {
     metric m;
+    curve_gauge_cb cb; /* callback counter: value = cb(ctx), stripes unused */
+    void *ctx;
     counter_stripe stripes[CURVE_COUNTER_STRIPES];
 };
 
@@ -560,8 +566,9 @@ static unsigned stripe_index(void)
     return my_stripe & (CURVE_COUNTER_STRIPES - 1);
 }
 
-int curve_metrics_counter(curve_metrics *reg, const char *name, const char *help,
-                          const char *const *labels, curve_counter **out)
+static int counter_new(curve_metrics *reg, const char *name, const char *help,
+                       const char *const *labels, curve_gauge_cb cb, void *ctx,
+                       curve_counter **out)
 {
     if (out == NULL)
         return -EINVAL;
@@ -571,6 +578,8 @@ int curve_metrics_counter(curve_metrics *reg, const char *name, const char *help
     memset(c, 0, sizeof(*c));
     for (size_t i = 0; i < CURVE_COUNTER_STRIPES; i++)
         atomic_init(&c->stripes[i].v, 0);
+    c->cb = cb;
+    c->ctx = ctx;
     int rc = metric_register(reg, &c->m, name, help, labels, CURVE_METRIC_COUNTER);
     if (rc != 0) {
         free(c);
@@ -580,13 +589,40 @@ int curve_metrics_counter(curve_metrics *reg, const char *name, const char *help
     return 0;
 }
 
+int curve_metrics_counter(curve_metrics *reg, const char *name, const char *help,
+                          const char *const *labels, curve_counter **out)
+{
+    return counter_new(reg, name, help, labels, NULL, NULL, out);
+}
+
+int curve_metrics_counter_fn(curve_metrics *reg, const char *name, const char *help,
+                             const char *const *labels, curve_gauge_cb cb, void *ctx,
+                             curve_counter **out)
+{
+    if (cb == NULL)
+        return -EINVAL;
+    return counter_new(reg, name, help, labels, cb, ctx, out);
+}
+
+/* Callback counter value, clamped to [0, 2^64) (the callback is the caller's code). */
+static double counter_fn_value(const curve_counter *c)
+{
+    double d = c->cb(c->ctx);
+    if (!(d >= 0)) /* also NaN */
+        return 0;
+    return d < 18446744073709551616.0 ? d : 18446744073709549568.0;
+}
+
 void curve_counter_add(curve_counter *c, uint64_t n)
 {
+    CURVE_ASSERT(c->cb == NULL);
     atomic_fetch_add_explicit(&c->stripes[stripe_index()].v, n, memory_order_relaxed);
 }
 
 uint64_t curve_counter_get(const curve_counter *c)
 {
+    if (c->cb != NULL)
+        return (uint64_t)counter_fn_value(c);
     uint64_t sum = 0;
     for (size_t i = 0; i < CURVE_COUNTER_STRIPES; i++)
         sum += atomic_load_explicit(&c->stripes[i].v, memory_order_relaxed);
@@ -956,6 +992,183 @@ void curve_rate_unregister(curve_rate *r)
         metric_unregister(&r->m);
 }
 
+/* ---- process metrics (from /proc/self) ---- */
+
+typedef enum {
+    PROC_CPU,
+    PROC_RSS,
+    PROC_VSIZE,
+    PROC_FDS,
+    PROC_MAX_FDS,
+    PROC_THREADS,
+    PROC_START,
+} proc_metric;
+
+#define PROC_STAT_MAX 4096 /* bytes read from /proc/self/stat */
+
+/* Fields 14.. of /proc/self/stat we use (proc(5) numbering). */
+typedef struct proc_stat {
+    uint64_t utime, stime; /* clock ticks */
+    uint64_t threads;      /* field 20 */
+    uint64_t starttime;    /* field 22, clock ticks after boot */
+    uint64_t vsize;        /* field 23, bytes */
+    uint64_t rss;          /* field 24, pages */
+} proc_stat;
+
+static int proc_read_stat(proc_stat *ps)
+{
+    char buf[PROC_STAT_MAX];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -EIO;
+    buf[n] = '\0';
+    /* The command name (field 2) may hold spaces and parentheses: start after the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -EIO;
+    p++;
+    memset(ps, 0, sizeof(*ps));
+    for (unsigned field = 3; field <= 24; field++) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            return -EIO;
+        char *end = p;
+        unsigned long long v = strtoull(p, &end, 10);
+        switch (field) {
+        case 14: ps->utime = v; break;
+        case 15: ps->stime = v; break;
+        case 20: ps->threads = v; break;
+        case 22: ps->starttime = v; break;
+        case 23: ps->vsize = v; break;
+        case 24: ps->rss = v; break;
+        default: break;
+        }
+        while (*p != ' ' && *p != '\0')
+            p++;
+    }
+    return 0;
+}
+
+/* Boot time in seconds since the epoch ("btime" in /proc/stat); read once. */
+static uint64_t proc_btime;
+static pthread_once_t proc_btime_once = PTHREAD_ONCE_INIT;
+
+static void proc_read_btime(void)
+{
+    FILE *fp = fopen("/proc/stat", "re");
+    char line[256];
+    if (fp == NULL)
+        return;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        unsigned long long v;
+        if (sscanf(line, "btime %llu", &v) == 1) {
+            proc_btime = v;
+            break;
+        }
+    }
+    fclose(fp);
+}
+
+static double proc_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return NAN;
+    double n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* minus the directory's own descriptor */
+}
+
+static double proc_value(void *ctx)
+{
+    proc_metric which = (proc_metric)(uintptr_t)ctx;
+    proc_stat ps;
+    struct rlimit rl;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+
+    switch (which) {
+    case PROC_FDS:
+        return proc_count_fds();
+    case PROC_MAX_FDS:
+        if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return NAN;
+        return rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur;
+    default:
+        break;
+    }
+    if (proc_read_stat(&ps) != 0 || hz <= 0)
+        return NAN;
+    switch (which) {
+    case PROC_CPU:
+        return (double)(ps.utime + ps.stime) / hz;
+    case PROC_RSS:
+        return (double)ps.rss * (double)sysconf(_SC_PAGESIZE);
+    case PROC_VSIZE:
+        return (double)ps.vsize;
+    case PROC_THREADS:
+        return (double)ps.threads;
+    case PROC_START:
+        pthread_once(&proc_btime_once, proc_read_btime);
+        if (proc_btime == 0)
+            return NAN;
+        return (double)proc_btime + (double)ps.starttime / hz;
+    default:
+        return NAN;
+    }
+}
+
+int curve_metrics_register_process(curve_metrics *reg)
+{
+    static const struct {
+        proc_metric which;
+        const char *name;
+        const char *help;
+    } gauges[] = {
+        {PROC_RSS, "process_resident_memory_bytes", "Resident memory size in bytes."},
+        {PROC_VSIZE, "process_virtual_memory_bytes", "Virtual memory size in bytes."},
+        {PROC_FDS, "process_open_fds", "Number of open file descriptors."},
+        {PROC_MAX_FDS, "process_max_fds", "Maximum number of open file descriptors."},
+        {PROC_THREADS, "process_threads", "Number of OS threads in the process."},
+        {PROC_START, "process_start_time_seconds",
+         "Start time of the process since unix epoch in seconds."},
+    };
+    curve_gauge *g[CURVE_ARRAY_SIZE(gauges)] = {0};
+    curve_counter *cpu = NULL;
+    size_t done = 0;
+    int rc;
+
+    if (reg == NULL)
+        return -EINVAL;
+    rc = curve_metrics_counter_fn(reg, "process_cpu_seconds_total",
+                                  "Total user and system CPU time spent in seconds.", NULL,
+                                  proc_value, (void *)(uintptr_t)PROC_CPU, &cpu);
+    if (rc != 0)
+        return rc;
+    for (; done < CURVE_ARRAY_SIZE(gauges); done++) {
+        rc = curve_metrics_gauge_fn(reg, gauges[done].name, gauges[done].help, NULL, proc_value,
+                                    (void *)(uintptr_t)gauges[done].which, &g[done]);
+        if (rc != 0)
+            goto err_after_some;
+    }
+    return 0;
+
+err_after_some:
+    while (done > 0)
+        curve_gauge_unregister(g[--done]);
+    curve_counter_unregister(cpu);
+    return rc;
+}
+
 /* ---- visiting ---- */
 
 static void metric_view(const family *f, const metric *m, curve_metric_view *v)
@@ -968,10 +1181,17 @@ static void metric_view(const family *f, const metric *m, curve_metric_view *v)
     v->label_keys = (const char *const *)m->keys;
     v->label_values = (const char *const *)m->values;
     switch (f->kind) {
-    case CURVE_METRIC_COUNTER:
-        v->v.counter = curve_counter_get((const curve_counter *)m);
+    case CURVE_METRIC_COUNTER: {
+        const curve_counter *c = (const curve_counter *)m;
+        v->callback = c->cb != NULL;
+        if (v->callback)
+            v->v.gauge = counter_fn_value(c);
+        else
+            v->v.counter = curve_counter_get(c);
         break;
+    }
     case CURVE_METRIC_GAUGE:
+        v->callback = ((const curve_gauge *)m)->cb != NULL;
         v->v.gauge = curve_gauge_get((const curve_gauge *)m);
         break;
     case CURVE_METRIC_LATENCY:
@@ -1120,7 +1340,14 @@ static void render_family(FILE *fp, const family *f)
         for (const metric *m = f->head; m != NULL; m = m->next) {
             fputs(f->name, fp);
             put_labels(fp, m, NULL, NULL);
-            fprintf(fp, " %llu\n", (unsigned long long)curve_counter_get((const curve_counter *)m));
+            const curve_counter *c = (const curve_counter *)m;
+            if (c->cb != NULL) {
+                fputc(' ', fp);
+                put_double(fp, counter_fn_value(c));
+                fputc('\n', fp);
+            } else {
+                fprintf(fp, " %llu\n", (unsigned long long)curve_counter_get(c));
+            }
         }
         break;
     case CURVE_METRIC_GAUGE:

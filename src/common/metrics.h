@@ -116,6 +116,12 @@ int curve_metrics_counter(curve_metrics *reg, const char *name, const char *help
                           const char *const *labels, curve_counter **out);
 int curve_metrics_gauge(curve_metrics *reg, const char *name, const char *help,
                         const char *const *labels, curve_gauge **out);
+/* A counter whose value is cb(ctx) at render time (e.g. CPU seconds read from /proc); the
+ * callback must return a non-decreasing value (negative/NaN read as 0). curve_counter_add must
+ * not be used on it (asserted); curve_counter_get returns the value truncated to an integer. */
+int curve_metrics_counter_fn(curve_metrics *reg, const char *name, const char *help,
+                             const char *const *labels, curve_gauge_cb cb, void *ctx,
+                             curve_counter **out);
 /* A gauge whose value is cb(ctx) at render time; curve_gauge_set/add must not be used on it. */
 int curve_metrics_gauge_fn(curve_metrics *reg, const char *name, const char *help,
                            const char *const *labels, curve_gauge_cb cb, void *ctx,
@@ -183,6 +189,14 @@ typedef struct curve_rate_stats {
 } curve_rate_stats;
 void curve_rate_get_stats(const curve_rate *r, curve_rate_stats *st);
 
+/* Registers the standard Prometheus process metrics, computed from /proc/self at render time:
+ * process_cpu_seconds_total (counter), process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds, process_threads,
+ * process_start_time_seconds (gauges). Call once per registry (usually the default one) at
+ * daemon start; they stay until the registry is freed. Returns 0, -EEXIST (already there) or
+ * -ENOMEM; on error nothing is left registered. A value that cannot be read renders as NaN. */
+int curve_metrics_register_process(curve_metrics *reg);
+
 /* ---- rendering and visiting ---- */
 
 /* Renders every metric in the Prometheus text format 0.0.4 (families sorted by name, HELP and
@@ -202,8 +216,9 @@ typedef struct curve_metric_view {
     size_t nlabels;
     const char *const *label_keys;   /* nlabels entries */
     const char *const *label_values; /* nlabels entries */
+    bool callback; /* callback counter or gauge: the value is in v.gauge for both */
     union {
-        uint64_t counter;
+        uint64_t counter; /* counters without callback */
         double gauge;
         curve_latency_stats latency;
         curve_rate_stats rate;

@@ -76,7 +76,10 @@ def test_metrics_pass_promtool(demo):
                          ("curve_demo_request_latency_seconds_max", "gauge"),
                          ("curve_demo_inflight", "gauge"),
                          ("curve_demo_run_seconds", "gauge"),
-                         ("curve_demo_bytes_per_second", "gauge")]:
+                         ("curve_demo_bytes_per_second", "gauge"),
+                         ("process_cpu_seconds_total", "counter"),
+                         ("process_resident_memory_bytes", "gauge"),
+                         ("process_start_time_seconds", "gauge")]:
         assert f"# TYPE {family} {kind}\n" in body
     assert 'curve_demo_requests_total{copyset="4294967297",op="write"}' in body
     assert 'quantile="0.999"' in body

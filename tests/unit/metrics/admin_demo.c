@@ -124,6 +124,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     rc = demo_register(curve_metrics_default(), &d);
+    if (rc == 0)
+        rc = curve_metrics_register_process(curve_metrics_default());
     if (rc != 0) {
         fprintf(stderr, "curve-admin-demo: cannot register metrics: %s\n", curve_strerror(rc));
         return 1;

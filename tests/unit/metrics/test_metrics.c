@@ -201,6 +201,87 @@ static void test_gauges(void **state)
     curve_metrics_free(reg);
 }
 
+static double fn_counter_value;
+
+static double counter_cb(void *ctx)
+{
+    return fn_counter_value;
+}
+
+static void test_callback_counter(void **state)
+{
+    curve_metrics *reg = reg_new();
+    curve_counter *c = NULL;
+    assert_int_equal(curve_metrics_counter_fn(reg, "cb_total", "CB.", NULL, NULL, NULL, &c),
+                     -EINVAL);
+    assert_int_equal(curve_metrics_counter_fn(reg, "cb_total", "CB.", NULL, counter_cb, NULL, &c),
+                     0);
+    fn_counter_value = 2.5;
+    assert_int_equal(curve_counter_get(c), 2);
+    char *text = render(reg);
+    assert_non_null(strstr(text, "# TYPE cb_total counter\ncb_total 2.5\n"));
+    free(text);
+    fn_counter_value = -1; /* a broken callback cannot make a counter negative */
+    assert_int_equal(curve_counter_get(c), 0);
+    text = render(reg);
+    assert_non_null(strstr(text, "\ncb_total 0\n"));
+    free(text);
+    fn_counter_value = NAN;
+    assert_int_equal(curve_counter_get(c), 0);
+    curve_metrics_free(reg);
+}
+
+/* Value of an unlabelled sample `name` in a rendering (asserts it is there). */
+static double sample_value(const char *text, const char *name)
+{
+    char key[128];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *p = strstr(text, key);
+    if (p == NULL)
+        fail_msg("sample %s missing", name);
+    return strtod(p + strlen(key), NULL);
+}
+
+static void test_process_metrics(void **state)
+{
+    curve_metrics *reg = reg_new();
+    assert_int_equal(curve_metrics_register_process(reg), 0);
+    assert_int_equal(curve_metrics_count(reg), 7);
+    assert_int_equal(curve_metrics_register_process(reg), -EEXIST);
+    assert_int_equal(curve_metrics_count(reg), 7);
+
+    /* Burn a little CPU so the counter is not trivially zero. */
+    volatile uint64_t x = 0;
+    uint64_t t0 = curve_now_mono_ns();
+    while (curve_now_mono_ns() - t0 < 30000000ull)
+        x += 1;
+    assert_true(x > 0);
+    char *text = render(reg);
+    assert_non_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
+    assert_true(sample_value(text, "process_cpu_seconds_total") > 0);
+    assert_true(sample_value(text, "process_resident_memory_bytes") > 1e5);
+    assert_true(sample_value(text, "process_virtual_memory_bytes") >=
+                sample_value(text, "process_resident_memory_bytes"));
+    assert_true(sample_value(text, "process_threads") >= 1);
+    assert_true(sample_value(text, "process_max_fds") >= 3);
+
+    /* Opening a file shows up in process_open_fds. */
+    double fds = sample_value(text, "process_open_fds");
+    assert_true(fds >= 3);
+    free(text);
+    FILE *fp = fopen("/proc/self/stat", "r");
+    assert_non_null(fp);
+    text = render(reg);
+    assert_true(sample_value(text, "process_open_fds") == fds + 1);
+    fclose(fp);
+
+    double now_s = (double)curve_now_wall_ns() / 1e9;
+    double start = sample_value(text, "process_start_time_seconds");
+    assert_true(start <= now_s + 1 && start > now_s - 3600);
+    free(text);
+    curve_metrics_free(reg);
+}
+
 /* ---- latency recorder ---- */
 
 /* Exact quantile of 1..n (each once): the ceil(q*n)-th value. */
@@ -632,6 +713,8 @@ int main(void)
         cmocka_unit_test(test_register_errors),
         cmocka_unit_test(test_counter_threads),
         cmocka_unit_test(test_gauges),
+        cmocka_unit_test(test_callback_counter),
+        cmocka_unit_test(test_process_metrics),
         cmocka_unit_test(test_latency_percentiles),
         cmocka_unit_test(test_latency_window_slides),
         cmocka_unit_test(test_latency_threads),
