@@ -486,6 +486,16 @@ int etcd_txn(etcd_client *c, const etcd_compare *cmp, size_t n_cmp, const etcd_o
     return decoded(rc, "/v3/kv/txn", err);
 }
 
+int etcd_compact(etcd_client *c, int64_t revision, bool physical)
+{
+    char *body;
+    int erc = etcd__enc_compact(revision, physical, &body);
+    json_t *o;
+    int rc = call_json(c, "/v3/kv/compaction", erc, body, RETRY_ALWAYS, false, &o);
+    json_decref(o);
+    return rc;
+}
+
 /* ---- leases ---- */
 
 int etcd_lease_grant(etcd_client *c, int64_t ttl_s, int64_t id, int64_t *id_out,

@@ -153,6 +153,10 @@ void etcd_delete_result_free(etcd_delete_result *r);
 int etcd_delete(etcd_client *c, const char *key, const char *range_end, bool prefix,
                 bool prev_kv, etcd_delete_result *out);
 
+/* Compacts the key-value history up to `revision` (physical: wait until it is applied).
+ * Watches and reads of older revisions then fail (watches report compact_revision). */
+int etcd_compact(etcd_client *c, int64_t revision, bool physical);
+
 /* ---- transactions ------------------------------------------------------------------------ */
 
 typedef enum {

@@ -53,6 +53,7 @@ int etcd__enc_delete(const char *key, const char *range_end, bool prefix, bool p
                      char **out);
 int etcd__enc_txn(const etcd_compare *cmp, size_t n_cmp, const etcd_op *success,
                   size_t n_success, const etcd_op *failure, size_t n_failure, char **out);
+int etcd__enc_compact(int64_t revision, bool physical, char **out);
 int etcd__enc_lease_grant(int64_t ttl_s, int64_t id, char **out);
 int etcd__enc_lease_id(int64_t id, char **out);               /* revoke, keepalive */
 int etcd__enc_lease_ttl(int64_t id, bool keys, char **out);

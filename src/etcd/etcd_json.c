@@ -416,6 +416,23 @@ int etcd__enc_txn(const etcd_compare *cmp, size_t n_cmp, const etcd_op *success,
     return dump(o, out);
 }
 
+int etcd__enc_compact(int64_t revision, bool physical, char **out)
+{
+    *out = NULL;
+    if (revision <= 0)
+        return -EINVAL;
+    json_t *o = json_object();
+    if (!o)
+        return -ENOMEM;
+    int rc = etcd__set_i64(o, "revision", revision);
+    rc = rc ? rc : set_bool(o, "physical", physical);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    return dump(o, out);
+}
+
 int etcd__enc_lease_grant(int64_t ttl_s, int64_t id, char **out)
 {
     *out = NULL;

@@ -30,7 +30,7 @@ def etcd1():
         yield cl
 
 
-@pytest.mark.parametrize("case", ["kv", "txn", "lease", "watch"])
+@pytest.mark.parametrize("case", ["kv", "txn", "lease", "watch", "compact"])
 def test_case(etcd1, case):
     run_check(case, etcd1.endpoints())
 

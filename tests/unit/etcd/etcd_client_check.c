@@ -4,7 +4,7 @@
  *
  *   etcd_client_check <case> <endpoint> [<endpoint>...]
  *
- * cases: kv, txn, lease, watch, failover (first endpoint dead), timeout (etcd paused),
+ * cases: kv, txn, lease, watch, compact, failover (first endpoint dead), timeout (etcd paused),
  *        refused (nothing listening), watch_error (prints WATCHING, then waits for the stream
  *        to fail after the test kills etcd).
  * Prints "OK <case>" and exits 0, or "FAIL <case>: <what> (<file>:<line>)" and exits 1.
@@ -257,6 +257,7 @@ typedef struct collector {
     int64_t mod_rev[MAX_EVENTS];
     bool failed;
     int err;
+    int64_t compact;
     char msg[256];
 } collector;
 
@@ -284,6 +285,15 @@ static void err_cb(etcd_watch *w, int err, const char *msg, int64_t compact, voi
     snprintf(col->msg, sizeof(col->msg), "%s", msg);
     pthread_cond_broadcast(&col->cond);
     pthread_mutex_unlock(&col->lock);
+}
+
+static void compact_cb(etcd_watch *w, int err, const char *msg, int64_t compact, void *arg)
+{
+    collector *col = arg;
+    pthread_mutex_lock(&col->lock);
+    col->compact = compact;
+    pthread_mutex_unlock(&col->lock);
+    err_cb(w, err, msg, compact, arg);
 }
 
 static void wait_for(collector *col, int n_events, bool failed)
@@ -340,6 +350,34 @@ static void case_watch(etcd_client *c)
     etcd_watch_free(w);
     CHECK_RC(etcd_delete(c, prefix, NULL, true, false, NULL));
     CHECK_RC(etcd_delete(c, "zz-not-watched", NULL, false, false, NULL));
+}
+
+static void case_compact(etcd_client *c)
+{
+    char a[96];
+    k("a", a, sizeof(a));
+    etcd_put_result pr;
+    CHECK_RC(etcd_put(c, a, "1", 1, 0, false, &pr));
+    int64_t first = pr.revision;
+    CHECK_RC(etcd_put(c, a, "2", 1, 0, false, &pr));
+    CHECK_RC(etcd_put(c, a, "3", 1, 0, false, &pr));
+    CHECK_RC(etcd_compact(c, pr.revision, true));
+    etcd_range_result r;
+    CHECK(etcd_range(c, &(etcd_range_req){.key = a, .revision = first}, &r) == CURVE_ERR_ETCD);
+    CHECK(strstr(etcd_last_error(), "compacted") != NULL);
+    /* a watch from a compacted revision is created, then canceled with compact_revision */
+    collector col = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    etcd_watch_cbs cbs = {.events_cb = ev_cb, .error_cb = compact_cb, .arg = &col};
+    etcd_watch *w;
+    CHECK_RC(etcd_watch_start(c, &(etcd_watch_req){.key = a, .start_revision = first}, &cbs,
+                              NULL, &w));
+    wait_for(&col, 0, true);
+    printf("watch from compacted revision: %s (compact revision %lld)\n", col.msg,
+           (long long)col.compact);
+    CHECK(col.err == CURVE_ERR_ETCD && col.compact == pr.revision && col.n == 0);
+    etcd_watch_free(w);
+    CHECK(etcd_compact(c, 0, false) == -EINVAL);
+    CHECK_RC(etcd_delete(c, a, NULL, false, false, NULL));
 }
 
 static void case_watch_error(etcd_client *c)
@@ -419,6 +457,8 @@ int main(int argc, char **argv)
         case_lease(c);
     else if (strcmp(g_case, "watch") == 0)
         case_watch(c);
+    else if (strcmp(g_case, "compact") == 0)
+        case_compact(c);
     else if (strcmp(g_case, "watch_error") == 0)
         case_watch_error(c);
     else if (strcmp(g_case, "failover") == 0)

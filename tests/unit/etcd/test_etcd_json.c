@@ -189,6 +189,14 @@ static void test_enc_lease_watch(void **state)
     assert_int_equal(etcd__enc_lease_grant(0, 0, &s), -EINVAL);
     assert_int_equal(etcd__enc_lease_id(0, &s), -EINVAL);
 
+    assert_int_equal(etcd__enc_compact(12, true, &s), 0);
+    o = parse(s);
+    assert_string_equal(sget(o, "revision"), "12");
+    assert_true(json_is_true(json_object_get(o, "physical")));
+    json_decref(o);
+    free(s);
+    assert_int_equal(etcd__enc_compact(0, false, &s), -EINVAL);
+
     etcd_watch_req w = {.key = "a", .start_revision = 42, .no_put = true, .prev_kv = true};
     assert_int_equal(etcd__enc_watch_create(&w, &s), 0);
     o = parse(s);
