@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,12 +208,21 @@ static void status_cb(void *ctx, json_t *obj)
     json_object_set_new(obj, "role", json_string("leader"));
 }
 
+static double nan_cb(void *ctx)
+{
+    return NAN;
+}
+
 static void test_status(void **state)
 {
     fixture *f = *state;
     http_resp r;
     json_error_t jerr;
     int ncopysets = 17;
+    curve_gauge *nan_gauge = NULL;
+    assert_int_equal(curve_metrics_gauge_fn(f->reg, "demo_nan", "NaN.", NULL, nan_cb, NULL,
+                                            &nan_gauge),
+                     0);
 
     curve_clock_manual_advance(&f->clk, 65ull * 1000000000ull);
     get(curve_admin_port(f->admin), "/status", &r);
@@ -232,6 +242,9 @@ static void test_status(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(ops, "labels"),
                                                           "copyset")),
                         "4294967297");
+    /* JSON has no NaN: it becomes null (and the rest of the document is intact). */
+    json_t *nan = json_array_get(json_object_get(m, "demo_nan"), 0);
+    assert_true(json_is_null(json_object_get(nan, "value")));
     /* The latency sample (recorded at t=100 s) left the 10 s window at t=165 s. */
     json_t *lat = json_array_get(json_object_get(m, "demo_lat_seconds"), 0);
     assert_int_equal(json_integer_value(json_object_get(lat, "count")), 1);
