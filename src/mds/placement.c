@@ -421,6 +421,32 @@ static bool is_full(const mds_chunkserver *c)
     return (double)c->used * 100.0 >= (double)c->capacity * MDS_PLACE_FULL_PCT;
 }
 
+int mds_place_scatter_widths(const mds_topology *t, uint32_t *sw)
+{
+    memset(sw, 0, t->css.n * sizeof(*sw));
+    size_t np = 0, cap = 0;
+    for (size_t i = 0; i < t->copysets.n; i++)
+        cap += (size_t)t->copysets.v[i].npeers * t->copysets.v[i].npeers;
+    uint64_t *pairs = malloc((cap ? cap : 1) * sizeof(*pairs));
+    if (pairs == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->copysets.n; i++) {
+        const mds_copyset *c = &t->copysets.v[i];
+        for (uint32_t a = 0; a < c->npeers; a++) {
+            long ia = mds_place_cs_index(t, c->peers[a]);
+            for (uint32_t b = 0; b < c->npeers && ia >= 0; b++)
+                if (a != b)
+                    pairs[np++] = ((uint64_t)ia << 32) | c->peers[b];
+        }
+    }
+    qsort(pairs, np, sizeof(*pairs), cmp_u64);
+    for (size_t i = 0; i < np; i++)
+        if (i == 0 || pairs[i] != pairs[i - 1])
+            sw[pairs[i] >> 32]++;
+    free(pairs);
+    return 0;
+}
+
 int mds_place_choose_replacement(const mds_topology *t, const mds_replace_req *req,
                                  uint32_t *out, char *err, size_t errlen)
 {
@@ -431,10 +457,24 @@ int mds_place_choose_replacement(const mds_topology *t, const mds_replace_req *r
         return CURVE_ERR_NOT_FOUND;
     }
     bool by_zone = mds_place_zone_mode(t, lp->ppool_id);
-    uint32_t *counts = malloc((t->css.n ? t->css.n : 1) * sizeof(*counts));
-    if (counts == NULL)
-        return -ENOMEM;
-    mds_place_copyset_counts(t, counts);
+    uint32_t *own = NULL;
+    const uint32_t *counts = req->counts, *scatter = req->scatter;
+    if (counts == NULL || scatter == NULL) {
+        own = malloc(2 * (t->css.n ? t->css.n : 1) * sizeof(*own));
+        if (own == NULL)
+            return -ENOMEM;
+        if (counts == NULL) {
+            mds_place_copyset_counts(t, own);
+            counts = own;
+        }
+        if (scatter == NULL) {
+            if (mds_place_scatter_widths(t, own + t->css.n) != 0) {
+                free(own);
+                return -ENOMEM;
+            }
+            scatter = own + t->css.n;
+        }
+    }
 
     long best = -1;
     size_t best_sw = 0;
@@ -460,13 +500,13 @@ int mds_place_choose_replacement(const mds_topology *t, const mds_replace_req *r
             continue;
         if (best >= 0 && counts[i] > counts[best])
             continue;
-        size_t sw = mds_topo_scatter_width(t, c->id);
+        size_t sw = scatter[i];
         if (best < 0 || counts[i] < counts[best] || sw < best_sw) {
             best = (long)i;
             best_sw = sw;
         }
     }
-    free(counts);
+    free(own);
     if (best < 0) {
         mds__errf(err, errlen,
                   "copyset %u.%u: no online, idle, non-full chunkserver in a distinct %s to "

@@ -71,6 +71,10 @@ typedef struct mds_replace_req {
     uint32_t max_copysets;      /* candidate must have fewer copysets than this; 0 = no limit */
     mds_cs_busy_fn busy;        /* may be NULL */
     void *busy_ctx;
+    /* Optional per-run caches indexed like t->css.v (see mds_place_copyset_counts and
+     * mds_place_scatter_widths); NULL = computed by the call, O(copysets log copysets). */
+    const uint32_t *counts;
+    const uint32_t *scatter;
 } mds_replace_req;
 
 /*
@@ -86,6 +90,10 @@ int mds_place_choose_replacement(const mds_topology *t, const mds_replace_req *r
 /* Copyset count of every chunkserver: counts[i] is for t->css.v[i]. `counts` has t->css.n
  * entries. Peers not in the topology are ignored. */
 void mds_place_copyset_counts(const mds_topology *t, uint32_t *counts);
+
+/* Scatter width of every chunkserver at once: sw[i] is for t->css.v[i]. Returns 0 or -ENOMEM
+ * (sw then zeroed). */
+int mds_place_scatter_widths(const mds_topology *t, uint32_t *sw);
 
 /* Index of chunkserver `id` in t->css.v, or -1. */
 long mds_place_cs_index(const mds_topology *t, uint32_t id);

@@ -328,6 +328,43 @@ static bool may_schedule(const mds_topology *t, const mds_optable *ops, const md
     return true;
 }
 
+/* Per-run copyset counts and scatter widths (indexed like t->css.v), so that choosing a
+ * replacement is O(chunkservers) rather than O(copysets) per copyset. Counts are updated as
+ * operators are planned; scatter widths are a snapshot (a tie-breaker only). */
+typedef struct run_cache {
+    uint32_t *counts;
+    uint32_t *sw;
+} run_cache;
+
+static int cache_init(const mds_topology *t, run_cache *rc)
+{
+    size_t n = t->css.n ? t->css.n : 1;
+    rc->counts = malloc(n * sizeof(uint32_t));
+    rc->sw = malloc(n * sizeof(uint32_t));
+    if (rc->counts == NULL || rc->sw == NULL || mds_place_scatter_widths(t, rc->sw) != 0) {
+        free(rc->counts);
+        free(rc->sw);
+        return -ENOMEM;
+    }
+    mds_place_copyset_counts(t, rc->counts);
+    return 0;
+}
+
+static void cache_free(run_cache *rc)
+{
+    free(rc->counts);
+    free(rc->sw);
+}
+
+static void cache_planned(const mds_topology *t, run_cache *rc, uint32_t from, uint32_t to)
+{
+    long f = from ? mds_place_cs_index(t, from) : -1, d = to ? mds_place_cs_index(t, to) : -1;
+    if (f >= 0 && rc->counts[f] > 0)
+        rc->counts[f]--;
+    if (d >= 0)
+        rc->counts[d]++;
+}
+
 /* Replacement for recovery / replica count. When every candidate is busy with another
  * operator the copyset just waits (skipped_busy); when there is no candidate at all, alert.
  * Returns 0, -ENOSPC (nothing now) or -ENOMEM. */
@@ -356,6 +393,8 @@ static int choose_target(const mds_topology *t, mds_replace_req *req, uint32_t *
 int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                        const mds_sched_cfg *cfg, mds_sched_result *res)
 {
+    run_cache cache = {0};
+    int rc = 0;
     memset(res, 0, sizeof(*res));
     for (size_t i = 0; i < t->copysets.n; i++) {
         const mds_copyset *c = &t->copysets.v[i];
@@ -369,22 +408,32 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
         }
         if (!may_schedule(t, ops, c, cfg, res))
             continue;
+        if (cache.counts == NULL && (rc = cache_init(t, &cache)) != 0)
+            break;
         mds_replace_req req = {.copyset = c,
                                .old_peer = dead,
                                .busy = mds_optable_busy_cb,
-                               .busy_ctx = ops};
-        uint32_t target;
-        int rc = choose_target(t, &req, &target, c, alive, dead, res);
+                               .busy_ctx = ops,
+                               .counts = cache.counts,
+                               .scatter = cache.sw};
+        uint32_t target = 0;
+        rc = choose_target(t, &req, &target, c, alive, dead, res);
         if (rc == -ENOMEM)
-            return rc;
-        if (rc != 0)
+            break;
+        if (rc != 0) {
+            rc = 0;
             continue;
+        }
         rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_RECOVERY, dead, target, now_ms, cfg,
                     res);
         if (rc == -ENOMEM)
-            return rc;
+            break;
+        if (rc == 0)
+            cache_planned(t, &cache, dead, target);
+        rc = 0;
     }
-    return 0;
+    cache_free(&cache);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -416,11 +465,10 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                       const mds_sched_cfg *cfg, mds_sched_result *res)
 {
     memset(res, 0, sizeof(*res));
-    uint32_t *counts = malloc((t->css.n ? t->css.n : 1) * sizeof(*counts));
-    if (counts == NULL)
-        return -ENOMEM;
-    mds_place_copyset_counts(t, counts);
-    int rc = 0;
+    run_cache cache;
+    int rc = cache_init(t, &cache);
+    if (rc != 0)
+        return rc;
     for (size_t i = 0; i < t->copysets.n; i++) {
         const mds_copyset *c = &t->copysets.v[i];
         const mds_lpool *lp = mds_topo_lpool(t, c->pool_id);
@@ -435,8 +483,12 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
         if (!may_schedule(t, ops, c, cfg, res))
             continue;
         if (c->npeers < lp->replicas) {
-            mds_replace_req req = {.copyset = c, .busy = mds_optable_busy_cb, .busy_ctx = ops};
-            uint32_t target;
+            mds_replace_req req = {.copyset = c,
+                                   .busy = mds_optable_busy_cb,
+                                   .busy_ctx = ops,
+                                   .counts = cache.counts,
+                                   .scatter = cache.sw};
+            uint32_t target = 0;
             rc = choose_target(t, &req, &target, c, alive, dead, res);
             if (rc == -ENOMEM)
                 break;
@@ -445,20 +497,24 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                 continue;
             }
             rc = new_op(ops, c, MDS_OP_ADD_PEER, MDS_SCHED_REPLICA, 0, target, now_ms, cfg, res);
+            if (rc == 0)
+                cache_planned(t, &cache, 0, target);
         } else {
-            uint32_t victim = removal_victim(t, ops, c, counts);
+            uint32_t victim = removal_victim(t, ops, c, cache.counts);
             if (victim == 0) {
                 res->skipped_busy++;
                 continue;
             }
             rc = new_op(ops, c, MDS_OP_REMOVE_PEER, MDS_SCHED_REPLICA, victim, 0, now_ms, cfg,
                         res);
+            if (rc == 0)
+                cache_planned(t, &cache, victim, 0);
         }
         if (rc == -ENOMEM)
             break;
         rc = 0;
     }
-    free(counts);
+    cache_free(&cache);
     return rc;
 }
 
@@ -522,8 +578,8 @@ static long pick_max(const pool_view *v, const uint32_t *vals, const uint8_t *do
 }
 
 static int balance_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
-                        const mds_sched_cfg *cfg, pool_view *v, uint32_t *counts, uint8_t *done,
-                        mds_sched_result *res)
+                        const mds_sched_cfg *cfg, pool_view *v, uint32_t *counts,
+                        const uint32_t *sw, uint8_t *done, mds_sched_result *res)
 {
     size_t tries = 0;
     for (;;) {
@@ -547,8 +603,12 @@ static int balance_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms
                 res->rate_limited++;
                 return 0;
             }
-            mds_replace_req req = {
-                .copyset = c, .old_peer = src, .busy = mds_optable_busy_cb, .busy_ctx = ops};
+            mds_replace_req req = {.copyset = c,
+                                   .old_peer = src,
+                                   .busy = mds_optable_busy_cb,
+                                   .busy_ctx = ops,
+                                   .counts = counts,
+                                   .scatter = sw};
             uint32_t target;
             int rc = mds_place_choose_replacement(t, &req, &target, NULL, 0);
             if (rc == -ENOMEM)
@@ -581,22 +641,23 @@ int mds_sched_copyset_balance(const mds_topology *t, mds_optable *ops, uint64_t 
 {
     memset(res, 0, sizeof(*res));
     size_t n = t->css.n ? t->css.n : 1;
-    uint32_t *counts = malloc(n * sizeof(*counts));
+    run_cache cache;
+    int rc = cache_init(t, &cache);
+    if (rc != 0)
+        return rc;
     uint8_t *done = calloc(n, 1);
     pool_view v = {.members = malloc(n * sizeof(size_t))};
-    int rc = 0;
-    if (counts == NULL || done == NULL || v.members == NULL) {
+    if (done == NULL || v.members == NULL) {
         rc = -ENOMEM;
         goto out;
     }
-    mds_place_copyset_counts(t, counts);
     for (size_t p = 0; p < t->ppools.n && rc == 0; p++) {
-        pool_members(t, t->ppools.v[p].id, counts, cfg->balance_range_pct, &v);
+        pool_members(t, t->ppools.v[p].id, cache.counts, cfg->balance_range_pct, &v);
         if (v.n > MDS_REPLICAS)
-            rc = balance_pool(t, ops, now_ms, cfg, &v, counts, done, res);
+            rc = balance_pool(t, ops, now_ms, cfg, &v, cache.counts, cache.sw, done, res);
     }
 out:
-    free(counts);
+    cache_free(&cache);
     free(done);
     free(v.members);
     return rc;
