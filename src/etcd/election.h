@@ -81,7 +81,8 @@ int election_new(etcd_client *client, const election_opts *opts, election **out)
 int election_start(election *e);
 
 /* Stops the threads, revokes the lease (best effort, so a successor takes over at once) and
- * frees the election. No callback runs after it returns. NULL is ignored. */
+ * frees the election. May block for up to about 2 x the client's deadline_ms (an etcd call
+ * in progress, then the revoke). No callback runs after it returns. NULL is ignored. */
 void election_free(election *e);
 
 /* True only if this candidate is leader AND its lease was proven alive within deadline_ms

@@ -60,7 +60,8 @@ void etcd_client_opts_init(etcd_client_opts *o);
  * (n == 0, n > ETCD_MAX_ENDPOINTS, empty or too long endpoint), -ENOMEM. */
 int etcd_client_new(const char *const *endpoints, size_t n, const etcd_client_opts *opts,
                     etcd_client **out);
-/* Frees the client. Every watch created on it must have been freed first. NULL is ignored. */
+/* Frees the client. No call may be in progress and every watch created on it must have been
+ * freed first. NULL is ignored. */
 void etcd_client_free(etcd_client *c);
 
 /* Text of the last error returned to the calling thread by any etcd_* call ("" if none).
