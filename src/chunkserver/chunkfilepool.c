@@ -205,17 +205,23 @@ static int fsync_parent(const char *path)
     return fsync_dir(dir);
 }
 
-void curve_cfp_mark_failed(curve_cfp *p, int err)
+/* Called with mu held, so that waiters see `failed`, `state` and the counters change
+ * together. Returns true for the first failure. */
+static bool cfp_mark_failed_locked(curve_cfp *p, int err)
 {
     int expected = 0;
     CURVE_ASSERT(err < 0);
-    /* Under mu so that waiters see `failed` and `state` change together. */
+    if (!atomic_compare_exchange_strong(&p->failed, &expected, err))
+        return false;
+    p->state = CURVE_CFP_FAILED;
+    pthread_cond_broadcast(&p->cv);
+    return true;
+}
+
+void curve_cfp_mark_failed(curve_cfp *p, int err)
+{
     pthread_mutex_lock(&p->mu);
-    bool first = atomic_compare_exchange_strong(&p->failed, &expected, err);
-    if (first) {
-        p->state = CURVE_CFP_FAILED;
-        pthread_cond_broadcast(&p->cv);
-    }
+    bool first = cfp_mark_failed_locked(p, err);
     pthread_mutex_unlock(&p->mu);
     if (first)
         CLOG_ERROR("disk of chunk file pool %s marked FAILED: %s", p->dir, curve_strerror(err));
@@ -506,7 +512,8 @@ err_after_alloc:
 }
 
 /* Writes a FREE header page and zeros over the whole file, then fdatasyncs. Returns 0,
- * -ECANCELED (stop requested), or -errno (failpoint `fp` injects before each write). */
+ * -ECANCELED (stop requested), or -errno (failpoint "chunkfilepool.format" or ".zero" injects
+ * before each write). */
 static int cfp_write_file(curve_cfp *p, int fd, const uint8_t *zeros, bool formatting)
 {
     uint8_t page[CURVE_CHUNK_HEADER_SIZE];
@@ -657,12 +664,12 @@ static void *cfp_worker(void *arg)
             pthread_cond_wait(&p->cv, &p->mu);
             continue;
         }
+        /* Fail in the same critical section that retired the file, so that no waiter sees
+         * "nothing left to do" before it sees the failure. */
+        if (rc < 0 && rc != -ECANCELED && cfp_mark_failed_locked(p, rc))
+            CLOG_ERROR("disk of chunk file pool %s marked FAILED: %s", p->dir,
+                       curve_strerror(rc));
         pthread_cond_broadcast(&p->cv);
-        if (rc < 0 && rc != -ECANCELED) {
-            pthread_mutex_unlock(&p->mu);
-            curve_cfp_mark_failed(p, rc);
-            pthread_mutex_lock(&p->mu);
-        }
     }
     pthread_mutex_unlock(&p->mu);
     free(zeros);

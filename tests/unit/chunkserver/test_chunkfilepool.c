@@ -428,6 +428,74 @@ static void test_metrics(void **state)
     curve_metrics_free(reg);
 }
 
+static void test_zero_error_marks_failed(void **state)
+{
+    char dst[600];
+    uint8_t page[CURVE_CHUNK_HEADER_SIZE] = {0};
+    curve_cfp *p = tu_pool(*state, 1, true);
+    assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+    tu_path(dst, sizeof(dst), *state, "c1");
+    assert_int_equal(curve_cfp_get(p, dst, page), 0);
+    assert_int_equal(curve_failpoint_set("chunkfilepool.zero", "return(EIO)"), 0);
+    assert_int_equal(curve_cfp_put(p, dst), 0);
+    assert_int_equal(curve_cfp_wait(p, 1, TEST_WAIT_MS), CURVE_ERR_DISK_FAIL);
+    assert_int_equal(curve_cfp_failed(p), -EIO);
+    curve_cfp_stats st;
+    curve_cfp_get_stats(p, &st);
+    assert_int_equal(st.ready, 0); /* the file that failed to zero is never handed out */
+    curve_cfp_close(p);
+}
+
+/* A crash inside curve_cfp_replace after link() and before rename() leaves the live chunk
+ * hard-linked into the pool: reopening must drop the pool name, never zero the live data. */
+static void test_replace_crash_keeps_live_chunk(void **state)
+{
+    char live[600], fresh[600], link_path[600];
+    const char *root = *state;
+    uint8_t page[CURVE_CHUNK_HEADER_SIZE] = {0};
+    curve_cfp *p = tu_pool(root, 2, true);
+    assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+    tu_path(live, sizeof(live), root, "live");
+    tu_path(fresh, sizeof(fresh), root, "fresh");
+    assert_int_equal(curve_cfp_get(p, live, page), 0);
+    assert_int_equal(curve_cfp_get(p, fresh, page), 0);
+    curve_cfp_close(p);
+    int fd = open(live, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "LIVE", 4, CURVE_CHUNK_HEADER_SIZE), 4);
+    close(fd);
+    tu_path(link_path, sizeof(link_path), root, "chunkfilepool/77.dirty");
+    assert_int_equal(link(live, link_path), 0);
+
+    p = tu_pool(root, 2, true);
+    assert_false(tu_exists(link_path));
+    assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+    char got[4];
+    fd = open(live, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, got, 4, CURVE_CHUNK_HEADER_SIZE), 4);
+    close(fd);
+    assert_memory_equal(got, "LIVE", 4);
+
+    /* a completed replace: live now has fresh's inode, the old one is recycled */
+    assert_int_equal(curve_cfp_replace(p, fresh, live), 0);
+    assert_false(tu_exists(fresh));
+    fd = open(live, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, got, 4, CURVE_CHUNK_HEADER_SIZE), 4);
+    close(fd);
+    assert_memory_equal(got, "\0\0\0\0", 4);
+    assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+    curve_cfp_stats st;
+    curve_cfp_get_stats(p, &st);
+    /* reopened with both files in use and no in_use_files: 2 new files were formatted */
+    assert_int_equal(st.formatted, 2);
+    assert_int_equal(st.ready, 3);
+    assert_int_equal(st.zeroed, 1);
+    assert_int_equal(st.puts, 1);
+    curve_cfp_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +511,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_format_enospc_is_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_error_marks_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_error_marks_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_crash_keeps_live_chunk, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
