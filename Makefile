@@ -5,7 +5,7 @@ SAN     := build/asan
 SEEDS   ?= 20000
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release asan check check-quick run stop format bench bench-rpc sim clean
+.PHONY: all deps release asan check check-quick run stop format bench bench-rpc bench-raft bench-raftlog sim clean
 
 all: release
 
@@ -40,6 +40,12 @@ bench: bench-rpc
 
 bench-rpc: release
 	@bash bench/rpc/run.sh $(REL)
+
+bench-raft: release
+	@bash bench/raft/run.sh $(REL)
+
+bench-raftlog: release
+	@bash bench/raftlog/run.sh $(REL)
 
 sim: release
 	@$(REL)/tests/sim/raft_sim --seeds $(SEEDS)
