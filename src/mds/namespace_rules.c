@@ -208,7 +208,7 @@ int mds_ns_check_size(const mds_ns_size_cfg *cfg, uint64_t size, char *err, size
     if (size < cfg->min_size) {
         mds__errf(err, errlen, "size %" PRIu64 " is below the minimum %" PRIu64, size,
                   cfg->min_size);
-        return CURVE_ERR_BAD_SIZE;
+        return -ERANGE;
     }
     if (size > cfg->max_size) {
         mds__errf(err, errlen, "size %" PRIu64 " is above the maximum %" PRIu64, size,
@@ -224,7 +224,7 @@ int mds_ns_check_extend(const mds_ns_size_cfg *cfg, uint64_t old_size, uint64_t 
     if (new_size < old_size) {
         mds__errf(err, errlen, "cannot shrink from %" PRIu64 " to %" PRIu64 " bytes", old_size,
                   new_size);
-        return CURVE_ERR_BAD_SIZE;
+        return -EOPNOTSUPP;
     }
     return mds_ns_check_size(cfg, new_size, err, errlen);
 }

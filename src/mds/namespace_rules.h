@@ -9,8 +9,10 @@
  *   CURVE_ERR_BAD_NAME   empty, ".", "..", bad character, not absolute, empty component
  *   -ENAMETOOLONG        a component > MDS_NS_NAME_MAX bytes or a path > MDS_NS_PATH_MAX
  *   CURVE_ERR_PERMISSION reserved name (RecycleBin at the root) or operation on "/"
- *   CURVE_ERR_BAD_SIZE   size not a multiple of the segment size, below the minimum, or a shrink
+ *   CURVE_ERR_BAD_SIZE   size not a multiple of the segment size
+ *   -ERANGE              size below the minimum
  *   -EFBIG               size above the maximum
+ *   -EOPNOTSUPP          extend to a smaller size (volumes never shrink)
  *   -EINVAL              bad size configuration, rename into its own subtree
  *   CURVE_ERR_CORRUPT    record failed its magic/version/length/crc check
  */
