@@ -1,0 +1,513 @@
+/* Unit tests of the Raft core through the in-memory fixture (tests/unit/raft/fixture.h). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/log.h"
+#include "curve/errors.h"
+#include "fixture.h"
+
+static struct fx g_fx;
+
+static int setup3(void **state)
+{
+    fx_init(&g_fx, 3, 3, NULL);
+    *state = &g_fx;
+    return 0;
+}
+
+static int setup5(void **state)
+{
+    fx_init(&g_fx, 5, 3, NULL); /* nodes 4 and 5 start empty (future learners) */
+    *state = &g_fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_free(&g_fx);
+    return 0;
+}
+
+static struct fx_node *elect(struct fx *fx)
+{
+    assert_true(fx_run_until(fx, fx_has_leader, NULL, 2000));
+    return fx_leader(fx);
+}
+
+static uint32_t count_leaders(struct fx *fx)
+{
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < fx->n; i++)
+        if (fx->nodes[i].up && raft_role(fx->nodes[i].r) == RAFT_LEADER)
+            c++;
+    return c;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void test_election(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    assert_non_null(l);
+    assert_int_equal(count_leaders(fx), 1);
+    uint64_t t = raft_term(l->r);
+    assert_true(t >= 2); /* bootstrap term 1, then one campaign */
+    /* the others follow it in the same term */
+    fx_run(fx, 50);
+    for (uint32_t i = 0; i < fx->n; i++) {
+        assert_int_equal(raft_term(fx->nodes[i].r), t);
+        assert_int_equal(raft_leader(fx->nodes[i].r), l->id);
+    }
+    struct raft_status st;
+    raft_status(l->r, &st);
+    assert_int_equal(st.role, RAFT_LEADER);
+    assert_int_equal(st.npeers, 3);
+    assert_int_equal(st.commit, st.last_index);
+}
+
+static void test_replication_and_apply(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    for (uint64_t v = 1; v <= 20; v++)
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+    uint64_t last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 1000));
+    assert_int_equal(fx->props_ok, 20);
+    for (uint32_t i = 0; i < fx->n; i++) {
+        struct fx_node *n = &fx->nodes[i];
+        assert_int_equal(n->ncmds, 20);
+        for (uint64_t k = 0; k < 20; k++)
+            assert_int_equal(n->cmds[k], k + 1);
+    }
+    /* a follower refuses proposals */
+    uint64_t f = l->id % 3 + 1;
+    assert_int_equal(fx_propose(fx, f, 99), CURVE_ERR_NOT_LEADER);
+}
+
+static void test_backtracking_and_conflicts(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    uint64_t lagger = l->id % 3 + 1;
+    fx_isolate(fx, lagger, true);
+    for (uint64_t v = 1; v <= 100; v++)
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+    fx_run(fx, 200);
+    assert_int_equal(fx->props_ok, 100);
+    /* the old leader, alone, takes proposals that can never commit */
+    struct fx_node *old = fx_leader(fx);
+    uint64_t other = 6 - old->id - lagger;
+    fx_isolate(fx, lagger, false);
+    fx_isolate(fx, old->id, true);
+    for (uint64_t v = 1000; v < 1010; v++)
+        assert_int_equal(fx_propose(fx, old->id, v), 0);
+    /* the lagger catches up from the new leader (nextIndex backtracking with hints) */
+    assert_true(fx_run_until(fx, fx_has_leader, NULL, 3000));
+    struct fx_node *nl = fx_leader(fx);
+    assert_true(nl->id == lagger || nl->id == other);
+    assert_int_equal(fx_propose(fx, nl->id, 5000), 0);
+    fx_isolate(fx, old->id, false);
+    uint64_t last = raft_last_index(nl->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 3000));
+    /* the old leader's uncommitted suffix was overwritten: outcome reported as not committed */
+    assert_int_equal(fx->props_failed, 10);
+    for (uint32_t i = 0; i < fx->n; i++) {
+        struct fx_node *n = &fx->nodes[i];
+        assert_int_equal(n->ncmds, 101);
+        assert_int_equal(n->cmds[100], 5000);
+        assert_int_equal(raft_term_at(n->r, last), raft_term(nl->r));
+    }
+}
+
+static void test_prevote_prevents_disruption(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    uint64_t term = raft_term(l->r);
+    uint64_t f = l->id % 3 + 1;
+    fx_isolate(fx, f, true);
+    fx_run(fx, 1000); /* ~10 election timeouts alone */
+    assert_int_equal(raft_term(fx_node(fx, f)->r), term); /* pre-votes never won: no bump */
+    fx_isolate(fx, f, false);
+    fx_run(fx, 200);
+    assert_ptr_equal(fx_leader(fx), l);
+    assert_int_equal(raft_term(l->r), term);
+    assert_int_equal(raft_leader(fx_node(fx, f)->r), l->id);
+}
+
+static void test_check_quorum_step_down(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    fx_isolate(fx, l->id, true);
+    /* within two election timeouts the isolated leader steps down */
+    fx_run(fx, 2 * fx->opts.election_timeout_ms + 10);
+    assert_int_not_equal(raft_role(l->r), RAFT_LEADER);
+    /* and the majority elected someone else */
+    struct fx_node *nl = fx_leader(fx);
+    assert_non_null(nl);
+    assert_ptr_not_equal(nl, l);
+}
+
+static bool lease_valid_pred(struct fx *fx, void *arg)
+{
+    return raft_lease_valid(((struct fx_node *)arg)->r);
+}
+
+static void test_lease(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    assert_true(fx_run_until(fx, lease_valid_pred, l, 200));
+    struct raft_status st;
+    raft_status(l->r, &st);
+    uint64_t lease = (uint64_t)fx->opts.election_timeout_ms *
+                     (1000 - fx->opts.max_clock_drift_permille) / 1000;
+    assert_true(st.lease_remaining_ms > 0 && (uint64_t)st.lease_remaining_ms <= lease);
+    /* followers never hold a lease */
+    for (uint32_t i = 0; i < fx->n; i++)
+        if (&fx->nodes[i] != l)
+            assert_false(raft_lease_valid(fx->nodes[i].r));
+    /* isolated: the lease runs out no later than `lease` ms after the last acknowledgement, and
+     * before anyone else can be elected */
+    fx_isolate(fx, l->id, true);
+    uint64_t t0 = fx->now;
+    while (raft_lease_valid(l->r)) {
+        assert_null(fx_leader(fx) != l ? fx_leader(fx) : NULL);
+        fx_step(fx);
+        assert_true(fx->now - t0 <= lease + 1);
+    }
+    for (uint32_t i = 0; i < fx->n; i++)
+        if (&fx->nodes[i] != l)
+            assert_int_not_equal(raft_role(fx->nodes[i].r), RAFT_LEADER);
+}
+
+static bool read_done_pred(struct fx *fx, void *arg)
+{
+    return fx->reads_ok + fx->reads_failed > 0;
+}
+
+static void test_read_index(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    for (uint64_t v = 1; v <= 5; v++)
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+    uint64_t f = l->id % 3 + 1;
+    assert_int_equal(raft_read_index(fx_node(fx, f)->r, fx), CURVE_ERR_NOT_LEADER);
+    uint64_t last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 500));
+    assert_int_equal(raft_read_index(l->r, fx), 0);
+    assert_int_equal(fx->reads_ok, 0); /* never completes synchronously */
+    assert_true(fx_run_until(fx, read_done_pred, NULL, 500));
+    assert_int_equal(fx->last_read_status, 0);
+    /* the read index covers the five commands committed before it */
+    assert_true(fx->last_read_index >= last);
+    assert_true(l->applied >= fx->last_read_index);
+    /* an isolated leader cannot confirm a read: it fails when it steps down */
+    fx_isolate(fx, l->id, true);
+    fx->reads_ok = fx->reads_failed = 0;
+    assert_int_equal(raft_read_index(l->r, fx), 0);
+    assert_true(fx_run_until(fx, read_done_pred, NULL, 1000));
+    assert_int_equal(fx->reads_ok, 0);
+    assert_int_equal(fx->last_read_status, CURVE_ERR_NOT_LEADER);
+}
+
+static bool learner_caught_up(struct fx *fx, void *arg)
+{
+    struct fx_node *l = fx_leader(fx);
+    uint64_t id = *(uint64_t *)arg;
+    return l && fx_node(fx, id)->applied == raft_last_index(l->r);
+}
+
+static bool committed_all(struct fx *fx, void *arg)
+{
+    struct fx_node *l = fx_leader(fx);
+    return l && raft_commit_index(l->r) == raft_last_index(l->r);
+}
+
+static void test_membership(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    for (uint64_t v = 1; v <= 10; v++)
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+    assert_int_equal(raft_add_learner(l->r, 4), 0);
+    assert_int_equal(raft_add_learner(l->r, 5), CURVE_ERR_BUSY); /* one change at a time */
+    uint64_t id4 = 4;
+    assert_true(fx_run_until(fx, learner_caught_up, &id4, 1000));
+    const struct raft_config *c = raft_config(l->r);
+    assert_int_equal(c->n, 4);
+    assert_int_equal(raft_config_get(c, 4)->role, RAFT_LEARNER);
+    /* a learner never campaigns, even alone */
+    assert_int_equal(fx_node(fx, 4)->ncmds, 10);
+    assert_true(fx_run_until(fx, committed_all, NULL, 500));
+    assert_int_equal(raft_promote(l->r, 4), 0);
+    assert_true(fx_run_until(fx, committed_all, NULL, 500));
+    assert_int_equal(raft_config_get(raft_config(l->r), 4)->role, RAFT_VOTER);
+    assert_int_equal(raft_promote(l->r, 4), -EINVAL);
+    assert_int_equal(raft_remove(l->r, 6), -ENOENT);
+    /* remove a follower */
+    uint64_t victim = l->id % 3 + 1;
+    assert_int_equal(raft_remove(l->r, victim), 0);
+    assert_true(fx_run_until(fx, committed_all, NULL, 500));
+    assert_null(raft_config_get(raft_config(l->r), victim));
+    fx_stop(fx, victim);
+    /* the group (now l, the other original, 4) still commits */
+    uint64_t ok = fx->props_ok;
+    assert_int_equal(fx_propose(fx, l->id, 77), 0);
+    fx_run(fx, 100);
+    assert_int_equal(fx->props_ok, ok + 1);
+    /* the leader removes itself: it steps down once that commits, another takes over */
+    assert_int_equal(raft_remove(l->r, l->id), 0);
+    fx_run(fx, 50);
+    assert_int_not_equal(raft_role(l->r), RAFT_LEADER);
+    fx_stop(fx, l->id);
+    struct fx_node *nl = elect(fx);
+    assert_int_equal(raft_config(nl->r)->n, 2);
+}
+
+static void test_leader_transfer(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    uint64_t target = l->id % 3 + 1;
+    assert_int_equal(fx_propose(fx, l->id, 1), 0);
+    assert_int_equal(raft_transfer_leader(l->r, target), 0);
+    assert_int_equal(fx_propose(fx, l->id, 2), CURVE_ERR_BUSY); /* paused while transferring */
+    assert_false(raft_lease_valid(l->r));                       /* no lease reads any more */
+    fx_run(fx, 50); /* far less than an election timeout */
+    struct fx_node *nl = fx_leader(fx);
+    assert_non_null(nl);
+    assert_int_equal(nl->id, target);
+    assert_int_not_equal(raft_role(l->r), RAFT_LEADER);
+    assert_int_equal(raft_transfer_leader(l->r, 0), CURVE_ERR_NOT_LEADER);
+}
+
+static bool installed(struct fx *fx, void *arg)
+{
+    return fx_node(fx, *(uint64_t *)arg)->installs > 0;
+}
+
+static void test_snapshot_install(void **state)
+{
+    struct fx *fx = *state;
+    struct raft_options o = fx->opts;
+    fx_free(fx);
+    o.snapshot_threshold = 20;
+    o.snapshot_trailing = 2;
+    o.snapshot_piece_bytes = 32; /* 2 files x 128 bytes: 8 pieces */
+    o.snapshot_max_inflight = 2;
+    o.snapshot_bytes_per_sec = 64000;
+    fx_init(fx, 3, 3, &o);
+    struct fx_node *l = elect(fx);
+    uint64_t lagger = l->id % 3 + 1;
+    fx_isolate(fx, lagger, true);
+    for (uint64_t v = 1; v <= 60; v++) {
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+        fx_step(fx);
+    }
+    fx_run(fx, 50);
+    struct raft_status st;
+    raft_status(l->r, &st);
+    assert_true(st.snapshot_index >= 40);
+    assert_true(st.first_index > 2); /* compacted */
+    fx_isolate(fx, lagger, false);
+    assert_true(fx_run_until(fx, installed, &lagger, 2000));
+    assert_true(l->sent_snapshot_pieces >= 8);
+    uint64_t last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 2000));
+    struct fx_node *n = fx_node(fx, lagger);
+    assert_memory_equal(n->files, l->files, sizeof(n->files));
+    raft_status(n->r, &st);
+    assert_true(st.snapshot_index > 0);
+    /* the follower restarts from its snapshot and the log after it */
+    fx_stop(fx, lagger);
+    fx_start(fx, lagger);
+    assert_int_equal(fx_propose(fx, l->id, 1000), 0);
+    last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 2000));
+    assert_memory_equal(n->files, l->files, sizeof(n->files));
+}
+
+static void test_reset_peers(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    assert_int_equal(fx_propose(fx, l->id, 1), 0);
+    fx_run(fx, 20);
+    uint64_t survivor = l->id % 3 + 1;
+    for (uint64_t id = 1; id <= 3; id++)
+        if (id != survivor)
+            fx_stop(fx, id);
+    fx_run(fx, 500);
+    assert_null(fx_leader(fx)); /* no majority */
+    assert_int_equal(raft_reset_peers(fx_node(fx, survivor)->r), 0);
+    struct fx_node *nl = elect(fx);
+    assert_int_equal(nl->id, survivor);
+    assert_int_equal(raft_config(nl->r)->n, 1);
+    uint64_t ok = fx->props_ok;
+    assert_int_equal(fx_propose(fx, survivor, 2), 0);
+    fx_run(fx, 10);
+    assert_int_equal(fx->props_ok, ok + 1);
+}
+
+static void test_restart_keeps_state(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    for (uint64_t v = 1; v <= 5; v++)
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+    uint64_t last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 500));
+    uint64_t term = raft_term(l->r);
+    for (uint64_t id = 1; id <= 3; id++)
+        fx_stop(fx, id);
+    for (uint64_t id = 1; id <= 3; id++) {
+        fx_node(fx, id)->applied = 0;
+        fx_node(fx, id)->ncmds = 0;
+        fx_start(fx, id);
+        assert_true(raft_term(fx_node(fx, id)->r) >= term);
+        assert_int_equal(raft_last_index(fx_node(fx, id)->r), last);
+    }
+    struct fx_node *nl = elect(fx);
+    assert_true(raft_term(nl->r) > term);
+    last = raft_last_index(nl->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 500));
+    for (uint64_t id = 1; id <= 3; id++)
+        assert_int_equal(fx_node(fx, id)->ncmds, 5); /* re-applied after the restart */
+}
+
+static void test_bad_messages(void **state)
+{
+    struct fx *fx = *state;
+    struct raft *r = fx_node(fx, 1)->r;
+    struct raft_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = RAFT_MSG_APPEND_ENTRIES;
+    m.group_id = 1;
+    m.from = 2;
+    m.to = 1;
+    m.term = 5;
+    assert_int_equal(raft_recv(r, &m), 0);
+    struct raft_msg b = m;
+    b.group_id = 99;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    b = m;
+    b.type = 42;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    b = m;
+    b.from = 1; /* from myself */
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    b = m;
+    b.ae.n = 3;
+    b.ae.entries = NULL;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    b = m;
+    b.ae.n = RAFT_MAX_ENTRIES_PER_MSG + 1;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    struct raft_entry e = {.term = 6, .type = RAFT_ENTRY_COMMAND, .len = 0}; /* term > msg */
+    b = m;
+    b.ae.n = 1;
+    b.ae.entries = &e;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    uint8_t junk[5] = {1, 3, 0, 0, 0};
+    struct raft_entry ce = {.term = 5, .type = RAFT_ENTRY_CONFIG, .len = 5, .data = junk};
+    b.ae.entries = &ce;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    struct raft_entry te = {.term = 5, .type = 9};
+    b.ae.entries = &te;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    b = m;
+    b.type = RAFT_MSG_INSTALL_SNAPSHOT;
+    b.snap.kind = 7;
+    assert_int_equal(raft_recv(r, &b), CURVE_ERR_RPC_BADREQ);
+    b.snap.kind = RAFT_SNAP_BEGIN;
+    b.snap.meta.index = 10;
+    b.snap.meta.term = 5;
+    b.snap.len = 8;
+    b.snap.data = "garbage!"; /* a corrupt manifest is refused with an error reply */
+    assert_int_equal(raft_recv(r, &b), 0);
+    assert_int_equal(raft_recv(r, NULL), CURVE_ERR_RPC_BADREQ);
+    /* the node still works */
+    fx_run(fx, 10);
+    assert_non_null(elect(fx));
+}
+
+static void test_config_codec(void **state)
+{
+    struct raft_config c = {0}, d;
+    c.n = 3;
+    for (uint32_t i = 0; i < 3; i++) {
+        c.s[i].id = 100 + i;
+        c.s[i].role = i == 2 ? RAFT_LEARNER : RAFT_VOTER;
+    }
+    uint8_t buf[RAFT_CONFIG_ENCODED_MAX];
+    size_t len = raft_config_encode(&c, buf);
+    assert_int_equal(len, 2 + 3 * 9);
+    assert_int_equal(raft_config_decode(buf, len, &d), 0);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.s[2].id, 102);
+    assert_int_equal(d.s[2].role, RAFT_LEARNER);
+    assert_int_equal(raft_config_decode(buf, len - 1, &d), CURVE_ERR_CORRUPT);
+    buf[0] = 2;
+    assert_int_equal(raft_config_decode(buf, len, &d), CURVE_ERR_CORRUPT);
+    buf[0] = 1;
+    buf[2 + 9 + 8] = 7; /* bad role */
+    assert_int_equal(raft_config_decode(buf, len, &d), CURVE_ERR_CORRUPT);
+    c.s[1].id = 100; /* duplicate id */
+    len = raft_config_encode(&c, buf);
+    assert_int_equal(raft_config_decode(buf, len, &d), CURVE_ERR_CORRUPT);
+    assert_int_equal(raft_config_decode(NULL, 0, &d), CURVE_ERR_CORRUPT);
+}
+
+static void test_bad_options(void **state)
+{
+    struct fx *fx = *state;
+    struct raft_options o;
+    raft_options_default(&o);
+    struct fx_node *n = fx_node(fx, 1);
+    struct raft *r = NULL;
+    assert_int_equal(raft_new(&o, &n->io, &n->fsm, NULL, &r), -EINVAL); /* id 0 */
+    o.id = 9;
+    o.heartbeat_ms = o.election_timeout_ms;
+    assert_int_equal(raft_new(&o, &n->io, &n->fsm, NULL, &r), -EINVAL);
+    raft_options_default(&o);
+    o.id = 9;
+    struct raft_io io = n->io;
+    io.version = 99;
+    assert_int_equal(raft_new(&o, &io, &n->fsm, NULL, &r), -EINVAL);
+    assert_int_equal(raft_new(&o, &n->io, &n->fsm, NULL, &r), 0);
+    raft_free(r);
+}
+
+int main(void)
+{
+    curve_log_set_level(CURVE_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_election, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_replication_and_apply, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_backtracking_and_conflicts, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_prevote_prevents_disruption, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_check_quorum_step_down, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_lease, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_read_index, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_membership, setup5, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_transfer, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_install, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_peers, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_messages, setup3, teardown),
+        cmocka_unit_test(test_config_codec),
+        cmocka_unit_test_setup_teardown(test_bad_options, setup3, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
