@@ -232,6 +232,16 @@ int curve_cfp_failed(const curve_cfp *p)
     return atomic_load_explicit(&p->failed, memory_order_relaxed);
 }
 
+int curve_cfp_disk_usage(const curve_cfp *p, uint64_t *total_bytes, uint64_t *avail_bytes)
+{
+    struct statvfs sv;
+    if (statvfs(p->dir, &sv) != 0)
+        return -errno;
+    *total_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
+    *avail_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+    return 0;
+}
+
 uint32_t curve_cfp_chunk_size(const curve_cfp *p)
 {
     return p->chunk_size;

@@ -161,6 +161,10 @@ void curve_cfp_mark_failed(curve_cfp *pool, int err);
 /* 0 while healthy, else the negative errno that failed the disk. One atomic load. */
 int curve_cfp_failed(const curve_cfp *pool);
 
+/* Capacity of the pool's file system for the heartbeat (statvfs): total and available bytes.
+ * Returns 0 or -errno. */
+int curve_cfp_disk_usage(const curve_cfp *pool, uint64_t *total_bytes, uint64_t *avail_bytes);
+
 uint32_t curve_cfp_chunk_size(const curve_cfp *pool);
 const char *curve_cfp_dir(const curve_cfp *pool);
 void curve_cfp_get_stats(curve_cfp *pool, curve_cfp_stats *out);

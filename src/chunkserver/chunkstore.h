@@ -21,7 +21,8 @@
  * and the counters; each chunk has a rwlock: reads and writes of data take it shared, while
  * create, delete, install-finish, header (sn) updates and fd (re)opening take it exclusive.
  * Lock order: chunk rwlock before store mutex. Writes to overlapping ranges of one chunk from
- * different threads are not ordered by the store (Raft applies them in order).
+ * different threads are not ordered by the store (Raft applies them in order), and a write
+ * racing with a delete of the same chunk may answer CURVE_ERR_CHUNK_NOTEXIST.
  */
 #ifndef CURVE_CHUNKSERVER_CHUNKSTORE_H
 #define CURVE_CHUNKSERVER_CHUNKSTORE_H

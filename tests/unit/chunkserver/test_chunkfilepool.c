@@ -150,6 +150,10 @@ static void test_target_from_share(void **state)
     curve_cfp_stats st;
     curve_cfp_get_stats(p, &st);
     assert_int_equal(st.format_target, total > 2 ? total - 2 : 0);
+    uint64_t fs_total, fs_avail;
+    assert_int_equal(curve_cfp_disk_usage(p, &fs_total, &fs_avail), 0);
+    assert_int_equal(fs_total, (uint64_t)sv.f_blocks * sv.f_frsize);
+    assert_true(fs_avail <= fs_total && fs_avail > 0);
     assert_int_equal(st.state, CURVE_CFP_IDLE);
     curve_cfp_close(p); /* never started: nothing written */
 }
