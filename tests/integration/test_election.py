@@ -298,6 +298,41 @@ def test_etcd_leader_killed(etcd3):
         f.close()
 
 
+def test_etcd_member_paused(etcd3):
+    """The etcd leader, first in the MDS endpoint lists, hangs (SIGSTOP): requests to it time
+    out and the clients move on; the MDS leader keeps serving or fails over cleanly, and the
+    follower's stuck watch is replaced by its periodic re-check."""
+    ttl = 5
+    victim = etcd3.leader_index()
+    eps = etcd3.endpoints()
+    eps = [eps[victim]] + eps[:victim] + eps[victim + 1:]
+    f = start_queue(etcd3, ["a", "b"], ttl=ttl, endpoints=eps)
+    try:
+        t0 = time.monotonic()
+        etcd3.pause(victim)
+        gaps = 0
+        while time.monotonic() - t0 < 2 * ttl:
+            f.supervise()
+            ls = f.leaders()
+            assert len(ls) <= 1, "two leaders: %s" % ls
+            gaps += 0 if ls else 1
+            time.sleep(0.05)
+        leader = f.wait_single_leader(ttl + 2, supervise=True)
+        # b still follows a: kill a, b must take over through its new watch
+        if leader == "a" and not f.exits:
+            f.demos["a"].kill()
+            name, secs = measure_failover(f, ["b"], ttl + 2)
+            print("\nETCD MEMBER PAUSED: leader kept serving (%d empty samples); "
+                  "then a killed -> b serving after %.2f s" % (gaps, secs))
+            assert secs < ttl + 2
+        else:
+            print("\nETCD MEMBER PAUSED: failover to %s, exits %s" % (leader, f.exits))
+        assert all(code == EXIT_LOST for _, code in f.exits)
+    finally:
+        etcd3.resume(victim)
+        f.close()
+
+
 def test_all_etcd_down_and_back(etcd3):
     ttl = 3
     f = start_queue(etcd3, ["a", "b"], ttl=ttl)
