@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "client/retry.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "curve/errors.h"
 
 #define MS (1000000ull)
@@ -596,6 +598,59 @@ static void test_mds_rotation(void **state)
     assert_non_null(strstr(err, "more than"));
 }
 
+/* Random outcome sequences: every action respects the configured bounds. */
+static void test_random_invariants(void **state)
+{
+    fixture *f = *state;
+    const char *env = getenv("CURVE_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
+    printf("seed %u (replay with CURVE_TEST_SEED=%u)\n", seed, seed);
+    srand(seed);
+    curve_log_level saved = curve_log_get_level();
+    curve_log_set_level(CURVE_LOG_ERROR); /* "giving up" warnings are expected here */
+    const int statuses[] = {0,
+                            CURVE_ERR_OVERLOAD,
+                            CURVE_ERR_REDIRECTED,
+                            CURVE_ERR_COPYSET_NOTEXIST,
+                            CURVE_ERR_CHUNK_NOTEXIST,
+                            CURVE_ERR_DISK_FAIL,
+                            CURVE_ERR_RPC_CONN,
+                            CURVE_ERR_TIMEOUT,
+                            CURVE_ERR_INVALID_REQUEST,
+                            -EIO};
+    for (int req = 0; req < 2000; req++) {
+        f->opts.total_deadline_ms = rand() % 2 ? 0 : 1000 + (uint64_t)(rand() % 60000);
+        fx_start(f, (curve_retry_op)(rand() % 3));
+        for (int step = 0; step < 60; step++) {
+            curve_rpc_outcome o = {.status = statuses[rand() % 10],
+                                   .timed_out = rand() % 8 == 0,
+                                   .leader_may_change = rand() % 2,
+                                   .leader_hint = rand() % 2 ? "10.0.0.1:8200" : NULL};
+            f->rnd.value = (uint64_t)rand() * (uint64_t)rand();
+            curve_retry_action a;
+            curve_retry_on_outcome(&f->st, &o, &a);
+            while (a.verdict == CURVE_RETRY_AGAIN &&
+                   (a.resolve == CURVE_RESOLVE_PEERS || a.resolve == CURVE_RESOLVE_MDS))
+                curve_retry_on_resolved(&f->st, a.resolve, rand() % 2, &a);
+            if (a.verdict != CURVE_RETRY_AGAIN) {
+                if (a.verdict == CURVE_RETRY_FAIL)
+                    assert_true(a.err < 0);
+                break;
+            }
+            assert_true(a.timeout_ms >= 1 && a.timeout_ms <= f->opts.max_rpc_timeout_ms);
+            assert_true(a.sleep_ms <= f->opts.max_retry_sleep_ms);
+            if (a.resolve == CURVE_RESOLVE_HINT)
+                assert_string_equal(a.target, "10.0.0.1:8200");
+            if (f->opts.total_deadline_ms) {
+                uint64_t el = (curve_clock_mono_ns(&f->clock.base) - f->st.start_ns) / MS;
+                assert_true(el + a.sleep_ms + a.timeout_ms <= f->opts.total_deadline_ms);
+            }
+            curve_clock_manual_advance(&f->clock, (a.sleep_ms + a.timeout_ms / 2) * MS);
+        }
+    }
+    curve_log_set_level(saved);
+}
+
 static bool opts_equal(const curve_retry_opts *a, const curve_retry_opts *b)
 {
     return a->op_retry_interval_ms == b->op_retry_interval_ms &&
@@ -681,6 +736,7 @@ int main(void)
         cmocka_unit_test_setup(test_total_deadline, setup),
         cmocka_unit_test_setup(test_max_attempts, setup),
         cmocka_unit_test_setup(test_slow_reported_once, setup),
+        cmocka_unit_test_setup(test_random_invariants, setup),
         cmocka_unit_test(test_unstable_tracker),
         cmocka_unit_test(test_mds_rotation),
         cmocka_unit_test(test_config_table),
