@@ -38,6 +38,9 @@ CURVE_STATIC_ASSERT(RLOG_DEFAULT_SEGMENT_BYTES % RLOG_PAGE_SIZE == 0, "segment i
 #define SEG_NAME_DIGITS 20
 #define ZERO_CHUNK (1u << 20) /* bytes per pwrite when zeroing without fallocate */
 #define RLOG_READ_RETRIES 3 /* reads racing with truncations */
+/* Closed segments are opened read-only on demand; at most this many stay open per log (the
+ * least recently used is closed first), so ~100 copysets per disk stay far below fd limits. */
+#define RLOG_MAX_OPEN_CLOSED_SEGS 4
 
 /* ---- little-endian helpers ---------------------------------------------------------------- */
 
@@ -281,7 +284,9 @@ typedef struct rlog_seg {
     uint64_t count;    /* records written */
     uint32_t *offs;    /* offsets of the `count` records */
     size_t offs_cap;
-    int fd;
+    int fd;            /* -1 when a closed segment is not open */
+    bool ro_fd;        /* fd is a read-only fd of a closed segment (counts against the bound) */
+    uint64_t fd_used;  /* LRU stamp of ro_fd */
     uint64_t cap;      /* preallocated file size */
     uint64_t write_off; /* next write (page aligned); meaningful for the newest segment */
 } rlog_seg;
@@ -327,6 +332,8 @@ struct rlog {
     pthread_mutex_t disk_mu; /* see file comment */
     rlog_seg **segs;
     size_t nsegs, segs_cap;
+    unsigned open_closed; /* segments with ro_fd, <= RLOG_MAX_OPEN_CLOSED_SEGS */
+    uint64_t fd_clock;
 
     /* IO thread only */
     uint8_t *stage;
@@ -498,6 +505,76 @@ static int fsync_dir(rlog *log)
     return 0;
 }
 
+/* ---- segment fds (under disk_mu) ---------------------------------------------------------- */
+
+static void seg_close_fd(rlog *log, rlog_seg *s)
+{
+    if (s->fd < 0)
+        return;
+    close(s->fd);
+    s->fd = -1;
+    if (s->ro_fd) {
+        CURVE_ASSERT(log->open_closed > 0);
+        log->open_closed--;
+        s->ro_fd = false;
+    }
+}
+
+/* Removes a segment from the table's accounting and frees it. */
+static void seg_drop(rlog *log, rlog_seg *s)
+{
+    seg_close_fd(log, s);
+    seg_free(s);
+}
+
+/* Returns a readable fd for `s`, opening a closed segment read-only if needed. */
+static int seg_read_fd(rlog *log, rlog_seg *s)
+{
+    if (s->fd >= 0) {
+        s->fd_used = ++log->fd_clock;
+        return s->fd;
+    }
+    if (log->open_closed >= RLOG_MAX_OPEN_CLOSED_SEGS) {
+        rlog_seg *lru = NULL;
+        for (size_t i = 0; i < log->nsegs; i++) {
+            rlog_seg *c = log->segs[i];
+            if (c->ro_fd && (!lru || c->fd_used < lru->fd_used))
+                lru = c;
+        }
+        CURVE_ASSERT(lru);
+        seg_close_fd(log, lru);
+    }
+    char path[4096];
+    seg_path(log, s->first, path, sizeof(path));
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0) {
+        int rc = -errno;
+        CLOG_ERROR("rlog: open %s: %s", path, curve_strerror(rc));
+        return rc;
+    }
+    s->ro_fd = true;
+    s->fd_used = ++log->fd_clock;
+    log->open_closed++;
+    return s->fd;
+}
+
+/* Makes `s` the open (writable) segment. */
+static int seg_make_writable(rlog *log, rlog_seg *s)
+{
+    if (s->fd >= 0 && !s->ro_fd)
+        return 0;
+    seg_close_fd(log, s);
+    char path[4096];
+    seg_path(log, s->first, path, sizeof(path));
+    s->fd = open(path, O_RDWR | O_CLOEXEC);
+    if (s->fd < 0) {
+        int rc = -errno;
+        CLOG_ERROR("rlog: open %s: %s", path, curve_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
 /* ---- cache (under mu) --------------------------------------------------------------------- */
 
 static rlog_entry *cache_at(rlog *log, size_t i)
@@ -605,8 +682,12 @@ static int seg_create(rlog *log, uint64_t first)
         goto err_after_open;
     pthread_mutex_lock(&log->disk_mu);
     rc = grow((void **)&log->segs, &log->segs_cap, log->nsegs + 1, sizeof(rlog_seg *));
-    if (rc == 0)
+    if (rc == 0) {
+        /* The previous segment is closed now (synced); readers reopen it read-only. */
+        if (log->nsegs > 0)
+            seg_close_fd(log, last_seg(log));
         log->segs[log->nsegs++] = s;
+    }
     pthread_mutex_unlock(&log->disk_mu);
     if (rc != 0)
         goto err_after_open;
@@ -781,11 +862,13 @@ static int do_truncate(rlog *log, uint64_t from)
         rc = unlink_seg(log, s);
         if (rc != 0)
             break;
-        seg_free(s);
+        seg_drop(log, s);
         log->nsegs--;
         removed++;
     }
     rlog_seg *s = last_seg(log);
+    if (rc == 0 && s)
+        rc = seg_make_writable(log, s);
     uint64_t zero_from = 0;
     bool zero = false;
     if (rc == 0 && s && from < s->first + s->count) {
@@ -825,7 +908,7 @@ static int do_compact(rlog *log, uint64_t upto)
         rc = unlink_seg(log, log->segs[k]);
         if (rc != 0)
             break;
-        seg_free(log->segs[k]);
+        seg_drop(log, log->segs[k]);
         k++;
     }
     if (k > 0) {
@@ -861,7 +944,7 @@ static int do_reset(rlog *log, uint64_t next)
         rc = unlink_seg(log, s);
         if (rc != 0)
             break;
-        seg_free(s);
+        seg_drop(log, s);
         log->nsegs--;
         removed++;
     }
@@ -1192,7 +1275,12 @@ static int read_disk(rlog *log, uint64_t index, uint64_t term, rlog_entry *out)
         goto out;
     }
     uint64_t off = s->offs[index - s->first];
-    rc = pread_all(s->fd, hb, sizeof(hb), off, &got);
+    int fd = seg_read_fd(log, s);
+    if (fd < 0) {
+        rc = fd;
+        goto out;
+    }
+    rc = pread_all(fd, hb, sizeof(hb), off, &got);
     if (rc != 0)
         goto out;
     if (got == sizeof(hb) && rlog__decode_hdr(hb, &h, NULL) == 0 && h.index == index &&
@@ -1212,7 +1300,7 @@ static int read_disk(rlog *log, uint64_t index, uint64_t term, rlog_entry *out)
         rc = -ENOMEM;
         goto out;
     }
-    rc = pread_all(s->fd, curve_buf_data(b), h.data_len, off + RLOG__HDR_SIZE, &got);
+    rc = pread_all(fd, curve_buf_data(b), h.data_len, off + RLOG__HDR_SIZE, &got);
     if (rc != 0)
         goto out;
     if (got != h.data_len || curve_crc32c(0, curve_buf_data(b), h.data_len) != h.data_crc) {
@@ -1519,6 +1607,9 @@ static int load_segment(rlog *log, uint64_t first, bool is_last, uint64_t *prev_
             goto err_after_img;
         }
         s->write_off = align_up(r.end_off);
+    } else {
+        close(s->fd); /* reopened read-only on demand */
+        s->fd = -1;
     }
     free(img);
     rc = grow((void **)&log->segs, &log->segs_cap, log->nsegs + 1, sizeof(rlog_seg *));
