@@ -83,6 +83,18 @@ static void check_range(rlog *log, uint64_t from, uint64_t to, uint64_t term, ui
     }
 }
 
+static unsigned count_fds(void)
+{
+    FILE *p = popen("ls /proc/self/fd | wc -l", "r"); /* counts the child's fds: same set */
+    unsigned n = 0;
+    if (p) {
+        if (fscanf(p, "%u", &n) != 1)
+            n = 0;
+        pclose(p);
+    }
+    return n;
+}
+
 static unsigned count_segments(const char *dir)
 {
     char cmd[600];
@@ -187,6 +199,7 @@ static void test_roundtrip_many_segments(void **state)
     unsigned segs = count_segments(dir);
     assert_true(segs >= 5);
 
+    unsigned fds_before = count_fds();
     assert_int_equal(rlog_open(dir, &o, &log, &info), 0);
     assert_int_equal(info.first_index, 1);
     assert_int_equal(info.last_index, n);
@@ -194,6 +207,11 @@ static void test_roundtrip_many_segments(void **state)
     assert_int_equal(info.segments, segs);
     assert_false(info.tail_truncated);
     check_range(log, 1, n, 3, MAX_PAYLOAD);
+    /* Reading every segment keeps at most 4 closed segments open (+ dir + open segment). */
+    unsigned fds = count_fds();
+    assert_true(segs > 6);
+    if (fds > fds_before + 2 + 4)
+        fail_msg("%u fds open after reading %u segments (%u before open)", fds, segs, fds_before);
     rlog_entry range[50];
     size_t got = 0;
     assert_int_equal(rlog_read_range(log, 100, 50, SIZE_MAX, range, &got), 0);
