@@ -295,6 +295,40 @@ int mds_ns_alloc_segment(const uint32_t *copysets, size_t ncopysets, uint64_t se
     return 0;
 }
 
+int mds_ns_choose_pool(const mds_topology *t, mds_rng *rng, uint32_t *pool_id)
+{
+    uint64_t total = 0;
+    size_t first;
+    for (size_t i = 0; i < t->lpools.n; i++)
+        if (t->lpools.v[i].copysets_created)
+            total += mds_topo_pool_copysets(t, t->lpools.v[i].id, &first);
+    if (total == 0)
+        return -ENOSPC;
+    CURVE_ASSERT(total <= UINT32_MAX);
+    uint64_t pick = mds_rng_below(rng, (uint32_t)total);
+    for (size_t i = 0; i < t->lpools.n; i++) {
+        if (!t->lpools.v[i].copysets_created)
+            continue;
+        uint64_t n = mds_topo_pool_copysets(t, t->lpools.v[i].id, &first);
+        if (pick < n) {
+            *pool_id = t->lpools.v[i].id;
+            return 0;
+        }
+        pick -= n;
+    }
+    CURVE_UNREACHABLE();
+}
+
+size_t mds_ns_pool_copyset_ids(const mds_topology *t, uint32_t pool_id, uint32_t *out,
+                               size_t max)
+{
+    size_t first;
+    size_t n = mds_topo_pool_copysets(t, pool_id, &first);
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = t->copysets.v[first + i].id;
+    return n;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 

@@ -126,6 +126,16 @@ typedef struct mds_chunk_loc {
 int mds_ns_alloc_segment(const uint32_t *copysets, size_t ncopysets, uint64_t seg_index,
                          uint32_t nchunks, mds_rng *rng, mds_idalloc *ids, mds_chunk_loc *out);
 
+/* Picks the logical pool of a new segment: uniformly among pools whose copysets are created,
+ * weighted by their copyset count (bigger pools take proportionally more segments).
+ * Returns 0 with *pool_id, or -ENOSPC when no pool is ready. */
+int mds_ns_choose_pool(const mds_topology *t, mds_rng *rng, uint32_t *pool_id);
+
+/* Copyset ids of logical pool `pool_id` in id order into out[0..max); returns the total count
+ * (may exceed max): the `copysets` argument of mds_ns_alloc_segment. */
+size_t mds_ns_pool_copyset_ids(const mds_topology *t, uint32_t pool_id, uint32_t *out,
+                               size_t max);
+
 /* ---- records (compact binary, little-endian, crc32c; docs/mds.md "Records") ---- */
 
 typedef enum mds_file_type {

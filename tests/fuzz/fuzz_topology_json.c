@@ -39,6 +39,29 @@ static void fuzz_desc(const uint8_t *data, size_t size)
     mds_topo_destroy(&t);
 }
 
+/* The input spliced into a description skeleton, so the fuzzer reaches the per-item checks
+ * without having to invent the surrounding JSON first. */
+static void fuzz_desc_item(const uint8_t *data, size_t size)
+{
+    static const char *const pre[] = {
+        "{\"physical_pools\":[",
+        "{\"zones\":[{\"name\":\"z2\",\"physical_pool\":\"pp1\"},",
+        "{\"servers\":[{\"name\":\"s2\",\"zone\":\"z1\",\"host\":\"h2\"},",
+        "{\"logical_pools\":[",
+    };
+    if (size == 0)
+        return;
+    const char *p = pre[data[0] % 4];
+    size_t np = strlen(p), total = np + (size - 1) + 2;
+    char *buf = malloc(total);
+    CURVE_ASSERT(buf != NULL);
+    memcpy(buf, p, np);
+    memcpy(buf + np, data + 1, size - 1);
+    memcpy(buf + np + size - 1, "]}", 2);
+    fuzz_desc((const uint8_t *)buf, total);
+    free(buf);
+}
+
 static void fuzz_record(mds_topo_kind k, const uint8_t *data, size_t size)
 {
     mds_topology t;
@@ -78,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    uint8_t sel = data[0] % (MDS_TOPO_NKINDS + 3);
+    uint8_t sel = data[0] % (MDS_TOPO_NKINDS + 4);
     data++;
     size--;
     if (sel == 0)
@@ -87,7 +110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_record((mds_topo_kind)(sel - 1), data, size);
     else if (sel == MDS_TOPO_NKINDS + 1)
         fuzz_file(data, size);
-    else
+    else if (sel == MDS_TOPO_NKINDS + 2)
         fuzz_segment(data, size);
+    else
+        fuzz_desc_item(data, size);
     return 0;
 }

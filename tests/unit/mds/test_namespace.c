@@ -279,6 +279,36 @@ static void test_segment_alloc(void **state)
         assert_int_equal(loc[k].copyset_id, loc[k - 1].copyset_id % 3 + 1);
 }
 
+static void test_choose_pool(void **state)
+{
+    mds_topology t;
+    mds_rng rng;
+    uint32_t pool = 0;
+    mds_rng_seed(&rng, mdst_seed());
+    mdst_build(&t, 3, 1, NULL, 1, 30);
+    assert_int_equal(mds_ns_choose_pool(&t, &rng, &pool), -ENOSPC); /* not placed yet */
+    mdst_place(&t, 1);
+    const char *more = "{\"logical_pools\":[{\"name\":\"lp2\",\"physical_pool\":\"pp1\","
+                       "\"replicas\":3,\"copysets\":10}]}";
+    assert_int_equal(mds_topo_apply_json(&t, more, strlen(more), NULL, NULL, 0), 0);
+    char err[256];
+    assert_int_equal(mds_place_create_pool_copysets(&t, 2, &rng, NULL, NULL, err, sizeof(err)),
+                     0);
+    uint32_t hits[3] = {0};
+    for (int i = 0; i < 4000; i++) {
+        assert_int_equal(mds_ns_choose_pool(&t, &rng, &pool), 0);
+        assert_true(pool == 1 || pool == 2);
+        hits[pool]++;
+    }
+    assert_in_range(hits[1], 2700, 3300); /* 30 of 40 copysets */
+    uint32_t ids[64];
+    assert_int_equal(mds_ns_pool_copyset_ids(&t, 2, ids, 64), 10);
+    for (uint32_t i = 0; i < 10; i++)
+        assert_int_equal(ids[i], i + 1);
+    assert_int_equal(mds_ns_pool_copyset_ids(&t, 1, ids, 5), 30);
+    mds_topo_destroy(&t);
+}
+
 static void test_file_record(void **state)
 {
     mds_file f, g;
@@ -372,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_recycle_name),  cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_idalloc),       cmocka_unit_test(test_segment_alloc),
         cmocka_unit_test(test_file_record),   cmocka_unit_test(test_segment_record),
+        cmocka_unit_test(test_choose_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
