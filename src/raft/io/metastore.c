@@ -11,6 +11,7 @@
 
 #include "common/assert.h"
 #include "common/crc32c.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "curve/errors.h"
 
@@ -186,14 +187,17 @@ int rmeta_store(const char *dir, const rmeta_state *st)
         goto err_after_buf;
     }
     step = "write";
-    rc = write_all(fd, buf, len);
+    rc = CURVE_FAILPOINT("raftmeta.write");
+    if (rc == 0)
+        rc = write_all(fd, buf, len);
     if (rc != 0)
         goto err_after_open;
     step = "fsync";
-    if (fsync(fd) != 0) {
+    rc = CURVE_FAILPOINT("raftmeta.sync");
+    if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
+    if (rc != 0)
         goto err_after_open;
-    }
     close(fd);
     fd = -1;
     step = "rename";

@@ -8,6 +8,8 @@
  * rmeta_store() writes "<dir>/raft_meta.tmp", fsyncs it, renames it over raft_meta and fsyncs
  * the directory, so a crash leaves either the old or the new content, never a mix.
  *
+ * Fault injection: failpoints "raftmeta.write" and "raftmeta.sync" (src/common/failpoint.h).
+ *
  * Threads: the functions are stateless; calls for the same directory must not run concurrently.
  * They block (fsync): call them from a worker/IO thread, not from an event loop.
  */

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "common/failpoint.h"
 #include "curve/errors.h"
 #include "raft/io/metastore.h"
 #include "raftlog_test_util.h"
@@ -122,12 +123,43 @@ static void test_corruption_detected(void **state)
     rt_rmtree(dir);
 }
 
+/* A failed update (EIO on write, ENOSPC on fsync) leaves the previous content in force. */
+static void test_failed_update_keeps_old(void **state)
+{
+    (void)state;
+    char *dir = rt_mkdtemp();
+    rmeta_state in = {.term = 11, .voted_for = 4};
+    assert_int_equal(rmeta_store(dir, &in), 0);
+    const char *fps[] = {"raftmeta.write", "raftmeta.sync"};
+    const char *acts[] = {"1*return(EIO)", "1*return(ENOSPC)"};
+    const int errs[] = {-EIO, -ENOSPC};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(curve_failpoint_set(fps[i], acts[i]), 0);
+        rmeta_state upd = {.term = 12, .voted_for = 5};
+        assert_int_equal(rmeta_store(dir, &upd), errs[i]);
+        rmeta_state st;
+        assert_int_equal(rmeta_load(dir, &st), 0);
+        assert_int_equal(st.term, 11);
+        assert_int_equal(st.voted_for, 4);
+        rmeta_state_free(&st);
+    }
+    curve_failpoint_clear_all();
+    rmeta_state upd = {.term = 12, .voted_for = 5};
+    assert_int_equal(rmeta_store(dir, &upd), 0);
+    rmeta_state st;
+    assert_int_equal(rmeta_load(dir, &st), 0);
+    assert_int_equal(st.term, 12);
+    rmeta_state_free(&st);
+    rt_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_interrupted_update),
         cmocka_unit_test(test_corruption_detected),
+        cmocka_unit_test(test_failed_update_keeps_old),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
