@@ -154,6 +154,12 @@ int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, ui
     return 0;
 }
 
+void mds_hb_reset_all(mds_topology *t, uint64_t now_ms)
+{
+    for (size_t i = 0; i < t->css.n; i++)
+        t->css.v[i].last_hb_ms = now_ms;
+}
+
 size_t mds_hb_tick(mds_topology *t, const mds_hb_cfg *cfg, uint64_t now_ms,
                    mds_hb_transition *out, size_t max)
 {

@@ -88,6 +88,11 @@ typedef struct mds_hb_result {
 int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, uint64_t now_ms,
                    mds_hb_result *res, char *err, size_t errlen);
 
+/* On becoming leader (after loading the topology from etcd): sets every chunkserver's last
+ * heartbeat time to now_ms, so nobody is declared unstable/offline before it could reach the
+ * new leader. States are kept (an offline chunkserver stays offline until it heartbeats). */
+void mds_hb_reset_all(mds_topology *t, uint64_t now_ms);
+
 typedef struct mds_hb_transition {
     uint32_t cs_id;
     mds_cs_state from, to;

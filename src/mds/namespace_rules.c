@@ -59,6 +59,18 @@ int mds_ns_check_name(const char *name, char *err, size_t errlen)
     return check_comp(name, strnlen(name, MDS_NS_NAME_MAX + 1), err, errlen);
 }
 
+static int check_owner(const char *s, size_t n);
+
+int mds_ns_check_owner(const char *owner, char *err, size_t errlen)
+{
+    if (owner == NULL || check_owner(owner, strnlen(owner, MDS_NS_OWNER_MAX + 1)) != 0) {
+        mds__errf(err, errlen, "owner '%.64s' must be 1..%d characters of [A-Za-z0-9._+=@:-]",
+                  owner ? owner : "(null)", MDS_NS_OWNER_MAX);
+        return CURVE_ERR_BAD_NAME;
+    }
+    return 0;
+}
+
 int mds_ns_check_create(uint64_t parent_id, const char *name, char *err, size_t errlen)
 {
     int rc = mds_ns_check_name(name, err, errlen);

@@ -39,6 +39,9 @@
  * '-'. */
 int mds_ns_check_name(const char *name, char *err, size_t errlen);
 
+/* Owner name: 1..MDS_NS_OWNER_MAX bytes of the name characters. 0 or CURVE_ERR_BAD_NAME. */
+int mds_ns_check_owner(const char *owner, char *err, size_t errlen);
+
 /* Name of a new entry `name` in the directory with id `parent_id`: mds_ns_check_name plus
  * reserved names (RecycleBin under the root). */
 int mds_ns_check_create(uint64_t parent_id, const char *name, char *err, size_t errlen);

@@ -389,6 +389,15 @@ size_t mds_topo_scatter_width(const mds_topology *t, uint32_t cs_id)
     return distinct;
 }
 
+int mds_topo_retire_cs(mds_topology *t, uint32_t id)
+{
+    mds_chunkserver *c = mds_topo_cs(t, id);
+    if (c == NULL)
+        return CURVE_ERR_NOT_FOUND;
+    c->state = MDS_CS_RETIRED;
+    return 0;
+}
+
 uint32_t mds_topo_next_cs_id(const mds_topology *t)
 {
     return t->css.n ? t->css.v[t->css.n - 1].id + 1 : 1;

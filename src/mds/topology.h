@@ -178,6 +178,10 @@ int mds_topo_add_cs(mds_topology *t, const mds_chunkserver *c, char *err, size_t
 int mds_topo_add_lpool(mds_topology *t, const mds_lpool *l, char *err, size_t errlen);
 int mds_topo_add_copyset(mds_topology *t, const mds_copyset *c, char *err, size_t errlen);
 
+/* Retires a chunkserver (operator action): it is never placed again, its heartbeats are
+ * refused and recovery replaces its replicas. 0 or CURVE_ERR_NOT_FOUND. */
+int mds_topo_retire_cs(mds_topology *t, uint32_t id);
+
 /* Next free id of a kind (max id + 1). */
 uint32_t mds_topo_next_cs_id(const mds_topology *t);
 

@@ -253,9 +253,12 @@ static void test_state_transitions(void **state)
     assert_int_equal(mds_hb_cfg_check(&bad), -EINVAL);
     mds_hb_transition tr[16];
     uint64_t t0 = curve_clock_mono_ms(clk);
+    /* a new leader resets the heartbeat times: nobody is stale right after a takeover */
+    mds_hb_reset_all(&f->t, t0);
     for (size_t i = 0; i < f->t.css.n; i++)
-        f->t.css.v[i].last_hb_ms = t0;
-    mds_topo_cs(&f->t, 9)->state = MDS_CS_RETIRED;
+        assert_int_equal(f->t.css.v[i].last_hb_ms, t0);
+    assert_int_equal(mds_topo_retire_cs(&f->t, 9), 0);
+    assert_int_equal(mds_topo_retire_cs(&f->t, 99), CURVE_ERR_NOT_FOUND);
     /* chunkserver 1 keeps heartbeating; the others fall silent */
     assert_int_equal(mds_hb_tick(&f->t, &cfg, curve_clock_mono_ms(clk), tr, 16), 0);
     curve_clock_manual_advance(&m, 2999ull * 1000000);

@@ -63,6 +63,20 @@ static void test_names(void **state)
     free(n256);
 }
 
+static void test_owner(void **state)
+{
+    char err[128];
+    assert_int_equal(mds_ns_check_owner("alice", err, sizeof(err)), 0);
+    assert_int_equal(mds_ns_check_owner("", err, sizeof(err)), CURVE_ERR_BAD_NAME);
+    assert_int_equal(mds_ns_check_owner(NULL, err, sizeof(err)), CURVE_ERR_BAD_NAME);
+    assert_int_equal(mds_ns_check_owner("a b", err, sizeof(err)), CURVE_ERR_BAD_NAME);
+    char *o65 = repeat('o', 65);
+    assert_int_equal(mds_ns_check_owner(o65, err, sizeof(err)), CURVE_ERR_BAD_NAME);
+    o65[64] = '\0';
+    assert_int_equal(mds_ns_check_owner(o65, err, sizeof(err)), 0);
+    free(o65);
+}
+
 static void test_reserved(void **state)
 {
     char err[128];
@@ -402,7 +416,7 @@ int main(void)
         cmocka_unit_test(test_recycle_name),  cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_idalloc),       cmocka_unit_test(test_segment_alloc),
         cmocka_unit_test(test_file_record),   cmocka_unit_test(test_segment_record),
-        cmocka_unit_test(test_choose_pool),
+        cmocka_unit_test(test_choose_pool),   cmocka_unit_test(test_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
