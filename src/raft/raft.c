@@ -1221,6 +1221,10 @@ static void recv_snapr(struct raft *r, const struct raft_msg *m)
         replicate(r, p);
         return;
     }
+    if (m->snapr.status == CURVE_ERR_BUSY && m->snapr.kind == RAFT_SNAP_FINISH) {
+        x->phase_ms = now_ms(r); /* FINISH is retried after a timeout */
+        return;
+    }
     if (m->snapr.status != 0) {
         if (x->phase != RAFT_XFER_BEGIN || m->snapr.kind == RAFT_SNAP_BEGIN)
             xfer_restart(r, p);
@@ -1369,6 +1373,11 @@ static void recv_snap(struct raft *r, const struct raft_msg *m)
         if (r->commit >= meta->index) {
             /* caught up through AppendEntries meanwhile: the snapshot is not needed */
             inst_abort(r);
+            break;
+        }
+        if (r->saving) {
+            /* our own older snapshot is being saved: it must not land after this one */
+            rc = CURVE_ERR_BUSY;
             break;
         }
         rc = r->fsm->install_finish(r->fsm, meta, &r->inst.dec.m);

@@ -306,6 +306,7 @@ static struct {
     uint32_t drop_pm, dup_pm;
     uint32_t delay_max;
     uint32_t crash_pm;     /* per 100 ms */
+    uint32_t leader_crash_pm;
     uint32_t partition_pm; /* per 100 ms */
     uint32_t member_pm;    /* per 100 ms */
     uint32_t transfer_pm;  /* per 100 ms */
@@ -314,6 +315,12 @@ static struct {
 } g_f;
 
 static struct raft_options g_opts;
+
+/* coverage counters over all seeds (printed at the end: proves the faults happen) */
+static struct {
+    uint64_t acked, reads, lease_checks, installs, crashes, torn, elections, conf_changes,
+        transfers, partitions, dropped, duplicated;
+} g_stats;
 
 /* ---- helpers ---- */
 static struct node *node_of(uint64_t id)
@@ -351,7 +358,7 @@ static struct disk_op *op_push(struct node *n, uint8_t kind)
     struct disk_op *op = &n->ops[(n->ops_head + n->nops++) % SIM_MAX_DISK_OPS];
     memset(op, 0, sizeof(*op));
     op->kind = kind;
-    uint64_t lat = n->slow_disk ? rnd_range(5, 60) : rnd_range(0, 2);
+    uint64_t lat = n->slow_disk ? rnd_range(5, 60) : rnd_range(0, 4);
     uint64_t t = g_now + lat;
     if (t < n->disk_last_done)
         t = n->disk_last_done;
@@ -500,9 +507,13 @@ static int io_send(struct raft_io *io, const struct raft_msg *m)
     struct node *to = node_of(m->to);
     if (to == NULL || !to->exists)
         return -EHOSTUNREACH;
-    if (g_f.faults && chance(g_f.drop_pm))
+    if (g_f.faults && chance(g_f.drop_pm)) {
+        g_stats.dropped++;
         return 0;
+    }
     int copies = g_f.faults && chance(g_f.dup_pm) ? 2 : 1;
+    if (copies == 2)
+        g_stats.duplicated++;
     for (int c = 0; c < copies; c++) {
         struct sim_msg *sm = msg_copy(m);
         sm->to = (uint32_t)(to - g_nodes);
@@ -645,6 +656,7 @@ static int fsm_install_finish(struct raft_fsm *f, const struct raft_snapshot_met
     d->snap = *meta;
     d->snap_hash = h;
     vlog("node %" PRIu64 " installed snapshot %" PRIu64, s->n->id, idx);
+    g_stats.installs++;
     return 0;
 }
 
@@ -674,6 +686,7 @@ static void cb_propose_done(struct raft *r, void *cookie, uint64_t index, int st
         if (index > g_hist.max_acked)
             g_hist.max_acked = index;
         g_hist.nacked++;
+        g_stats.acked++;
     }
     free(ck);
 }
@@ -685,6 +698,8 @@ struct read_ck {
 static void cb_read_done(struct raft *r, void *cookie, uint64_t index, int status)
 {
     struct read_ck *ck = cookie;
+    if (status == 0)
+        g_stats.reads++;
     if (status == 0 && raft_applied_index(r) < ck->acked_at_request)
         violation("ReadIndex on node %" PRIu64 " completed at applied %" PRIu64
                   " < %" PRIu64 " acknowledged before the read",
@@ -892,6 +907,7 @@ static void node_crash(struct node *n, bool torn)
     if (!n->up)
         return;
     vlog("node %" PRIu64 " crashes", n->id);
+    g_stats.crashes += torn;
     raft_free(n->r);
     n->r = NULL;
     n->up = false;
@@ -906,6 +922,7 @@ static void node_crash(struct node *n, bool torn)
         } else if (landing && torn && op->kind == OP_APPEND && op->n > 0 && chance(500)) {
             uint32_t keep = (uint32_t)rnd_range(1, op->n);
             disk_apply(n, op, true, keep, chance(500));
+            g_stats.torn++;
             landing = false;
         } else {
             landing = false;
@@ -986,11 +1003,13 @@ static void check_invariants(void)
                     }
                 }
                 vlog("node %" PRIu64 " is leader of term %" PRIu64, n->id, t);
+                g_stats.elections++;
             }
         }
         n->last_role = role;
         if (raft_lease_valid(n->r)) {
             leases++;
+            g_stats.lease_checks++;
             if (raft_applied_index(n->r) < g_hist.max_acked)
                 violation("lease read: node %" PRIu64 " holds a lease at applied %" PRIu64
                           " but %" PRIu64 " was acknowledged",
@@ -1009,6 +1028,8 @@ static void set_partition(void)
     memset(g_block, 0, sizeof(g_block));
     uint32_t mode = (uint32_t)rnd_range(0, 3);
     uint32_t a = (uint32_t)rnd_range(0, SIM_MAX_NODES - 1);
+    for (int k = 0; k < SIM_MAX_NODES && !(g_nodes[a].exists && !g_nodes[a].removed); k++)
+        a = (a + 1) % SIM_MAX_NODES; /* an existing node */
     if (mode == 0) {
         vlog("partition: node %u isolated", a + 1);
         for (int j = 0; j < SIM_MAX_NODES; j++)
@@ -1047,12 +1068,14 @@ static void membership_action(struct node *l)
     }
     if (learner) {
         int rc = raft_promote(l->r, learner);
+        g_stats.conf_changes += rc == 0;
         vlog("promote %" PRIu64 " on leader %" PRIu64 ": %d", learner, l->id, rc);
         return;
     }
     if (voters > 3 && chance(500)) {
         uint64_t victim = c->s[rnd() % c->n].id;
         int rc = raft_remove(l->r, victim);
+        g_stats.conf_changes += rc == 0;
         vlog("remove %" PRIu64 " on leader %" PRIu64 ": %d", victim, l->id, rc);
         return;
     }
@@ -1064,6 +1087,7 @@ static void membership_action(struct node *l)
             int rc = raft_add_learner(l->r, n->id);
             vlog("add learner %" PRIu64 " on leader %" PRIu64 ": %d", n->id, l->id, rc);
             if (rc == 0) {
+                g_stats.conf_changes++;
                 n->exists = true;
                 node_start(n, false);
             }
@@ -1116,8 +1140,15 @@ static void fault_actions(void)
         if (chance(100))
             n->slow_disk = !n->slow_disk && chance(300);
     }
-    if (chance(g_f.partition_pm))
+    struct node *cl = find_leader();
+    if (cl && chance(g_f.leader_crash_pm)) {
+        node_crash(cl, true);
+        cl->restart_at = g_now + rnd_range(20, 400);
+    }
+    if (chance(g_f.partition_pm)) {
         set_partition();
+        g_stats.partitions++;
+    }
     else if (chance(200))
         memset(g_block, 0, sizeof(g_block));
     struct node *l = find_leader();
@@ -1125,6 +1156,7 @@ static void fault_actions(void)
         membership_action(l);
     if (l && chance(g_f.transfer_pm)) {
         int rc = raft_transfer_leader(l->r, 0);
+        g_stats.transfers += rc == 0;
         vlog("transfer leadership from %" PRIu64 ": %d", l->id, rc);
     }
 }
@@ -1224,6 +1256,8 @@ static bool converged(uint64_t *at)
     if (l == NULL)
         return false;
     uint64_t c = raft_commit_index(l->r);
+    if (c < g_hist.max_applied || c != raft_last_index(l->r))
+        return false; /* the new leader has not caught up with what was applied before */
     const struct raft_config *conf = raft_config(l->r);
     for (uint32_t i = 0; i < conf->n; i++) {
         struct node *n = node_of(conf->s[i].id);
@@ -1250,6 +1284,23 @@ static void check_files(uint64_t at)
     for (uint32_t i = 0; i < conf->n; i++) {
         struct node *n = node_of(conf->s[i].id);
         if (memcmp(n->fsm.files, ref, sizeof(ref)) != 0) {
+            for (uint64_t sl = 0; g_verbose && sl < SIM_SLOTS; sl++) {
+                uint64_t have, want;
+                memcpy(&have, &n->fsm.files[0][0] + sl * 8, 8);
+                memcpy(&want, &ref[0][0] + sl * 8, 8);
+                if (have == want)
+                    continue;
+                uint64_t wi = 0, hi = 0;
+                for (uint64_t k = 1; k <= g_hist.max_applied; k++) {
+                    if (vec_get(&g_hist.slot, k) == sl + 1 && vec_get(&g_hist.value, k) == want)
+                        wi = k;
+                    if (vec_get(&g_hist.slot, k) == sl + 1 && vec_get(&g_hist.value, k) == have)
+                        hi = k;
+                }
+                vlog("slot %" PRIu64 ": node has value %" PRIu64 " (index %" PRIu64
+                     "), history %" PRIu64 " (index %" PRIu64 ")",
+                     sl, have, hi, want, wi);
+            }
             violation("convergence: node %" PRIu64 " state differs from the history at %" PRIu64,
                       n->id, at);
             return;
@@ -1288,12 +1339,13 @@ static int run_seed(uint64_t seed)
     g_f.drop_pm = (uint32_t)rnd_range(0, 100);
     g_f.dup_pm = (uint32_t)rnd_range(0, 50);
     g_f.delay_max = (uint32_t)rnd_range(2, 40);
-    g_f.crash_pm = (uint32_t)rnd_range(0, 30);
+    g_f.crash_pm = (uint32_t)rnd_range(0, 40);
+    g_f.leader_crash_pm = (uint32_t)rnd_range(0, 100);
     g_f.partition_pm = (uint32_t)rnd_range(0, 150);
     g_f.member_pm = (uint32_t)rnd_range(0, 150);
     g_f.transfer_pm = (uint32_t)rnd_range(0, 80);
     g_f.propose_every = (uint32_t)rnd_range(2, 20);
-    uint64_t fault_ms = rnd_range(1500, 3000);
+    uint64_t fault_ms = rnd_range(2000, 6000);
 
     g_initial = chance(250) ? 5 : 3;
     for (uint32_t i = 0; i < SIM_MAX_NODES; i++) {
@@ -1455,5 +1507,13 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("%" PRIu64 " seeds passed (from %" PRIu64 ")\n", seeds, start);
+    printf("exercised: %" PRIu64 " commands acknowledged, %" PRIu64 " ReadIndex reads, %" PRIu64
+           " lease-valid checks, %" PRIu64 " elections, %" PRIu64 " leader transfers, %" PRIu64
+           " membership changes, %" PRIu64 " snapshot installs, %" PRIu64 " crashes (%" PRIu64
+           " torn log tails), %" PRIu64 " partitions, %" PRIu64 " messages dropped, %" PRIu64
+           " duplicated\n",
+           g_stats.acked, g_stats.reads, g_stats.lease_checks, g_stats.elections,
+           g_stats.transfers, g_stats.conf_changes, g_stats.installs, g_stats.crashes, g_stats.torn,
+           g_stats.partitions, g_stats.dropped, g_stats.duplicated);
     return 0;
 }
