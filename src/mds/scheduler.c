@@ -76,11 +76,26 @@ uint32_t mds_op_disk(const mds_operator *op)
     return op->type == MDS_OP_REMOVE_PEER ? op->old_peer : op->new_peer;
 }
 
+/* The table is sorted by Raft group id: heartbeats look operators up per copyset entry. */
+static size_t op_lower_bound(const mds_optable *o, uint64_t gid)
+{
+    size_t lo = 0, hi = o->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (mds_group_id(o->v[mid].pool_id, o->v[mid].copyset_id) < gid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static long op_index(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id)
 {
-    for (size_t i = 0; i < o->n; i++)
-        if (o->v[i].pool_id == pool_id && o->v[i].copyset_id == copyset_id)
-            return (long)i;
+    uint64_t gid = mds_group_id(pool_id, copyset_id);
+    size_t i = op_lower_bound(o, gid);
+    if (i < o->n && mds_group_id(o->v[i].pool_id, o->v[i].copyset_id) == gid)
+        return (long)i;
     return -1;
 }
 
@@ -134,18 +149,21 @@ int mds_optable_add(mds_optable *o, const mds_operator *op, uint64_t *id_out)
         o->v = nv;
         o->cap = ncap;
     }
-    o->v[o->n] = *op;
-    o->v[o->n].id = o->next_id++;
+    size_t i = op_lower_bound(o, mds_group_id(op->pool_id, op->copyset_id));
+    memmove(&o->v[i + 1], &o->v[i], (o->n - i) * sizeof(*o->v));
+    o->v[i] = *op;
+    o->v[i].id = o->next_id++;
     if (id_out != NULL)
-        *id_out = o->v[o->n].id;
+        *id_out = o->v[i].id;
     o->n++;
+    CURVE_ASSERT(o->n <= o->max);
     return 0;
 }
 
 static void remove_at(mds_optable *o, size_t i)
 {
     CURVE_ASSERT(i < o->n);
-    o->v[i] = o->v[o->n - 1];
+    memmove(&o->v[i], &o->v[i + 1], (o->n - i - 1) * sizeof(*o->v));
     o->n--;
 }
 
@@ -213,7 +231,7 @@ size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, si
             evs[removed].outcome = MDS_OP_EXPIRED;
         }
         removed++;
-        remove_at(o, i); /* the last element moved into i: look at i again */
+        remove_at(o, i); /* the next element moved into i: look at i again */
     }
     return removed;
 }

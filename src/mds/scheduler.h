@@ -67,7 +67,7 @@ typedef struct mds_op_event {
 } mds_op_event;
 
 typedef struct mds_optable {
-    mds_operator *v; /* unsorted; small */
+    mds_operator *v; /* sorted by (pool_id, copyset_id) */
     size_t n, cap;
     size_t max;      /* bound on n */
     uint64_t next_id;

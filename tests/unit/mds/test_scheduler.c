@@ -437,6 +437,44 @@ static void test_leader_balance(void **state)
     mds_topo_destroy(&t);
 }
 
+/* Many operators in random order: lookups, sortedness, removal keep working. */
+static void test_optable_many(void **state)
+{
+    mds_optable ops;
+    mds_rng rng;
+    mds_rng_seed(&rng, mdst_seed());
+    mds_optable_init(&ops, 1000);
+    uint32_t ids[500];
+    for (uint32_t i = 0; i < 500; i++)
+        ids[i] = i + 1;
+    for (uint32_t i = 500; i > 1; i--) { /* shuffle copyset ids */
+        uint32_t j = mds_rng_below(&rng, i), tmp = ids[i - 1];
+        ids[i - 1] = ids[j];
+        ids[j] = tmp;
+    }
+    for (uint32_t i = 0; i < 500; i++) {
+        mds_operator op = {.type = MDS_OP_ADD_PEER, .pool_id = 1 + ids[i] % 2,
+                           .copyset_id = ids[i], .new_peer = 1000 + i, .deadline_ms = ids[i]};
+        assert_int_equal(mds_optable_add(&ops, &op, NULL), 0);
+    }
+    for (size_t i = 1; i < ops.n; i++)
+        assert_true(mds_group_id(ops.v[i - 1].pool_id, ops.v[i - 1].copyset_id) <
+                    mds_group_id(ops.v[i].pool_id, ops.v[i].copyset_id));
+    for (uint32_t i = 0; i < 500; i++) {
+        const mds_operator *op = mds_optable_find(&ops, 1 + ids[i] % 2, ids[i]);
+        assert_non_null(op);
+        assert_int_equal(op->new_peer, 1000 + i);
+        assert_null(mds_optable_find(&ops, 2 - ids[i] % 2, ids[i]));
+    }
+    /* expire the first 250 deadlines */
+    mds_op_event ev[8];
+    assert_int_equal(mds_optable_expire(&ops, 250, ev, 8), 250);
+    assert_int_equal(ops.n, 250);
+    for (uint32_t id = 1; id <= 500; id++)
+        assert_true((mds_optable_find(&ops, 1 + id % 2, id) != NULL) == (id > 250));
+    mds_optable_destroy(&ops);
+}
+
 static void test_names(void **state)
 {
     assert_string_equal(mds_op_type_name(MDS_OP_CHANGE_PEER), "change_peer");
@@ -455,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_replica_count),
         cmocka_unit_test(test_copyset_balance),
         cmocka_unit_test(test_leader_balance),
+        cmocka_unit_test(test_optable_many),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
