@@ -437,6 +437,62 @@ static void test_leader_balance(void **state)
     mds_topo_destroy(&t);
 }
 
+/* A cluster of 120 disks (3 zones x 10 servers x 4 disks) with 4000 copysets: one disk dies,
+ * recovery runs to completion with the default rate limit, placement rules still hold and
+ * the dead disk's replicas are spread over many disks of its zone. */
+static void test_scale_recovery(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mdst_build(&t, 3, 10, NULL, 4, 4000);
+    mdst_place(&t, mdst_seed());
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg;
+    mds_sched_cfg_default(&cfg);
+    uint32_t before[120], after[120];
+    mds_place_copyset_counts(&t, before);
+    const uint32_t dead = 17;
+    const mds_copyset *tmp[1];
+    size_t lost = mds_topo_copysets_of_cs(&t, dead, tmp, 1);
+    assert_true(lost >= 90 && lost <= 110);
+    mds_topo_cs(&t, dead)->state = MDS_CS_OFFLINE;
+    /* copysets led by the dead disk elect another leader */
+    for (size_t i = 0; i < t.copysets.n; i++) {
+        mds_copyset *c = &t.copysets.v[i];
+        if (c->leader == dead)
+            c->leader = c->peers[0] == dead ? c->peers[1] : c->peers[0];
+    }
+    int runs = 0;
+    for (; runs < 100; runs++) {
+        assert_int_equal(mds_sched_recovery(&t, &ops, (uint64_t)runs, &cfg, &res), 0);
+        assert_int_equal(res.nalerts, 0);
+        assert_true(res.ops_created <= cfg.max_ops_per_run);
+        if (res.ops_created == 0 && ops.n == 0)
+            break;
+        complete_all(&t, &ops);
+    }
+    assert_int_equal(mds_topo_copysets_of_cs(&t, dead, tmp, 1), 0);
+    assert_true(runs >= (int)(lost / cfg.max_ops_per_run));
+    mds_place_copyset_counts(&t, after);
+    size_t receivers = 0;
+    for (size_t i = 0; i < t.css.n; i++) {
+        if (after[i] > before[i]) {
+            receivers++;
+            assert_int_equal(t.css.v[i].zone_id, cs(&t, dead)->zone_id);
+            assert_true(after[i] - before[i] <= 6); /* spread, not piled on one disk */
+        }
+    }
+    assert_true(receivers >= 20);
+    for (size_t i = 0; i < t.copysets.n; i++) {
+        const mds_copyset *c = &t.copysets.v[i];
+        assert_int_not_equal(cs(&t, c->peers[0])->zone_id, cs(&t, c->peers[1])->zone_id);
+        assert_int_not_equal(cs(&t, c->peers[1])->zone_id, cs(&t, c->peers[2])->zone_id);
+        assert_int_not_equal(cs(&t, c->peers[0])->zone_id, cs(&t, c->peers[2])->zone_id);
+    }
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
 /* Many operators in random order: lookups, sortedness, removal keep working. */
 static void test_optable_many(void **state)
 {
@@ -494,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_copyset_balance),
         cmocka_unit_test(test_leader_balance),
         cmocka_unit_test(test_optable_many),
+        cmocka_unit_test(test_scale_recovery),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
