@@ -3,8 +3,11 @@
  *
  *   rpc_bench raw-server [--listen=127.0.0.1:0]
  *       Raw TCP echo: each message is a 4-byte little-endian length and that many bytes; a
- *       thread per connection reads with a large buffer (batched reads) and writes every
- *       message back with one write(2). Prints "listening IP:PORT".
+ *       thread per connection reads with a large buffer (batched reads) and writes all the
+ *       complete messages of one read back with one write(2) (batched writes, the best a
+ *       hand-written server does). Prints "listening IP:PORT".
+ *       The raw client likewise sends the replacements for all the replies of one read with
+ *       one write(2).
  *   rpc_bench raw-client --addr=IP:PORT [--size=4096] [--inflight=1] [--seconds=2]
  *   rpc_bench rpc-client --addr=IP:PORT [--size=4096] [--inflight=1] [--seconds=2]
  *       Keep --inflight messages/calls outstanding for --seconds and print
@@ -135,10 +138,11 @@ static void *raw_conn_main(void *arg)
                 goto out;
             if (have - off < 4 + (size_t)len)
                 break;
-            if (write_all(fd, buf + off, 4 + (size_t)len) < 0)
-                goto out;
             off += 4 + (size_t)len;
         }
+        /* Echo every complete message of this read with one write. */
+        if (off > 0 && write_all(fd, buf, off) < 0)
+            goto out;
         memmove(buf, buf + off, have - off);
         have -= off;
     }
@@ -193,21 +197,23 @@ static int raw_client(const bench_opts *o, stats *s)
         return 1;
     }
     size_t msg = 4 + (size_t)o->size;
-    uint8_t *out = malloc(msg);
+    /* One message per possible slot, so that a batch of replacements is one write. */
+    uint8_t *out = malloc(msg * o->inflight);
     uint8_t *in = malloc(RAW_RBUF > msg ? RAW_RBUF : msg);
     uint64_t *sent_at = calloc(o->inflight, sizeof(uint64_t));
     CURVE_ASSERT(out && in && sent_at);
-    memcpy(out, &o->size, 4);
-    memset(out + 4, 0xab, o->size);
+    for (unsigned i = 0; i < o->inflight; i++) {
+        memcpy(out + i * msg, &o->size, 4);
+        memset(out + i * msg + 4, 0xab, o->size);
+    }
     size_t bufcap = RAW_RBUF > msg ? RAW_RBUF : msg;
     uint64_t t0 = curve_now_mono_ns();
     uint64_t end = t0 + (uint64_t)(o->seconds * 1e9);
     unsigned head = 0, tail = 0; /* FIFO of send times: replies come back in order */
-    for (unsigned i = 0; i < o->inflight; i++) {
-        sent_at[tail++ % o->inflight] = curve_now_mono_ns();
-        if (write_all(fd, out, msg) < 0)
-            return 1;
-    }
+    for (unsigned i = 0; i < o->inflight; i++)
+        sent_at[tail++ % o->inflight] = t0;
+    if (write_all(fd, out, msg * o->inflight) < 0)
+        return 1;
     size_t have = 0;
     bool stopping = false;
     unsigned outstanding = o->inflight;
@@ -218,20 +224,23 @@ static int raw_client(const bench_opts *o, stats *s)
             return 1;
         }
         have += (size_t)n;
+        unsigned got = 0;
+        uint64_t now = curve_now_mono_ns();
         while (have >= msg) {
-            uint64_t now = curve_now_mono_ns();
             stats_add(s, now - sent_at[head++ % o->inflight]);
             outstanding--;
+            got++;
             memmove(in, in + msg, have - msg);
             have -= msg;
-            if (now >= end)
-                stopping = true;
-            if (!stopping) {
+        }
+        if (now >= end)
+            stopping = true;
+        if (!stopping && got > 0) {
+            for (unsigned i = 0; i < got; i++)
                 sent_at[tail++ % o->inflight] = now;
-                if (write_all(fd, out, msg) < 0)
-                    return 1;
-                outstanding++;
-            }
+            if (write_all(fd, out, msg * got) < 0)
+                return 1;
+            outstanding += got;
         }
     }
     double secs = (double)(curve_now_mono_ns() - t0) / 1e9;

@@ -141,7 +141,14 @@ static void record_error(client *cl, int code, const char *text)
     }
 }
 
-static void start_call(chan *c);
+static bool start_call(chan *c);
+
+/* Starts the next call of `c`; calls refused synchronously are accounted and skipped. */
+static void start_next(chan *c)
+{
+    while (c->started < c->cl->o.calls && !start_call(c)) {
+    }
+}
 
 static void chan_closed(void *arg)
 {
@@ -198,13 +205,13 @@ static void call_done(rpc_result *r, void *arg)
     }
     free(p);
     c->finished++;
-    if (c->started < cl->o.calls)
-        start_call(c);
+    start_next(c);
     if (c->finished == cl->o.calls)
         rpc_channel_close(c->ch, chan_closed, c);
 }
 
-static void start_call(chan *c)
+/* Returns false if the call was refused synchronously (already accounted as failed). */
+static bool start_call(chan *c)
 {
     client *cl = c->cl;
     uint32_t seq = c->started++;
@@ -244,10 +251,11 @@ static void start_call(chan *c)
         cl->failed++;
         record_error(cl, rc, "rpc_channel_call refused the call");
         free(p);
-        c->finished++;
-        if (c->finished == cl->o.calls)
+        if (++c->finished == cl->o.calls)
             rpc_channel_close(c->ch, chan_closed, c);
+        return false;
     }
+    return true;
 }
 
 static void start_all(void *arg)
@@ -256,8 +264,8 @@ static void start_all(void *arg)
     for (unsigned i = 0; i < cl->o.channels; i++) {
         chan *c = &cl->chans[i];
         uint32_t n = cl->o.inflight < cl->o.calls ? cl->o.inflight : cl->o.calls;
-        for (uint32_t k = 0; k < n; k++)
-            start_call(c);
+        while (c->started < n)
+            start_next(c);
     }
     printf("started\n");
     fflush(stdout);

@@ -4,7 +4,10 @@
  * Receive path: reads go into refcounted curve_buf pieces (at least TCP_RBUF_SIZE, or as large
  * as the frame being assembled still needs, up to TCP_RBUF_MAX), and the decoder hands the
  * attachment over as slices of those pieces: no copy between the socket and the handler.
- * Send path: one uv_write (writev) per frame with the header+body and every attachment slice.
+ * Send path: frames sent during one loop iteration are queued and flushed together, right
+ * before the loop polls again (a uv_prepare handle), with one writev of every header+body block
+ * and attachment slice (uv_try_write; only what the socket does not take goes through
+ * uv_write). Many replies produced by one read thus cost one syscall.
  * Accept path: the listening socket is ours (so we can spread accepted sockets over a loop
  * group); loop 0 polls it and posts each accepted fd to the next loop of the group.
  */
@@ -32,8 +35,14 @@
 #define TCP_ACCEPT_BATCH_MAX 64
 /* listen(2) backlog. */
 #define TCP_LISTEN_BACKLOG 1024
-/* uv_buf_t array kept on the stack for a send; more slices use the heap. */
-#define TCP_SEND_STACK_BUFS 32
+/* Bytes queued for sending on one connection beyond which the peer is considered stuck (it
+ * does not read its replies) and the connection is closed. */
+#define TCP_WRITE_QUEUE_MAX ((size_t)256 << 20)
+/* uv_buf_t array kept on the stack for a flush; more slices use the heap. */
+#define TCP_SEND_STACK_BUFS 128
+/* A send queue reaching either bound is flushed at once instead of before the next poll. */
+#define TCP_FLUSH_FRAMES_MAX 64u
+#define TCP_FLUSH_BYTES_MAX ((size_t)256 << 10)
 
 CURVE_STATIC_ASSERT(sizeof(uv_write_t) <= RPC_OUT_PRIV_SIZE, "uv_write_t fits rpc_out.priv");
 
@@ -42,6 +51,11 @@ typedef struct tcp_conn {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_shutdown_t sreq; /* graceful close: flush queued writes first */
+    uv_prepare_t flush; /* flushes `pend` before the loop polls */
+    rpc_out *pend_head, *pend_tail; /* frames not yet handed to the socket */
+    unsigned pend_n;
+    size_t pend_bytes;
+    bool flush_armed;
     rpc_frame_decoder dec;
     curve_buf *rbuf; /* current receive buffer (our reference) */
     size_t rused;    /* bytes of rbuf already filled */
@@ -67,7 +81,31 @@ static tcp_conn *tcp_conn_new(curve_loop *loop, const rpc_conn_handler *h, void 
     snprintf(t->base.peer, sizeof(t->base.peer), "?");
     rpc_frame_decoder_init(&t->dec, lim);
     t->tcp.data = t;
+    t->flush.data = t;
     return t;
+}
+
+/* Initialises both handles; on failure nothing is left to close. */
+static int tcp_init_handles(tcp_conn *t)
+{
+    int rc = uv_tcp_init(curve_loop_uv(t->base.loop), &t->tcp);
+    if (rc < 0)
+        return rc;
+    rc = uv_prepare_init(curve_loop_uv(t->base.loop), &t->flush);
+    CURVE_ASSERT(rc == 0); /* cannot fail in libuv */
+    return 0;
+}
+
+static void tcp_free_pending(tcp_conn *t)
+{
+    while (t->pend_head) {
+        rpc_out *o = t->pend_head;
+        t->pend_head = o->next;
+        rpc_out_free(o);
+    }
+    t->pend_tail = NULL;
+    t->pend_n = 0;
+    t->pend_bytes = 0;
 }
 
 static void tcp_destroy(rpc_conn *c)
@@ -139,6 +177,7 @@ static void tcp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 static void tcp_close_cb(uv_handle_t *h)
 {
     tcp_conn *t = h->data;
+    tcp_free_pending(t);
     rpc_frame_decoder_reset(&t->dec);
     curve_buf_unref(t->rbuf);
     t->rbuf = NULL;
@@ -147,11 +186,28 @@ static void tcp_close_cb(uv_handle_t *h)
     rpc_conn_unref(&t->base);
 }
 
+/* Closes the flush handle, then the socket (one after the other: the socket's close callback
+ * may free the connection). */
+static void tcp_prepare_closed_cb(uv_handle_t *h)
+{
+    tcp_conn *t = h->data;
+    uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
+}
+
+static void tcp_close_handles(tcp_conn *t)
+{
+    uv_prepare_stop(&t->flush);
+    t->flush_armed = false;
+    uv_close((uv_handle_t *)&t->flush, tcp_prepare_closed_cb);
+}
+
 static void tcp_shutdown_cb(uv_shutdown_t *req, int status)
 {
     tcp_conn *t = req->data;
-    uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
+    tcp_close_handles(t);
 }
+
+static void tcp_flush(tcp_conn *t);
 
 static void tcp_close(rpc_conn *c, int reason)
 {
@@ -162,15 +218,17 @@ static void tcp_close(rpc_conn *c, int reason)
     t->closing = true;
     t->close_reason = reason ? reason : CURVE_ERR_RPC_CONN;
     uv_read_stop((uv_stream_t *)&t->tcp);
-    /* A graceful close (shutdown) first flushes replies already queued; an error close
-     * drops them. */
-    if (reason == CURVE_ERR_SHUTDOWN && t->connected &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp) > 0) {
-        t->sreq.data = t;
-        if (uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, tcp_shutdown_cb) == 0)
-            return;
+    /* A graceful close (shutdown) first sends what is queued; an error close drops it. */
+    if (reason == CURVE_ERR_SHUTDOWN && t->connected) {
+        tcp_flush(t);
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp) > 0) {
+            t->sreq.data = t;
+            if (uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, tcp_shutdown_cb) == 0)
+                return;
+        }
     }
-    uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
+    tcp_free_pending(t);
+    tcp_close_handles(t);
 }
 
 static void tcp_write_cb(uv_write_t *req, int status)
@@ -184,6 +242,124 @@ static void tcp_write_cb(uv_write_t *req, int status)
     }
 }
 
+/* Queues the frames from `o` on (the first `skip` bytes of `o` are already written) with
+ * uv_write, one request per frame. Returns 0 or a libuv error (the frames are freed). */
+static int tcp_queue_writes(tcp_conn *t, rpc_out *o, size_t skip)
+{
+    int rc = 0;
+    while (o) {
+        rpc_out *next = o->next;
+        o->next = NULL;
+        if (rc < 0) {
+            rpc_out_free(o);
+            o = next;
+            continue;
+        }
+        uv_buf_t stackbufs[TCP_SEND_STACK_BUFS];
+        uv_buf_t *bufs = stackbufs;
+        unsigned n = 1 + o->attach.n;
+        if (n > TCP_SEND_STACK_BUFS && !(bufs = malloc(n * sizeof(*bufs)))) {
+            rc = UV_ENOMEM;
+            rpc_out_free(o);
+            o = next;
+            continue;
+        }
+        unsigned nb = 0;
+        if (skip < o->len)
+            bufs[nb++] = uv_buf_init((char *)o->data + skip, (unsigned)(o->len - skip));
+        size_t left = skip > o->len ? skip - o->len : 0;
+        for (unsigned i = 0; i < o->attach.n; i++) {
+            const curve_slice *sl = &o->attach.v[i];
+            if (left >= sl->len) {
+                left -= sl->len;
+                continue;
+            }
+            bufs[nb++] = uv_buf_init((char *)curve_buf_data(sl->buf) + sl->off + left,
+                                     (unsigned)(sl->len - left));
+            left = 0;
+        }
+        skip = 0;
+        CURVE_ASSERT(nb > 0);
+        uv_write_t *w = (uv_write_t *)o->priv.bytes;
+        w->data = o;
+        rc = uv_write(w, (uv_stream_t *)&t->tcp, bufs, nb, tcp_write_cb);
+        if (rc < 0)
+            rpc_out_free(o);
+        if (bufs != stackbufs)
+            free(bufs);
+        o = next;
+    }
+    return rc;
+}
+
+/* Hands every queued frame to the socket: one writev for all of them when nothing is queued in
+ * libuv, the rest (if the socket is full) through uv_write. */
+static void tcp_flush(tcp_conn *t)
+{
+    if (t->flush_armed) {
+        uv_prepare_stop(&t->flush);
+        t->flush_armed = false;
+    }
+    rpc_out *head = t->pend_head;
+    unsigned nframes = t->pend_n;
+    t->pend_head = t->pend_tail = NULL;
+    t->pend_n = 0;
+    t->pend_bytes = 0;
+    if (!head)
+        return;
+    size_t nbufs = 0;
+    for (rpc_out *o = head; o; o = o->next)
+        nbufs += 1 + o->attach.n;
+    uv_buf_t stackbufs[TCP_SEND_STACK_BUFS];
+    uv_buf_t *bufs = stackbufs;
+    if (nbufs > TCP_SEND_STACK_BUFS && !(bufs = malloc(nbufs * sizeof(*bufs))))
+        nbufs = 0; /* no memory for the vector: every frame goes through uv_write */
+    int rc = UV_EAGAIN;
+    if (nbufs > 0) {
+        unsigned nb = 0;
+        for (rpc_out *o = head; o; o = o->next) {
+            bufs[nb++] = uv_buf_init((char *)o->data, (unsigned)o->len);
+            for (unsigned i = 0; i < o->attach.n; i++) {
+                const curve_slice *sl = &o->attach.v[i];
+                if (sl->len)
+                    bufs[nb++] =
+                        uv_buf_init((char *)curve_buf_data(sl->buf) + sl->off, (unsigned)sl->len);
+            }
+        }
+        rc = uv_try_write((uv_stream_t *)&t->tcp, bufs, nb);
+        if (bufs != stackbufs)
+            free(bufs);
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+        CLOG_INFO("rpc tcp: write of %u frames to %s failed: %s", nframes, t->base.peer,
+                  uv_strerror(rc));
+        t->pend_head = head; /* freed by tcp_close */
+        tcp_free_pending(t);
+        tcp_close(&t->base, rc);
+        return;
+    }
+    /* Free what went out completely; queue the rest. */
+    size_t done = rc > 0 ? (size_t)rc : 0;
+    while (head && done >= head->len + head->attach.len) {
+        rpc_out *o = head;
+        head = o->next;
+        done -= o->len + o->attach.len;
+        rpc_out_free(o);
+    }
+    if (!head)
+        return;
+    rc = tcp_queue_writes(t, head, done);
+    if (rc < 0) {
+        CLOG_INFO("rpc tcp: write to %s failed: %s", t->base.peer, uv_strerror(rc));
+        tcp_close(&t->base, rc);
+    }
+}
+
+static void tcp_flush_cb(uv_prepare_t *p)
+{
+    tcp_flush(p->data);
+}
+
 static int tcp_send(rpc_conn *c, rpc_out *o)
 {
     tcp_conn *t = (tcp_conn *)c;
@@ -191,63 +367,27 @@ static int tcp_send(rpc_conn *c, rpc_out *o)
         rpc_out_free(o);
         return -ENOTCONN;
     }
-    uv_buf_t stackbufs[TCP_SEND_STACK_BUFS];
-    uv_buf_t *bufs = stackbufs;
-    unsigned n = 1 + o->attach.n;
-    if (n > TCP_SEND_STACK_BUFS) {
-        bufs = malloc(n * sizeof(*bufs));
-        if (!bufs) {
-            rpc_out_free(o);
-            tcp_close(c, -ENOMEM);
-            return -ENOTCONN;
-        }
-    }
-    unsigned nb = 0;
-    bufs[nb++] = uv_buf_init((char *)o->data, (unsigned)o->len);
-    for (unsigned i = 0; i < o->attach.n; i++) {
-        const curve_slice *s = &o->attach.v[i];
-        if (s->len)
-            bufs[nb++] = uv_buf_init((char *)curve_buf_data(s->buf) + s->off, (unsigned)s->len);
-    }
-    /* Fast path: write directly (one writev) when nothing is queued; only what the socket
-     * does not take goes through uv_write (whose completion costs an extra loop pass and an
-     * epoll_ctl in libuv 1.44). */
-    size_t total = o->len + o->attach.len;
-    int rc = uv_try_write((uv_stream_t *)&t->tcp, bufs, nb);
-    if (rc >= 0 && (size_t)rc == total) {
-        if (bufs != stackbufs)
-            free(bufs);
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp) + t->pend_bytes;
+    if (queued > TCP_WRITE_QUEUE_MAX) {
+        CLOG_WARN("rpc tcp: %zu bytes queued for %s, which does not read; closing", queued,
+                  c->peer);
         rpc_out_free(o);
-        return 0;
-    }
-    if (rc < 0 && rc != UV_EAGAIN) {
-        if (bufs != stackbufs)
-            free(bufs);
-        rpc_out_free(o);
-        CLOG_INFO("rpc tcp: write to %s failed: %s", c->peer, uv_strerror(rc));
-        tcp_close(c, rc);
+        tcp_close(c, CURVE_ERR_RPC_OVERLOAD);
         return -ENOTCONN;
     }
-    /* Skip what was written; queue the rest. */
-    size_t done = rc > 0 ? (size_t)rc : 0;
-    unsigned first = 0;
-    while (first < nb && done >= bufs[first].len) {
-        done -= bufs[first].len;
-        first++;
-    }
-    CURVE_ASSERT(first < nb);
-    bufs[first].base += done;
-    bufs[first].len -= done;
-    uv_write_t *w = (uv_write_t *)o->priv.bytes;
-    w->data = o;
-    rc = uv_write(w, (uv_stream_t *)&t->tcp, bufs + first, nb - first, tcp_write_cb);
-    if (bufs != stackbufs)
-        free(bufs);
-    if (rc < 0) {
-        rpc_out_free(o);
-        CLOG_INFO("rpc tcp: write to %s failed: %s", c->peer, uv_strerror(rc));
-        tcp_close(c, rc);
-        return -ENOTCONN;
+    o->next = NULL;
+    if (t->pend_tail)
+        t->pend_tail->next = o;
+    else
+        t->pend_head = o;
+    t->pend_tail = o;
+    t->pend_n++;
+    t->pend_bytes += o->len + o->attach.len;
+    if (t->pend_n >= TCP_FLUSH_FRAMES_MAX || t->pend_bytes >= TCP_FLUSH_BYTES_MAX) {
+        tcp_flush(t);
+    } else if (!t->flush_armed) {
+        uv_prepare_start(&t->flush, tcp_flush_cb);
+        t->flush_armed = true;
     }
     return 0;
 }
@@ -296,7 +436,7 @@ static int tcp_connect(curve_loop *loop, const char *addr, const rpc_conn_handle
     if (!t)
         return -ENOMEM;
     snprintf(t->base.peer, sizeof(t->base.peer), "%s", addr);
-    rc = uv_tcp_init(curve_loop_uv(loop), &t->tcp);
+    rc = tcp_init_handles(t);
     if (rc < 0)
         goto err_after_alloc;
     uv_tcp_nodelay(&t->tcp, 1);
@@ -310,7 +450,7 @@ static int tcp_connect(curve_loop *loop, const char *addr, const rpc_conn_handle
 err_after_init:
     t->silent = true;
     t->closing = true;
-    uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
+    tcp_close_handles(t);
     return rc;
 err_after_alloc:
     free(t);
@@ -348,14 +488,14 @@ static void accept_run(void *arg)
     int rc = -ENOMEM;
     if (!t)
         goto err_after_msg;
-    rc = uv_tcp_init(curve_loop_uv(am->loop), &t->tcp);
+    rc = tcp_init_handles(t);
     if (rc < 0)
         goto err_after_conn;
     rc = uv_tcp_open(&t->tcp, am->fd);
     if (rc < 0) {
         t->silent = true;
         t->closing = true;
-        uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
+        tcp_close_handles(t);
         goto err_after_msg;
     }
     uv_tcp_nodelay(&t->tcp, 1);
