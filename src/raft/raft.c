@@ -434,11 +434,20 @@ static int io_append(struct raft *r, uint64_t first, uint64_t last)
     struct raft_append_req *q = &r->appends[seq % RAFT_MAX_PENDING_APPENDS];
     q->seq = seq;
     q->last = last;
+    q->n = (uint32_t)(last - first + 1);
+    r->append_entries_inflight += q->n;
     int rc = r->io->append(r->io, seq, first, log_get(&r->log, first),
                            (uint32_t)(last - first + 1));
     if (rc != 0)
         set_failed(r, rc, "append");
     return rc;
+}
+
+/* True when io->append may take n more entries (bounded queue towards the disk). */
+static bool append_room(const struct raft *r, uint64_t n)
+{
+    return r->append_issued - r->append_done < RAFT_MAX_PENDING_APPENDS &&
+           r->append_entries_inflight + n <= RAFT_MAX_PENDING_APPEND_ENTRIES;
 }
 
 /* After the durable log lost entries >= index (truncate / reset). */
@@ -1547,7 +1556,7 @@ static void recv_ae(struct raft *r, const struct raft_msg *m)
         }
     }
     if (i < n) {
-        if (r->append_issued - r->append_done >= RAFT_MAX_PENDING_APPENDS)
+        if (!append_room(r, n - i))
             return; /* disk saturated: the leader will resend */
         uint64_t first = prev + 1 + i;
         for (uint32_t k = i; k < n; k++) {
@@ -1674,7 +1683,7 @@ static int validate_msg(struct raft *r, const struct raft_msg *m)
         uint64_t t = m->ae.prev_term;
         for (uint32_t i = 0; i < m->ae.n; i++) {
             const struct raft_entry *e = &m->ae.entries[i];
-            if (e->term < t || e->term > m->term || e->term == 0 || e->len > RAFT_MAX_ENTRY_BYTES ||
+            if (e->term < t || e->term > m->term || e->term == 0 || e->len > r->o.max_entry_bytes ||
                 (e->len && e->data == NULL) || e->type < RAFT_ENTRY_COMMAND ||
                 e->type > RAFT_ENTRY_NOOP)
                 return CURVE_ERR_RPC_BADREQ;
@@ -1692,7 +1701,7 @@ static int validate_msg(struct raft *r, const struct raft_msg *m)
             config_validate(&m->snap.meta.conf) != 0 ||
             (m->snap.len && m->snap.data == NULL) ||
             (m->snap.kind == RAFT_SNAP_BEGIN && m->snap.len > RAFT_MAX_MANIFEST_BYTES) ||
-            (m->snap.kind == RAFT_SNAP_PIECE && m->snap.len > RAFT_MAX_ENTRY_BYTES) ||
+            (m->snap.kind == RAFT_SNAP_PIECE && m->snap.len > r->o.max_entry_bytes) ||
             m->snap.offset > UINT64_MAX / 2)
             return CURVE_ERR_RPC_BADREQ;
         break;
@@ -1794,10 +1803,12 @@ void raft_io_append_done(struct raft *r, uint64_t seq, int status)
         return;
     }
     r->append_done = seq;
+    const struct raft_append_req *q = &r->appends[seq % RAFT_MAX_PENDING_APPENDS];
+    CURVE_ASSERT(q->seq == seq && r->append_entries_inflight >= q->n);
+    r->append_entries_inflight -= q->n;
     if (seq <= r->trunc_seq || r->failed)
         return;
-    uint64_t last = r->appends[seq % RAFT_MAX_PENDING_APPENDS].last;
-    CURVE_ASSERT(r->appends[seq % RAFT_MAX_PENDING_APPENDS].seq == seq);
+    uint64_t last = q->last;
     if (last <= r->durable)
         return;
     r->durable = min_u64(last, log_last(&r->log));
@@ -1885,7 +1896,7 @@ void raft_tick(struct raft *r)
 static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_t len)
 {
     struct raft_entry e = {.term = r->term, .type = type, .len = len, .data = data};
-    if (r->append_issued - r->append_done >= RAFT_MAX_PENDING_APPENDS)
+    if (!append_room(r, 1))
         return CURVE_ERR_BUSY;
     int rc = append_mem(r, &e);
     if (rc != 0)
@@ -1901,7 +1912,7 @@ static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_
 int raft_propose(struct raft *r, const void *data, uint32_t len, void *cookie, uint64_t *index,
                  uint64_t *term)
 {
-    if (len > RAFT_MAX_ENTRY_BYTES || (len && data == NULL))
+    if (len > r->o.max_entry_bytes || (len && data == NULL))
         return -EINVAL;
     if (r->failed)
         return r->failed;
@@ -2113,12 +2124,12 @@ void raft_options_default(struct raft_options *o)
     o->max_clock_drift_permille = 50;
     o->pre_vote = true;
     o->check_quorum = true;
+    o->max_entry_bytes = 4u << 20;
     o->max_entries_per_msg = 64;
     o->max_bytes_per_msg = 1u << 20;
     o->max_inflight_msgs = 8;
     o->max_pending_proposals = 4096;
     o->max_pending_reads = 1024;
-    o->max_append_batch = 64;
     o->snapshot_threshold = 10000;
     o->snapshot_trailing = 1000;
     o->snapshot_piece_bytes = 256u << 10;
@@ -2136,13 +2147,15 @@ static const char *options_check(const struct raft_options *o)
         return "need 0 < heartbeat_ms <= election_timeout_ms / 2";
     if (o->max_clock_drift_permille >= 1000)
         return "max_clock_drift_permille must be < 1000";
+    if (o->max_entry_bytes == 0 || o->max_entry_bytes > RAFT_MAX_ENTRY_BYTES)
+        return "max_entry_bytes out of range";
     if (o->max_entries_per_msg == 0 || o->max_entries_per_msg > RAFT_MAX_ENTRIES_PER_MSG)
         return "max_entries_per_msg out of range";
     if (o->max_inflight_msgs == 0 || o->max_inflight_msgs > RAFT_MAX_INFLIGHT)
         return "max_inflight_msgs out of range";
     if (o->max_pending_proposals == 0 || o->max_pending_reads == 0)
         return "pending bounds must be non-zero";
-    if (o->snapshot_piece_bytes == 0 || o->snapshot_piece_bytes > RAFT_MAX_ENTRY_BYTES ||
+    if (o->snapshot_piece_bytes == 0 || o->snapshot_piece_bytes > o->max_entry_bytes ||
         o->snapshot_max_inflight == 0 || o->snapshot_max_inflight > RAFT_MAX_PIECES_INFLIGHT)
         return "snapshot piece settings out of range";
     return NULL;

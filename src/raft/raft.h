@@ -42,6 +42,10 @@ extern "C" {
 #define RAFT_MAX_FILE_NAME 255           /* bytes of a snapshot file name */
 #define RAFT_MAX_PIECES_INFLIGHT 32      /* hard cap of snapshot pieces in flight per follower */
 #define RAFT_MAX_DEFERRED_MSGS 16        /* replies held until term/vote are durable */
+#define RAFT_MAX_PENDING_APPENDS 4096    /* io->append requests not yet completed */
+/* Entries handed to io->append and not yet completed. An io implementation must accept at
+ * least this many queued entries (the disk log's default bound is 65536). */
+#define RAFT_MAX_PENDING_APPEND_ENTRIES 16384
 
 /* ---------------------------------------------------------------------------------------------
  * Entries and configurations
@@ -300,12 +304,13 @@ struct raft_options {
     uint32_t max_clock_drift_permille; /* clock rate drift bound, lease = T × (1 − drift) */
     bool pre_vote;
     bool check_quorum;
+    uint32_t max_entry_bytes;        /* largest command (<= RAFT_MAX_ENTRY_BYTES and <= what
+                                        the io's log accepts) */
     uint32_t max_entries_per_msg;
     uint32_t max_bytes_per_msg;      /* at least one entry is always sent */
     uint32_t max_inflight_msgs;      /* pipelined AppendEntries per follower */
     uint32_t max_pending_proposals;  /* raft_propose → CURVE_ERR_BUSY beyond */
     uint32_t max_pending_reads;      /* raft_read_index → CURVE_ERR_BUSY beyond */
-    uint32_t max_append_batch;       /* entries per io->append from the leader */
     uint64_t snapshot_threshold;     /* take a snapshot every N applied entries (0: never) */
     uint64_t snapshot_trailing;      /* keep N entries behind a snapshot for slow followers */
     uint32_t snapshot_piece_bytes;   /* bytes per file piece */
@@ -321,7 +326,7 @@ struct raft_options {
 #define RAFT_UNSAFE_VOTE_ANY_LOG 2u
 
 /* Fills defaults: election 1000 ms, heartbeat 100 ms, drift 50‰, pre-vote and check-quorum on,
- * 64 entries / 1 MiB per message, 8 in flight, 4096 proposals, 1024 reads, 64 per append,
+ * 4 MiB per entry, 64 entries / 1 MiB per message, 8 in flight, 4096 proposals, 1024 reads,
  * snapshot every 10000 entries keeping 1000, 256 KiB pieces × 4, 64 MiB/s, promote lag 64. */
 void raft_options_default(struct raft_options *o);
 
@@ -367,7 +372,7 @@ void raft_snapshot_saved(struct raft *r, uint64_t index, int status,
 /* Proposes a command on the leader (data copied). On 0, the index and term outputs (may be
  * NULL) receive the entry's position and cbs.propose_done(cookie) runs exactly once later. Errors:
  * CURVE_ERR_NOT_LEADER, CURVE_ERR_BUSY (too many pending, or leader transfer in progress),
- * -EINVAL (len > RAFT_MAX_ENTRY_BYTES), -ENOMEM. */
+ * -EINVAL (len > max_entry_bytes), -ENOMEM. */
 int raft_propose(struct raft *r, const void *data, uint32_t len, void *cookie, uint64_t *index,
                  uint64_t *term);
 /* Linearizable read barrier (ReadIndex, Raft thesis §6.4): on 0, cbs.read_done(cookie) runs

@@ -86,6 +86,7 @@ struct raft_read {
 
 struct raft_append_req {
     uint64_t seq, last;
+    uint32_t n;
 };
 
 /* Follower side of an install in progress. */
@@ -97,7 +98,6 @@ struct raft_inst {
     struct raft_mdec dec;
 };
 
-#define RAFT_MAX_PENDING_APPENDS 4096 /* io->append requests not yet completed */
 
 struct raft {
     struct raft_options o;
@@ -118,6 +118,7 @@ struct raft {
     uint64_t commit, applied, durable;
     struct raft_append_req *appends; /* ring of RAFT_MAX_PENDING_APPENDS */
     uint64_t append_issued, append_done, trunc_seq;
+    uint64_t append_entries_inflight; /* <= RAFT_MAX_PENDING_APPEND_ENTRIES */
 
     struct raft_config conf; /* latest in the log (in effect) */
     uint64_t conf_index;
