@@ -92,7 +92,7 @@ bool curve_io_iter_next(curve_io_iter *it, curve_io_piece *p)
 uint64_t curve_io_piece_count(const curve_io_geom *g, uint64_t off, uint64_t len,
                               uint32_t piece_max)
 {
-    CURVE_ASSERT(g != NULL);
+    CURVE_ASSERT(g != NULL && len <= UINT64_MAX - off);
     if (len == 0)
         return 0;
     uint64_t pm = (piece_max == 0 || piece_max > g->chunk_size) ? g->chunk_size : piece_max;

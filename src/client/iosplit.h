@@ -72,7 +72,7 @@ int curve_io_iter_init(curve_io_iter *it, const curve_io_geom *g, uint64_t off, 
 /* Fills `p` with the next piece and returns true, or returns false when done. */
 bool curve_io_iter_next(curve_io_iter *it, curve_io_piece *p);
 
-/* Number of pieces curve_io_iter_next will return for this IO (O(1)). */
+/* Number of pieces curve_io_iter_next will return for this (checked) IO, in O(1). */
 uint64_t curve_io_piece_count(const curve_io_geom *g, uint64_t off, uint64_t len,
                               uint32_t piece_max);
 

@@ -337,6 +337,8 @@ int curve_metacache_put_copyset(curve_metacache *mc, uint32_t pool_id, uint32_t 
             if (lead >= 0 && (term == 0 || term >= ci->leader_term)) {
                 ni.leader = lead;
                 ni.leader_term = term > ci->leader_term ? term : ci->leader_term;
+                /* the same leader confirmed again is still on an unstable chunkserver */
+                ni.leader_may_change = lead == old && ci->leader_may_change;
             } else if (old >= 0) {
                 ni.leader = old;
                 ni.leader_term = ci->leader_term;
@@ -377,10 +379,11 @@ int curve_metacache_set_leader(curve_metacache *mc, uint32_t pool_id, uint32_t c
         } else if (term != 0 && term < ci->leader_term) {
             rc = -ESTALE;
         } else {
+            if (idx != ci->leader)
+                ci->leader_may_change = false; /* a different leader: it may be healthy */
             ci->leader = idx;
             if (term != 0)
                 ci->leader_term = term;
-            ci->leader_may_change = false;
         }
     }
     pthread_mutex_unlock(&mc->cs_lock);

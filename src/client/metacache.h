@@ -94,14 +94,15 @@ void curve_metacache_invalidate_file(curve_metacache *mc, uint64_t file_id);
  * - epoch < cached epoch: ignored, returns -ESTALE;
  * - epoch >= cached epoch: peers replaced; the leader is `leader_addr` if given (subject to the
  *   term rule of curve_metacache_set_leader), else the cached leader if it is still a peer,
- *   else unknown.
+ *   else unknown; leader_may_change survives only while the leader stays the same.
  * Returns 0, -ESTALE, -EINVAL (npeers 0 or above the max, cs_id 0, empty or too long address,
  * leader_addr not among the peers) or -ENOMEM. */
 int curve_metacache_put_copyset(curve_metacache *mc, uint32_t pool_id, uint32_t copyset_id,
                                 uint64_t epoch, const curve_peer *peers, uint32_t npeers,
                                 const char *leader_addr, uint64_t term);
 /* Sets the leader of a cached copyset to the peer with address `leader_addr`, learned at
- * `term` (0 = unknown). Clears leader_may_change. Returns 0; -ENOENT when the copyset is not
+ * `term` (0 = unknown). Clears leader_may_change when the leader changes (the same leader
+ * confirmed again keeps it). Returns 0; -ENOENT when the copyset is not
  * cached; -ESRCH when no peer has that address (membership is stale: refresh from the MDS);
  * -ESTALE when term != 0 and term < the cached leader term (ignored). */
 int curve_metacache_set_leader(curve_metacache *mc, uint32_t pool_id, uint32_t copyset_id,

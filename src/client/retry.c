@@ -252,6 +252,7 @@ void curve_retry_init(curve_retry_state *st, const curve_retry_opts *opts,
     CURVE_ASSERT(st != NULL && opts != NULL && clock != NULL);
     CURVE_ASSERT(op == CURVE_RETRY_OP_READ || op == CURVE_RETRY_OP_WRITE ||
                  op == CURVE_RETRY_OP_DISCARD);
+    CURVE_ASSERT(curve_retry_opts_validate(opts, NULL, 0) == 0);
     *st = (curve_retry_state){
         .opts = opts,
         .clock = clock,
@@ -391,7 +392,6 @@ void curve_retry_on_resolved(curve_retry_state *st, curve_retry_resolve step, bo
 {
     CURVE_ASSERT(st != NULL && act != NULL);
     CURVE_ASSERT(step == CURVE_RESOLVE_PEERS || step == CURVE_RESOLVE_MDS);
-    CURVE_ASSERT(st->retries > 0);
     memset(act, 0, sizeof(*act));
     const curve_retry_opts *o = st->opts;
     int c = st->cause;
@@ -407,7 +407,9 @@ void curve_retry_on_resolved(curve_retry_state *st, curve_retry_resolve step, bo
     } else if (c == CURVE_ERR_REDIRECTED || c == CURVE_ERR_NOT_LEADER) {
         act->sleep_ms = o->redirect_sleep_ms;
     } else if (c == CURVE_ERR_TIMEOUT) {
-        act->sleep_ms = 0; /* the timeout already waited */
+        /* the timeout already waited; a short pause keeps a client that cannot find any
+         * leader (election in progress, MDS down) from spinning through resolve RPCs */
+        act->sleep_ms = o->redirect_sleep_ms;
     } else {
         act->sleep_ms = o->op_retry_interval_ms;
     }

@@ -27,7 +27,8 @@
  *                                     [3]) capped at max_rpc_timeout [8 s]; but rpc_timeout
  *                                     while the leader may have changed and
  *                                     n < min_retries_force_timeout_backoff [5]. The leader is
- *                                     re-resolved (PEERS, then MDS); no sleep.
+ *                                     re-resolved (PEERS, then MDS); no sleep (redirect_sleep
+ *                                     when both fail).
  *   REDIRECTED (or NOT_LEADER)        leader hint -> HINT, no sleep (redirect_sleep if the
  *                                     previous attempt was redirected too: two peers naming each
  *                                     other must not spin); no hint -> PEERS, then MDS, else
@@ -165,7 +166,8 @@ typedef struct curve_retry_state {
 } curve_retry_state;
 
 /* Starts the retry state of one request at the current time of `clock`. All pointers are
- * borrowed and must outlive the state; `rand` NULL selects curve_retry_default_rand. */
+ * borrowed and must outlive the state; `rand` NULL selects curve_retry_default_rand. `opts`
+ * must pass curve_retry_opts_validate (asserted). */
 void curve_retry_init(curve_retry_state *st, const curve_retry_opts *opts,
                       const curve_clock *clock, curve_rand_fn rand, void *rand_ctx,
                       curve_retry_op op);
@@ -177,10 +179,11 @@ uint64_t curve_retry_timeout_ms(const curve_retry_state *st);
 void curve_retry_on_outcome(curve_retry_state *st, const curve_rpc_outcome *o,
                             curve_retry_action *act);
 
-/* Reports the result of a PEERS or MDS resolve step asked for by the previous action; fills
+/* Reports the result of a PEERS or MDS resolve step asked for by the previous action (or, before
+ * the first attempt, one the caller needed because the cache had no leader); fills
  * `act` with the next action: on success, send again (resolve NONE, sleep 0); when PEERS failed,
- * try the MDS; when the MDS failed, sleep (redirect_sleep_ms after REDIRECTED, 0 after a
- * timeout, op_retry_interval_ms otherwise) and send to whatever is cached. */
+ * try the MDS; when the MDS failed, sleep (redirect_sleep_ms after REDIRECTED or a timeout,
+ * op_retry_interval_ms otherwise) and send to whatever is cached. */
 void curve_retry_on_resolved(curve_retry_state *st, curve_retry_resolve step, bool ok,
                              curve_retry_action *act);
 

@@ -1,0 +1,439 @@
+/* The chunk request driver against a fake cluster and a manual clock: which address is tried
+ * next, with which timeout, after which sleep. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "client/chunkreq.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "curve/errors.h"
+
+#define MS (1000000ull)
+#define NODES 6
+#define SCRIPT_MAX 32
+#define LOG_MAX 256
+#define STEPS_MAX 2000 /* a request taking more steps than this fails the test */
+
+typedef struct fake_node {
+    uint32_t id;
+    char addr[CURVE_ADDR_MAX];
+    bool down;                /* RPCs time out */
+    int script[SCRIPT_MAX];   /* statuses returned first, in order */
+    int nscript, pos;
+} fake_node;
+
+typedef struct cluster {
+    fake_node n[NODES];
+    /* the truth */
+    int leader;               /* node index, -1 = none elected */
+    uint64_t term;
+    int members[3];           /* node indexes */
+    uint64_t epoch;
+    bool mds_down;
+    int mds_leader;           /* what the MDS believes (-1 none) */
+    bool chunk_missing;       /* replies CHUNK_NOTEXIST */
+    /* what happened: "send <addr> t=<timeout> s=<sleep>", "getleader s=..", "mds s=.." */
+    char log[LOG_MAX][96];
+    int nlog;
+    int sends;
+} cluster;
+
+typedef struct fixture {
+    cluster c;
+    curve_clock_manual clock;
+    curve_retry_opts opts;
+    curve_metacache *mc;
+    curve_unstable_tracker *ut;
+    curve_chunkreq_env env;
+    uint64_t rnd;
+} fixture;
+
+static uint64_t zero_rand(void *ctx)
+{
+    return *(uint64_t *)ctx;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    for (int i = 0; i < NODES; i++) {
+        f->c.n[i].id = (uint32_t)(i + 1);
+        snprintf(f->c.n[i].addr, CURVE_ADDR_MAX, "127.0.0.1:82%02d", i + 1);
+    }
+    f->c.leader = 0;
+    f->c.term = 3;
+    f->c.members[0] = 0, f->c.members[1] = 1, f->c.members[2] = 2;
+    f->c.epoch = 1;
+    f->c.mds_leader = 0;
+    curve_clock_manual_init(&f->clock, 1000 * MS);
+    curve_retry_opts_default(&f->opts);
+    f->opts.overload_jitter_pct = 0;
+    assert_int_equal(curve_metacache_new(16, 16, &f->mc), 0);
+    f->ut = malloc(sizeof(*f->ut));
+    assert_non_null(f->ut);
+    assert_int_equal(curve_unstable_init(f->ut, f->opts.unstable_timeout_threshold), 0);
+    f->env = (curve_chunkreq_env){.mc = f->mc,
+                                  .unstable = f->ut,
+                                  .opts = &f->opts,
+                                  .clock = &f->clock.base,
+                                  .rand = zero_rand,
+                                  .rand_ctx = &f->rnd};
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    curve_metacache_free(f->mc);
+    curve_unstable_destroy(f->ut);
+    free(f->ut);
+    free(f);
+    return 0;
+}
+
+static int node_by_addr(cluster *c, const char *addr)
+{
+    for (int i = 0; i < NODES; i++)
+        if (strcmp(c->n[i].addr, addr) == 0)
+            return i;
+    return -1;
+}
+
+static void logf_(cluster *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(cluster *c, const char *fmt, ...)
+{
+    assert_true(c->nlog < LOG_MAX);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->log[c->nlog++], sizeof(c->log[0]), fmt, ap);
+    va_end(ap);
+}
+
+/* The MDS answer: the true membership with the leader the MDS believes in. */
+static int mds_answer(fixture *f)
+{
+    cluster *c = &f->c;
+    if (c->mds_down)
+        return -EIO;
+    curve_peer p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i].cs_id = c->n[c->members[i]].id;
+        snprintf(p[i].addr, sizeof(p[i].addr), "%s", c->n[c->members[i]].addr);
+    }
+    const char *l = c->mds_leader >= 0 ? c->n[c->mds_leader].addr : NULL;
+    return curve_metacache_put_copyset(f->mc, 1, 1, c->epoch, p, 3, l, l ? c->term : 0);
+}
+
+static bool is_member(cluster *c, int idx)
+{
+    return idx == c->members[0] || idx == c->members[1] || idx == c->members[2];
+}
+
+/* Runs one request to completion; returns the final step. */
+static curve_step run(fixture *f, curve_retry_op op)
+{
+    cluster *c = &f->c;
+    curve_chunkreq r;
+    curve_step s;
+    curve_chunkreq_start(&r, &f->env, op, 1, 1, &s);
+    for (int steps = 0; s.kind != CURVE_STEP_DONE; steps++) {
+        assert_true(steps < STEPS_MAX);
+        curve_clock_manual_advance(&f->clock, s.sleep_ms * MS);
+        switch (s.kind) {
+        case CURVE_STEP_SEND: {
+            logf_(c, "send %s t=%llu s=%llu", s.peer.addr, (unsigned long long)s.timeout_ms,
+                  (unsigned long long)s.sleep_ms);
+            c->sends++;
+            int i = node_by_addr(c, s.peer.addr);
+            assert_true(i >= 0);
+            fake_node *n = &c->n[i];
+            if (n->down) {
+                curve_clock_manual_advance(&f->clock, s.timeout_ms * MS);
+                curve_chunkreq_on_reply(&r, 0, true, NULL, &s);
+            } else if (n->pos < n->nscript) {
+                curve_chunkreq_on_reply(&r, n->script[n->pos++], false, NULL, &s);
+            } else if (!is_member(c, i)) {
+                curve_chunkreq_on_reply(&r, CURVE_ERR_COPYSET_NOTEXIST, false, NULL, &s);
+            } else if (i != c->leader) {
+                curve_chunkreq_on_reply(&r, CURVE_ERR_REDIRECTED, false,
+                                        c->leader >= 0 ? c->n[c->leader].addr : NULL, &s);
+            } else {
+                curve_chunkreq_on_reply(&r, c->chunk_missing ? CURVE_ERR_CHUNK_NOTEXIST : 0,
+                                        false, NULL, &s);
+            }
+            break;
+        }
+        case CURVE_STEP_GET_LEADER: {
+            logf_(c, "getleader s=%llu", (unsigned long long)s.sleep_ms);
+            assert_true(s.npeers > 0);
+            /* any live member that is asked names the elected leader */
+            const char *ans = NULL;
+            for (uint32_t k = 0; k < s.npeers; k++) {
+                int i = node_by_addr(c, s.peers[k].addr);
+                if (i >= 0 && !c->n[i].down && is_member(c, i) && c->leader >= 0) {
+                    ans = c->n[c->leader].addr;
+                    break;
+                }
+            }
+            curve_chunkreq_on_leader(&r, ans, ans ? c->term : 0, &s);
+            break;
+        }
+        case CURVE_STEP_REFRESH_MDS:
+            logf_(c, "mds s=%llu", (unsigned long long)s.sleep_ms);
+            assert_int_equal(s.pool_id, 1);
+            assert_int_equal(s.copyset_id, 1);
+            curve_chunkreq_on_mds(&r, mds_answer(f), &s);
+            break;
+        case CURVE_STEP_DONE:
+            break;
+        }
+    }
+    return s;
+}
+
+static void expect_log(fixture *f, const char *const *want)
+{
+    int n = 0;
+    while (want[n])
+        n++;
+    for (int i = 0; i < n && i < f->c.nlog; i++)
+        if (strcmp(f->c.log[i], want[i]) != 0)
+            fail_msg("step %d: got '%s', want '%s'", i, f->c.log[i], want[i]);
+    if (n != f->c.nlog) {
+        for (int i = 0; i < f->c.nlog; i++)
+            print_message("  %s\n", f->c.log[i]);
+        fail_msg("%d steps, want %d", f->c.nlog, n);
+    }
+    f->c.nlog = 0;
+}
+
+static void test_cold_cache(void **state)
+{
+    fixture *f = *state;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"mds s=0", "send 127.0.0.1:8201 t=1000 s=0", NULL});
+    /* warm: straight to the leader */
+    s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", NULL});
+}
+
+static void test_membership_without_leader(void **state)
+{
+    fixture *f = *state;
+    f->c.mds_leader = -1; /* MDS knows the peers only */
+    f->c.leader = 1;
+    curve_step s = run(f, CURVE_RETRY_OP_READ);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"mds s=0", "getleader s=0", "send 127.0.0.1:8202 t=1000 s=0",
+                                   NULL});
+}
+
+static void test_redirect_follows_hint(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(mds_answer(f), 0); /* cache says node 1 leads */
+    f->c.leader = 2;                    /* but node 3 does now */
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0",
+                                   "send 127.0.0.1:8203 t=2000 s=0", NULL});
+    curve_peer l;
+    assert_int_equal(curve_metacache_get_leader(f->mc, 1, 1, &l, NULL), 0);
+    assert_string_equal(l.addr, "127.0.0.1:8203");
+}
+
+static void test_dead_leader_reresolved(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(mds_answer(f), 0);
+    f->c.n[0].down = true;
+    f->c.leader = 1; /* node 2 elected */
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
+                                   "send 127.0.0.1:8202 t=2000 s=0", NULL});
+}
+
+static void test_overload_then_success(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(mds_answer(f), 0);
+    fake_node *n = &f->c.n[0];
+    n->script[0] = n->script[1] = n->script[2] = CURVE_ERR_OVERLOAD;
+    n->nscript = 3;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0",
+                                   "send 127.0.0.1:8201 t=2000 s=200",
+                                   "send 127.0.0.1:8201 t=4000 s=400",
+                                   "send 127.0.0.1:8201 t=8000 s=800", NULL});
+}
+
+static void test_copyset_moved(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(mds_answer(f), 0);
+    /* the copyset moved to nodes 4, 5, 6 with node 5 leading; the old nodes lost it */
+    f->c.members[0] = 3, f->c.members[1] = 4, f->c.members[2] = 5;
+    f->c.epoch = 2;
+    f->c.leader = 4;
+    f->c.mds_leader = 4;
+    f->c.term = 9;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "mds s=0",
+                                   "send 127.0.0.1:8205 t=2000 s=0", NULL});
+}
+
+static void test_read_missing_chunk_zeros(void **state)
+{
+    fixture *f = *state;
+    f->c.chunk_missing = true;
+    curve_step s = run(f, CURVE_RETRY_OP_READ);
+    assert_int_equal(s.result, 0);
+    assert_true(s.zero_fill);
+    s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, CURVE_ERR_CHUNK_NOTEXIST);
+    assert_false(s.zero_fill);
+}
+
+static void test_fatal_epoch(void **state)
+{
+    fixture *f = *state;
+    f->c.n[0].script[0] = CURVE_ERR_EPOCH_TOO_OLD;
+    f->c.n[0].nscript = 1;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, CURVE_ERR_EPOCH_TOO_OLD);
+}
+
+/* The leader's chunkserver stops answering and no new leader is elected: 10 timeouts mark it
+ * unstable; from then on a new request keeps its timeout at 1 s for its first retries. */
+static void test_unstable_keeps_timeout_short(void **state)
+{
+    fixture *f = *state;
+    curve_log_level saved = curve_log_get_level();
+    curve_log_set_level(CURVE_LOG_ERROR);
+    assert_int_equal(mds_answer(f), 0);
+    f->c.n[0].down = true;
+    f->c.leader = -1;
+    f->opts.max_attempts = 10;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, CURVE_ERR_TIMEOUT);
+    assert_true(curve_unstable_is_unstable(f->ut, 1));
+    /* the first request: 1, 2, 4, 8, 8 ... s; the peers know no leader, the (stale) MDS still
+     * names node 1, so the client goes back to it without pausing: the timeout is the wait */
+    assert_string_equal(f->c.log[0], "send 127.0.0.1:8201 t=1000 s=0");
+    assert_string_equal(f->c.log[1], "getleader s=0");
+    assert_string_equal(f->c.log[2], "mds s=0");
+    assert_string_equal(f->c.log[3], "send 127.0.0.1:8201 t=2000 s=0");
+    assert_string_equal(f->c.log[6], "send 127.0.0.1:8201 t=4000 s=0");
+    assert_string_equal(f->c.log[9], "send 127.0.0.1:8201 t=8000 s=0");
+    assert_string_equal(f->c.log[12], "send 127.0.0.1:8201 t=8000 s=0");
+    f->c.nlog = 0;
+    f->opts.max_attempts = 4;
+    s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, CURVE_ERR_TIMEOUT);
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0", "mds s=0",
+                                   "send 127.0.0.1:8201 t=1000 s=0", "getleader s=0", "mds s=0",
+                                   "send 127.0.0.1:8201 t=1000 s=0", "getleader s=0", "mds s=0",
+                                   "send 127.0.0.1:8201 t=1000 s=0", NULL});
+    /* the node answers again (marked stable) and redirects to the leader elected meanwhile; the
+     * redirect came while the leader "may have changed" (it had), so the timeout stays 1 s */
+    f->c.n[0].down = false;
+    f->c.leader = 1;
+    f->opts.max_attempts = 0;
+    s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    assert_false(curve_unstable_is_unstable(f->ut, 1));
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0",
+                                   "send 127.0.0.1:8202 t=1000 s=0", NULL});
+    /* the new leader cleared the flag: the next request backs off normally */
+    curve_peer l;
+    bool may = true;
+    assert_int_equal(curve_metacache_get_leader(f->mc, 1, 1, &l, &may), 0);
+    assert_false(may);
+    f->c.n[1].script[0] = CURVE_ERR_DISK_FAIL;
+    f->c.n[1].nscript = 1;
+    s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    expect_log(f, (const char *[]){"send 127.0.0.1:8202 t=1000 s=0",
+                                   "send 127.0.0.1:8202 t=2000 s=100", NULL});
+    curve_log_set_level(saved);
+}
+
+/* The MDS is down and nothing is cached: retry every 100 ms until the deadline. */
+static void test_mds_down_deadline(void **state)
+{
+    fixture *f = *state;
+    curve_log_level saved = curve_log_get_level();
+    curve_log_set_level(CURVE_LOG_ERROR);
+    f->c.mds_down = true;
+    f->opts.total_deadline_ms = 450;
+    curve_step s = run(f, CURVE_RETRY_OP_READ);
+    assert_int_equal(s.result, CURVE_ERR_TIMEOUT);
+    expect_log(f, (const char *[]){"mds s=0", "mds s=100", "mds s=100", "mds s=100",
+                                   "mds s=100", NULL});
+    /* the MDS comes back before the deadline: the request goes through */
+    f->opts.total_deadline_ms = 0;
+    f->c.mds_down = false;
+    s = run(f, CURVE_RETRY_OP_READ);
+    assert_int_equal(s.result, 0);
+    curve_log_set_level(saved);
+}
+
+/* No leader anywhere for a while (election): the client cycles peers -> MDS -> short pause
+ * without spinning, and succeeds once a leader exists. */
+static void test_election_in_progress(void **state)
+{
+    fixture *f = *state;
+    f->c.leader = -1;
+    f->c.mds_leader = -1;
+    curve_chunkreq r;
+    curve_step s;
+    curve_chunkreq_start(&r, &f->env, CURVE_RETRY_OP_WRITE, 1, 1, &s);
+    uint64_t slept = 0;
+    int rounds = 0;
+    while (s.kind != CURVE_STEP_SEND) {
+        assert_true(rounds++ < 100);
+        slept += s.sleep_ms;
+        if (s.kind == CURVE_STEP_REFRESH_MDS)
+            curve_chunkreq_on_mds(&r, mds_answer(f), &s);
+        else if (s.kind == CURVE_STEP_GET_LEADER)
+            curve_chunkreq_on_leader(&r, rounds > 30 ? f->c.n[2].addr : NULL, 4, &s);
+        else
+            fail_msg("unexpected step %d", s.kind);
+    }
+    assert_string_equal(s.peer.addr, "127.0.0.1:8203");
+    /* every peers+MDS round that found nothing paused at least once */
+    assert_true(slept >= 100);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cold_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_membership_without_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_follows_hint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_leader_reresolved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overload_then_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copyset_moved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_missing_chunk_zeros, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_epoch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unstable_keeps_timeout_short, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mds_down_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_election_in_progress, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
