@@ -349,6 +349,53 @@ static void test_overload_and_client_bound(void **state)
     env_free(e);
 }
 
+static void test_global_inflight_bound(void **state)
+{
+    rpc_server_opts so = {.max_inflight = 3};
+    env *e = env_new(&so, NULL);
+    rpc_channel *ch2;
+    assert_int_equal(rpc_channel_new(e->cli_loop, e->addr, NULL, &ch2), 0);
+    one_result r[4];
+    /* Two connections, two calls each: the server-wide bound admits three. */
+    assert_int_equal(start_delayed(e->ch, 300, 5000, &r[0], NULL), 0);
+    assert_int_equal(start_delayed(ch2, 300, 5000, &r[1], NULL), 0);
+    assert_int_equal(start_delayed(e->ch, 300, 5000, &r[2], NULL), 0);
+    assert_int_equal(start_delayed(ch2, 300, 5000, &r[3], NULL), 0);
+    int ok = 0, overload = 0;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(curve_completion_wait(&r[i].done, WAIT_MS), 0);
+        ok += r[i].status == 0;
+        overload += r[i].status == CURVE_ERR_RPC_OVERLOAD;
+        curve_completion_destroy(&r[i].done);
+    }
+    assert_int_equal(ok, 3);
+    assert_int_equal(overload, 1);
+    rpc_channel_close_sync(ch2);
+    env_free(e);
+}
+
+static void test_connect_backoff(void **state)
+{
+    /* A port nobody listens on: take one from a server and stop it. */
+    rpc_channel_opts co = {.backoff_initial_ms = 300, .backoff_max_ms = 300};
+    env *e = env_new(NULL, &co);
+    rpc_server_stop(e->srv, 0);
+    char err[RPC_CHANNEL_ERRMSG_MAX];
+    uint64_t t0 = curve_now_mono_ms();
+    assert_int_equal(echo_sync(e->ch, "a", 0, 0, 0, 5000, err), CURVE_ERR_RPC_CONN);
+    assert_non_null(strstr(err, "connect to"));
+    uint64_t t1 = curve_now_mono_ms();
+    /* The next call waits for the backoff to expire before the next attempt fails. */
+    assert_int_equal(echo_sync(e->ch, "b", 0, 0, 0, 5000, err), CURVE_ERR_RPC_CONN);
+    uint64_t t2 = curve_now_mono_ms();
+    assert_true(t1 - t0 < 250);
+    assert_true(t2 - t0 >= 250);
+    /* A call whose timeout is shorter than the backoff times out, never sent. */
+    assert_int_equal(echo_sync(e->ch, "c", 0, 0, 0, 50, err), CURVE_ERR_TIMEOUT);
+    assert_non_null(strstr(err, "never sent"));
+    env_free(e);
+}
+
 /* ---- connection loss, reconnect, refused ---- */
 
 static void test_server_gone_then_back(void **state)
@@ -475,6 +522,8 @@ int main(void)
         cmocka_unit_test(test_many_in_flight_from_threads),
         cmocka_unit_test(test_timeout_and_cancel),
         cmocka_unit_test(test_overload_and_client_bound),
+        cmocka_unit_test(test_global_inflight_bound),
+        cmocka_unit_test(test_connect_backoff),
         cmocka_unit_test(test_server_gone_then_back),
         cmocka_unit_test(test_close_fails_pending),
         cmocka_unit_test(test_garbage_closes_only_that_connection),
