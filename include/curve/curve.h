@@ -35,9 +35,9 @@ extern "C" {
 
 #define CURVE_API_VERSION 1
 
-#define CURVE_PATH_MAX 4096 /* bytes in a path, NUL excluded */
-#define CURVE_NAME_MAX 255  /* bytes in one path component */
-#define CURVE_OWNER_MAX 64  /* bytes in an owner name */
+#define CURVE_PATH_MAX  4096 /* bytes in a path, NUL excluded */
+#define CURVE_NAME_MAX  255  /* bytes in one path component */
+#define CURVE_OWNER_MAX 64   /* bytes in an owner name */
 
 /* Returns the library version, e.g. "0.1.0". Static string. */
 const char *curve_version(void);
@@ -81,8 +81,8 @@ int curve_client_destroy(curve_client *c);
 
 typedef struct curve_volume curve_volume;
 
-#define CURVE_OPEN_RDWR 0u
-#define CURVE_OPEN_RDONLY (1u << 0)    /* writes and discards fail with -EBADF */
+#define CURVE_OPEN_RDWR   0u
+#define CURVE_OPEN_RDONLY (1u << 0) /* writes and discards fail with -EBADF */
 /* Exclusive writer: the MDS bumps the volume's epoch; chunkservers then refuse writes that
  * carry an older epoch (CURVE_ERR_EPOCH_TOO_OLD), so any earlier opener is fenced off. Without
  * this flag a second read-write open of a volume already open read-write elsewhere fails with
@@ -165,9 +165,9 @@ struct curve_aio {
     curve_aio_cb cb; /* required */
     void *ctx;       /* for the caller; never touched by the library */
     /* out: set before the callback runs */
-    int64_t result;  /* read/write: len on success; discard/flush: 0; or a negative error as
-                        listed for the synchronous calls */
-    curve_op op;     /* the operation submitted */
+    int64_t result; /* read/write: len on success; discard/flush: 0; or a negative error as
+                       listed for the synchronous calls */
+    curve_op op;    /* the operation submitted */
     /* private to libcurve */
     uint64_t internal_[8];
 };
@@ -198,15 +198,15 @@ typedef enum curve_file_type {
 } curve_file_type;
 
 struct curve_stat {
-    uint64_t id;            /* file id (unique, never reused) */
-    uint64_t parent_id;     /* id of the parent directory (the root is 1) */
+    uint64_t id;        /* file id (unique, never reused) */
+    uint64_t parent_id; /* id of the parent directory (the root is 1) */
     curve_file_type type;
-    uint64_t size;          /* bytes; 0 for directories */
-    uint32_t chunk_size;    /* bytes (volumes) */
-    uint64_t segment_size;  /* bytes (volumes) */
-    uint64_t ctime_ns;      /* creation time, ns since the Unix epoch */
-    uint64_t epoch;         /* volume epoch (bumped by exclusive opens) */
-    uint32_t open_count;    /* sessions currently open on the volume */
+    uint64_t size;         /* bytes; 0 for directories */
+    uint32_t chunk_size;   /* bytes (volumes) */
+    uint64_t segment_size; /* bytes (volumes) */
+    uint64_t ctime_ns;     /* creation time, ns since the Unix epoch */
+    uint64_t epoch;        /* volume epoch (bumped by exclusive opens) */
+    uint32_t open_count;   /* sessions currently open on the volume */
     char owner[CURVE_OWNER_MAX + 1];
     char name[CURVE_NAME_MAX + 1]; /* last path component ("/" for the root) */
 };

@@ -78,8 +78,7 @@ static void from_action(curve_chunkreq *r, const curve_retry_action *a, curve_st
         return;
     case CURVE_RESOLVE_HINT:
         /* a hint outside the cached membership means the membership is stale */
-        if (curve_metacache_set_leader(r->env->mc, r->pool_id, r->copyset_id, a->target, 0) !=
-            0) {
+        if (curve_metacache_set_leader(r->env->mc, r->pool_id, r->copyset_id, a->target, 0) != 0) {
             step_mds(r, a->sleep_ms, s);
             return;
         }
@@ -111,8 +110,8 @@ static bool is_reply(int status)
     return status == 0 || (status <= CURVE_ERR_REDIRECTED && status >= CURVE_ERR_EPOCH_TOO_OLD);
 }
 
-void curve_chunkreq_on_reply(curve_chunkreq *r, int status, bool timed_out,
-                             const char *leader_hint, curve_step *step)
+void curve_chunkreq_on_reply(curve_chunkreq *r, int status, bool timed_out, const char *leader_hint,
+                             curve_step *step)
 {
     CURVE_ASSERT(r != NULL && step != NULL && r->waiting == CURVE_STEP_SEND);
     const curve_chunkreq_env *env = r->env;
@@ -144,8 +143,8 @@ void curve_chunkreq_on_leader(curve_chunkreq *r, const char *leader_addr, uint64
     CURVE_ASSERT(r != NULL && step != NULL && r->waiting == CURVE_STEP_GET_LEADER);
     bool ok = false;
     if (leader_addr && leader_addr[0]) {
-        int rc = curve_metacache_set_leader(r->env->mc, r->pool_id, r->copyset_id, leader_addr,
-                                            term);
+        int rc =
+            curve_metacache_set_leader(r->env->mc, r->pool_id, r->copyset_id, leader_addr, term);
         ok = rc == 0 || rc == -ESTALE; /* -ESTALE: a newer leader is cached already */
     }
     r->peers_failed = !ok;

@@ -51,16 +51,16 @@ typedef enum {
 
 typedef struct curve_step {
     curve_step_kind kind;
-    uint64_t sleep_ms;      /* wait this long before doing it (0 for DONE) */
-    uint64_t timeout_ms;    /* SEND: RPC timeout */
-    curve_peer peer;        /* SEND: destination */
-    uint32_t pool_id;       /* GET_LEADER / REFRESH_MDS: the copyset */
+    uint64_t sleep_ms;   /* wait this long before doing it (0 for DONE) */
+    uint64_t timeout_ms; /* SEND: RPC timeout */
+    curve_peer peer;     /* SEND: destination */
+    uint32_t pool_id;    /* GET_LEADER / REFRESH_MDS: the copyset */
     uint32_t copyset_id;
-    uint32_t npeers;        /* GET_LEADER: whom to ask, in order */
+    uint32_t npeers; /* GET_LEADER: whom to ask, in order */
     curve_peer peers[CURVE_COPYSET_MAX_PEERS];
-    int result;             /* DONE: 0 or a negative error */
-    bool zero_fill;         /* DONE: a read of a chunk never written: the data is zeros */
-    bool became_slow;       /* count the request as slow (set on exactly one step) */
+    int result;       /* DONE: 0 or a negative error */
+    bool zero_fill;   /* DONE: a read of a chunk never written: the data is zeros */
+    bool became_slow; /* count the request as slow (set on exactly one step) */
 } curve_step;
 
 typedef struct curve_chunkreq {
@@ -79,8 +79,8 @@ void curve_chunkreq_start(curve_chunkreq *r, const curve_chunkreq_env *env, curv
 
 /* Result of a SEND: the reply status (0 or a chunk status / RPC code), whether the RPC timed
  * out, and the leader hint of a REDIRECTED reply (NULL or "" for none; borrowed). */
-void curve_chunkreq_on_reply(curve_chunkreq *r, int status, bool timed_out,
-                             const char *leader_hint, curve_step *step);
+void curve_chunkreq_on_reply(curve_chunkreq *r, int status, bool timed_out, const char *leader_hint,
+                             curve_step *step);
 
 /* Result of a GET_LEADER: the leader's address (NULL when no peer knew one) and its term
  * (0 if unknown). */

@@ -23,7 +23,7 @@
 #define CURVE_CLIENT_LOG_PATH_MAX 1024
 /* Bounds of client.io_threads and client.max_inflight_rpcs. */
 #define CURVE_CLIENT_IO_THREADS_MAX 64
-#define CURVE_CLIENT_INFLIGHT_MAX 65536
+#define CURVE_CLIENT_INFLIGHT_MAX   65536
 
 typedef struct curve_client_conf {
     char mds_addrs[CURVE_CLIENT_MDS_ADDRS_MAX]; /* validated by curve_mds_rotor_init */

@@ -27,12 +27,12 @@ struct curve_inflight_waiter {
 };
 
 typedef struct curve_inflight {
-    pthread_mutex_t lock; /* protects used, head, tail, waiting, max_waiting */
-    uint32_t limit;       /* slots */
-    uint32_t used;        /* slots held */
+    pthread_mutex_t lock;               /* protects used, head, tail, waiting, max_waiting */
+    uint32_t limit;                     /* slots */
+    uint32_t used;                      /* slots held */
     curve_inflight_waiter *head, *tail; /* FIFO of waiters */
-    uint64_t waiting;     /* waiters queued now */
-    uint64_t max_waiting; /* high-water mark, for metrics */
+    uint64_t waiting;                   /* waiters queued now */
+    uint64_t max_waiting;               /* high-water mark, for metrics */
 } curve_inflight;
 
 /* limit >= 1. Returns 0, -EINVAL or -errno from pthread_mutex_init. */

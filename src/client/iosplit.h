@@ -45,13 +45,13 @@ int curve_io_check(const curve_io_geom *g, uint64_t off, uint64_t len);
 
 /* One piece: a contiguous range inside one chunk, at most the iterator's piece size. */
 typedef struct curve_io_piece {
-    uint64_t vol_off;     /* offset in the volume */
-    uint64_t chunk_index; /* vol_off / chunk_size: the chunk in the volume */
-    uint64_t seg_index;   /* vol_off / segment_size */
+    uint64_t vol_off;      /* offset in the volume */
+    uint64_t chunk_index;  /* vol_off / chunk_size: the chunk in the volume */
+    uint64_t seg_index;    /* vol_off / segment_size */
     uint32_t chunk_in_seg; /* chunk index inside its segment */
-    uint32_t chunk_off;   /* offset inside the chunk */
-    uint32_t len;         /* bytes; > 0 */
-    uint64_t buf_off;     /* offset in the user buffer (vol_off - IO offset) */
+    uint32_t chunk_off;    /* offset inside the chunk */
+    uint32_t len;          /* bytes; > 0 */
+    uint64_t buf_off;      /* offset in the user buffer (vol_off - IO offset) */
 } curve_io_piece;
 
 typedef struct curve_io_iter {

@@ -12,24 +12,24 @@
 /* ---- a small intrusive hash table with an LRU list, keyed by two u64 --------------------- */
 
 typedef struct mc_node {
-    struct mc_node *hnext;        /* bucket chain */
+    struct mc_node *hnext;         /* bucket chain */
     struct mc_node *lprev, *lnext; /* LRU list: head.lnext = most recent */
     uint64_t k1, k2;
 } mc_node;
 
 typedef struct mc_table {
     mc_node **buckets;
-    uint32_t mask;  /* nbuckets - 1 */
+    uint32_t mask; /* nbuckets - 1 */
     uint32_t count;
     uint32_t limit;
-    mc_node lru;    /* sentinel */
+    mc_node lru; /* sentinel */
     uint64_t hits, misses, evictions;
 } mc_table;
 
 struct curve_metacache {
     pthread_mutex_t seg_lock; /* protects segs (table, LRU, entries, counters) */
     mc_table segs;
-    pthread_mutex_t cs_lock;  /* protects css (table, LRU, entries, counters) */
+    pthread_mutex_t cs_lock; /* protects css (table, LRU, entries, counters) */
     mc_table css;
 };
 
@@ -247,8 +247,7 @@ int curve_metacache_get_chunk(curve_metacache *mc, uint64_t file_id, uint64_t se
     return rc;
 }
 
-void curve_metacache_invalidate_segment(curve_metacache *mc, uint64_t file_id,
-                                        uint64_t seg_index)
+void curve_metacache_invalidate_segment(curve_metacache *mc, uint64_t file_id, uint64_t seg_index)
 {
     CURVE_ASSERT(mc != NULL);
     pthread_mutex_lock(&mc->seg_lock);
@@ -306,7 +305,10 @@ int curve_metacache_put_copyset(curve_metacache *mc, uint32_t pool_id, uint32_t 
     if (!peers || npeers == 0 || npeers > CURVE_COPYSET_MAX_PEERS)
         return -EINVAL;
     curve_copyset_info ni = {
-        .pool_id = pool_id, .copyset_id = copyset_id, .epoch = epoch, .npeers = npeers,
+        .pool_id = pool_id,
+        .copyset_id = copyset_id,
+        .epoch = epoch,
+        .npeers = npeers,
         .leader = -1,
     };
     for (uint32_t i = 0; i < npeers; i++) {
@@ -433,8 +435,7 @@ int curve_metacache_get_copyset(curve_metacache *mc, uint32_t pool_id, uint32_t 
     return rc;
 }
 
-void curve_metacache_invalidate_leader(curve_metacache *mc, uint32_t pool_id,
-                                       uint32_t copyset_id)
+void curve_metacache_invalidate_leader(curve_metacache *mc, uint32_t pool_id, uint32_t copyset_id)
 {
     CURVE_ASSERT(mc != NULL);
     pthread_mutex_lock(&mc->cs_lock);
@@ -444,8 +445,7 @@ void curve_metacache_invalidate_leader(curve_metacache *mc, uint32_t pool_id,
     pthread_mutex_unlock(&mc->cs_lock);
 }
 
-void curve_metacache_invalidate_copyset(curve_metacache *mc, uint32_t pool_id,
-                                        uint32_t copyset_id)
+void curve_metacache_invalidate_copyset(curve_metacache *mc, uint32_t pool_id, uint32_t copyset_id)
 {
     CURVE_ASSERT(mc != NULL);
     pthread_mutex_lock(&mc->cs_lock);

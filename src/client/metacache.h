@@ -42,25 +42,25 @@ typedef struct curve_chunk_loc {
 } curve_chunk_loc;
 
 typedef struct curve_peer {
-    uint32_t cs_id;             /* chunkserver id, != 0 */
-    char addr[CURVE_ADDR_MAX];  /* "host:port" */
+    uint32_t cs_id;            /* chunkserver id, != 0 */
+    char addr[CURVE_ADDR_MAX]; /* "host:port" */
 } curve_peer;
 
 typedef struct curve_copyset_info {
     uint32_t pool_id;
     uint32_t copyset_id;
-    uint64_t epoch;        /* configuration epoch of `peers` */
-    uint32_t npeers;       /* 1..CURVE_COPYSET_MAX_PEERS */
+    uint64_t epoch;  /* configuration epoch of `peers` */
+    uint32_t npeers; /* 1..CURVE_COPYSET_MAX_PEERS */
     curve_peer peers[CURVE_COPYSET_MAX_PEERS];
-    int32_t leader;        /* index in peers, or -1 when unknown */
-    uint64_t leader_term;  /* term the leader was learned with; 0 = unknown */
+    int32_t leader;         /* index in peers, or -1 when unknown */
+    uint64_t leader_term;   /* term the leader was learned with; 0 = unknown */
     bool leader_may_change; /* the leader's chunkserver was marked unstable */
 } curve_copyset_info;
 
 typedef struct curve_metacache curve_metacache;
 
 typedef struct curve_metacache_stats {
-    uint32_t segments, copysets;           /* entries now */
+    uint32_t segments, copysets; /* entries now */
     uint64_t seg_hits, seg_misses, seg_evictions;
     uint64_t cs_hits, cs_misses, cs_evictions;
 } curve_metacache_stats;
@@ -82,8 +82,7 @@ int curve_metacache_put_segment(curve_metacache *mc, uint64_t file_id, uint64_t 
  * miss (segment not cached) or -EINVAL (chunk_in_seg beyond the cached segment). */
 int curve_metacache_get_chunk(curve_metacache *mc, uint64_t file_id, uint64_t seg_index,
                               uint32_t chunk_in_seg, curve_chunk_loc *out);
-void curve_metacache_invalidate_segment(curve_metacache *mc, uint64_t file_id,
-                                        uint64_t seg_index);
+void curve_metacache_invalidate_segment(curve_metacache *mc, uint64_t file_id, uint64_t seg_index);
 /* Drops every cached segment of `file_id` (volume closed, deleted or renamed over). */
 void curve_metacache_invalidate_file(curve_metacache *mc, uint64_t file_id);
 
@@ -115,11 +114,9 @@ int curve_metacache_get_leader(curve_metacache *mc, uint32_t pool_id, uint32_t c
 int curve_metacache_get_copyset(curve_metacache *mc, uint32_t pool_id, uint32_t copyset_id,
                                 curve_copyset_info *out);
 /* Forgets the leader only (next IO resolves it through the peers). */
-void curve_metacache_invalidate_leader(curve_metacache *mc, uint32_t pool_id,
-                                       uint32_t copyset_id);
+void curve_metacache_invalidate_leader(curve_metacache *mc, uint32_t pool_id, uint32_t copyset_id);
 /* Forgets the copyset (next IO asks the MDS). */
-void curve_metacache_invalidate_copyset(curve_metacache *mc, uint32_t pool_id,
-                                        uint32_t copyset_id);
+void curve_metacache_invalidate_copyset(curve_metacache *mc, uint32_t pool_id, uint32_t copyset_id);
 /* Chunkserver `cs_id` became unstable: every cached copyset it leads gets leader_may_change.
  * Returns how many copysets were marked. */
 uint32_t curve_metacache_mark_cs_unstable(curve_metacache *mc, uint32_t cs_id);

@@ -245,9 +245,8 @@ static uint64_t overload_sleep(curve_retry_state *st)
     return s < o->op_retry_interval_ms ? o->op_retry_interval_ms : s;
 }
 
-void curve_retry_init(curve_retry_state *st, const curve_retry_opts *opts,
-                      const curve_clock *clock, curve_rand_fn rand, void *rand_ctx,
-                      curve_retry_op op)
+void curve_retry_init(curve_retry_state *st, const curve_retry_opts *opts, const curve_clock *clock,
+                      curve_rand_fn rand, void *rand_ctx, curve_retry_op op)
 {
     CURVE_ASSERT(st != NULL && opts != NULL && clock != NULL);
     CURVE_ASSERT(op == CURVE_RETRY_OP_READ || op == CURVE_RETRY_OP_WRITE ||
@@ -479,8 +478,7 @@ bool curve_unstable_on_timeout(curve_unstable_tracker *t, uint32_t cs_id)
     }
     pthread_mutex_unlock(&t->lock);
     if (became)
-        CLOG_WARN("chunkserver %u unstable after %u consecutive RPC timeouts", cs_id,
-                  t->threshold);
+        CLOG_WARN("chunkserver %u unstable after %u consecutive RPC timeouts", cs_id, t->threshold);
     return became;
 }
 
@@ -572,8 +570,8 @@ int curve_mds_rotor_init(curve_mds_rotor *r, const char *list, uint32_t switch_a
             t--;
         if (r->n == CURVE_MDS_ADDRS_MAX) {
             if (err && errlen)
-                snprintf(err, errlen, "more than %d MDS addresses in '%.64s'",
-                         CURVE_MDS_ADDRS_MAX, list);
+                snprintf(err, errlen, "more than %d MDS addresses in '%.64s'", CURVE_MDS_ADDRS_MAX,
+                         list);
             return -EINVAL;
         }
         if (!parse_addr(p, (size_t)(t - p), r->addrs[r->n])) {

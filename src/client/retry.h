@@ -77,21 +77,21 @@ typedef uint64_t (*curve_rand_fn)(void *ctx);
 uint64_t curve_retry_default_rand(void *ctx);
 
 typedef struct curve_retry_opts {
-    uint64_t op_retry_interval_ms;      /* base sleep of OVERLOAD and "other" [100] */
-    uint32_t overload_max_pow;          /* cap of the OVERLOAD exponent [6] */
-    uint32_t overload_jitter_pct;       /* +- jitter of the OVERLOAD sleep, 0..100 [10] */
-    uint64_t max_retry_sleep_ms;        /* cap of any backoff sleep [8000] */
-    uint64_t rpc_timeout_ms;            /* first RPC timeout [1000] */
-    uint32_t timeout_max_pow;           /* cap of the timeout exponent [3] */
-    uint64_t max_rpc_timeout_ms;        /* cap of the RPC timeout [8000] */
+    uint64_t op_retry_interval_ms;              /* base sleep of OVERLOAD and "other" [100] */
+    uint32_t overload_max_pow;                  /* cap of the OVERLOAD exponent [6] */
+    uint32_t overload_jitter_pct;               /* +- jitter of the OVERLOAD sleep, 0..100 [10] */
+    uint64_t max_retry_sleep_ms;                /* cap of any backoff sleep [8000] */
+    uint64_t rpc_timeout_ms;                    /* first RPC timeout [1000] */
+    uint32_t timeout_max_pow;                   /* cap of the timeout exponent [3] */
+    uint64_t max_rpc_timeout_ms;                /* cap of the RPC timeout [8000] */
     uint32_t min_retries_force_timeout_backoff; /* n from which backoff applies anyway [5] */
-    uint64_t redirect_sleep_ms;         /* sleep when no leader could be found [10] */
-    uint64_t total_deadline_ms;         /* per request; 0 = unbounded [0] */
-    uint32_t max_attempts;              /* per request; 0 = unbounded [0] */
-    uint64_t slow_threshold_ms;         /* request counted slow after this; 0 = never [45000] */
+    uint64_t redirect_sleep_ms;                 /* sleep when no leader could be found [10] */
+    uint64_t total_deadline_ms;                 /* per request; 0 = unbounded [0] */
+    uint32_t max_attempts;                      /* per request; 0 = unbounded [0] */
+    uint64_t slow_threshold_ms;          /* request counted slow after this; 0 = never [45000] */
     uint32_t unstable_timeout_threshold; /* consecutive timeouts -> chunkserver unstable [10] */
     uint32_t mds_failures_before_switch; /* failures on one MDS before trying the next [2] */
-    uint64_t mds_retry_interval_ms;     /* sleep after every MDS address failed in turn [100] */
+    uint64_t mds_retry_interval_ms;      /* sleep after every MDS address failed in turn [100] */
 } curve_retry_opts;
 
 /* Fills `o` with the DESIGN §4 defaults listed above. */
@@ -118,12 +118,12 @@ typedef enum {
 
 /* What happened to one attempt. */
 typedef struct curve_rpc_outcome {
-    int status;               /* 0, a chunk status (CURVE_ERR_*), an RPC-layer code or -errno;
-                                 CURVE_ERR_TIMEOUT / -ETIMEDOUT count as timed_out */
-    bool timed_out;           /* the attempt ran into its RPC timeout */
-    const char *leader_hint;  /* REDIRECTED: the leader "host:port" from the reply; NULL or ""
-                                 when none. Borrowed; copied into the action. */
-    bool leader_may_change;   /* the copyset's leader is on an unstable chunkserver (metacache) */
+    int status;              /* 0, a chunk status (CURVE_ERR_*), an RPC-layer code or -errno;
+                                CURVE_ERR_TIMEOUT / -ETIMEDOUT count as timed_out */
+    bool timed_out;          /* the attempt ran into its RPC timeout */
+    const char *leader_hint; /* REDIRECTED: the leader "host:port" from the reply; NULL or ""
+                                when none. Borrowed; copied into the action. */
+    bool leader_may_change;  /* the copyset's leader is on an unstable chunkserver (metacache) */
 } curve_rpc_outcome;
 
 typedef enum {
@@ -156,21 +156,20 @@ typedef struct curve_retry_state {
     curve_rand_fn rand;
     void *rand_ctx;
     curve_retry_op op;
-    uint64_t start_ns;    /* when the request started */
-    uint32_t retries;     /* n: failed attempts so far */
-    uint64_t timeout_ms;  /* RPC timeout of the next attempt */
-    int last_status;      /* status of the last failed attempt (for error messages) */
-    int cause;            /* status that started the current resolve chain */
-    uint32_t same_cause;  /* consecutive earlier failures with the same status as `cause` */
-    bool slow;            /* became_slow already reported */
+    uint64_t start_ns;   /* when the request started */
+    uint32_t retries;    /* n: failed attempts so far */
+    uint64_t timeout_ms; /* RPC timeout of the next attempt */
+    int last_status;     /* status of the last failed attempt (for error messages) */
+    int cause;           /* status that started the current resolve chain */
+    uint32_t same_cause; /* consecutive earlier failures with the same status as `cause` */
+    bool slow;           /* became_slow already reported */
 } curve_retry_state;
 
 /* Starts the retry state of one request at the current time of `clock`. All pointers are
  * borrowed and must outlive the state; `rand` NULL selects curve_retry_default_rand. `opts`
  * must pass curve_retry_opts_validate (asserted). */
-void curve_retry_init(curve_retry_state *st, const curve_retry_opts *opts,
-                      const curve_clock *clock, curve_rand_fn rand, void *rand_ctx,
-                      curve_retry_op op);
+void curve_retry_init(curve_retry_state *st, const curve_retry_opts *opts, const curve_clock *clock,
+                      curve_rand_fn rand, void *rand_ctx, curve_retry_op op);
 
 /* The RPC timeout to use for the next attempt (rpc_timeout_ms for the first one). */
 uint64_t curve_retry_timeout_ms(const curve_retry_state *st);
@@ -206,7 +205,7 @@ typedef struct curve_unstable_slot {
 } curve_unstable_slot;
 
 typedef struct curve_unstable_tracker {
-    pthread_mutex_t lock; /* protects slots[], used, full_logged */
+    pthread_mutex_t lock;                             /* protects slots[], used, full_logged */
     curve_unstable_slot slots[CURVE_UNSTABLE_MAX_CS]; /* open addressing, never deleted */
     uint32_t used;
     uint32_t threshold;
@@ -234,7 +233,7 @@ uint32_t curve_unstable_timeouts(curve_unstable_tracker *t, uint32_t cs_id);
 #define CURVE_MDS_ADDRS_MAX 16
 
 typedef struct curve_mds_rotor {
-    pthread_mutex_t lock; /* protects cur, fails, switches */
+    pthread_mutex_t lock;                            /* protects cur, fails, switches */
     char addrs[CURVE_MDS_ADDRS_MAX][CURVE_ADDR_MAX]; /* immutable after init */
     uint32_t n;
     uint32_t cur;      /* index in use */

@@ -16,30 +16,30 @@
 #include "common/log.h"
 #include "curve/errors.h"
 
-#define MS (1000000ull)
-#define NODES 6
+#define MS         (1000000ull)
+#define NODES      6
 #define SCRIPT_MAX 32
-#define LOG_MAX 256
-#define STEPS_MAX 2000 /* a request taking more steps than this fails the test */
+#define LOG_MAX    256
+#define STEPS_MAX  2000 /* a request taking more steps than this fails the test */
 
 typedef struct fake_node {
     uint32_t id;
     char addr[CURVE_ADDR_MAX];
-    bool down;                /* RPCs time out */
-    int script[SCRIPT_MAX];   /* statuses returned first, in order */
+    bool down;              /* RPCs time out */
+    int script[SCRIPT_MAX]; /* statuses returned first, in order */
     int nscript, pos;
 } fake_node;
 
 typedef struct cluster {
     fake_node n[NODES];
     /* the truth */
-    int leader;               /* node index, -1 = none elected */
+    int leader; /* node index, -1 = none elected */
     uint64_t term;
-    int members[3];           /* node indexes */
+    int members[3]; /* node indexes */
     uint64_t epoch;
     bool mds_down;
-    int mds_leader;           /* what the MDS believes (-1 none) */
-    bool chunk_missing;       /* replies CHUNK_NOTEXIST */
+    int mds_leader;     /* what the MDS believes (-1 none) */
+    bool chunk_missing; /* replies CHUNK_NOTEXIST */
     /* what happened: "send <addr> t=<timeout> s=<sleep>", "getleader s=..", "mds s=.." */
     char log[LOG_MAX][96];
     int nlog;
@@ -168,8 +168,8 @@ static curve_step run(fixture *f, curve_retry_op op)
                 curve_chunkreq_on_reply(&r, CURVE_ERR_REDIRECTED, false,
                                         c->leader >= 0 ? c->n[c->leader].addr : NULL, &s);
             } else {
-                curve_chunkreq_on_reply(&r, c->chunk_missing ? CURVE_ERR_CHUNK_NOTEXIST : 0,
-                                        false, NULL, &s);
+                curve_chunkreq_on_reply(&r, c->chunk_missing ? CURVE_ERR_CHUNK_NOTEXIST : 0, false,
+                                        NULL, &s);
             }
             break;
         }
@@ -236,8 +236,8 @@ static void test_membership_without_leader(void **state)
     f->c.leader = 1;
     curve_step s = run(f, CURVE_RETRY_OP_READ);
     assert_int_equal(s.result, 0);
-    expect_log(f, (const char *[]){"mds s=0", "getleader s=0", "send 127.0.0.1:8202 t=1000 s=0",
-                                   NULL});
+    expect_log(
+        f, (const char *[]){"mds s=0", "getleader s=0", "send 127.0.0.1:8202 t=1000 s=0", NULL});
 }
 
 static void test_redirect_follows_hint(void **state)
@@ -383,8 +383,8 @@ static void test_mds_down_deadline(void **state)
     f->opts.total_deadline_ms = 450;
     curve_step s = run(f, CURVE_RETRY_OP_READ);
     assert_int_equal(s.result, CURVE_ERR_TIMEOUT);
-    expect_log(f, (const char *[]){"mds s=0", "mds s=100", "mds s=100", "mds s=100",
-                                   "mds s=100", NULL});
+    expect_log(
+        f, (const char *[]){"mds s=0", "mds s=100", "mds s=100", "mds s=100", "mds s=100", NULL});
     /* the MDS comes back before the deadline: the request goes through */
     f->opts.total_deadline_ms = 0;
     f->c.mds_down = false;

@@ -104,8 +104,7 @@ static void test_errors(void **state)
     expect_error(retry, "client.retry.max_sleep_ms");
     curve_client_conf c;
     char err[256];
-    assert_int_equal(curve_client_conf_load("/nonexistent/curve.conf", NULL, &c, err,
-                                            sizeof(err)),
+    assert_int_equal(curve_client_conf_load("/nonexistent/curve.conf", NULL, &c, err, sizeof(err)),
                      -ENOENT);
 }
 

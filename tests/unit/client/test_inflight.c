@@ -68,8 +68,8 @@ static void test_fifo_handoff(void **state)
 
 /* Threads acquire (waiting on a condition when queued), hold, release: never more than the
  * limit at once, and every request is served. */
-#define TH 8
-#define PER 3000
+#define TH    8
+#define PER   3000
 #define LIMIT 3
 
 typedef struct treq {

@@ -33,29 +33,42 @@ static void test_geom_validate(void **state)
 {
     curve_io_geom g = small_geom();
     assert_int_equal(curve_io_geom_validate(&g), 0);
-    curve_io_geom prod = {.volume_size = 10 * GiB, .segment_size = GiB, .chunk_size = 16 * MiB,
-                          .align = 4096, .max_rpc_size = 1 * MiB};
+    curve_io_geom prod = {.volume_size = 10 * GiB,
+                          .segment_size = GiB,
+                          .chunk_size = 16 * MiB,
+                          .align = 4096,
+                          .max_rpc_size = 1 * MiB};
     assert_int_equal(curve_io_geom_validate(&prod), 0);
     assert_int_equal(curve_io_geom_validate(NULL), -EINVAL);
-    g = small_geom(); g.align = 1024;
+    g = small_geom();
+    g.align = 1024;
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.align = 512;
+    g = small_geom();
+    g.align = 512;
     assert_int_equal(curve_io_geom_validate(&g), 0);
-    g = small_geom(); g.chunk_size = 3 * MiB; /* not a power of two */
+    g = small_geom();
+    g.chunk_size = 3 * MiB; /* not a power of two */
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.segment_size = 18 * MiB; /* not a multiple of the chunk */
+    g = small_geom();
+    g.segment_size = 18 * MiB; /* not a multiple of the chunk */
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.volume_size = 65 * MiB; /* not whole segments */
+    g = small_geom();
+    g.volume_size = 65 * MiB; /* not whole segments */
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.max_rpc_size = 32 * KiB; /* below 64 KiB */
+    g = small_geom();
+    g.max_rpc_size = 32 * KiB; /* below 64 KiB */
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.max_rpc_size = 2 * MiB; /* above 1 MiB */
+    g = small_geom();
+    g.max_rpc_size = 2 * MiB; /* above 1 MiB */
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.max_rpc_size = 64 * KiB + 512; /* not aligned */
+    g = small_geom();
+    g.max_rpc_size = 64 * KiB + 512; /* not aligned */
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.chunk_size = 0;
+    g = small_geom();
+    g.chunk_size = 0;
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
-    g = small_geom(); g.segment_size = 0;
+    g = small_geom();
+    g.segment_size = 0;
     assert_int_equal(curve_io_geom_validate(&g), -EINVAL);
 }
 
@@ -73,8 +86,11 @@ static void test_check_alignment_and_range(void **state)
     assert_int_equal(curve_io_check(&g, 64 * MiB, 4096), -ERANGE);
     /* offset + len wraps around */
     assert_int_equal(curve_io_check(&g, UINT64_MAX - 4095, 8192), -ERANGE);
-    curve_io_geom big = {.volume_size = 1024 * GiB, .segment_size = GiB,
-                         .chunk_size = 16 * MiB, .align = 4096, .max_rpc_size = MiB};
+    curve_io_geom big = {.volume_size = 1024 * GiB,
+                         .segment_size = GiB,
+                         .chunk_size = 16 * MiB,
+                         .align = 4096,
+                         .max_rpc_size = MiB};
     assert_int_equal(curve_io_check(&big, 0, CURVE_IO_MAX_LEN), 0);
     assert_int_equal(curve_io_check(&big, 0, CURVE_IO_MAX_LEN + 4096), -EINVAL);
     /* 512-byte alignment when the geometry allows it */
@@ -186,8 +202,7 @@ static void test_split_random_properties(void **state)
             assert_int_equal(p.chunk_off, p.vol_off % g.chunk_size);
             assert_true((uint64_t)p.chunk_off + p.len <= g.chunk_size);
             assert_int_equal(p.seg_index, p.vol_off / g.segment_size);
-            assert_int_equal(p.chunk_in_seg,
-                             (p.vol_off % g.segment_size) / g.chunk_size);
+            assert_int_equal(p.chunk_in_seg, (p.vol_off % g.segment_size) / g.chunk_size);
             pos += p.len;
             count++;
         }
@@ -259,8 +274,8 @@ static void test_tracker_basic(void **state)
 }
 
 #define T_THREADS 8
-#define T_PIECES 16000
-#define T_ROUNDS 20
+#define T_PIECES  16000
+#define T_ROUNDS  20
 
 typedef struct tshared {
     curve_io_tracker t;

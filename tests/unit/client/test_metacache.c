@@ -182,9 +182,9 @@ static void test_copyset_fill_leader(void **state)
     curve_peer many[CURVE_COPYSET_MAX_PEERS + 1];
     for (int i = 0; i <= CURVE_COPYSET_MAX_PEERS; i++)
         many[i] = peer((uint32_t)i + 1, "x:1");
-    assert_int_equal(curve_metacache_put_copyset(mc, 1, 103, 1, many,
-                                                 CURVE_COPYSET_MAX_PEERS + 1, NULL, 0),
-                     -EINVAL);
+    assert_int_equal(
+        curve_metacache_put_copyset(mc, 1, 103, 1, many, CURVE_COPYSET_MAX_PEERS + 1, NULL, 0),
+        -EINVAL);
     assert_int_equal(curve_metacache_get_copyset(mc, 1, 103, &ci), -ENOENT);
     curve_metacache_free(mc);
 }
@@ -222,8 +222,7 @@ static void test_copyset_epoch(void **state)
     assert_int_equal(curve_metacache_put_copyset(mc, 1, 100, 7, nw2, 3, "127.0.0.1:8207", 8), 0);
     assert_int_equal(curve_metacache_get_leader(mc, 1, 100, &l, NULL), 0);
     assert_int_equal(l.cs_id, 6);
-    assert_int_equal(curve_metacache_put_copyset(mc, 1, 100, 7, nw2, 3, "127.0.0.1:8207", 10),
-                     0);
+    assert_int_equal(curve_metacache_put_copyset(mc, 1, 100, 7, nw2, 3, "127.0.0.1:8207", 10), 0);
     assert_int_equal(curve_metacache_get_leader(mc, 1, 100, &l, NULL), 0);
     assert_int_equal(l.cs_id, 7);
     curve_metacache_free(mc);
@@ -294,7 +293,7 @@ static void test_copyset_lru_bound(void **state)
 }
 
 #define MT_THREADS 6
-#define MT_OPS 20000
+#define MT_OPS     20000
 
 typedef struct mt_arg {
     curve_metacache *mc;
@@ -318,8 +317,7 @@ static void *mt_thread(void *p)
             break;
         case 1:
             /* a hit always returns what was stored for that segment */
-            if (curve_metacache_get_chunk(a->mc, 1, s, 3, &out) == 0 &&
-                out.chunk_id != s * 100 + 4)
+            if (curve_metacache_get_chunk(a->mc, 1, s, 3, &out) == 0 && out.chunk_id != s * 100 + 4)
                 a->errors++;
             break;
         case 2:

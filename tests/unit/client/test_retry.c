@@ -125,7 +125,7 @@ static void test_overload_jitter_bounds(void **state)
     f->rnd.value = 0; /* lowest */
     feed(f, CURVE_ERR_OVERLOAD, &a);
     assert_int_equal(a.sleep_ms, 180); /* 200 - 10% */
-    f->rnd.value = 80; /* 80 % 81 = 80: highest for base 400 (delta 40) */
+    f->rnd.value = 80;                 /* 80 % 81 = 80: highest for base 400 (delta 40) */
     feed(f, CURVE_ERR_OVERLOAD, &a);
     assert_int_equal(a.sleep_ms, 440);
     f->rnd.value = 80; /* base 800, delta 80: middle */
@@ -379,7 +379,7 @@ static void test_other_and_connection_errors(void **state)
     fixture *f = *state;
     fx_start(f, CURVE_RETRY_OP_WRITE);
     curve_retry_action a;
-    const int other[] = {CURVE_ERR_DISK_FAIL, CURVE_ERR_CRC_FAIL, CURVE_ERR_NOSPACE,
+    const int other[] = {CURVE_ERR_DISK_FAIL,       CURVE_ERR_CRC_FAIL, CURVE_ERR_NOSPACE,
                          CURVE_ERR_FAILURE_UNKNOWN, CURVE_ERR_BACKWARD, -EIO};
     for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
         feed(f, other[i], &a);
@@ -542,10 +542,9 @@ static void test_mds_rotation(void **state)
 {
     curve_mds_rotor r;
     char err[128], cur[CURVE_ADDR_MAX];
-    assert_int_equal(
-        curve_mds_rotor_init(&r, " 127.0.0.1:6700, 127.0.0.1:6701 ,host-c:6702", 2, 100, err,
-                             sizeof(err)),
-        0);
+    assert_int_equal(curve_mds_rotor_init(&r, " 127.0.0.1:6700, 127.0.0.1:6701 ,host-c:6702", 2,
+                                          100, err, sizeof(err)),
+                     0);
     assert_int_equal(r.n, 3);
     assert_int_equal(curve_mds_rotor_current(&r, cur, sizeof(cur)), 0);
     assert_string_equal(cur, "127.0.0.1:6700");
@@ -581,8 +580,8 @@ static void test_mds_rotation(void **state)
     assert_int_equal(sleep_ms, 50);
     curve_mds_rotor_destroy(&r);
 
-    const char *bad[] = {"", "a", "a:", ":1", "a:0", "a:65536", "a:1,,b:2", "a:1x", "a b:1",
-                         "a:1,", NULL};
+    const char *bad[] = {"",         "a",    "a:",    ":1",   "a:0", "a:65536",
+                         "a:1,,b:2", "a:1x", "a b:1", "a:1,", NULL};
     for (int i = 0; bad[i]; i++) {
         err[0] = '\0';
         assert_int_equal(curve_mds_rotor_init(&r, bad[i], 2, 100, err, sizeof(err)), -EINVAL);
@@ -592,8 +591,7 @@ static void test_mds_rotation(void **state)
     assert_int_equal(curve_mds_rotor_init(&r, "a:1", 0, 100, err, sizeof(err)), -EINVAL);
     char many[512] = "";
     for (int i = 0; i <= CURVE_MDS_ADDRS_MAX; i++)
-        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sh:%d", i ? "," : "",
-                 i + 1);
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sh:%d", i ? "," : "", i + 1);
     assert_int_equal(curve_mds_rotor_init(&r, many, 2, 100, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "more than"));
 }
@@ -685,8 +683,7 @@ static void test_config_table(void **state)
                        "client.retry.total_deadline_ms=30s\n"
                        "client.retry.overload_jitter_pct=5\n"
                        "client.mds.failures_before_switch=3\n";
-    assert_int_equal(curve_config_load_buffer(cfg, "t.conf", text, strlen(text), err,
-                                              sizeof(err)),
+    assert_int_equal(curve_config_load_buffer(cfg, "t.conf", text, strlen(text), err, sizeof(err)),
                      0);
     assert_int_equal(curve_retry_opts_from_config(cfg, &fromcfg, err, sizeof(err)), 0);
     assert_int_equal(fromcfg.rpc_timeout_ms, 2000);
@@ -694,16 +691,16 @@ static void test_config_table(void **state)
     assert_int_equal(fromcfg.overload_jitter_pct, 5);
     assert_int_equal(fromcfg.mds_failures_before_switch, 3);
     /* inconsistent values are rejected with the key named */
-    assert_int_equal(curve_config_set(cfg, "client.retry.max_rpc_timeout_ms", "1s", "test", err,
-                                      sizeof(err)),
-                     0);
+    assert_int_equal(
+        curve_config_set(cfg, "client.retry.max_rpc_timeout_ms", "1s", "test", err, sizeof(err)),
+        0);
     assert_int_equal(curve_retry_opts_from_config(cfg, &fromcfg, err, sizeof(err)),
                      CURVE_ERR_CONFIG);
     assert_non_null(strstr(err, "max_rpc_timeout_ms"));
     /* out-of-range values are refused by the schema */
-    assert_int_equal(curve_config_set(cfg, "client.retry.overload_jitter_pct", "101", "test", err,
-                                      sizeof(err)),
-                     CURVE_ERR_CONFIG);
+    assert_int_equal(
+        curve_config_set(cfg, "client.retry.overload_jitter_pct", "101", "test", err, sizeof(err)),
+        CURVE_ERR_CONFIG);
     curve_config_free(cfg);
 
     curve_retry_opts o;
