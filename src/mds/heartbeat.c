@@ -18,6 +18,27 @@ int mds_hb_cfg_check(const mds_hb_cfg *cfg)
     return cfg->unstable_ms > 0 && cfg->unstable_ms < cfg->offline_ms ? 0 : -EINVAL;
 }
 
+#define DAY_MS (24ll * 3600 * 1000)
+
+const curve_cfg_def mds_hb_cfg_defs[] = {
+    {"mds.heartbeat.unstable_ms", CURVE_CFG_DURATION_MS, "30s", 1, DAY_MS,
+     "a chunkserver without heartbeat for this long is unstable"},
+    {"mds.heartbeat.offline_ms", CURVE_CFG_DURATION_MS, "30m", 1, 30 * DAY_MS,
+     "a chunkserver without heartbeat for this long is offline (recovery starts)"},
+};
+const size_t mds_hb_cfg_ndefs = CURVE_ARRAY_SIZE(mds_hb_cfg_defs);
+
+int mds_hb_cfg_from_config(const curve_config *c, mds_hb_cfg *out, char *err, size_t errlen)
+{
+    out->unstable_ms = (uint64_t)curve_config_duration_ms(c, "mds.heartbeat.unstable_ms");
+    out->offline_ms = (uint64_t)curve_config_duration_ms(c, "mds.heartbeat.offline_ms");
+    if (mds_hb_cfg_check(out) != 0) {
+        mds__errf(err, errlen, "mds.heartbeat.unstable_ms must be below mds.heartbeat.offline_ms");
+        return CURVE_ERR_CONFIG;
+    }
+    return 0;
+}
+
 /* Peers well-formed: 1..MAX, distinct, known chunkservers; leader 0 or a peer. */
 static bool entry_valid(const mds_topology *t, const mds_hb_copyset *e)
 {

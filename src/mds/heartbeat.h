@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "mds/scheduler.h"
 #include "mds/topology.h"
 
@@ -36,6 +37,14 @@ typedef struct mds_hb_cfg {
 } mds_hb_cfg;
 
 void mds_hb_cfg_default(mds_hb_cfg *cfg);
+
+/* Configuration keys (add them to the daemon's schema): mds.heartbeat.unstable_ms (30s),
+ * mds.heartbeat.offline_ms (30m). */
+extern const curve_cfg_def mds_hb_cfg_defs[];
+extern const size_t mds_hb_cfg_ndefs;
+/* Reads the keys above from a loaded config (whose schema includes mds_hb_cfg_defs) and checks
+ * them. 0 or CURVE_ERR_CONFIG with a message. */
+int mds_hb_cfg_from_config(const curve_config *c, mds_hb_cfg *out, char *err, size_t errlen);
 /* 0 < unstable_ms < offline_ms, else -EINVAL. */
 int mds_hb_cfg_check(const mds_hb_cfg *cfg);
 

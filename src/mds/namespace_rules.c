@@ -185,6 +185,29 @@ void mds_ns_size_cfg_default(mds_ns_size_cfg *cfg)
     cfg->max_size = 20 * TiB;
 }
 
+const curve_cfg_def mds_ns_cfg_defs[] = {
+    {"mds.volume.chunk_size", CURVE_CFG_INT, "16m", 4096, 1ll << 30, "chunk size (power of 2)"},
+    {"mds.volume.segment_size", CURVE_CFG_INT, "1g", 4096, 4ll << 30,
+     "segment size: unit of lazy allocation, multiple of the chunk size"},
+    {"mds.volume.min_size", CURVE_CFG_INT, "10g", 4096, 1ll << 50, "smallest volume"},
+    {"mds.volume.max_size", CURVE_CFG_INT, "20t", 4096, 1ll << 50, "largest volume"},
+    {"mds.chunkid.batch", CURVE_CFG_INT, "4096", 1, 1ll << 30,
+     "chunk ids reserved in etcd per round trip"},
+};
+const size_t mds_ns_cfg_ndefs = CURVE_ARRAY_SIZE(mds_ns_cfg_defs);
+
+int mds_ns_cfg_from_config(const curve_config *c, mds_ns_size_cfg *out, uint64_t *batch,
+                           char *err, size_t errlen)
+{
+    out->chunk_size = (uint64_t)curve_config_int(c, "mds.volume.chunk_size");
+    out->segment_size = (uint64_t)curve_config_int(c, "mds.volume.segment_size");
+    out->min_size = (uint64_t)curve_config_int(c, "mds.volume.min_size");
+    out->max_size = (uint64_t)curve_config_int(c, "mds.volume.max_size");
+    if (batch != NULL)
+        *batch = (uint64_t)curve_config_int(c, "mds.chunkid.batch");
+    return mds_ns_check_size_cfg(out, err, errlen) == 0 ? 0 : CURVE_ERR_CONFIG;
+}
+
 int mds_ns_check_size_cfg(const mds_ns_size_cfg *cfg, char *err, size_t errlen)
 {
     uint64_t c = cfg->chunk_size, s = cfg->segment_size;

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "mds/topology.h"
 
 #define MDS_NS_NAME_MAX      255   /* bytes per path component */
@@ -76,6 +77,15 @@ typedef struct mds_ns_size_cfg {
 
 /* The production defaults of DESIGN §2. */
 void mds_ns_size_cfg_default(mds_ns_size_cfg *cfg);
+
+/* Configuration keys: mds.volume.chunk_size (16m), mds.volume.segment_size (1g),
+ * mds.volume.min_size (10g), mds.volume.max_size (20t), mds.chunkid.batch (4096). */
+extern const curve_cfg_def mds_ns_cfg_defs[];
+extern const size_t mds_ns_cfg_ndefs;
+/* Reads and checks the size keys (mds_ns_check_size_cfg) and, if `batch` is not NULL, the
+ * chunk-id batch. 0 or CURVE_ERR_CONFIG with a message. */
+int mds_ns_cfg_from_config(const curve_config *c, mds_ns_size_cfg *out, uint64_t *batch,
+                           char *err, size_t errlen);
 /* 0 or -EINVAL naming the bad field. */
 int mds_ns_check_size_cfg(const mds_ns_size_cfg *cfg, char *err, size_t errlen);
 /* Size of a new volume. */

@@ -55,6 +55,33 @@ void mds_sched_cfg_default(mds_sched_cfg *cfg)
     cfg->leader_range_pct = 10;
 }
 
+const curve_cfg_def mds_sched_cfg_defs[] = {
+    {"mds.schedule.max_ops_per_run", CURVE_CFG_INT, "16", 1, 100000,
+     "operators one scheduler run may create (rate limit)"},
+    {"mds.schedule.change_timeout_ms", CURVE_CFG_DURATION_MS, "10m", 1000, 24ll * 3600 * 1000,
+     "deadline of add/remove/change peer operators"},
+    {"mds.schedule.transfer_timeout_ms", CURVE_CFG_DURATION_MS, "10s", 100, 3600 * 1000,
+     "deadline of leader transfers"},
+    {"mds.schedule.copyset_range_pct", CURVE_CFG_INT, "5", 1, 100,
+     "copyset counts may differ from the mean by this percentage"},
+    {"mds.schedule.leader_range_pct", CURVE_CFG_INT, "10", 1, 100,
+     "leader counts may differ from the mean by this percentage"},
+};
+const size_t mds_sched_cfg_ndefs = CURVE_ARRAY_SIZE(mds_sched_cfg_defs);
+
+int mds_sched_cfg_from_config(const curve_config *c, mds_sched_cfg *out)
+{
+    /* The schema's ranges were checked by the config loader. */
+    out->max_ops_per_run = (uint32_t)curve_config_int(c, "mds.schedule.max_ops_per_run");
+    out->change_timeout_ms =
+        (uint64_t)curve_config_duration_ms(c, "mds.schedule.change_timeout_ms");
+    out->transfer_timeout_ms =
+        (uint64_t)curve_config_duration_ms(c, "mds.schedule.transfer_timeout_ms");
+    out->balance_range_pct = (uint32_t)curve_config_int(c, "mds.schedule.copyset_range_pct");
+    out->leader_range_pct = (uint32_t)curve_config_int(c, "mds.schedule.leader_range_pct");
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* operator table */
 

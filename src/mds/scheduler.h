@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "mds/topology.h"
 
 #define MDS_OPTABLE_MAX_DEFAULT 65536 /* default bound on operators in flight */
@@ -116,6 +117,14 @@ typedef struct mds_sched_cfg {
 
 /* Defaults: 16 ops per run, 10 min change timeout, 10 s transfer timeout, 5% / 10%. */
 void mds_sched_cfg_default(mds_sched_cfg *cfg);
+
+/* Configuration keys: mds.schedule.max_ops_per_run (16), mds.schedule.change_timeout_ms (10m),
+ * mds.schedule.transfer_timeout_ms (10s), mds.schedule.copyset_range_pct (5),
+ * mds.schedule.leader_range_pct (10). */
+extern const curve_cfg_def mds_sched_cfg_defs[];
+extern const size_t mds_sched_cfg_ndefs;
+/* Reads them from a loaded config whose schema includes mds_sched_cfg_defs. Returns 0. */
+int mds_sched_cfg_from_config(const curve_config *c, mds_sched_cfg *out);
 
 typedef enum mds_alert_kind {
     MDS_ALERT_MAJORITY_LOST = 1, /* fewer than a majority of peers alive: no automatic repair */

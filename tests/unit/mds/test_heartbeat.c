@@ -11,6 +11,8 @@
 #include "common/clock.h"
 #include "curve/errors.h"
 #include "mds/heartbeat.h"
+#include "mds/namespace_rules.h"
+#include "mds/scheduler.h"
 #include "mds_test_util.h"
 
 static mds_hb_result res; /* large: static */
@@ -301,6 +303,80 @@ static void test_state_transitions(void **state)
         assert_int_equal(mds_topo_cs(&f->t, id)->state, MDS_CS_OFFLINE);
 }
 
+/* The config keys of the three modules form one schema; defaults equal the _default() values;
+ * bad combinations are refused with a message. */
+static void test_config(void **state)
+{
+    curve_cfg_def defs[32];
+    size_t n = 0;
+    memcpy(defs + n, mds_hb_cfg_defs, mds_hb_cfg_ndefs * sizeof(*defs));
+    n += mds_hb_cfg_ndefs;
+    memcpy(defs + n, mds_sched_cfg_defs, mds_sched_cfg_ndefs * sizeof(*defs));
+    n += mds_sched_cfg_ndefs;
+    memcpy(defs + n, mds_ns_cfg_defs, mds_ns_cfg_ndefs * sizeof(*defs));
+    n += mds_ns_cfg_ndefs;
+    curve_config *cfg = NULL;
+    char err[256] = "";
+    int rc = curve_config_new(defs, n, &cfg, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s", err);
+    mds_hb_cfg hb, hb_def;
+    mds_sched_cfg sc, sc_def;
+    mds_ns_size_cfg ns, ns_def;
+    uint64_t batch = 0;
+    mds_hb_cfg_default(&hb_def);
+    mds_sched_cfg_default(&sc_def);
+    mds_ns_size_cfg_default(&ns_def);
+    assert_int_equal(mds_hb_cfg_from_config(cfg, &hb, err, sizeof(err)), 0);
+    assert_int_equal(mds_sched_cfg_from_config(cfg, &sc), 0);
+    assert_int_equal(mds_ns_cfg_from_config(cfg, &ns, &batch, err, sizeof(err)), 0);
+    assert_int_equal(hb.unstable_ms, hb_def.unstable_ms);
+    assert_int_equal(hb.offline_ms, hb_def.offline_ms);
+    assert_int_equal(sc.max_ops_per_run, sc_def.max_ops_per_run);
+    assert_int_equal(sc.change_timeout_ms, sc_def.change_timeout_ms);
+    assert_int_equal(sc.transfer_timeout_ms, sc_def.transfer_timeout_ms);
+    assert_int_equal(sc.balance_range_pct, sc_def.balance_range_pct);
+    assert_int_equal(sc.leader_range_pct, sc_def.leader_range_pct);
+    assert_int_equal(ns.chunk_size, ns_def.chunk_size);
+    assert_int_equal(ns.segment_size, ns_def.segment_size);
+    assert_int_equal(ns.min_size, ns_def.min_size);
+    assert_int_equal(ns.max_size, ns_def.max_size);
+    assert_int_equal(batch, MDS_IDALLOC_DEFAULT_BATCH);
+    /* test-sized values */
+    assert_int_equal(curve_config_set(cfg, "mds.heartbeat.offline_ms", "5s", "test", err,
+                                      sizeof(err)),
+                     0);
+    assert_int_equal(curve_config_set(cfg, "mds.heartbeat.unstable_ms", "1s", "test", err,
+                                      sizeof(err)),
+                     0);
+    assert_int_equal(curve_config_set(cfg, "mds.volume.chunk_size", "4m", "test", err,
+                                      sizeof(err)),
+                     0);
+    assert_int_equal(curve_config_set(cfg, "mds.volume.segment_size", "64m", "test", err,
+                                      sizeof(err)),
+                     0);
+    assert_int_equal(curve_config_set(cfg, "mds.volume.min_size", "64m", "test", err,
+                                      sizeof(err)),
+                     0);
+    assert_int_equal(mds_hb_cfg_from_config(cfg, &hb, err, sizeof(err)), 0);
+    assert_int_equal(hb.offline_ms, 5000);
+    assert_int_equal(hb.unstable_ms, 1000);
+    assert_int_equal(mds_ns_cfg_from_config(cfg, &ns, NULL, err, sizeof(err)), 0);
+    assert_int_equal(ns.segment_size, 64ull << 20);
+    /* inconsistent combinations */
+    assert_int_equal(curve_config_set(cfg, "mds.heartbeat.unstable_ms", "6s", "test", err,
+                                      sizeof(err)),
+                     0);
+    assert_int_equal(mds_hb_cfg_from_config(cfg, &hb, err, sizeof(err)), CURVE_ERR_CONFIG);
+    assert_non_null(strstr(err, "mds.heartbeat.unstable_ms"));
+    assert_int_equal(curve_config_set(cfg, "mds.volume.segment_size", "6m", "test", err,
+                                      sizeof(err)),
+                     0);
+    assert_int_equal(mds_ns_cfg_from_config(cfg, &ns, NULL, err, sizeof(err)), CURVE_ERR_CONFIG);
+    assert_non_null(strstr(err, "segment_size"));
+    curve_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_transitions, setup, teardown),
+        cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
