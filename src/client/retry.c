@@ -572,12 +572,14 @@ int curve_mds_rotor_init(curve_mds_rotor *r, const char *list, uint32_t switch_a
             if (err && errlen)
                 snprintf(err, errlen, "more than %d MDS addresses in '%.64s'", CURVE_MDS_ADDRS_MAX,
                          list);
+            r->n = 0; /* a failed init leaves nothing to destroy */
             return -EINVAL;
         }
         if (!parse_addr(p, (size_t)(t - p), r->addrs[r->n])) {
             if (err && errlen)
                 snprintf(err, errlen, "bad MDS address '%.*s' (want host:port)",
                          (int)((t - p) > 64 ? 64 : (t - p)), p);
+            r->n = 0;
             return -EINVAL;
         }
         r->n++;
@@ -586,8 +588,10 @@ int curve_mds_rotor_init(curve_mds_rotor *r, const char *list, uint32_t switch_a
         p = e + 1;
     }
     int rc = pthread_mutex_init(&r->lock, NULL);
-    if (rc != 0)
+    if (rc != 0) {
+        r->n = 0;
         return -rc;
+    }
     r->switch_after = switch_after;
     r->retry_interval_ms = retry_interval_ms;
     return 0;

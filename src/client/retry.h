@@ -244,7 +244,8 @@ typedef struct curve_mds_rotor {
 } curve_mds_rotor;
 
 /* Parses `list` ("host:port,host:port", spaces ignored, 1..CURVE_MDS_ADDRS_MAX entries, ports
- * 1..65535). Returns 0, or -EINVAL with a message naming the bad entry in `err`. */
+ * 1..65535). Returns 0, or -EINVAL with a message naming the bad entry in `err` (then `r` holds
+ * nothing; curve_mds_rotor_destroy on it is a no-op). */
 int curve_mds_rotor_init(curve_mds_rotor *r, const char *list, uint32_t switch_after,
                          uint64_t retry_interval_ms, char *err, size_t errlen);
 void curve_mds_rotor_destroy(curve_mds_rotor *r);

@@ -666,6 +666,54 @@ static bool opts_equal(const curve_retry_opts *a, const curve_retry_opts *b)
            a->mds_retry_interval_ms == b->mds_retry_interval_ms;
 }
 
+/* Random bytes never crash the address parser; whatever it accepts is well-formed. */
+static void test_mds_list_garbage(void **state)
+{
+    const char *env = getenv("CURVE_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
+    printf("seed %u (replay with CURVE_TEST_SEED=%u)\n", seed, seed);
+    srand(seed);
+    const char alphabet[] = "ab1:9:0,, \t.x65535\x01\xff";
+    curve_mds_rotor r;
+    char err[128], buf[200];
+    int accepted = 0;
+    for (int i = 0; i < 20000; i++) {
+        if (i % 2) {
+            size_t n = (size_t)(rand() % (int)(sizeof(buf) - 1));
+            for (size_t k = 0; k < n; k++)
+                buf[k] = alphabet[rand() % (int)(sizeof(alphabet) - 1)];
+            buf[n] = '\0';
+        } else { /* near-valid lists: random hosts, ports and separators */
+            static const char *hosts[] = {"h", "10.0.0.1", "", "a b", "x:y"};
+            static const char *ports[] = {"1", "80", "65535", "0", "65536", "", "8x"};
+            static const char *seps[] = {",", ", ", " ,", ",,"};
+            buf[0] = '\0';
+            int k = 1 + rand() % 18;
+            for (int j = 0; j < k; j++)
+                snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s:%s",
+                         j ? seps[rand() % 4] : "", hosts[rand() % 5], ports[rand() % 7]);
+        }
+        if (curve_mds_rotor_init(&r, buf, 1, 0, err, sizeof(err)) != 0) {
+            assert_int_equal(r.n, 0);
+            curve_mds_rotor_destroy(&r);
+            continue;
+        }
+        accepted++;
+        assert_true(r.n >= 1 && r.n <= CURVE_MDS_ADDRS_MAX);
+        for (uint32_t k = 0; k < r.n; k++) {
+            const char *colon = strrchr(r.addrs[k], ':');
+            assert_non_null(colon);
+            assert_true(colon > r.addrs[k]);
+            long port = strtol(colon + 1, NULL, 10);
+            assert_true(port >= 1 && port <= 65535);
+            assert_null(strchr(r.addrs[k], ','));
+        }
+        curve_mds_rotor_destroy(&r);
+    }
+    printf("accepted %d of 20000\n", accepted);
+    assert_true(accepted > 100); /* the accept path was exercised */
+}
+
 static void test_config_table(void **state)
 {
     size_t n;
@@ -736,6 +784,7 @@ int main(void)
         cmocka_unit_test_setup(test_random_invariants, setup),
         cmocka_unit_test(test_unstable_tracker),
         cmocka_unit_test(test_mds_rotation),
+        cmocka_unit_test(test_mds_list_garbage),
         cmocka_unit_test(test_config_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
