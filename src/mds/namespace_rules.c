@@ -367,6 +367,13 @@ size_t mds_ns_pool_copyset_ids(const mds_topology *t, uint32_t pool_id, uint32_t
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 
+/* Layout constants (docs/mds.md "Records"): the header ends where the name starts. */
+CURVE_STATIC_ASSERT(MDS_FILE_REC_HDR == 58 + 2, "file record header is 60 bytes");
+CURVE_STATIC_ASSERT(MDS_FILE_REC_MAX <= 65535, "file record lengths fit u16");
+CURVE_STATIC_ASSERT(MDS_SEG_REC_HDR == 28 + 4, "segment record header is 32 bytes");
+CURVE_STATIC_ASSERT(MDS_NS_NAME_MAX <= UINT16_MAX && MDS_NS_OWNER_MAX <= UINT16_MAX,
+                    "lengths are u16 on disk");
+
 static void put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
