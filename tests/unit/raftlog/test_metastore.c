@@ -153,13 +153,20 @@ static void test_failed_update_keeps_old(void **state)
     rt_rmtree(dir);
 }
 
+static int clear_failpoints(void **state)
+{
+    (void)state;
+    curve_failpoint_clear_all();
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_interrupted_update),
         cmocka_unit_test(test_corruption_detected),
-        cmocka_unit_test(test_failed_update_keeps_old),
+        cmocka_unit_test_teardown(test_failed_update_keeps_old, clear_failpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
