@@ -489,6 +489,95 @@ static void test_bad_options(void **state)
     raft_free(r);
 }
 
+/* ---- Raft Figure 8: committing an old-term entry by counting is unsafe --------------------- */
+
+struct f8 {
+    uint64_t id;
+    uint64_t index;
+};
+
+static bool applied_at_least(struct fx *fx, void *arg)
+{
+    struct f8 *a = arg;
+    return fx_node(fx, a->id)->up && fx_node(fx, a->id)->applied >= a->index;
+}
+
+static bool leader_among(struct fx *fx, void *arg)
+{
+    struct fx_node *l = fx_leader(fx);
+    return l && l->id != *(uint64_t *)arg;
+}
+
+static void cut_all(struct fx *fx, bool cut)
+{
+    for (uint64_t id = 1; id <= fx->n; id++)
+        fx_isolate(fx, id, cut);
+}
+
+/* Drives the schedule of the paper's Figure 8 with three nodes and returns whether two nodes
+ * applied different entries at the same index. */
+static bool figure8(struct fx *fx, uint32_t unsafe)
+{
+    struct raft_options o;
+    raft_options_default(&o);
+    o.election_timeout_ms = 100;
+    o.heartbeat_ms = 10;
+    o.snapshot_threshold = 0;
+    o.max_entries_per_msg = 1; /* the old entry travels without the new leader's no-op */
+    o.debug_unsafe = unsafe;
+    fx_free(fx); /* replace the setup's cluster */
+    fx_init(fx, 3, 3, &o);
+    /* (a) leader A with everything committed */
+    struct fx_node *a = elect(fx);
+    uint64_t ida = a->id;
+    /* (b) A alone appends X at index i in term t1 */
+    cut_all(fx, true);
+    assert_int_equal(fx_propose(fx, ida, 42), 0);
+    uint64_t i = raft_last_index(a->r), t1 = raft_term(a->r);
+    /* (c) B is elected by B and C; its no-op Y (index i, term t2) stays on B */
+    for (uint64_t x = 1; x <= 3; x++)
+        for (uint64_t y = 1; y <= 3; y++)
+            if (x != ida && y != ida)
+                fx->cut[x][y] = false;
+    assert_true(fx_run_until(fx, leader_among, &ida, 3000));
+    struct fx_node *b = fx_leader(fx);
+    uint64_t idb = b->id, idc = 6 - ida - idb;
+    cut_all(fx, true);
+    assert_int_equal(raft_last_index(b->r), i);
+    uint64_t t2 = raft_term_at(b->r, i);
+    assert_true(t2 > t1);
+    /* (d) A comes back with C, wins term t3 and replicates X to C */
+    fx->cut[ida][idc] = fx->cut[idc][ida] = false;
+    struct f8 arg = {ida, i};
+    bool applied = fx_run_until(fx, applied_at_least, &arg, 3000);
+    assert_true(applied);
+    assert_int_equal(raft_term_at(a->r, i), t1);
+    fx_isolate(fx, ida, true); /* A crashes before its no-op reaches C (if it has not yet) */
+    fx_stop(fx, ida);
+    /* (e) B and C reconnect; B wins if C lacks A's no-op, and overwrites index i */
+    fx->cut[idb][idc] = fx->cut[idc][idb] = false;
+    fx_run(fx, 1500);
+    struct fx_node *l = fx_leader(fx);
+    bool diverged = false;
+    if (l != NULL && l->applied >= i && raft_term_at(l->r, i) != t1)
+        diverged = true;
+    fx_free(fx);
+    memset(fx, 0, sizeof(*fx));
+    fx_init(fx, 3, 3, NULL); /* for the teardown */
+    return diverged;
+}
+
+static void test_figure8_safe(void **state)
+{
+    assert_false(figure8(*state, 0));
+}
+
+static void test_figure8_unsafe_commit(void **state)
+{
+    /* the checker-style assertion fails when the rule of §5.4.2 is disabled */
+    assert_true(figure8(*state, RAFT_UNSAFE_COMMIT_OLD_TERMS));
+}
+
 int main(void)
 {
     curve_log_set_level(CURVE_LOG_ERROR);
@@ -507,6 +596,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_bad_messages, setup3, teardown),
         cmocka_unit_test(test_config_codec),
+        cmocka_unit_test_setup_teardown(test_figure8_safe, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_figure8_unsafe_commit, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup3, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
