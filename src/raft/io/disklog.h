@@ -104,9 +104,10 @@ typedef struct rlog_stats {
     uint64_t entries;        /* entries made durable */
     uint64_t bytes;          /* bytes written (records + padding) */
     uint64_t writes;         /* pwrite calls */
-    uint64_t syncs;          /* fdatasync calls on segments */
+    uint64_t syncs;          /* fdatasync calls after appends; entries / syncs is the group
+                              * commit factor (truncation/creation fsyncs not counted) */
     uint64_t batches;        /* IO-thread batches that wrote at least one entry */
-    uint64_t max_batch;      /* most entries made durable by one fdatasync */
+    uint64_t max_batch;      /* most entries in one batch (one fdatasync unless it rolled) */
     uint64_t segments_created;
     uint64_t segments_removed;
 } rlog_stats;
