@@ -96,7 +96,37 @@ typedef struct plan_ctx {
     uint32_t *groups; /* count * 3 candidate indexes */
     uint64_t *pairs;  /* count * 6 ordered (a, b) pairs for the scatter width */
     uint32_t *sw;     /* per candidate */
+    uint8_t *paired;  /* n x n bitmap "already share a copyset" (NULL above the bound) */
 } plan_ctx;
+
+static bool pair_get(const plan_ctx *p, uint32_t a, uint32_t b)
+{
+    size_t bit = (size_t)a * p->n + b;
+    return (p->paired[bit / 8] >> (bit % 8)) & 1;
+}
+
+static void pair_set(plan_ctx *p, uint32_t a, uint32_t b)
+{
+    size_t bit = (size_t)a * p->n + b;
+    p->paired[bit / 8] |= (uint8_t)(1u << (bit % 8));
+}
+
+/* How many of the members picked so far already share a copyset with candidate `x`. */
+static unsigned dup_pairs(const plan_ctx *p, const uint32_t *pick, size_t npick, uint32_t x)
+{
+    unsigned d = 0;
+    for (size_t k = 0; k < npick; k++)
+        d += pair_get(p, p->seq[pick[k]], x);
+    return d;
+}
+
+static bool domain_clash(const plan_ctx *p, const uint32_t *pick, size_t npick, size_t i)
+{
+    for (size_t k = 0; k < npick; k++)
+        if (p->c[p->seq[pick[k]]].domain == p->c[p->seq[i]].domain)
+            return true;
+    return false;
+}
 
 static void shuffle_u32(uint32_t *v, size_t n, mds_rng *rng)
 {
@@ -153,20 +183,38 @@ static uint32_t cut_round(plan_ctx *p, uint32_t g, uint32_t count)
         while (first < n && p->used[first])
             first++;
         for (size_t i = first; i < n && npick < MDS_REPLICAS; i++) {
-            if (p->used[i])
+            if (p->used[i] || domain_clash(p, pick, npick, i))
                 continue;
-            bool clash = false;
-            for (size_t k = 0; k < npick; k++)
-                if (p->c[p->seq[pick[k]]].domain == p->c[p->seq[i]].domain)
-                    clash = true;
-            if (!clash)
-                pick[npick++] = (uint32_t)i;
+            size_t best = i;
+            if (npick > 0 && p->paired != NULL) {
+                /* Prefer, among the next few members of the same domain, one that shares no
+                 * copyset with those picked so far: fewer repeated pairs, higher scatter
+                 * width. Same domain only, so the round still cuts into as many groups. */
+                uint32_t dom = p->c[p->seq[i]].domain;
+                unsigned best_dup = dup_pairs(p, pick, npick, p->seq[i]), seen = 1;
+                for (size_t j = i + 1; j < n && best_dup > 0 && seen < MDS_PLACE_LOOKAHEAD;
+                     j++) {
+                    if (p->used[j] || p->c[p->seq[j]].domain != dom)
+                        continue;
+                    seen++;
+                    unsigned d = dup_pairs(p, pick, npick, p->seq[j]);
+                    if (d < best_dup) {
+                        best = j;
+                        best_dup = d;
+                    }
+                }
+            }
+            pick[npick++] = (uint32_t)best;
         }
         if (npick < MDS_REPLICAS)
             break; /* the rest of this round cannot form a group: next round */
         for (size_t k = 0; k < MDS_REPLICAS; k++) {
             p->used[pick[k]] = 1;
             p->groups[(size_t)g * MDS_REPLICAS + k] = p->seq[pick[k]];
+            for (size_t m = 0; m < k && p->paired != NULL; m++) {
+                pair_set(p, p->seq[pick[k]], p->seq[pick[m]]);
+                pair_set(p, p->seq[pick[m]], p->seq[pick[k]]);
+            }
         }
         g++;
     }
@@ -214,6 +262,7 @@ static void plan_free(plan_ctx *p)
     free(p->groups);
     free(p->pairs);
     free(p->sw);
+    free(p->paired);
 }
 
 /* Collects the online chunkservers of the physical pool and decides zone vs server domains. */
@@ -272,6 +321,11 @@ static int plan_alloc(plan_ctx *p, uint32_t count)
     p->pairs = calloc((size_t)count * MDS_REPLICAS * (MDS_REPLICAS - 1), sizeof(*p->pairs));
     p->sw = calloc(p->n, sizeof(*p->sw));
     p->perm = calloc(p->n, sizeof(*p->perm));
+    if (p->n <= MDS_PLACE_PAIR_TRACK_MAX) {
+        p->paired = calloc((p->n * p->n + 7) / 8, 1);
+        if (p->paired == NULL)
+            return -ENOMEM;
+    }
     if (!p->perm || !p->dstart || !p->dlen || !p->dorder || !p->seq || !p->used ||
         !p->groups || !p->pairs || !p->sw)
         return -ENOMEM;
@@ -325,6 +379,8 @@ int mds_place_copysets(const mds_topology *t, uint32_t lpool_id, uint32_t count,
     for (uint32_t attempt = 1; attempt <= max_attempts; attempt++) {
         uint32_t g = 0;
         st.attempts = attempt;
+        if (p.paired != NULL)
+            memset(p.paired, 0, (p.n * p.n + 7) / 8);
         while (g < count) {
             build_round(&p, rng);
             uint32_t ng = cut_round(&p, g, count);

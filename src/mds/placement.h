@@ -3,7 +3,8 @@
  *
  * mds_place_copysets(): shuffle the chunkservers of each failure domain (zone, or server when
  * the physical pool has fewer than 3 zones) with the caller's PRNG, read them round-robin
- * across domains, cut the sequence into groups of 3 with distinct domains, and repeat until the
+ * across domains, cut the sequence into groups of 3 with distinct domains (preferring, within
+ * a domain, members not yet paired with the group), and repeat until the
  * logical pool has its copyset count. The plan is accepted only when every chunkserver's
  * scatter width is within `sw_tolerance_pct` of the mean (or MDS_PLACE_SW_MIN_SLACK, whichever
  * is larger); otherwise it is retried with new shuffles, at most `max_attempts` times.
@@ -25,6 +26,8 @@
 #define MDS_PLACE_SW_TOLERANCE_PCT 20 /* default scatter-width tolerance around the mean */
 #define MDS_PLACE_SW_MIN_SLACK     2  /* absolute tolerance for tiny pools (mean of 2-3) */
 #define MDS_PLACE_FULL_PCT         95 /* a disk used at >= this % never receives a replica */
+#define MDS_PLACE_LOOKAHEAD        16 /* members examined to avoid a repeated pair */
+#define MDS_PLACE_PAIR_TRACK_MAX   4096 /* pools up to this many disks track pairs (2 MiB) */
 
 typedef struct mds_place_opts {
     uint32_t sw_tolerance_pct; /* 0 = MDS_PLACE_SW_TOLERANCE_PCT */

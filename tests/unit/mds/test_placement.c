@@ -109,6 +109,33 @@ static void test_uneven_zones(void **state)
     mds_topo_destroy(&t);
 }
 
+/* Many disks, few copysets per disk (120 disks, 2.5 copysets each on average) and many
+ * copysets (120 disks x 100): both accepted and balanced. */
+static void test_sparse_and_dense(void **state)
+{
+    static const uint32_t counts[] = {300, 4000};
+    uint64_t seed = mdst_seed();
+    for (size_t k = 0; k < 2; k++) {
+        mds_topology t;
+        mdst_build(&t, 3, 10, NULL, 4, counts[k]);
+        mds_rng rng;
+        mds_place_stats st;
+        char err[256] = "";
+        mds_rng_seed(&rng, seed + k);
+        int rc = mds_place_create_pool_copysets(&t, 1, &rng, NULL, &st, err, sizeof(err));
+        if (rc != 0)
+            fail_msg("%u copysets: %s", counts[k], err);
+        uint32_t per_cs[120];
+        check_spread(&t, true, per_cs);
+        for (int i = 0; i < 120; i++) /* rounds use every disk once: counts differ by <= 1 */
+            assert_in_range(per_cs[i], counts[k] * 3 / 120 - 1, counts[k] * 3 / 120 + 1);
+        check_sw_balance(&t, 20);
+        fprintf(stderr, "# %u copysets: %u attempts, scatter width %u..%u mean %.1f\n",
+                counts[k], st.attempts, st.sw_min, st.sw_max, st.sw_mean);
+        mds_topo_destroy(&t);
+    }
+}
+
 /* Fewer than 3 zones: distinct servers. */
 static void test_server_mode(void **state)
 {
@@ -275,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_nine_chunkservers_300),
         cmocka_unit_test(test_uneven_zones),
         cmocka_unit_test(test_server_mode),
+        cmocka_unit_test(test_sparse_and_dense),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_impossible),
         cmocka_unit_test(test_replacement),
