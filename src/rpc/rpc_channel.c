@@ -525,15 +525,15 @@ static void ch_connect(rpc_channel *ch)
 /* Starts a call on the loop. Returns 0 or -ENOMEM (the call was not linked anywhere). */
 static int ch_submit(rpc_channel *ch, ccall *c)
 {
+    if (ch->state == CH_CLOSED) { /* posted before the close, run after it */
+        call_complete(c, CURVE_ERR_SHUTDOWN, NULL, "channel to %s is closed", ch->addr);
+        return 0;
+    }
     ch_init_timers(ch);
     c->deadline_ms = curve_loop_now_ms(ch->loop) + c->timeout_ms;
     if (heap_push(ch, c) < 0)
         return -ENOMEM;
     ch_hash_insert(ch, c);
-    if (ch->state == CH_CLOSED) {
-        call_complete(c, CURVE_ERR_SHUTDOWN, NULL, "channel to %s is closed", ch->addr);
-        return 0;
-    }
     if (ch->state == CH_CONNECTED) {
         ch_send(ch, c);
     } else {

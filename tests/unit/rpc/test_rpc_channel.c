@@ -451,6 +451,78 @@ static void test_close_fails_pending(void **state)
     env_free(e);
 }
 
+/* Calls posted from another thread right up to the close: each accepted call gets exactly one
+ * callback (success or CURVE_ERR_SHUTDOWN), and the close completes only after all of them.
+ * The lock only guarantees that no call *starts* after rpc_channel_close (the contract). */
+typedef struct race {
+    rpc_channel *ch;
+    pthread_mutex_t lock;
+    bool stop; /* under lock */
+    atomic_int accepted, callbacks;
+    curve_completion closed;
+} race;
+
+static void race_cb(rpc_result *r, void *arg)
+{
+    race *rc = arg;
+    assert_true(r->status == 0 || r->status == CURVE_ERR_SHUTDOWN);
+    atomic_fetch_add(&rc->callbacks, 1);
+}
+
+static void *race_main(void *arg)
+{
+    race *rc = arg;
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "race";
+    for (;;) {
+        pthread_mutex_lock(&rc->lock);
+        if (rc->stop) {
+            pthread_mutex_unlock(&rc->lock);
+            break;
+        }
+        int r = rpc_channel_call(rc->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, NULL,
+                                 &curve__echo__echo_response__descriptor, 5000, race_cb, rc,
+                                 NULL);
+        pthread_mutex_unlock(&rc->lock);
+        if (r == 0)
+            atomic_fetch_add(&rc->accepted, 1);
+        else
+            assert_int_equal(r, CURVE_ERR_BUSY); /* client bound reached: try again */
+    }
+    return NULL;
+}
+
+static void race_closed(void *arg)
+{
+    race *rc = arg;
+    curve_completion_signal(&rc->closed, 0);
+}
+
+static void test_calls_racing_close(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    race rc = {.ch = e->ch};
+    pthread_mutex_init(&rc.lock, NULL);
+    curve_completion_init(&rc.closed);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, race_main, &rc), 0);
+    uint64_t deadline = curve_now_mono_ms() + WAIT_MS;
+    while (atomic_load(&rc.accepted) < 2000 && curve_now_mono_ms() < deadline)
+        sched_yield();
+    pthread_mutex_lock(&rc.lock);
+    rpc_channel_close(e->ch, race_closed, &rc);
+    rc.stop = true;
+    pthread_mutex_unlock(&rc.lock);
+    e->ch = NULL;
+    assert_int_equal(curve_completion_wait(&rc.closed, WAIT_MS), 0);
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&rc.accepted) >= 2000);
+    assert_int_equal(atomic_load(&rc.callbacks), atomic_load(&rc.accepted));
+    curve_completion_destroy(&rc.closed);
+    pthread_mutex_destroy(&rc.lock);
+    env_free(e);
+}
+
 /* ---- garbage on the wire: that connection is closed, the server keeps serving ---- */
 
 static int raw_connect(int port)
@@ -526,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_connect_backoff),
         cmocka_unit_test(test_server_gone_then_back),
         cmocka_unit_test(test_close_fails_pending),
+        cmocka_unit_test(test_calls_racing_close),
         cmocka_unit_test(test_garbage_closes_only_that_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
