@@ -318,6 +318,7 @@ static int log_append(struct raft_log *l, const struct raft_entry *e)
     *d = *e;
     d->data = data;
     l->n++;
+    l->bytes += e->len;
     return 0;
 }
 
@@ -327,6 +328,7 @@ static void log_truncate(struct raft_log *l, uint64_t index)
     CURVE_ASSERT(index > l->offset);
     while (log_last(l) >= index) {
         struct raft_entry *e = &l->e[l->start + l->n - 1];
+        l->bytes -= e->len;
         free((void *)e->data);
         l->n--;
     }
@@ -340,6 +342,7 @@ static void log_compact(struct raft_log *l, uint64_t index)
         return;
     uint64_t term = log_term_at(l, index);
     while (l->offset < index) {
+        l->bytes -= l->e[l->start].len;
         free((void *)l->e[l->start].data);
         l->start++;
         l->n--;
@@ -355,6 +358,7 @@ static void log_reset(struct raft_log *l, uint64_t index, uint64_t term)
     for (uint64_t i = 0; i < l->n; i++)
         free((void *)l->e[l->start + i].data);
     l->start = l->n = 0;
+    l->bytes = 0;
     l->offset = index;
     l->offset_term = term;
 }
@@ -862,6 +866,7 @@ static void apply_committed(struct raft *r)
             r->conf_applied_index = idx;
         }
         r->applied = idx;
+        r->applied_bytes += e->len;
         complete_proposals(r, idx, e->term, rc);
     }
     if (r->role == RAFT_LEADER) {
@@ -886,7 +891,9 @@ static void maybe_snapshot(struct raft *r, bool force)
     if (r->fsm->snapshot_save == NULL || r->saving || r->failed)
         return;
     uint64_t base = r->has_snap ? r->snap_meta.index : 0;
-    bool need = r->o.snapshot_threshold && r->applied >= base + r->o.snapshot_threshold;
+    bool need = (r->o.snapshot_threshold && r->applied >= base + r->o.snapshot_threshold) ||
+                (r->o.snapshot_threshold_bytes &&
+                 r->applied_bytes >= r->o.snapshot_threshold_bytes);
     if (force && (r->snap == NULL || r->snap->meta.index < r->applied || r->snap->enc == NULL))
         need = true;
     if (!need || r->applied == 0)
@@ -898,6 +905,7 @@ static void maybe_snapshot(struct raft *r, bool force)
     meta.conf_index = r->conf_applied_index;
     CURVE_ASSERT(meta.term != 0);
     r->saving = true;
+    r->saving_bytes_mark = r->applied_bytes;
     int rc = r->fsm->snapshot_save(r->fsm, &meta);
     if (rc != 0) {
         r->saving = false;
@@ -960,9 +968,22 @@ void raft_snapshot_saved(struct raft *r, uint64_t index, int status,
     r->snap = s;
     r->has_snap = true;
     r->snap_meta = s->meta;
+    r->applied_bytes -= min_u64(r->applied_bytes, r->saving_bytes_mark);
     if (r->durable < index)
         r->durable = index; /* covered by the durable snapshot */
     uint64_t c = index > r->o.snapshot_trailing ? index - r->o.snapshot_trailing : 0;
+    if (r->o.snapshot_trailing_bytes) {
+        /* keep at most snapshot_trailing_bytes of payload in (c, index] */
+        uint64_t kept = 0, k = index;
+        while (k > c && k > r->log.offset) {
+            kept += log_get(&r->log, k)->len;
+            if (kept > r->o.snapshot_trailing_bytes)
+                break;
+            k--;
+        }
+        if (k > c)
+            c = k;
+    }
     if (c > r->log.offset) {
         log_compact(&r->log, c);
         (void)r->io->compact(r->io, c);
@@ -1314,6 +1335,7 @@ static void install_snapshot_state(struct raft *r, const struct raft_snapshot_me
     r->snap_meta = *meta;
     r->commit = max_u64(r->commit, s);
     r->applied = s;
+    r->applied_bytes = 0;
     r->conf_applied = meta->conf;
     r->conf_applied_index = meta->conf_index;
     conf_recompute(r);
@@ -2131,7 +2153,9 @@ void raft_options_default(struct raft_options *o)
     o->max_pending_proposals = 4096;
     o->max_pending_reads = 1024;
     o->snapshot_threshold = 10000;
+    o->snapshot_threshold_bytes = 64u << 20;
     o->snapshot_trailing = 1000;
+    o->snapshot_trailing_bytes = 8u << 20;
     o->snapshot_piece_bytes = 256u << 10;
     o->snapshot_max_inflight = 4;
     o->snapshot_bytes_per_sec = 64u << 20;

@@ -312,7 +312,12 @@ struct raft_options {
     uint32_t max_pending_proposals;  /* raft_propose → CURVE_ERR_BUSY beyond */
     uint32_t max_pending_reads;      /* raft_read_index → CURVE_ERR_BUSY beyond */
     uint64_t snapshot_threshold;     /* take a snapshot every N applied entries (0: never) */
-    uint64_t snapshot_trailing;      /* keep N entries behind a snapshot for slow followers */
+    uint64_t snapshot_threshold_bytes; /* ... or once the in-memory log holds this many payload
+                                          bytes (0: no byte trigger). Bounds the memory of the
+                                          log: entries are kept in memory until compacted */
+    uint64_t snapshot_trailing;      /* keep up to N entries behind a snapshot for slow
+                                        followers ... */
+    uint64_t snapshot_trailing_bytes; /* ... and at most this many payload bytes of them */
     uint32_t snapshot_piece_bytes;   /* bytes per file piece */
     uint32_t snapshot_max_inflight;  /* pieces in flight per follower */
     uint64_t snapshot_bytes_per_sec; /* transfer throttle per follower (0: unlimited) */
@@ -327,7 +332,8 @@ struct raft_options {
 
 /* Fills defaults: election 1000 ms, heartbeat 100 ms, drift 50‰, pre-vote and check-quorum on,
  * 4 MiB per entry, 64 entries / 1 MiB per message, 8 in flight, 4096 proposals, 1024 reads,
- * snapshot every 10000 entries keeping 1000, 256 KiB pieces × 4, 64 MiB/s, promote lag 64. */
+ * snapshot every 10000 entries or 64 MiB keeping 1000 entries / 8 MiB, 256 KiB pieces × 4,
+ * 64 MiB/s, promote lag 64. */
 void raft_options_default(struct raft_options *o);
 
 /* State loaded from disk by the adapter (all borrowed during raft_start). */

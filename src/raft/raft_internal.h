@@ -11,6 +11,7 @@ struct raft_log {
     uint64_t start, n, cap;
     uint64_t offset;      /* index of the entry before the first in memory */
     uint64_t offset_term; /* its term (0 for index 0) */
+    uint64_t bytes;       /* payload bytes held */
 };
 
 enum raft_progress_state {
@@ -129,6 +130,8 @@ struct raft {
     struct raft_snapshot_meta snap_meta; /* latest snapshot of this node */
     struct raft_snap *snap;              /* with manifest, when known */
     bool saving;
+    uint64_t applied_bytes;     /* payload applied since the last snapshot */
+    uint64_t saving_bytes_mark; /* applied_bytes when the save in flight was requested */
     bool want_snapshot; /* a follower needs one and we have no manifest */
 
     /* elections */

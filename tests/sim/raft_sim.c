@@ -1329,6 +1329,8 @@ static int run_seed(uint64_t seed)
     g_opts.max_pending_proposals = 256;
     g_opts.snapshot_threshold = rnd_range(8, 64);
     g_opts.snapshot_trailing = rnd_range(0, 16);
+    g_opts.snapshot_threshold_bytes = chance(500) ? 0 : rnd_range(200, 1000);
+    g_opts.snapshot_trailing_bytes = chance(500) ? 0 : rnd_range(0, 200);
     g_opts.snapshot_piece_bytes = (uint32_t)rnd_range(16, 256);
     g_opts.snapshot_max_inflight = (uint32_t)rnd_range(1, 4);
     g_opts.snapshot_bytes_per_sec = chance(500) ? 0 : rnd_range(20000, 200000);
