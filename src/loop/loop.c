@@ -209,9 +209,14 @@ void curve_loop_free(curve_loop *loop)
     curve_loop_stop(loop);
     curve_loop_join(loop);
     pthread_mutex_lock(&loop->lock);
-    CURVE_ASSERT(loop->head == NULL || !loop->started || loop->stopped);
     loop->stopped = true;
     pthread_mutex_unlock(&loop->lock);
+    /* Messages accepted but never run (the loop never ran, or was stopped before reaching
+     * them) run now, on this thread acting as the loop: a post that returned 0 always runs. */
+    tls_current = loop;
+    while (loop_drain(loop, CURVE_LOOP_BATCH_MAX)) {
+    }
+    tls_current = NULL;
     uv_walk(&loop->uv, loop_close_leftover, loop);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop->uv);

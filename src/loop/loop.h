@@ -58,8 +58,10 @@ void curve_loop_stop(curve_loop *loop);
  * Not from the loop's own thread. No-op for loops that were never started. */
 void curve_loop_join(curve_loop *loop);
 
-/* Frees a stopped (and joined) loop. Owners must have closed their handles before; any handle
- * still open is closed here with a warning. NULL is ignored. */
+/* Stops and joins the loop if needed, runs any message still queued (on the calling thread,
+ * with curve_loop_is_current(loop) true), and frees the loop. Owners must have closed their
+ * handles before; any handle still open is closed here with a warning. NULL is ignored.
+ * Not from the loop's own thread. */
 void curve_loop_free(curve_loop *loop);
 
 /* The libuv loop, for creating handles. Use those handles only on the loop's thread. */

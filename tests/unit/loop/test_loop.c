@@ -358,6 +358,31 @@ static void test_workpool_free_cancels_queued(void **state)
     curve_completion_destroy(&s.all_done);
 }
 
+/* ---- the allocating post is bounded; free runs what was accepted ---- */
+
+static void count_run(void *arg)
+{
+    (*(unsigned *)arg)++;
+}
+
+static void test_post_bound_and_free_runs_queued(void **state)
+{
+    curve_loop *loop;
+    assert_int_equal(curve_loop_new("t-bound", &loop), 0);
+    unsigned ran = 0, accepted = 0;
+    int rc;
+    while ((rc = curve_loop_post(loop, count_run, &ran)) == 0)
+        accepted++;
+    assert_int_equal(rc, -EAGAIN);
+    assert_int_equal(accepted, CURVE_LOOP_POST_MAX);
+    /* Embedded messages are not counted against the bound. */
+    curve_loop_msg m = {.fn = count_run, .arg = &ran};
+    assert_int_equal(curve_loop_post_msg(loop, &m), 0);
+    assert_int_equal(ran, 0);
+    curve_loop_free(loop); /* never ran: free runs every accepted message */
+    assert_int_equal(ran, CURVE_LOOP_POST_MAX + 1);
+}
+
 static void test_completion_timeout(void **state)
 {
     curve_completion c;
@@ -377,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_group),
         cmocka_unit_test(test_workpool_bounded_and_completes_on_loop),
         cmocka_unit_test(test_workpool_free_cancels_queued),
+        cmocka_unit_test(test_post_bound_and_free_runs_queued),
         cmocka_unit_test(test_completion_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
