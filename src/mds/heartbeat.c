@@ -67,6 +67,15 @@ static bool same_peers(const mds_copyset *c, const mds_hb_copyset *e)
     return true;
 }
 
+static void note_gc(mds_hb_result *res, uint32_t pool_id, uint32_t copyset_id)
+{
+    if (res->ngc == MDS_HB_MAX_GC)
+        return; /* the rest is listed by a later heartbeat */
+    res->gc[res->ngc].pool_id = pool_id;
+    res->gc[res->ngc].copyset_id = copyset_id;
+    res->ngc++;
+}
+
 static void note_changed(mds_hb_result *res, const mds_copyset *c)
 {
     if (res->nchanged > 0 && res->changed[res->nchanged - 1].pool_id == c->pool_id &&
@@ -81,13 +90,15 @@ static void note_changed(mds_hb_result *res, const mds_copyset *c)
     res->nchanged++;
 }
 
-/* Applies one copyset entry; returns true if the stored view changed. */
-static bool apply_entry(mds_topology *t, const mds_hb_copyset *e, uint64_t now_ms,
-                        mds_hb_result *res)
+/* Applies one copyset entry from chunkserver `reporter`; returns true if the stored view
+ * changed. */
+static bool apply_entry(mds_topology *t, uint32_t reporter, const mds_hb_copyset *e,
+                        uint64_t now_ms, mds_hb_result *res)
 {
     mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
     if (c == NULL) {
         res->unknown++;
+        note_gc(res, e->pool_id, e->copyset_id);
         return false;
     }
     if (!entry_valid(t, e)) {
@@ -96,6 +107,8 @@ static bool apply_entry(mds_topology *t, const mds_hb_copyset *e, uint64_t now_m
     }
     if (e->epoch < c->epoch) {
         res->stale++;
+        if (!mds_copyset_has_peer(c, reporter))
+            note_gc(res, e->pool_id, e->copyset_id); /* removed from the group meanwhile */
         return false;
     }
     bool changed = false;
@@ -128,6 +141,22 @@ static bool apply_entry(mds_topology *t, const mds_hb_copyset *e, uint64_t now_m
     return changed;
 }
 
+/* The leader reports that the change it ran failed: fail the matching operator now rather than
+ * at its deadline, so the scheduler can try another target. */
+static int change_failed(mds_optable *ops, const mds_copyset *c, const mds_hb_copyset *e,
+                         mds_op_event *ev)
+{
+    const mds_operator *op = mds_optable_find(ops, c->pool_id, c->id);
+    if (op == NULL || (uint32_t)op->type != e->change_type ||
+        (op->type == MDS_OP_REMOVE_PEER ? op->old_peer : op->new_peer) != e->change_peer)
+        return 0;
+    ev->op = *op;
+    ev->outcome = MDS_OP_FAILED;
+    int rc = mds_optable_remove(ops, c->pool_id, c->id);
+    CURVE_ASSERT(rc == 0);
+    return 1;
+}
+
 int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, uint64_t now_ms,
                    mds_hb_result *res, char *err, size_t errlen)
 {
@@ -150,12 +179,18 @@ int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, ui
                   r->cs_id, (unsigned long long)r->used, (unsigned long long)r->capacity);
         return -EINVAL;
     }
+    if (r->host != NULL && (strcmp(r->host, cs->host) != 0 || r->port != cs->port)) {
+        mds__errf(err, errlen, "heartbeat: chunkserver %u registered as %s:%u, not %.64s:%u",
+                  r->cs_id, cs->host, cs->port, r->host, r->port);
+        return -EINVAL;
+    }
     if (r->ncopysets > MDS_HB_MAX_COPYSETS || (r->ncopysets > 0 && r->copysets == NULL)) {
         mds__errf(err, errlen, "heartbeat: chunkserver %u reports %zu copysets (max %d)",
                   r->cs_id, r->ncopysets, MDS_HB_MAX_COPYSETS);
         return -EINVAL;
     }
-    cs->state = MDS_CS_ONLINE;
+    /* A failed disk serves nothing: offline at once so that recovery starts. */
+    cs->state = r->disk_failed ? MDS_CS_OFFLINE : MDS_CS_ONLINE;
     cs->last_hb_ms = now_ms;
     cs->capacity = r->capacity;
     cs->used = r->used;
@@ -164,11 +199,16 @@ int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, ui
 
     for (size_t i = 0; i < r->ncopysets; i++) {
         const mds_hb_copyset *e = &r->copysets[i];
-        if (apply_entry(t, e, now_ms, res))
+        if (apply_entry(t, cs_id, e, now_ms, res))
             note_changed(res, mds_topo_copyset(t, e->pool_id, e->copyset_id));
         const mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
+        if (c == NULL)
+            continue;
         mds_op_event ev;
-        if (c != NULL && mds_optable_observe(ops, c, &ev) == 1 && res->nevents < MDS_HB_MAX_EVENTS)
+        int done = mds_optable_observe(ops, c, &ev);
+        if (done == 0 && e->change_failed && c->leader == cs_id)
+            done = change_failed(ops, c, e, &ev);
+        if (done == 1 && res->nevents < MDS_HB_MAX_EVENTS)
             res->events[res->nevents++] = ev;
     }
     res->nops = mds_optable_for_leader(ops, t, cs_id, res->ops, MDS_HB_MAX_REPLY_OPS);

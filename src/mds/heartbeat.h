@@ -30,6 +30,7 @@
 #define MDS_HB_MAX_REPLY_OPS 64    /* operators carried by one heartbeat reply */
 #define MDS_HB_MAX_EVENTS    64    /* operator completions reported per heartbeat */
 #define MDS_HB_MAX_CHANGED   256   /* changed copysets listed per heartbeat (then overflow) */
+#define MDS_HB_MAX_GC        256   /* removable copysets listed per heartbeat */
 
 typedef struct mds_hb_cfg {
     uint64_t unstable_ms; /* no heartbeat for this long: unstable (Curve: 30 s) */
@@ -48,17 +49,28 @@ int mds_hb_cfg_from_config(const curve_config *c, mds_hb_cfg *out, char *err, si
 /* 0 < unstable_ms < offline_ms, else -EINVAL. */
 int mds_hb_cfg_check(const mds_hb_cfg *cfg);
 
+/* One copyset as the chunkserver sees it. The daemon maps the wire's "ip:port:0" peer strings
+ * to chunkserver ids with mds_topo_cs_by_addr (an unknown address becomes 0: the entry is then
+ * counted invalid). */
 typedef struct mds_hb_copyset {
     uint32_t pool_id, copyset_id;
     uint32_t npeers;
     uint32_t peers[MDS_MAX_PEERS];
     uint32_t leader; /* 0 = unknown to the reporter */
     uint64_t term, epoch;
+    /* Configuration change the reporter runs as leader (heartbeat.proto ConfigChangeType):
+     * 0 = none. When it reports the change failed, the matching operator fails at once. */
+    uint32_t change_type; /* mds_op_type or 0 */
+    uint32_t change_peer; /* its target chunkserver */
+    bool change_failed;
 } mds_hb_copyset;
 
 typedef struct mds_hb_report {
     uint32_t cs_id;
     const char *token; /* must match the registered token */
+    const char *host;  /* NULL = not checked; else must match the registered host:port */
+    uint32_t port;
+    bool disk_failed;  /* the chunkserver's disk failed: it is marked offline at once */
     uint64_t capacity, used;
     const mds_hb_copyset *copysets; /* borrowed */
     size_t ncopysets;
@@ -79,6 +91,10 @@ typedef struct mds_hb_result {
     size_t nchanged;
     bool changed_overflow; /* more than MDS_HB_MAX_CHANGED: store every reported copyset */
     mds_copyset_key changed[MDS_HB_MAX_CHANGED];
+    /* copysets this chunkserver may remove (heartbeat.proto stale_copysets): unknown to the MDS,
+     * or reported with an older epoch by a chunkserver that is no longer a peer */
+    size_t ngc;
+    mds_copyset_key gc[MDS_HB_MAX_GC];
     /* operators that finished with this heartbeat */
     size_t nevents;
     mds_op_event events[MDS_HB_MAX_EVENTS];
@@ -91,8 +107,8 @@ typedef struct mds_hb_result {
  * Applies report `r` at time now_ms. `res` is zeroed and filled (it is large: allocate it
  * once and reuse it). Returns 0; CURVE_ERR_NOT_FOUND (unknown chunkserver); CURVE_ERR_PERMISSION
  * (token mismatch); CURVE_ERR_FENCED (retired chunkserver); -EINVAL (used > capacity, too
- * many copysets). On error nothing changes. Bad copyset entries do not fail the call: they are
- * counted in res->invalid.
+ * many copysets, address differs from the registered one). On error nothing changes. Bad
+ * copyset entries do not fail the call: they are counted in res->invalid.
  */
 int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, uint64_t now_ms,
                    mds_hb_result *res, char *err, size_t errlen);

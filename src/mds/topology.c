@@ -486,6 +486,11 @@ int mds_topo_add_cs(mds_topology *t, const mds_chunkserver *c, char *err, size_t
         mds__errf(err, errlen, "chunkserver %u: bad address", c->id);
         return -EINVAL;
     }
+    if (memchr(c->disk_path, 0, sizeof(c->disk_path)) == NULL ||
+        mds_topo_check_disk_path(c->disk_path) != 0) {
+        mds__errf(err, errlen, "chunkserver %u: bad disk path", c->id);
+        return -EINVAL;
+    }
     if (memchr(c->token, 0, sizeof(c->token)) == NULL || strlen(c->token) != MDS_TOKEN_LEN) {
         mds__errf(err, errlen, "chunkserver %u: token must be %d chars", c->id, MDS_TOKEN_LEN);
         return -EINVAL;
@@ -576,19 +581,49 @@ int mds_topo_add_copyset(mds_topology *t, const mds_copyset *c, char *err, size_
 /* ---------------------------------------------------------------------------------------- */
 /* registration */
 
-int mds_topo_register_cs(mds_topology *t, const char *host, uint32_t port, uint64_t capacity,
-                         mds_rng *rng, uint64_t now_ms, mds_chunkserver **out, char *err,
-                         size_t errlen)
+int mds_topo_check_disk_path(const char *path)
+{
+    size_t n = strnlen(path, MDS_DISK_PATH_MAX);
+    if (n < 2 || n >= MDS_DISK_PATH_MAX || path[0] != '/')
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (path[i] <= ' ' || path[i] > '~')
+            return -EINVAL;
+    return 0;
+}
+
+int mds_topo_register_cs(mds_topology *t, const char *host, uint32_t port, const char *disk_path,
+                         uint64_t capacity, mds_rng *rng, uint64_t now_ms, mds_chunkserver **out,
+                         char *err, size_t errlen)
 {
     static const char hex[] = "0123456789abcdef";
     if (host == NULL || mds_topo_check_host(host) != 0 || port == 0 || port > 65535) {
         mds__errf(err, errlen, "register: bad address %s:%u", host ? host : "(null)", port);
         return -EINVAL;
     }
+    if (disk_path == NULL || mds_topo_check_disk_path(disk_path) != 0) {
+        mds__errf(err, errlen, "register %s:%u: bad disk path (absolute, printable, no spaces)",
+                  host, port);
+        return -EINVAL;
+    }
     mds_chunkserver *old = mds_topo_cs_by_addr(t, host, port);
     if (old != NULL) {
+        if (strcmp(old->disk_path, disk_path) != 0) {
+            mds__errf(err, errlen, "register %s:%u: address held by chunkserver %u (disk %s)",
+                      host, port, old->id, old->disk_path);
+            return -EEXIST;
+        }
         *out = old;
         return 0;
+    }
+    for (size_t i = 0; i < t->css.n; i++) {
+        const mds_chunkserver *o = &t->css.v[i];
+        if (o->state != MDS_CS_RETIRED && strcmp(o->host, host) == 0 &&
+            strcmp(o->disk_path, disk_path) == 0) {
+            mds__errf(err, errlen, "register %s:%u: disk %s held by chunkserver %u (port %u)",
+                      host, port, disk_path, o->id, o->port);
+            return -EEXIST;
+        }
     }
     const mds_server *srv = NULL;
     for (size_t i = 0; i < t->servers.n; i++) {
@@ -611,6 +646,7 @@ int mds_topo_register_cs(mds_topology *t, const char *host, uint32_t port, uint6
     c.capacity = capacity;
     c.last_hb_ms = now_ms;
     snprintf(c.host, sizeof(c.host), "%s", host);
+    snprintf(c.disk_path, sizeof(c.disk_path), "%s", disk_path);
     for (int i = 0; i < MDS_TOKEN_LEN; i++)
         c.token[i] = hex[mds_rng_below(rng, 16)];
     int rc = mds_topo_add_cs(t, &c, err, errlen);
@@ -948,6 +984,7 @@ static const fdesc cs_fields[] = {
     {"state", F_STATE, offsetof(mds_chunkserver, state), 0, 0, 0},
     FSTR(mds_chunkserver, token, "token"),
     FSTR(mds_chunkserver, host, "host"),
+    FSTR(mds_chunkserver, disk_path, "disk"),
     FU64(mds_chunkserver, capacity, "cap"),
     FU64(mds_chunkserver, used, "used"),
 };

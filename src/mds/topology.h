@@ -32,6 +32,7 @@
 #define MDS_NAME_MAX        64      /* pool/zone/server names, including the NUL */
 #define MDS_HOST_MAX        64      /* host (IP or DNS name), including the NUL */
 #define MDS_TOKEN_LEN       32      /* chunkserver token: 32 lowercase hex chars */
+#define MDS_DISK_PATH_MAX   256     /* chunkserver data directory, including the NUL */
 #define MDS_REPLICAS        3       /* replicas of every logical pool (DESIGN §2) */
 #define MDS_MAX_PEERS       5       /* peers of a copyset, room for a transient change */
 #define MDS_TOPO_MAX_ITEMS  (1u << 20) /* bound on records of one kind (zones, copysets...) */
@@ -85,6 +86,7 @@ typedef struct mds_chunkserver {
     mds_cs_state state;
     char token[MDS_TOKEN_LEN + 1];
     char host[MDS_HOST_MAX];
+    char disk_path[MDS_DISK_PATH_MAX]; /* data directory on the server */
     uint64_t capacity; /* disk bytes */
     uint64_t used;     /* disk bytes */
     uint64_t last_hb_ms; /* monotonic ms of the last heartbeat (runtime only, not stored) */
@@ -188,16 +190,21 @@ uint32_t mds_topo_next_cs_id(const mds_topology *t);
 /*
  * Chunkserver registration (DESIGN §5: chunkserver.dat keeps id + token). The chunkserver at
  * host:port must run on a server whose `host` is `host`. If a non-retired chunkserver is
- * already registered at host:port its id and token are returned again (registration is
- * idempotent: the chunkserver may have crashed before saving chunkserver.dat). Otherwise a new
- * id and a random token (from `rng`) are assigned, state online, last heartbeat `now_ms`.
- * `*out` points into the topology (see pointer validity above).
- * Returns 0, CURVE_ERR_NOT_FOUND (no server with that host), -EINVAL (bad host/port),
- * -ENOSPC, -ENOMEM.
+ * already registered at host:port with the same disk path, its id and token are returned again
+ * (registration is idempotent: the chunkserver may have crashed before saving
+ * chunkserver.dat). Otherwise a new id and a random token (from `rng`) are assigned, state
+ * online, last heartbeat `now_ms`. `*out` points into the topology (see pointer validity).
+ * Returns 0, CURVE_ERR_NOT_FOUND (no server with that host), -EEXIST (host:port or the disk
+ * path of that server is held by another chunkserver), -EINVAL (bad host/port/path), -ENOSPC,
+ * -ENOMEM.
  */
-int mds_topo_register_cs(mds_topology *t, const char *host, uint32_t port, uint64_t capacity,
-                         mds_rng *rng, uint64_t now_ms, mds_chunkserver **out, char *err,
-                         size_t errlen);
+int mds_topo_register_cs(mds_topology *t, const char *host, uint32_t port, const char *disk_path,
+                         uint64_t capacity, mds_rng *rng, uint64_t now_ms, mds_chunkserver **out,
+                         char *err, size_t errlen);
+
+/* Validates a disk path: absolute, 2..MDS_DISK_PATH_MAX-1 printable ASCII chars, no spaces.
+ * 0 or -EINVAL. */
+int mds_topo_check_disk_path(const char *path);
 
 /*
  * Applies a topology description (JSON text of `len` bytes, see docs/mds.md):

@@ -68,11 +68,12 @@ static inline void mdst_build(mds_topology *t, int nzones, int servers,
         int ns = servers_per_zone ? servers_per_zone[z] : servers;
         for (int s = 0; s < ns; s++) {
             for (int c = 0; c < css; c++) {
-                char host[32];
+                char host[32], disk[32];
                 snprintf(host, sizeof(host), "10.0.%d.%d", z, s);
+                snprintf(disk, sizeof(disk), "/data/cs%d", c);
                 mds_chunkserver *cs = NULL;
-                rc = mds_topo_register_cs(t, host, 8200 + (uint32_t)c, 1ull << 40, &rng, 0, &cs,
-                                          err, sizeof(err));
+                rc = mds_topo_register_cs(t, host, 8200 + (uint32_t)c, disk, 1ull << 40, &rng, 0,
+                                          &cs, err, sizeof(err));
                 assert_int_equal(rc, 0);
             }
         }

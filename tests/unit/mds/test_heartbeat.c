@@ -243,6 +243,67 @@ static void test_operator_completion(void **state)
     assert_int_equal(res.events[0].outcome, MDS_OP_FAILED);
 }
 
+static void test_address_and_disk_failure(void **state)
+{
+    fixture *f = *state;
+    char err[256];
+    const mds_chunkserver *c = mds_topo_cs(&f->t, 4);
+    mds_hb_report r = {.cs_id = 4, .token = c->token, .host = c->host, .port = c->port + 1,
+                       .capacity = 10, .used = 1};
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 5, &res, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "registered as 10.0.1.0:8200"));
+    r.port = c->port;
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 5, &res, err, sizeof(err)), 0);
+    assert_int_equal(c->state, MDS_CS_ONLINE);
+    r.disk_failed = true;
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 6, &res, err, sizeof(err)), 0);
+    assert_int_equal(c->state, MDS_CS_OFFLINE);
+    assert_int_equal(c->last_hb_ms, 6);
+}
+
+/* Copysets a chunkserver may drop: unknown ones, and old views from removed members. */
+static void test_gc_list(void **state)
+{
+    fixture *f = *state;
+    mds_hb_copyset e[3];
+    e[0] = entry(42, 1, 1, 0, 1, 4, 7); /* unknown */
+    e[1] = entry(1, 4, 2, 1, 1, 4, 9);  /* 9 was removed: its epoch-4 view is stale */
+    e[2] = entry(1, 4, 2, 1, 1, 4, 7);  /* stale too, but 7 is still a member: keep */
+    assert_int_equal(send_hb(f, 9, e, 2, 10), 0);
+    assert_int_equal(res.ngc, 2);
+    assert_int_equal(res.gc[0].copyset_id, 42);
+    assert_int_equal(res.gc[1].copyset_id, 1);
+    assert_int_equal(send_hb(f, 7, &e[2], 1, 10), 0);
+    assert_int_equal(res.stale, 1);
+    assert_int_equal(res.ngc, 0);
+}
+
+/* The leader says the change failed: the operator fails now, not at its deadline. */
+static void test_change_failed(void **state)
+{
+    fixture *f = *state;
+    mds_operator op = {.type = MDS_OP_CHANGE_PEER, .pool_id = 1, .copyset_id = 1,
+                       .old_peer = 7, .new_peer = 8, .start_epoch = 5, .deadline_ms = 1000};
+    assert_int_equal(mds_optable_add(&f->ops, &op, NULL), 0);
+    mds_hb_copyset e = entry(1, 5, 2, 1, 1, 4, 7);
+    e.change_type = MDS_OP_CHANGE_PEER;
+    e.change_peer = 8;
+    assert_int_equal(send_hb(f, 1, &e, 1, 10), 0); /* in progress */
+    assert_int_equal(res.nevents, 0);
+    e.change_failed = true;
+    assert_int_equal(send_hb(f, 4, &e, 1, 11), 0); /* not from the leader: ignored */
+    assert_int_equal(res.nevents, 0);
+    e.change_peer = 9;
+    assert_int_equal(send_hb(f, 1, &e, 1, 12), 0); /* another change: ignored */
+    assert_int_equal(res.nevents, 0);
+    e.change_peer = 8;
+    assert_int_equal(send_hb(f, 1, &e, 1, 13), 0);
+    assert_int_equal(res.nevents, 1);
+    assert_int_equal(res.events[0].outcome, MDS_OP_FAILED);
+    assert_null(mds_optable_find(&f->ops, 1, 1));
+    assert_false(mds_optable_cs_busy(&f->ops, 8));
+}
+
 static void test_state_transitions(void **state)
 {
     fixture *f = *state;
@@ -387,6 +448,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_operator_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_transitions, setup, teardown),
         cmocka_unit_test(test_config),
+        cmocka_unit_test_setup_teardown(test_address_and_disk_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_failed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -132,39 +132,47 @@ static void test_register_and_queries(void **state)
     mds_topo_init(&t);
     assert_int_equal(mds_topo_apply_json(&t, desc_ok, strlen(desc_ok), NULL, err, sizeof(err)), 0);
     mds_chunkserver *a = NULL, *b = NULL;
-    assert_int_equal(mds_topo_register_cs(&t, "127.0.0.1", 8200, 100, &rng, 5, &a, err,
-                                          sizeof(err)),
-                     0);
+#define REG(host, port, disk, now, out)                                                            \
+    mds_topo_register_cs(&t, host, port, disk, 100, &rng, now, out, err, sizeof(err))
+    assert_int_equal(REG("127.0.0.1", 8200, "/data/d1", 5, &a), 0);
     uint32_t a_id = a->id;
     char token[MDS_TOKEN_LEN + 1];
     memcpy(token, a->token, sizeof(token));
     assert_int_equal(strlen(token), MDS_TOKEN_LEN);
     assert_int_equal(a->zone_id, mds_topo_zone_by_name(&t, "z1")->id);
     assert_int_equal(a->state, MDS_CS_ONLINE);
-    /* same address again: same id and token */
-    assert_int_equal(mds_topo_register_cs(&t, "127.0.0.1", 8200, 100, &rng, 6, &b, err,
-                                          sizeof(err)),
-                     0);
+    assert_string_equal(a->disk_path, "/data/d1");
+    /* same address and disk again: same id and token */
+    assert_int_equal(REG("127.0.0.1", 8200, "/data/d1", 6, &b), 0);
     assert_int_equal(b->id, a_id);
     assert_string_equal(b->token, token);
-    assert_int_equal(mds_topo_register_cs(&t, "127.0.0.2", 8200, 100, &rng, 6, &b, err,
-                                          sizeof(err)),
-                     0);
+    /* same address, other disk; or same disk, other port: held by chunkserver a */
+    assert_int_equal(REG("127.0.0.1", 8200, "/data/d2", 6, &b), -EEXIST);
+    assert_non_null(strstr(err, "address held by chunkserver"));
+    assert_int_equal(REG("127.0.0.1", 8201, "/data/d1", 6, &b), -EEXIST);
+    assert_non_null(strstr(err, "disk /data/d1 held by chunkserver"));
+    /* a second disk on the same server */
+    assert_int_equal(REG("127.0.0.1", 8201, "/data/d2", 6, &b), 0);
+    assert_int_not_equal(b->id, a_id);
+    assert_int_equal(REG("127.0.0.2", 8200, "/data/d1", 6, &b), 0);
     assert_int_not_equal(b->id, a_id);
     assert_string_not_equal(b->token, token);
-    assert_int_equal(mds_topo_register_cs(&t, "127.0.0.9", 8200, 100, &rng, 6, &b, err,
-                                          sizeof(err)),
-                     CURVE_ERR_NOT_FOUND);
+    assert_int_equal(REG("127.0.0.9", 8200, "/data/d1", 6, &b), CURVE_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "no server with host 127.0.0.9"));
-    assert_int_equal(mds_topo_register_cs(&t, "127.0.0.1", 0, 100, &rng, 6, &b, err, sizeof(err)),
-                     -EINVAL);
-    assert_int_equal(mds_topo_register_cs(&t, "127.0.0.1", 70000, 100, &rng, 6, &b, err,
-                                          sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(REG("127.0.0.1", 0, "/data/d9", 6, &b), -EINVAL);
+    assert_int_equal(REG("127.0.0.1", 70000, "/data/d9", 6, &b), -EINVAL);
+    assert_int_equal(REG("127.0.0.1", 8209, "data/d9", 6, &b), -EINVAL);
+    assert_int_equal(REG("127.0.0.1", 8209, "/data/d 9", 6, &b), -EINVAL);
+    assert_int_equal(REG("127.0.0.1", 8209, NULL, 6, &b), -EINVAL);
+    /* a retired chunkserver frees its address and disk */
+    assert_int_equal(mds_topo_retire_cs(&t, a_id), 0);
+    assert_int_equal(REG("127.0.0.1", 8200, "/data/d1", 7, &b), 0);
+    assert_int_not_equal(b->id, a_id);
+#undef REG
 
     /* queries */
     uint32_t ids[4];
-    assert_int_equal(mds_topo_css_of_zone(&t, mds_topo_zone_by_name(&t, "z1")->id, ids, 4), 1);
+    assert_int_equal(mds_topo_css_of_zone(&t, mds_topo_zone_by_name(&t, "z1")->id, ids, 4), 3);
     assert_int_equal(ids[0], a_id);
     mds_topo_destroy(&t);
 }
@@ -313,7 +321,7 @@ static void test_record_decode_errors(void **state)
          CURVE_ERR_CORRUPT},
         {MDS_TOPO_CS,
          "{\"id\":1,\"server\":1,\"port\":1,\"state\":\"dead\",\"token\":\"t\",\"host\":\"h\","
-         "\"cap\":1,\"used\":0}",
+         "\"disk\":\"/d\",\"cap\":1,\"used\":0}",
          CURVE_ERR_CORRUPT},
         {MDS_TOPO_LPOOL,
          "{\"id\":1,\"ppool\":1,\"replicas\":3,\"copysets\":1,\"created\":1,\"name\":\"l\"}",
