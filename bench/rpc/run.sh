@@ -3,7 +3,7 @@
 # 4 KiB payload, measured in the same run (the machine is shared and noisy).
 #
 #   bash bench/rpc/run.sh <builddir>        (make bench-rpc uses build/release)
-#   env: ROUNDS (default 3), SECONDS_PER_RUN (default 2), SIZE (default 4096)
+#   env: ROUNDS (default 5), SECONDS_PER_RUN (default 1), SIZE (default 4096)
 #
 # Prints one table row per round and measurement, then the TARGET lines computed from the
 # median round:
@@ -12,8 +12,8 @@
 set -euo pipefail
 
 B=${1:-build/release}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECONDS_PER_RUN:-2}
+ROUNDS=${ROUNDS:-5}
+SECS=${SECONDS_PER_RUN:-1}
 SIZE=${SIZE:-4096}
 SERVER="$B/src/rpc/curve-echo-server"
 BENCH="$B/bench/rpc/rpc_bench"
@@ -66,7 +66,7 @@ echo "# rpc echo benchmark: payload ${SIZE} B, ${SECS} s per run, ${ROUNDS} roun
 echo "# (shared machine: other processes may be running; compare RPC with raw within a round)"
 printf "%-5s %-4s %-8s %12s %12s %12s %12s\n" round kind inflight ops/s rtt_mean_us \
     rtt_p50_us rtt_p99_us
-declare -a R1 R32
+declare -a R1 R32 P1
 for r in $(seq "$ROUNDS"); do
     declare -A res=()
     for inflight in 1 32; do
@@ -80,9 +80,11 @@ for r in $(seq "$ROUNDS"); do
                 "$mean" "$(field rtt_p50_us <<<"$line")" "$(field rtt_p99_us <<<"$line")"
             res[$kind.$inflight.ops]=$ops
             res[$kind.$inflight.mean]=$mean
+            res[$kind.$inflight.p50]=$(field rtt_p50_us <<<"$line")
         done
     done
     R1+=("$(awk -v a="${res[rpc.1.mean]}" -v b="${res[raw.1.mean]}" 'BEGIN{printf "%.3f", a/b}')")
+    P1+=("$(awk -v a="${res[rpc.1.p50]}" -v b="${res[raw.1.p50]}" 'BEGIN{printf "%.3f", a/b}')")
     R32+=("$(awk -v a="${res[rpc.32.ops]}" -v b="${res[raw.32.ops]}" 'BEGIN{printf "%.3f", a/b}')")
     unset res
 done
@@ -91,6 +93,7 @@ median() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(
 m1=$(median "${R1[@]}")
 m32=$(median "${R32[@]}")
 echo "# per-round rpc/raw round-trip ratio at 1 in flight: ${R1[*]}"
+echo "# per-round rpc/raw p50 round-trip ratio at 1 in flight (information): ${P1[*]}"
 echo "# per-round rpc/raw throughput ratio at 32 in flight: ${R32[*]}"
 ok1=$(awk -v m="$m1" 'BEGIN{print (m <= 1.5) ? "MET" : "MISSED"}')
 ok32=$(awk -v m="$m32" 'BEGIN{print (m >= 0.60) ? "MET" : "MISSED"}')
