@@ -415,15 +415,19 @@ static void ch_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
         rpc_frame_free(f);
         return;
     }
-    if (f->hdr.service_id != c->service_id || f->hdr.method_id != c->method_id) {
+    uint32_t svc = f->hdr.service_id, method = f->hdr.method_id;
+    int32_t status = f->hdr.status;
+    if (svc != c->service_id || method != c->method_id || status > 0) {
         rpc_frame_free(f);
         call_complete(c, CURVE_ERR_RPC_PROTO, NULL,
-                      "response to call %llu from %s names svc %u method %u, expected %u/%u",
-                      (unsigned long long)c->id, ch->addr, f->hdr.service_id,
-                      f->hdr.method_id, c->service_id, c->method_id);
+                      "response to call %llu from %s is invalid: svc %u method %u (expected "
+                      "%u/%u), status %d",
+                      (unsigned long long)c->id, ch->addr, svc, method, c->service_id,
+                      c->method_id, status);
+        ch_arm_deadline(ch);
         return;
     }
-    call_complete(c, f->hdr.status, f, NULL);
+    call_complete(c, status, f, NULL);
     ch_arm_deadline(ch);
 }
 

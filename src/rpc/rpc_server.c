@@ -158,6 +158,7 @@ static void ctx_deliver(void *arg)
 int rpc_call_reply(rpc_call_ctx *ctx, int status, const ProtobufCMessage *resp,
                    curve_iobuf *attach)
 {
+    CURVE_ASSERT(status <= 0);
     srv_conn *sc = ctx->sc;
     rpc_server *s = sc->srv;
     rpc_frame_hdr h = {
@@ -197,7 +198,7 @@ int rpc_call_reply(rpc_call_ctx *ctx, int status, const ProtobufCMessage *resp,
 
 int rpc_call_reply_error(rpc_call_ctx *ctx, int status, const char *fmt, ...)
 {
-    CURVE_ASSERT(status != 0);
+    CURVE_ASSERT(status < 0);
     char text[RPC_SERVER_ERRTEXT_MAX];
     va_list ap;
     va_start(ap, fmt);

@@ -586,6 +586,98 @@ static void test_garbage_closes_only_that_connection(void **state)
     env_free(e);
 }
 
+/* ---- a misbehaving server: the channel fails the calls cleanly and keeps working ---- */
+
+/* Reads one request frame header (and skips its body/attachment) from a raw socket. */
+static void read_request(int fd, rpc_frame_hdr *h)
+{
+    uint8_t hb[RPC_FRAME_HDR_SIZE];
+    size_t got = 0;
+    while (got < sizeof(hb)) {
+        ssize_t n = recv(fd, hb + got, sizeof(hb) - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    rpc_frame_limits lim = {.body_max = 1 << 20, .attach_max = 1 << 20};
+    assert_int_equal(rpc_frame_hdr_decode(hb, &lim, h, NULL), 0);
+    size_t skip = h->body_len + h->attach_len;
+    uint8_t junk[4096];
+    while (skip > 0) {
+        ssize_t n = recv(fd, junk, skip < sizeof(junk) ? skip : sizeof(junk), 0);
+        assert_true(n > 0);
+        skip -= (size_t)n;
+    }
+}
+
+static void send_response(int fd, const rpc_frame_hdr *req, uint32_t method, int32_t status)
+{
+    rpc_frame_hdr h = {.type = RPC_FRAME_RESPONSE, .corr_id = req->corr_id,
+                       .service_id = req->service_id, .method_id = method, .status = status};
+    uint8_t hb[RPC_FRAME_HDR_SIZE];
+    rpc_frame_hdr_encode(&h, hb);
+    assert_int_equal(send(fd, hb, sizeof(hb), MSG_NOSIGNAL), (ssize_t)sizeof(hb));
+}
+
+static void test_bad_server_responses(void **state)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+    curve_loop *loop;
+    assert_int_equal(curve_loop_new("tbad", &loop), 0);
+    assert_int_equal(curve_loop_start(loop), 0);
+    rpc_channel *ch;
+    assert_int_equal(rpc_channel_new(loop, addr, NULL, &ch), 0);
+
+    /* 1: a response naming another method; 2: a positive status; 3: a body that is not an
+     * EchoResponse; 4: garbage bytes, which close the connection. */
+    one_result r[4];
+    for (int i = 0; i < 4; i++) {
+        Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+        req.message = "q";
+        curve_completion_init(&r[i].done);
+        atomic_init(&r[i].calls, 0);
+        assert_int_equal(rpc_channel_call(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base,
+                                          NULL, &curve__echo__echo_response__descriptor, 10000,
+                                          one_cb, &r[i], NULL),
+                         0);
+    }
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    rpc_frame_hdr h[4];
+    for (int i = 0; i < 4; i++)
+        read_request(fd, &h[i]);
+    send_response(fd, &h[0], 77, 0);
+    send_response(fd, &h[1], ECHO_METHOD_ECHO, 5);
+    send_response(fd, &h[2], ECHO_METHOD_ECHO, 0); /* empty body: required field missing */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(curve_completion_wait(&r[i].done, WAIT_MS), 0);
+        assert_int_equal(r[i].status, CURVE_ERR_RPC_PROTO);
+    }
+    assert_non_null(strstr(r[0].errmsg, "invalid"));
+    assert_non_null(strstr(r[2].errmsg, "not a valid"));
+    assert_int_equal(send(fd, "garbage-garbage-garbage-garbage-garbage-garbage-!", 50,
+                          MSG_NOSIGNAL),
+                     50);
+    assert_int_equal(curve_completion_wait(&r[3].done, WAIT_MS), 0);
+    assert_int_equal(r[3].status, CURVE_ERR_RPC_CONN);
+    expect_closed(fd);
+    close(fd);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(atomic_load(&r[i].calls), 1);
+        curve_completion_destroy(&r[i].done);
+    }
+    rpc_channel_close_sync(ch);
+    curve_loop_free(loop);
+    close(lfd);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -600,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_close_fails_pending),
         cmocka_unit_test(test_calls_racing_close),
         cmocka_unit_test(test_garbage_closes_only_that_connection),
+        cmocka_unit_test(test_bad_server_responses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
