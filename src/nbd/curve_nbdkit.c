@@ -1,0 +1,308 @@
+/*
+ * nbdkit-curve-plugin: exports one Curve-C volume over NBD (docs/nbd.md).
+ *
+ *   nbdkit curve volume=/dir/vol conf=/etc/curve/client.conf [exclusive=true]
+ *          [readonly=true] [mds.addrs=host:port,...] [client.<key>=<value> ...]
+ *
+ * One libcurve client and one open volume serve every connection of the nbdkit process: the
+ * volume is opened once in .after_fork (libcurve starts threads, which must not cross nbdkit's
+ * daemonizing fork) and shared, so NBD multi-conn is safe — all connections see the same
+ * volume, and a flush on any connection is a barrier for writes acknowledged on all of them.
+ * libcurve acknowledges a write only when it is durable on a quorum of replicas, so FUA is
+ * native and free, and .flush only waits for writes still in flight.
+ *
+ * Thread model PARALLEL: libcurve volumes are thread-safe; nbd_io serializes only the
+ * read-modify-write of partially written 4 KiB blocks.
+ */
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "curve/curve.h"
+#include "nbd/nbd_io.h"
+
+#define NBD_PLUGIN_MAX_OVERRIDES 32 /* client.* / mds.* keys passed through to libcurve */
+
+static struct {
+    /* configuration (set in .config, on nbdkit's main thread) */
+    char *volume;
+    char *conf;                                            /* absolute path or NULL */
+    char *overrides[NBD_PLUGIN_MAX_OVERRIDES + 1];          /* "key=value", NULL-terminated */
+    unsigned noverrides;
+    bool exclusive;
+    bool readonly;
+    /* runtime (set in .after_fork, read-only afterwards until .cleanup) */
+    curve_client *client;
+    curve_volume *vol;
+    struct nbd_io io;
+    bool io_ready;
+} g;
+
+static int fail(int err, const char *what)
+{
+    nbdkit_error("curve: %s %s: %s", what, g.volume ? g.volume : "?", curve_strerror(err));
+    nbdkit_set_error(nbd_io_errno(err));
+    return -1;
+}
+
+static void curve_nbd_unload(void)
+{
+    free(g.volume);
+    free(g.conf);
+    for (unsigned i = 0; i < g.noverrides; i++)
+        free(g.overrides[i]);
+    memset(&g, 0, sizeof(g));
+}
+
+static int curve_nbd_config(const char *key, const char *value)
+{
+    if (strcmp(key, "volume") == 0) {
+        if (value[0] != '/' || strlen(value) > CURVE_PATH_MAX) {
+            nbdkit_error("curve: volume=%s: must be an absolute volume path (\"/dir/vol\")",
+                         value);
+            return -1;
+        }
+        free(g.volume);
+        g.volume = strdup(value);
+        return g.volume ? 0 : -1;
+    }
+    if (strcmp(key, "conf") == 0) {
+        free(g.conf);
+        g.conf = nbdkit_absolute_path(value); /* nbdkit chdir's to / when it daemonizes */
+        return g.conf ? 0 : -1;
+    }
+    if (strcmp(key, "exclusive") == 0 || strcmp(key, "readonly") == 0) {
+        int b = nbdkit_parse_bool(value);
+        if (b < 0)
+            return -1; /* nbdkit_parse_bool printed the error */
+        if (key[0] == 'e')
+            g.exclusive = b;
+        else
+            g.readonly = b;
+        return 0;
+    }
+    if (strncmp(key, "client.", 7) == 0 || strncmp(key, "mds.", 4) == 0) {
+        if (g.noverrides == NBD_PLUGIN_MAX_OVERRIDES) {
+            nbdkit_error("curve: more than %d client.*/mds.* keys", NBD_PLUGIN_MAX_OVERRIDES);
+            return -1;
+        }
+        char *kv;
+        if (asprintf(&kv, "%s=%s", key, value) < 0)
+            return -1;
+        g.overrides[g.noverrides++] = kv;
+        return 0;
+    }
+    nbdkit_error("curve: unknown parameter '%s' (expected volume=, conf=, exclusive=, readonly=, "
+                 "mds.addrs= or client.<key>=)",
+                 key);
+    return -1;
+}
+
+static int curve_nbd_config_complete(void)
+{
+    if (g.volume == NULL) {
+        nbdkit_error("curve: the volume=/path parameter is required");
+        return -1;
+    }
+    if (g.conf == NULL && g.noverrides == 0) {
+        nbdkit_error("curve: give conf=<client.conf> or mds.addrs=host:port[,...]");
+        return -1;
+    }
+    return 0;
+}
+
+static int curve_nbd_after_fork(void)
+{
+    int r = curve_client_init(g.conf, (const char *const *)g.overrides, &g.client);
+    if (r < 0) {
+        nbdkit_error("curve: client configuration %s: %s", g.conf ? g.conf : "(none)",
+                     curve_strerror(r));
+        return -1;
+    }
+    unsigned flags = g.readonly ? CURVE_OPEN_RDONLY : CURVE_OPEN_RDWR;
+    if (g.exclusive)
+        flags |= CURVE_OPEN_EXCLUSIVE;
+    r = curve_open(g.client, g.volume, flags, &g.vol);
+    if (r < 0) {
+        fail(r, "open");
+        goto err_after_client;
+    }
+    struct curve_stat st;
+    r = curve_fstat(g.vol, &st);
+    if (r < 0) {
+        fail(r, "stat");
+        goto err_after_open;
+    }
+    r = nbd_io_init(&g.io, g.vol, st.size);
+    if (r < 0) {
+        nbdkit_error("curve: %s: size %" PRIu64 " unusable: %s", g.volume, st.size,
+                     curve_strerror(r));
+        goto err_after_open;
+    }
+    g.io_ready = true;
+    nbdkit_debug("curve: opened %s (%" PRIu64 " bytes, epoch %" PRIu64 ")%s%s", g.volume,
+                 st.size, st.epoch, g.readonly ? " read-only" : "",
+                 g.exclusive ? " exclusive" : "");
+    return 0;
+
+err_after_open:
+    curve_close(g.vol);
+    g.vol = NULL;
+err_after_client:
+    curve_client_destroy(g.client);
+    g.client = NULL;
+    return -1;
+}
+
+static void curve_nbd_cleanup(void)
+{
+    if (g.io_ready) {
+        nbd_io_fini(&g.io);
+        g.io_ready = false;
+    }
+    if (g.vol != NULL) {
+        int r = curve_close(g.vol);
+        if (r < 0)
+            nbdkit_error("curve: close %s: %s", g.volume, curve_strerror(r));
+        g.vol = NULL;
+    }
+    if (g.client != NULL) {
+        curve_client_destroy(g.client);
+        g.client = NULL;
+    }
+}
+
+/* Every connection shares the one open volume; the handle only needs to be non-NULL. */
+static void *curve_nbd_open(int readonly)
+{
+    if (!g.io_ready) {
+        nbdkit_error("curve: volume %s is not open", g.volume);
+        return NULL;
+    }
+    return &g;
+}
+
+static int64_t curve_nbd_get_size(void *h)
+{
+    return (int64_t)g.io.size;
+}
+
+static int curve_nbd_can_write(void *h)
+{
+    return !g.readonly;
+}
+
+static int curve_nbd_one(void *h)
+{
+    return 1;
+}
+
+/* Writes are durable when acknowledged (quorum-replicated): FUA costs nothing. */
+static int curve_nbd_can_fua(void *h)
+{
+    return NBDKIT_FUA_NATIVE;
+}
+
+static int curve_nbd_block_size(void *h, uint32_t *minimum, uint32_t *preferred,
+                                uint32_t *maximum)
+{
+    *minimum = 1; /* unaligned requests are read-modify-written by nbd_io */
+    *preferred = NBD_IO_ALIGN;
+    *maximum = 0xffffffff;
+    return 0;
+}
+
+static int curve_nbd_pread(void *h, void *buf, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    int r = nbd_io_read(&g.io, buf, count, offset);
+    return r < 0 ? fail(r, "read") : 0;
+}
+
+static int curve_nbd_pwrite(void *h, const void *buf, uint32_t count, uint64_t offset,
+                            uint32_t flags)
+{
+    int r = nbd_io_write(&g.io, buf, count, offset);
+    return r < 0 ? fail(r, "write") : 0;
+}
+
+static int curve_nbd_flush(void *h, uint32_t flags)
+{
+    int r = nbd_io_flush(&g.io);
+    return r < 0 ? fail(r, "flush") : 0;
+}
+
+static int curve_nbd_trim(void *h, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    int r = nbd_io_trim(&g.io, count, offset);
+    return r < 0 ? fail(r, "trim") : 0;
+}
+
+static int curve_nbd_zero(void *h, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    bool may_trim = (flags & NBDKIT_FLAG_MAY_TRIM) != 0;
+    if ((flags & NBDKIT_FLAG_FAST_ZERO) && !may_trim) {
+        /* Writing zeros is no faster than the client writing them itself. */
+        nbdkit_set_error(ENOTSUP);
+        return -1;
+    }
+    int r = nbd_io_zero(&g.io, count, offset, may_trim);
+    return r < 0 ? fail(r, "zero") : 0;
+}
+
+static int curve_nbd_thread_model(void)
+{
+    return NBDKIT_THREAD_MODEL_PARALLEL;
+}
+
+static void curve_nbd_dump_plugin(void)
+{
+    printf("curve_version=%s\n", curve_version());
+    printf("curve_api_version=%d\n", CURVE_API_VERSION);
+}
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+static struct nbdkit_plugin plugin = {
+    .name = CURVE_NBD_PLUGIN_NAME,
+    .longname = "Curve-C block volume",
+    .version = "0.1.0",
+    .description = "Exports a Curve-C volume (libcurve) over NBD",
+    .unload = curve_nbd_unload,
+    .config = curve_nbd_config,
+    .config_complete = curve_nbd_config_complete,
+    .config_help = "volume=<PATH>          (required) volume path, e.g. /dir/vol\n"
+                   "conf=<FILE>            libcurve client configuration file\n"
+                   "mds.addrs=<ADDRS>      MDS addresses host:port[,...] (overrides conf)\n"
+                   "client.<key>=<VALUE>   any libcurve client key (docs/client.md)\n"
+                   "exclusive=<BOOL>       fence other writers of the volume (epoch bump)\n"
+                   "readonly=<BOOL>        open the volume read-only",
+    .magic_config_key = "volume",
+    .after_fork = curve_nbd_after_fork,
+    .cleanup = curve_nbd_cleanup,
+    .open = curve_nbd_open,
+    .get_size = curve_nbd_get_size,
+    .can_write = curve_nbd_can_write,
+    .can_flush = curve_nbd_one,
+    .can_trim = curve_nbd_one,
+    .can_zero = curve_nbd_one,
+    .can_fast_zero = curve_nbd_one,
+    .can_multi_conn = curve_nbd_one,
+    .can_fua = curve_nbd_can_fua,
+    .block_size = curve_nbd_block_size,
+    .pread = curve_nbd_pread,
+    .pwrite = curve_nbd_pwrite,
+    .flush = curve_nbd_flush,
+    .trim = curve_nbd_trim,
+    .zero = curve_nbd_zero,
+    .thread_model = curve_nbd_thread_model,
+    .dump_plugin = curve_nbd_dump_plugin,
+    .errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN(plugin)
