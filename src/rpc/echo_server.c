@@ -3,6 +3,7 @@
  *
  *   curve-echo-server [--listen=127.0.0.1:0] [--threads=2] [--workers=2]
  *                     [--max-inflight=65536] [--max-inflight-per-conn=1024] [--grace-ms=5000]
+ *                     [--max-conns=10000] [--max-inflight-mib=2048]
  *
  * Prints "listening <ip>:<port>" on stdout once it accepts connections. SIGTERM or SIGINT ⇒
  * graceful shutdown (stop accepting, let handlers finish up to --grace-ms, close), then prints
@@ -37,13 +38,14 @@ static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max
 static void usage(void)
 {
     fprintf(stderr, "usage: curve-echo-server [--listen=IP:PORT] [--threads=N] [--workers=N]\n"
-                    "       [--max-inflight=N] [--max-inflight-per-conn=N] [--grace-ms=MS]\n");
+                    "       [--max-inflight=N] [--max-inflight-per-conn=N] [--grace-ms=MS]\n"
+                    "       [--max-conns=N] [--max-inflight-mib=N]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *listen_addr = "127.0.0.1:0";
-    uint32_t threads = 2, workers = 2, grace_ms = 5000;
+    uint32_t threads = 2, workers = 2, grace_ms = 5000, mib = 0;
     rpc_server_opts opts = {0};
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
@@ -52,6 +54,8 @@ int main(int argc, char **argv)
         {"max-inflight", required_argument, NULL, 'm'},
         {"max-inflight-per-conn", required_argument, NULL, 'c'},
         {"grace-ms", required_argument, NULL, 'g'},
+        {"max-conns", required_argument, NULL, 'C'},
+        {"max-inflight-mib", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -68,6 +72,11 @@ int main(int argc, char **argv)
                            &opts.max_inflight_per_conn);
             break;
         case 'g': rc = parse_u32("grace-ms", optarg, 0, 3600000, &grace_ms); break;
+        case 'C': rc = parse_u32("max-conns", optarg, 1, 1000000, &opts.max_conns); break;
+        case 'B':
+            rc = parse_u32("max-inflight-mib", optarg, 1, 1u << 20, &mib);
+            opts.max_inflight_bytes = (uint64_t)mib << 20;
+            break;
         case 'h': usage(); return 0;
         default: usage(); return 2;
         }

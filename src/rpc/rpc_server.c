@@ -21,6 +21,7 @@ typedef struct srv_conn {
     rpc_conn *conn; /* our reference */
     struct srv_loop *sl;
     uint32_t inflight; /* calls of this connection inside handlers */
+    uint64_t inflight_bytes; /* their request bytes */
     int refs;          /* 1 while open + 1 per call in a handler (loop-only) */
     bool closed;
     struct srv_conn *prev, *next; /* in sl->conns */
@@ -41,6 +42,8 @@ struct rpc_server {
     srv_loop *sl;
     unsigned nloops;
     atomic_uint inflight;   /* calls inside handlers, whole server */
+    atomic_uint_fast64_t inflight_bytes; /* their request bytes */
+    atomic_uint conns;      /* open connections */
     atomic_bool stopping;   /* set by rpc_server_stop */
     atomic_int refs;        /* owner + one per srv_conn */
     bool stopped;           /* owner thread only */
@@ -53,6 +56,7 @@ struct rpc_call_ctx {
     curve_loop_msg msg; /* reply delivery when replying from another thread */
     srv_conn *sc;
     rpc_frame_hdr hdr; /* of the request */
+    uint64_t bytes;    /* request body + attachment, counted against the byte bounds */
     const rpc_method_def *m;
     ProtobufCMessage *req;
     curve_iobuf attach;
@@ -148,8 +152,10 @@ static void ctx_deliver(void *arg)
         (void)rpc_conn_send(sc->conn, ctx->out);
         ctx->out = NULL;
     }
-    CURVE_ASSERT(sc->inflight > 0);
+    CURVE_ASSERT(sc->inflight > 0 && sc->inflight_bytes >= ctx->bytes);
     sc->inflight--;
+    sc->inflight_bytes -= ctx->bytes;
+    atomic_fetch_sub_explicit(&s->inflight_bytes, ctx->bytes, memory_order_relaxed);
     ctx_free(ctx);
     inflight_done(s);
     sc_unref(sc);
@@ -305,6 +311,14 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
                    s->o.max_inflight_per_conn);
         goto out_free;
     }
+    uint64_t bytes = (uint64_t)h->body_len + h->attach_len;
+    /* At least one call is always admitted, however large (the frame limits bound it). */
+    if (sc->inflight > 0 && sc->inflight_bytes + bytes > s->o.max_inflight_bytes_per_conn) {
+        send_error(sc, h, CURVE_ERR_RPC_OVERLOAD,
+                   "server overloaded: %llu request bytes in flight on this connection",
+                   (unsigned long long)sc->inflight_bytes);
+        goto out_free;
+    }
     unsigned old = atomic_fetch_add_explicit(&s->inflight, 1, memory_order_acq_rel);
     if (old >= s->o.max_inflight) {
         inflight_done(s);
@@ -312,8 +326,19 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
                    s->o.max_inflight);
         goto out_free;
     }
+    uint64_t old_bytes =
+        atomic_fetch_add_explicit(&s->inflight_bytes, bytes, memory_order_relaxed);
+    if (old_bytes > 0 && old_bytes + bytes > s->o.max_inflight_bytes) {
+        atomic_fetch_sub_explicit(&s->inflight_bytes, bytes, memory_order_relaxed);
+        inflight_done(s);
+        send_error(sc, h, CURVE_ERR_RPC_OVERLOAD,
+                   "server overloaded: %llu request bytes in flight",
+                   (unsigned long long)old_bytes);
+        goto out_free;
+    }
     rpc_call_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) {
+        atomic_fetch_sub_explicit(&s->inflight_bytes, bytes, memory_order_relaxed);
         inflight_done(s);
         send_error(sc, h, -ENOMEM, "server out of memory");
         goto out_free;
@@ -324,6 +349,7 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
     free(tmp);
     if (!ctx->req) {
         free(ctx);
+        atomic_fetch_sub_explicit(&s->inflight_bytes, bytes, memory_order_relaxed);
         inflight_done(s);
         send_error(sc, h, CURVE_ERR_RPC_BADREQ, "request body is not a valid %s",
                    m->req_desc->name);
@@ -331,11 +357,13 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
     }
     ctx->sc = sc;
     ctx->hdr = *h;
+    ctx->bytes = bytes;
     ctx->m = m;
     curve_iobuf_init(&ctx->attach);
     (void)curve_iobuf_move(&ctx->attach, &f->attach);
     rpc_frame_free(f);
     sc->inflight++;
+    sc->inflight_bytes += bytes;
     sc->refs++;
     m->handler(ctx, ctx->req, &ctx->attach, svc->arg);
     return;
@@ -359,6 +387,12 @@ static void srv_on_accept(rpc_conn *conn, void *ud)
         rpc_conn_close(conn, CURVE_ERR_SHUTDOWN);
         return;
     }
+    if (atomic_load(&s->conns) >= s->o.max_conns) {
+        CLOG_WARN("rpc server: %u connections open (the limit); closing %s", s->o.max_conns,
+                  conn->peer);
+        rpc_conn_close(conn, CURVE_ERR_RPC_OVERLOAD);
+        return;
+    }
     srv_conn *sc = calloc(1, sizeof(*sc));
     if (!sc) {
         CLOG_WARN("rpc server: out of memory accepting %s", conn->peer);
@@ -370,6 +404,7 @@ static void srv_on_accept(rpc_conn *conn, void *ud)
     sc->sl = find_srv_loop(s, conn->loop);
     sc->refs = 1;
     atomic_fetch_add(&s->refs, 1);
+    atomic_fetch_add(&s->conns, 1);
     sc->next = sc->sl->conns;
     if (sc->next)
         sc->next->prev = sc;
@@ -385,6 +420,7 @@ static void srv_on_close(rpc_conn *conn, int reason, void *ud)
         return;
     CLOG_DEBUG("rpc server: connection from %s closed: %s", conn->peer, curve_strerror(reason));
     sc->closed = true;
+    atomic_fetch_sub(&sc->srv->conns, 1);
     if (sc->prev)
         sc->prev->next = sc->next;
     else
@@ -416,6 +452,12 @@ int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_ser
         s->o.max_inflight_per_conn = RPC_SERVER_INFLIGHT_PER_CONN_DEFAULT;
     if (!s->o.max_inflight)
         s->o.max_inflight = RPC_SERVER_INFLIGHT_DEFAULT;
+    if (!s->o.max_inflight_bytes_per_conn)
+        s->o.max_inflight_bytes_per_conn = RPC_SERVER_INFLIGHT_BYTES_PER_CONN_DEFAULT;
+    if (!s->o.max_inflight_bytes)
+        s->o.max_inflight_bytes = RPC_SERVER_INFLIGHT_BYTES_DEFAULT;
+    if (!s->o.max_conns)
+        s->o.max_conns = RPC_SERVER_CONNS_DEFAULT;
     if (!s->o.limits.body_max)
         s->o.limits.body_max = RPC_FRAME_BODY_MAX_DEFAULT;
     if (!s->o.limits.attach_max)
@@ -431,6 +473,8 @@ int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_ser
     for (unsigned i = 0; i < s->nloops; i++)
         s->sl[i].loop = curve_loop_group_get(loops, i);
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->inflight_bytes, 0);
+    atomic_init(&s->conns, 0);
     atomic_init(&s->stopping, false);
     atomic_init(&s->refs, 1);
     pthread_mutex_init(&s->lock, NULL);

@@ -3,9 +3,10 @@
  * that owns the connection; handlers reply (now or later, from any thread) with
  * rpc_call_reply().
  *
- * Bounds: at most max_inflight_per_conn calls per connection and max_inflight calls in the
- * whole server are in a handler at once; beyond them a request gets CURVE_ERR_RPC_OVERLOAD
- * immediately, without running the handler.
+ * Bounds: at most max_inflight_per_conn calls (holding max_inflight_bytes_per_conn request
+ * bytes) per connection and max_inflight calls (max_inflight_bytes) in the whole server are in
+ * a handler at once; beyond them a request gets CURVE_ERR_RPC_OVERLOAD immediately, without
+ * running the handler. At most max_conns connections are open; more are closed on accept.
  *
  * Shutdown (rpc_server_stop): stop accepting, answer new requests with CURVE_ERR_SHUTDOWN, wait
  * up to grace_ms for handlers to reply, then close every connection (replies that come later
@@ -28,6 +29,9 @@ typedef struct rpc_call_ctx rpc_call_ctx;
 /* Defaults and bounds. */
 #define RPC_SERVER_INFLIGHT_PER_CONN_DEFAULT 1024u
 #define RPC_SERVER_INFLIGHT_DEFAULT 65536u
+#define RPC_SERVER_INFLIGHT_BYTES_PER_CONN_DEFAULT ((uint64_t)256 << 20)
+#define RPC_SERVER_INFLIGHT_BYTES_DEFAULT ((uint64_t)2 << 30)
+#define RPC_SERVER_CONNS_DEFAULT 10000u
 #define RPC_SERVER_SERVICES_MAX 64u
 #define RPC_SERVER_ERRTEXT_MAX 256u /* error text sent with a failed status */
 
@@ -57,6 +61,10 @@ typedef struct rpc_service_def {
 typedef struct rpc_server_opts {
     uint32_t max_inflight_per_conn; /* 0: default */
     uint32_t max_inflight;          /* 0: default */
+    /* Request bytes (body + attachment) held by calls inside handlers (0: defaults). */
+    uint64_t max_inflight_bytes_per_conn;
+    uint64_t max_inflight_bytes;
+    uint32_t max_conns;             /* open connections; more are closed at once (0: default) */
     rpc_frame_limits limits;        /* 0: defaults */
     const rpc_transport_ops *transport; /* NULL: TCP */
 } rpc_server_opts;

@@ -374,6 +374,52 @@ static void test_global_inflight_bound(void **state)
     env_free(e);
 }
 
+static int start_delayed_attach(rpc_channel *ch, uint32_t delay_ms, size_t attach,
+                                one_result *o)
+{
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "slow";
+    req.has_delay_ms = 1;
+    req.delay_ms = delay_ms;
+    curve_completion_init(&o->done);
+    atomic_init(&o->calls, 0);
+    curve_iobuf att;
+    curve_iobuf_init(&att);
+    curve_buf *b = curve_buf_new(attach);
+    memset(curve_buf_data(b), 7, attach);
+    curve_buf_set_len(b, attach);
+    assert_int_equal(curve_iobuf_append(&att, b, 0, attach), 0);
+    curve_buf_unref(b);
+    return rpc_channel_call(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, &att,
+                            &curve__echo__echo_response__descriptor, 5000, one_cb, o, NULL);
+}
+
+static void test_byte_bound_and_max_conns(void **state)
+{
+    /* 1 MiB per connection: two 400 KiB calls fit, the third does not. */
+    rpc_server_opts so = {.max_inflight_bytes_per_conn = 1 << 20, .max_conns = 1};
+    env *e = env_new(&so, NULL);
+    one_result r[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(start_delayed_attach(e->ch, 300, 400 << 10, &r[i]), 0);
+    int ok = 0, overload = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(curve_completion_wait(&r[i].done, WAIT_MS), 0);
+        ok += r[i].status == 0;
+        overload += r[i].status == CURVE_ERR_RPC_OVERLOAD;
+        curve_completion_destroy(&r[i].done);
+    }
+    assert_int_equal(ok, 2);
+    assert_int_equal(overload, 1);
+    /* A second connection is over max_conns: closed at once, the first still works. */
+    rpc_channel *ch2;
+    assert_int_equal(rpc_channel_new(e->cli_loop, e->addr, NULL, &ch2), 0);
+    assert_int_equal(echo_sync(ch2, "second", 0, 0, 0, 5000, NULL), CURVE_ERR_RPC_CONN);
+    rpc_channel_close_sync(ch2);
+    assert_int_equal(echo_sync(e->ch, "first", 0, 0, 10, 0, NULL), 0);
+    env_free(e);
+}
+
 static void test_connect_backoff(void **state)
 {
     /* A port nobody listens on: take one from a server and stop it. */
@@ -687,6 +733,7 @@ int main(void)
         cmocka_unit_test(test_timeout_and_cancel),
         cmocka_unit_test(test_overload_and_client_bound),
         cmocka_unit_test(test_global_inflight_bound),
+        cmocka_unit_test(test_byte_bound_and_max_conns),
         cmocka_unit_test(test_connect_backoff),
         cmocka_unit_test(test_server_gone_then_back),
         cmocka_unit_test(test_close_fails_pending),
