@@ -1,0 +1,53 @@
+/*
+ * Chunkserver registration and heartbeat to the MDS (DESIGN §5, proto/heartbeat.proto,
+ * service 30 on the MDS leader). docs/chunkserver.md "Heartbeat".
+ *
+ * A thread registers once (RegisterChunkServer → id + token, saved in <data>/chunkserver.dat
+ * with a crc32c) and then sends a Heartbeat every interval_ms with the disk's capacity, usage
+ * and health, and per copyset its peers, leader, term, epoch and applied index. Operators in the
+ * reply (add/remove/change peer, transfer leader; only for copysets this server leads) are run
+ * through the copyset manager. A failed call or NOT_LEADER rotates to the next MDS address.
+ *
+ * Threads: cs_hb_start/cs_hb_stop from the daemon's main thread; cs_hb_status_json from any.
+ */
+#ifndef CURVE_CHUNKSERVER_CS_HEARTBEAT_H
+#define CURVE_CHUNKSERVER_CS_HEARTBEAT_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "chunkserver/chunkserver.h"
+
+#define CS_HB_MAX_MDS 8u            /* addresses in --mds-addrs */
+#define CS_HB_TOKEN_MAX 256u        /* bytes of a registration token */
+#define CS_HB_MAX_OPS 64u           /* operators run per heartbeat reply */
+#define CS_DAT_FILE "chunkserver.dat"
+
+typedef struct cs_hb cs_hb;
+
+typedef struct cs_hb_opts {
+    const char *mds_addrs;  /* "ip:port,ip:port" (copied) */
+    const char *data_dir;   /* chunkserver.dat lives here (copied) */
+    const char *ip;         /* advertised address (copied) */
+    uint32_t port, admin_port;
+    cs_mgr *mgr;            /* borrowed */
+    curve_cfp *pool;        /* borrowed */
+    uint64_t interval_ms;
+    uint32_t timeout_ms;
+} cs_hb_opts;
+
+/* Starts the heartbeat thread. Returns 0, -EINVAL (bad address list), CURVE_ERR_CORRUPT
+ * (chunkserver.dat damaged), -ENOMEM or -errno. */
+int cs_hb_start(const cs_hb_opts *o, cs_hb **out);
+/* Stops the thread (bounded by one RPC timeout) and frees. NULL is ignored. */
+void cs_hb_stop(cs_hb *hb);
+/* Adds {"heartbeat": {...}} to obj. */
+void cs_hb_status_json(cs_hb *hb, json_t *obj);
+
+/* chunkserver.dat codec: u32 magic "CSDT", u32 version 1, u32 id, u32 token_len, token,
+ * u32 crc32c of everything before. Exposed for tests. */
+#define CS_DAT_MAX (16u + CS_HB_TOKEN_MAX + 4u)
+int cs_dat_encode(uint32_t id, const char *token, uint8_t *buf, size_t len);
+int cs_dat_decode(const uint8_t *buf, size_t len, uint32_t *id, char *token, size_t token_len);
+
+#endif
