@@ -1435,6 +1435,8 @@ static bool in_lease(struct raft *r)
 {
     if (r->role == RAFT_LEADER)
         return r->o.check_quorum;
+    if (r->o.debug_unsafe & RAFT_UNSAFE_NO_STICKINESS)
+        return false;
     /* also true for one timeout after a restart (last_leader_contact = boot time) */
     return now_ms(r) < r->last_leader_contact + r->o.election_timeout_ms;
 }

@@ -324,11 +324,13 @@ struct raft_options {
     uint32_t promote_max_lag;        /* raft_promote: learner within N entries of last index */
     /* Test-only fault injection proving the simulator's checker can fail. Never set in
      * production. Bit 0: commit entries of older terms by counting (Raft Figure 8 bug).
-     * Bit 1: grant votes without the log up-to-date check. */
+     * Bit 1: grant votes without the log up-to-date check. Bit 2: no leader stickiness (breaks
+     * the lease). */
     uint32_t debug_unsafe;
 };
 #define RAFT_UNSAFE_COMMIT_OLD_TERMS 1u
 #define RAFT_UNSAFE_VOTE_ANY_LOG 2u
+#define RAFT_UNSAFE_NO_STICKINESS 4u
 
 /* Fills defaults: election 1000 ms, heartbeat 100 ms, drift 50‰, pre-vote and check-quorum on,
  * 4 MiB per entry, 64 entries / 1 MiB per message, 8 in flight, 4096 proposals, 1024 reads,

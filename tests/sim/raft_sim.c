@@ -17,7 +17,7 @@
  * command commits within a bounded simulated time; then all members converge to the same state.
  *
  * Usage: raft_sim --seeds N [--start S]   |   raft_sim --seed S [--verbose]
- *        [--unsafe commit-old-terms|vote-any-log] [--expect-violation]
+ *        [--unsafe commit-old-terms|vote-any-log|no-stickiness] [--expect-violation]
  * A failing seed prints the command that replays it.
  */
 #include <errno.h>
@@ -311,6 +311,8 @@ static struct {
     uint32_t member_pm;    /* per 100 ms */
     uint32_t transfer_pm;  /* per 100 ms */
     uint32_t propose_every;
+    uint32_t idle_pm; /* per 100 ms: client traffic pauses for a while */
+    uint64_t idle_until;
     uint64_t heal_at;
 } g_f;
 
@@ -1021,12 +1023,25 @@ static void check_invariants(void)
     }
     if (leases > 1)
         violation("lease: %u nodes hold a valid lease at once", leases);
+    /* stronger: while a node holds a lease in term t, nobody can have won a later election */
+    for (int i = 0; leases && i < SIM_MAX_NODES; i++) {
+        struct node *a = &g_nodes[i];
+        if (!a->up || !raft_lease_valid(a->r))
+            continue;
+        for (int j = 0; j < SIM_MAX_NODES; j++) {
+            struct node *b = &g_nodes[j];
+            if (b->up && raft_role(b->r) == RAFT_LEADER && raft_term(b->r) > raft_term(a->r))
+                violation("lease: node %" PRIu64 " holds a lease in term %" PRIu64
+                          " while node %" PRIu64 " leads term %" PRIu64,
+                          a->id, raft_term(a->r), b->id, raft_term(b->r));
+        }
+    }
 }
 
 static void set_partition(void)
 {
     memset(g_block, 0, sizeof(g_block));
-    uint32_t mode = (uint32_t)rnd_range(0, 3);
+    uint32_t mode = (uint32_t)rnd_range(0, 5);
     uint32_t a = (uint32_t)rnd_range(0, SIM_MAX_NODES - 1);
     for (int k = 0; k < SIM_MAX_NODES && !(g_nodes[a].exists && !g_nodes[a].removed); k++)
         a = (a + 1) % SIM_MAX_NODES; /* an existing node */
@@ -1046,10 +1061,16 @@ static void set_partition(void)
         vlog("partition: node %u cannot send (asymmetric)", a + 1);
         for (int j = 0; j < SIM_MAX_NODES; j++)
             g_block[a][j] = true;
-    } else {
+    } else if (mode == 3) {
         vlog("partition: node %u cannot receive (asymmetric)", a + 1);
         for (int j = 0; j < SIM_MAX_NODES; j++)
             g_block[j][a] = true;
+    } else { /* modes 4 and 5: one link (a node hears some peers but not the leader) */
+        uint32_t b = (uint32_t)rnd_range(0, SIM_MAX_NODES - 1);
+        for (int k = 0; k < SIM_MAX_NODES && (b == a || !g_nodes[b].exists); k++)
+            b = (b + 1) % SIM_MAX_NODES;
+        vlog("partition: link %u <-> %u cut", a + 1, b + 1);
+        g_block[a][b] = g_block[b][a] = true;
     }
 }
 
@@ -1145,11 +1166,13 @@ static void fault_actions(void)
         node_crash(cl, true);
         cl->restart_at = g_now + rnd_range(20, 400);
     }
+    if (chance(g_f.idle_pm))
+        g_f.idle_until = g_now + rnd_range(200, 1500);
     if (chance(g_f.partition_pm)) {
         set_partition();
         g_stats.partitions++;
     }
-    else if (chance(200))
+    else if (chance(120))
         memset(g_block, 0, sizeof(g_block));
     struct node *l = find_leader();
     if (l && chance(g_f.member_pm))
@@ -1347,6 +1370,8 @@ static int run_seed(uint64_t seed)
     g_f.member_pm = (uint32_t)rnd_range(0, 150);
     g_f.transfer_pm = (uint32_t)rnd_range(0, 80);
     g_f.propose_every = (uint32_t)rnd_range(2, 20);
+    g_f.idle_pm = (uint32_t)rnd_range(0, 300);
+    g_f.idle_until = 0;
     uint64_t fault_ms = rnd_range(2000, 6000);
 
     g_initial = chance(250) ? 5 : 3;
@@ -1370,7 +1395,7 @@ static int run_seed(uint64_t seed)
         if (g_now >= next_action) {
             next_action = g_now + rnd_range(1, g_f.propose_every);
             struct node *l = find_leader();
-            if (l) {
+            if (l && g_now >= g_f.idle_until) {
                 propose_on(l);
                 if (chance(100)) {
                     struct read_ck *ck = calloc(1, sizeof(*ck));
@@ -1436,7 +1461,8 @@ static int run_seed(uint64_t seed)
 static void usage(void)
 {
     fprintf(stderr, "usage: raft_sim --seeds N [--start S] | --seed S [--verbose]\n"
-                    "       [--unsafe commit-old-terms|vote-any-log] [--expect-violation]\n");
+                    "       [--unsafe commit-old-terms|vote-any-log|no-stickiness]"
+                    " [--expect-violation]\n");
 }
 
 int main(int argc, char **argv)
@@ -1467,6 +1493,8 @@ int main(int argc, char **argv)
                 g_unsafe = RAFT_UNSAFE_COMMIT_OLD_TERMS;
             else if (strcmp(v, "vote-any-log") == 0)
                 g_unsafe = RAFT_UNSAFE_VOTE_ANY_LOG;
+            else if (strcmp(v, "no-stickiness") == 0)
+                g_unsafe = RAFT_UNSAFE_NO_STICKINESS;
             else {
                 usage();
                 return 2;
