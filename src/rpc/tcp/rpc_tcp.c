@@ -152,7 +152,8 @@ static void tcp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     tcp_conn *t = stream->data;
     if (nread > 0) {
-        curve_buf_set_len(t->rbuf, t->rused + (size_t)nread);
+        /* The buffer's own length stays 0: other threads may hold slices of it while we keep
+         * filling its tail, so only the slices (off, len) describe its contents. */
         size_t off = t->rused;
         t->rused += (size_t)nread;
         int rc = rpc_frame_decoder_feed(&t->dec, t->rbuf, off, (size_t)nread, tcp_on_frame, t);
