@@ -511,7 +511,7 @@ typedef struct bench {
     uint64_t chunks, csize, end_ns;
     curve_buf *data;
     uint64_t *lat_us;
-    _Atomic uint64_t done, errors;
+    _Atomic uint64_t done, errors, overload;
     _Atomic int active;
     curve_completion fin;
     uint64_t rng;
@@ -541,7 +541,9 @@ static void bench_cb(rpc_result *r, void *arg)
     if (n < TOOL_BENCH_SAMPLES)
         b->lat_us[n] = (now - s->t0) / 1000;
     Curve__Chunk__ChunkResponse *resp = (void *)r->resp;
-    if (r->status != 0 || resp == NULL ||
+    if (resp != NULL && resp->status == CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_OVERLOAD)
+        atomic_fetch_add(&b->overload, 1);
+    else if (r->status != 0 || resp == NULL ||
         (resp->status != 0 && resp->status != CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_CHUNK_NOTEXIST))
         atomic_fetch_add(&b->errors, 1);
     if (now < b->end_ns) {
@@ -639,10 +641,11 @@ static int cmd_bench(tool *t)
     double sum = 0;
     for (uint64_t i = 0; i < ns; i++)
         sum += (double)b.lat_us[i];
-    printf("{\"op\": \"%s\", \"qd\": %d, \"ops\": %" PRIu64 ", \"errors\": %" PRIu64
+    printf("{\"op\": \"%s\", \"qd\": %d, \"ops\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"overload\": %" PRIu64
            ", \"iops\": %.1f, \"lat_avg_us\": %.1f, \"lat_p50_us\": %" PRIu64
            ", \"lat_p99_us\": %" PRIu64 "}\n",
-           b.method == 1 ? "write" : "read", qd, n, atomic_load(&b.errors), (double)n / el,
+           b.method == 1 ? "write" : "read", qd, n, atomic_load(&b.errors),
+           atomic_load(&b.overload), (double)n / el,
            ns ? sum / (double)ns : 0.0, ns ? b.lat_us[ns / 2] : 0,
            ns ? b.lat_us[(ns * 99) / 100] : 0);
     curve_completion_destroy(&b.fin);

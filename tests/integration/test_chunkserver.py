@@ -1,0 +1,345 @@
+"""Process-level tests of curve-chunkserver: three chunkservers on 127.0.0.1, a copyset created
+through the CopysetService, IO through curve-chunk-tool (one call per invocation, JSON out).
+
+The helpers (CsCluster) are imported by test_slow_chunkserver_*.py too."""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from curvetest import binary, free_port, procs, tmp_dir, wait_until  # noqa: F401 (fixtures)
+
+START_TIMEOUT_S = 30
+TOOL_TIMEOUT_S = 120
+CHUNK_SIZE = 1 << 20
+POOL = 1
+COPYSET = 1
+GID = (POOL << 32) | COPYSET
+
+
+def pattern(seed, size):
+    """The tool's data pattern: 8-byte LE words, word w = seed * 0x9E3779B97F4A7C15 + w."""
+    base = (seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    return b"".join(struct.pack("<Q", (base + w) & 0xFFFFFFFFFFFFFFFF)
+                    for w in range(size // 8))
+
+
+def tool(*args, check=True, timeout=TOOL_TIMEOUT_S):
+    """Runs curve-chunk-tool; returns the parsed JSON lines of its stdout."""
+    p = subprocess.run([binary("curve-chunk-tool")] + [str(a) for a in args],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    out = [json.loads(line) for line in p.stdout.decode().splitlines() if line.startswith("{")]
+    if check:
+        assert p.returncode == 0, (args, p.returncode, p.stdout, p.stderr.decode()[-3000:])
+    return out
+
+
+def http(url, data=None):
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+class Cs:
+    """One chunkserver process."""
+
+    def __init__(self, cluster, idx, extra):
+        self.cluster = cluster
+        self.idx = idx
+        self.dir = os.path.join(cluster.root, "cs%d" % idx)
+        self.extra = list(extra)
+        self.port = None
+        self.proc = None
+        self.admin = None
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        # The Raft id is derived from ip:port, so the port is chosen up front (racy): retry.
+        for attempt in range(5):
+            if self.port is None or attempt > 0:
+                if self.proc is not None and attempt == 0:
+                    break
+                self.port = free_port()
+            args = [binary("curve-chunkserver"), "--data-dir=" + self.dir,
+                    "--port=%d" % self.port, "--chunk-size=%d" % CHUNK_SIZE,
+                    "--pool.target-files=%d" % self.cluster.pool_files,
+                    "--pool.reserve-bytes=0", "--pool.min-ready=4",
+                    "--raft.election-timeout=500ms", "--raft.heartbeat=50ms",
+                    "--admin.failpoints=true"] + self.extra
+            self.proc = self.cluster.procs.start(args, name="cs%d" % self.idx)
+            try:
+                m = self.proc.wait_for_line(r"^listening 127\.0\.0\.1:(\d+) admin (\d+)$",
+                                            timeout=START_TIMEOUT_S)
+            except RuntimeError:
+                if any("Address already in use" in line or "EADDRINUSE" in line
+                       for line in self.proc.stderr_lines):
+                    continue
+                raise
+            self.admin = int(m.group(2))
+            return self
+        raise RuntimeError("cs%d: could not find a free port" % self.idx)
+
+    def restart(self):
+        """Starts again on the same port and data dir (after stop or kill)."""
+        args = [binary("curve-chunkserver"), "--data-dir=" + self.dir,
+                "--port=%d" % self.port, "--chunk-size=%d" % CHUNK_SIZE,
+                "--pool.target-files=%d" % self.cluster.pool_files, "--pool.reserve-bytes=0",
+                "--pool.min-ready=4", "--raft.election-timeout=500ms", "--raft.heartbeat=50ms",
+                "--admin.failpoints=true"] + self.extra
+        self.proc = self.cluster.procs.start(args, name="cs%d" % self.idx)
+        m = self.proc.wait_for_line(r"^listening 127\.0\.0\.1:(\d+) admin (\d+)$",
+                                    timeout=START_TIMEOUT_S)
+        self.admin = int(m.group(2))
+
+    def status(self):
+        code, body = http("http://127.0.0.1:%d/status?metrics=0" % self.admin)
+        assert code == 200, body
+        return json.loads(body)
+
+    def copyset(self):
+        for c in self.status()["copysets"]:
+            if c["pool"] == POOL and c["copyset"] == COPYSET:
+                return c
+        return None
+
+    def chunk_path(self, chunk_id):
+        return os.path.join(self.dir, "copysets", str(GID), "data", "chunk_%d" % chunk_id)
+
+    def tool(self, *args, **kw):
+        return tool("--addr=" + self.addr, *args, **kw)
+
+
+class CsCluster:
+    def __init__(self, procs, root, n=3, extra=(), pool_files=24):
+        self.procs = procs
+        self.root = root
+        self.pool_files = pool_files
+        self.cs = [Cs(self, i + 1, extra).start() for i in range(n)]
+
+    def peers(self, members=None):
+        return ",".join(c.addr + ":0" for c in (members or self.cs))
+
+    def create_copyset(self, members=None):
+        members = members or self.cs
+        for c in members:
+            r = c.tool("create-copyset", "--pool=%d" % POOL, "--copyset=%d" % COPYSET,
+                       "--peers=" + self.peers(members))
+            assert r[0]["status"] == "COPYSET_OK", r
+        return self.wait_leader(members)
+
+    def wait_leader(self, members=None, timeout=30, exclude=None):
+        """Waits until every member agrees on one leader (not `exclude`); returns its Cs."""
+        members = members or self.cs
+
+        def agreed():
+            seen = set()
+            for c in members:
+                if not c.proc.running():
+                    continue
+                r = c.tool("get-leader", "--pool=%d" % POOL, "--copyset=%d" % COPYSET,
+                           check=False)
+                if not r or "leader" not in r[0]:
+                    return None
+                seen.add(r[0]["leader"])
+            if len(seen) != 1:
+                return None
+            addr = seen.pop().rsplit(":", 1)[0]
+            ldr = [c for c in members if c.addr == addr]
+            if not ldr or ldr[0] is exclude or ldr[0].copyset() is None or \
+                    ldr[0].copyset()["role"] != "leader":
+                return None
+            return ldr[0]
+        return wait_until(agreed, timeout, interval=0.1, what="an agreed copyset leader")
+
+    def io(self, leader, op, chunk, offset, size, *extra):
+        return leader.tool(op, "--pool=%d" % POOL, "--copyset=%d" % COPYSET,
+                           "--chunk=%d" % chunk, "--offset=%d" % offset, "--size=%d" % size,
+                           *extra)[0]
+
+    def peers_arg(self, members=None):
+        return "--peers=" + ",".join(c.addr for c in (members or self.cs) if c.proc.running())
+
+
+def test_write_read_delete_across_leader_change(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir)
+    leader = cl.create_copyset()
+    # writes with distinct content, read back from the leader
+    for i in range(8):
+        r = cl.io(leader, "write", 1 + i % 2, (i // 2) * 8192, 8192, "--seed=%d" % (100 + i))
+        assert r["status"] == "SUCCESS", r
+        assert r["applied_index"] > 0
+    for i in range(8):
+        r = cl.io(leader, "read", 1 + i % 2, (i // 2) * 8192, 8192, "--seed=%d" % (100 + i))
+        assert r["status"] == "SUCCESS" and r["match"] is True, r
+    # a follower redirects to the leader
+    follower = [c for c in cl.cs if c is not leader][0]
+    r = cl.io(follower, "read", 1, 0, 4096)
+    assert r["status"] == "REDIRECTED" and r["leader_hint"] == leader.addr, r
+    # leader change: the data is the same on the new leader
+    target = follower
+    r = leader.tool("transfer-leader", "--pool=1", "--copyset=1", "--peer=" + target.addr + ":0")
+    assert r[0]["status"] == "CLI_OK", r
+    new = cl.wait_leader(exclude=leader)
+    assert new is not leader
+    for i in range(8):
+        r = cl.io(new, "read", 1 + i % 2, (i // 2) * 8192, 8192, "--seed=%d" % (100 + i))
+        assert r["status"] == "SUCCESS" and r["match"] is True, (i, r)
+    # overwrite on the new leader, delete one chunk
+    r = cl.io(new, "write", 1, 0, 8192, "--seed=7")
+    assert r["status"] == "SUCCESS", r
+    assert cl.io(new, "read", 1, 0, 8192, "--seed=7")["match"] is True
+    info = new.tool("info", "--pool=1", "--copyset=1", "--chunk=2")[0]
+    assert info["status"] == "SUCCESS", info
+    r = new.tool("delete", "--pool=1", "--copyset=1", "--chunk=2")[0]
+    assert r["status"] == "SUCCESS", r
+    assert cl.io(new, "read", 2, 0, 4096)["status"] == "CHUNK_NOTEXIST"
+    assert new.tool("info", "--pool=1", "--copyset=1", "--chunk=2")[0]["status"] == \
+        "CHUNK_NOTEXIST"
+    # every replica applies the same index and holds the same chunk 1 bytes
+    applied = new.copyset()["applied"]
+    wait_until(lambda: all(c.copyset()["applied"] >= applied for c in cl.cs), 20,
+               what="replicas applied")
+    for c in cl.cs:
+        assert not os.path.exists(c.chunk_path(2)), c.idx
+        with open(c.chunk_path(1), "rb") as f:
+            f.seek(4096)
+            assert f.read(8192) == pattern(7, 8192), c.idx
+    # status and metrics
+    st = new.status()
+    assert st["role"] == "chunkserver" and st["disk"]["failed"] is False
+    assert st["copyset_count"] == 1 and st["leader_count"] == 1
+    code, metrics = http("http://127.0.0.1:%d/metrics" % new.admin)
+    assert code == 200
+    assert 'curve_chunkserver_op_latency_seconds_count{op="write"}' in metrics
+    assert "curve_chunkserver_copysets 1" in metrics
+    assert "curve_chunkfilepool_ready_files" in metrics
+
+
+def garbage_frames(addr):
+    host, port = addr.split(":")
+    for payload in (b"\x00" * 48, os.urandom(200), b"CRVR" + b"\xff" * 44 + b"x" * 100):
+        s = socket.create_connection((host, int(port)), timeout=5)
+        try:
+            s.sendall(payload)
+            s.settimeout(5)
+            try:
+                while s.recv(4096):
+                    pass  # the server closes the connection
+            except (socket.timeout, ConnectionResetError):
+                pass
+        finally:
+            s.close()
+
+
+def test_bad_requests(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir)
+    leader = cl.create_copyset()
+    bad = [
+        (("write", "--pool=1", "--copyset=99", "--chunk=1", "--offset=0", "--size=4096"),
+         "COPYSET_NOTEXIST"),
+        (("read", "--pool=7", "--copyset=1", "--chunk=1", "--offset=0", "--size=4096"),
+         "COPYSET_NOTEXIST"),
+        (("write", "--pool=1", "--copyset=1", "--chunk=1", "--offset=100", "--size=4096"),
+         "INVALID_REQUEST"),
+        (("write", "--pool=1", "--copyset=1", "--chunk=1", "--offset=0", "--size=1000"),
+         "INVALID_REQUEST"),
+        (("write", "--pool=1", "--copyset=1", "--chunk=1", "--offset=%d" % CHUNK_SIZE,
+          "--size=4096"), "INVALID_REQUEST"),
+        (("read", "--pool=1", "--copyset=1", "--chunk=1", "--offset=%d" % (CHUNK_SIZE - 4096),
+          "--size=8192"), "INVALID_REQUEST"),
+        (("read", "--pool=1", "--copyset=1", "--chunk=1", "--offset=0", "--size=0"),
+         "INVALID_REQUEST"),
+        (("write", "--pool=1", "--copyset=1", "--chunk=1", "--offset=0", "--size=8192",
+          "--attach-len=4096"), "INVALID_REQUEST"),
+        (("write", "--pool=1", "--copyset=1", "--chunk=1", "--offset=0", "--size=4096",
+          "--crc=12345"), "CRC_FAIL"),
+    ]
+    for args, want in bad:
+        r = leader.tool(*args)[0]
+        assert r.get("status") == want, (args, r)
+    # epoch fencing: a newer epoch is accepted, an older one refused afterwards
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=5", "--file-id=77")
+    assert r["status"] == "SUCCESS", r
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=4", "--file-id=77")
+    assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 5, r
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=4", "--file-id=78")
+    assert r["status"] == "SUCCESS", r
+    # garbage on the RPC port, bad CLI/copyset arguments
+    garbage_frames(leader.addr)
+    r = leader.tool("add-peer", "--pool=1", "--copyset=1", "--peer=not-a-peer")[0]
+    assert r["status"] == "CLI_INVALID_REQUEST", r
+    r = leader.tool("create-copyset", "--pool=1", "--copyset=2", "--peers=1.2.3:4")[0]
+    assert r["status"] == "COPYSET_INVALID_REQUEST", r
+    r = leader.tool("copyset-status", "--pool=1", "--copyset=42")[0]
+    assert r["status"] == "COPYSET_NOTEXIST", r
+    # still serving, nothing crashed
+    r = cl.io(leader, "write", 3, 0, 4096, "--seed=9")
+    assert r["status"] == "SUCCESS", r
+    assert cl.io(leader, "read", 3, 0, 4096, "--seed=9")["match"] is True
+    for c in cl.cs:
+        assert c.proc.running(), c.proc.describe()
+
+
+def test_overload(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir, extra=["--max-inflight=2"])
+    leader = cl.create_copyset()
+    # slow applies keep requests in flight: beyond 2 they are refused at once with OVERLOAD
+    code, body = http("http://127.0.0.1:%d/failpoint?name=chunkstore.write&action=delay(20)"
+                      % leader.admin, data=b"")
+    assert code == 200, body
+    r = tool(cl.peers_arg([leader]), "bench", "--pool=1", "--copyset=1", "--op=write",
+             "--qd=16", "--seconds=2", "--chunks=2", "--chunk-size=%d" % CHUNK_SIZE)[0]
+    assert r["overload"] > 0, r
+    assert r["ops"] > r["overload"], r  # some requests were served
+    http("http://127.0.0.1:%d/failpoint?clear=1" % leader.admin, data=b"")
+    r = cl.io(leader, "write", 1, 0, 4096, "--seed=1")
+    assert r["status"] == "SUCCESS", r
+    code, metrics = http("http://127.0.0.1:%d/metrics" % leader.admin)
+    line = [x for x in metrics.splitlines() if x.startswith("curve_chunkserver_overload_total")]
+    assert line and int(line[0].split()[-1]) > 0, line
+
+
+def test_disk_eio_on_one_replica(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir)
+    leader = cl.create_copyset()
+    victim = [c for c in cl.cs if c is not leader][0]
+    code, body = http("http://127.0.0.1:%d/failpoint?name=chunkstore.write&action=return(EIO)"
+                      % victim.admin, data=b"")
+    assert code == 200, body
+    for i in range(6):
+        r = cl.io(leader, "write", 1, i * 4096, 4096, "--seed=%d" % (50 + i))
+        assert r["status"] == "SUCCESS", r
+    # the failure is reported, never silent
+    wait_until(lambda: victim.status()["disk"]["failed"], 20, what="disk failure reported")
+    code, body = http("http://127.0.0.1:%d/health" % victim.admin)
+    assert code == 503 and "disk failed" in body, (code, body)
+    # the data is intact on the healthy replicas
+    for i in range(6):
+        r = cl.io(leader, "read", 1, i * 4096, 4096, "--seed=%d" % (50 + i))
+        assert r["match"] is True, (i, r)
+    others = [c for c in cl.cs if c is not victim]
+    applied = leader.copyset()["applied"]
+    wait_until(lambda: all(c.copyset()["applied"] >= applied for c in others), 20,
+               what="healthy replicas applied")
+    for c in others:
+        with open(c.chunk_path(1), "rb") as f:
+            f.seek(4096)
+            data = f.read(6 * 4096)
+        assert data == b"".join(pattern(50 + i, 4096) for i in range(6)), c.idx
+    # IO addressed to the failed replica is refused with DISK_FAIL (not REDIRECTED silently)
+    r = cl.io(victim, "read", 1, 0, 4096)
+    assert r["status"] == "DISK_FAIL", r
+    r = victim.tool("copyset-status", "--pool=1", "--copyset=1")[0]
+    assert r["state"] == "disk_failed", r
