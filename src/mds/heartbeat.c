@@ -144,7 +144,7 @@ static bool apply_entry(mds_topology *t, uint32_t reporter, const mds_hb_copyset
 /* The leader reports that the change it ran failed: fail the matching operator now rather than
  * at its deadline, so the scheduler can try another target. */
 static int change_failed(mds_optable *ops, const mds_copyset *c, const mds_hb_copyset *e,
-                         mds_op_event *ev)
+                         uint64_t now_ms, mds_op_event *ev)
 {
     const mds_operator *op = mds_optable_find(ops, c->pool_id, c->id);
     if (op == NULL || (uint32_t)op->type != e->change_type ||
@@ -152,6 +152,7 @@ static int change_failed(mds_optable *ops, const mds_copyset *c, const mds_hb_co
         return 0;
     ev->op = *op;
     ev->outcome = MDS_OP_FAILED;
+    (void)mds_optable_backoff(ops, c->pool_id, c->id, now_ms + (op->deadline_ms - op->created_ms));
     int rc = mds_optable_remove(ops, c->pool_id, c->id);
     CURVE_ASSERT(rc == 0);
     return 1;
@@ -207,7 +208,7 @@ int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, ui
         mds_op_event ev;
         int done = mds_optable_observe(ops, c, &ev);
         if (done == 0 && e->change_failed && c->leader == cs_id)
-            done = change_failed(ops, c, e, &ev);
+            done = change_failed(ops, c, e, now_ms, &ev);
         if (done == 1 && res->nevents < MDS_HB_MAX_EVENTS)
             res->events[res->nevents++] = ev;
     }

@@ -94,6 +94,7 @@ void mds_optable_init(mds_optable *o, size_t max)
 
 void mds_optable_destroy(mds_optable *o)
 {
+    free(o->backoff);
     free(o->v);
     memset(o, 0, sizeof(*o));
 }
@@ -245,14 +246,56 @@ int mds_optable_observe(mds_optable *o, const mds_copyset *c, mds_op_event *ev)
     return 1;
 }
 
+int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
+                        uint64_t until_ms)
+{
+    for (size_t i = 0; i < o->nbackoff; i++) {
+        if (o->backoff[i].pool_id == pool_id && o->backoff[i].copyset_id == copyset_id) {
+            if (o->backoff[i].until_ms < until_ms)
+                o->backoff[i].until_ms = until_ms;
+            return 0;
+        }
+    }
+    if (o->nbackoff >= o->max)
+        return 0;
+    if (o->nbackoff == o->backoff_cap) {
+        size_t ncap = o->backoff_cap ? o->backoff_cap * 2 : 16;
+        mds_op_backoff *nb = realloc(o->backoff, ncap * sizeof(*nb));
+        if (nb == NULL)
+            return -ENOMEM;
+        o->backoff = nb;
+        o->backoff_cap = ncap;
+    }
+    o->backoff[o->nbackoff++] = (mds_op_backoff){pool_id, copyset_id, until_ms};
+    return 0;
+}
+
+bool mds_optable_in_backoff(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
+                            uint64_t now_ms)
+{
+    for (size_t i = 0; i < o->nbackoff; i++)
+        if (o->backoff[i].pool_id == pool_id && o->backoff[i].copyset_id == copyset_id)
+            return o->backoff[i].until_ms > now_ms;
+    return false;
+}
+
 size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, size_t max)
 {
     size_t removed = 0, i = 0;
+    for (size_t k = 0; k < o->nbackoff;) { /* forget finished back-offs */
+        if (o->backoff[k].until_ms <= now_ms)
+            o->backoff[k] = o->backoff[--o->nbackoff];
+        else
+            k++;
+    }
     while (i < o->n) {
         if (o->v[i].deadline_ms > now_ms) {
             i++;
             continue;
         }
+        /* best effort: without memory the copyset is simply retried at once */
+        (void)mds_optable_backoff(o, o->v[i].pool_id, o->v[i].copyset_id,
+                                  now_ms + (o->v[i].deadline_ms - o->v[i].created_ms));
         if (removed < max) {
             evs[removed].op = o->v[i];
             evs[removed].outcome = MDS_OP_EXPIRED;
@@ -355,11 +398,29 @@ static int new_op(mds_optable *ops, const mds_copyset *c, mds_op_type type, mds_
 
 /* Common gate for recovery and replica: returns true when the copyset may get an operator now;
  * counts the reason otherwise. */
+/* Index of the first copyset after `cursor` (wrapping): where a round-robin scan starts. */
+static size_t scan_start(const mds_topology *t, uint64_t cursor)
+{
+    size_t lo = 0, hi = t->copysets.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (mds_group_id(t->copysets.v[mid].pool_id, t->copysets.v[mid].id) <= cursor)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < t->copysets.n ? lo : 0;
+}
+
 static bool may_schedule(const mds_topology *t, const mds_optable *ops, const mds_copyset *c,
-                         const mds_sched_cfg *cfg, mds_sched_result *res)
+                         uint64_t now_ms, const mds_sched_cfg *cfg, mds_sched_result *res)
 {
     if (mds_optable_find(ops, c->pool_id, c->id) != NULL) {
         res->skipped_busy++;
+        return false;
+    }
+    if (mds_optable_in_backoff(ops, c->pool_id, c->id, now_ms)) {
+        res->skipped_backoff++;
         return false;
     }
     if (!leader_alive(t, c)) {
@@ -441,8 +502,9 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
     run_cache cache = {0};
     int rc = 0;
     memset(res, 0, sizeof(*res));
-    for (size_t i = 0; i < t->copysets.n; i++) {
-        const mds_copyset *c = &t->copysets.v[i];
+    size_t start = scan_start(t, ops->cursor[MDS_SCHED_RECOVERY]);
+    for (size_t k = 0; k < t->copysets.n; k++) {
+        const mds_copyset *c = &t->copysets.v[(start + k) % t->copysets.n];
         uint32_t dead;
         uint32_t alive = count_alive(t, c, &dead);
         if (dead == 0)
@@ -451,7 +513,7 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
             add_alert(res, MDS_ALERT_MAJORITY_LOST, c, alive, dead);
             continue;
         }
-        if (!may_schedule(t, ops, c, cfg, res))
+        if (!may_schedule(t, ops, c, now_ms, cfg, res))
             continue;
         if (cache.counts == NULL && (rc = cache_init(t, &cache)) != 0)
             break;
@@ -473,8 +535,10 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                     res);
         if (rc == -ENOMEM)
             break;
-        if (rc == 0)
+        if (rc == 0) {
             cache_planned(t, &cache, dead, target);
+            ops->cursor[MDS_SCHED_RECOVERY] = mds_group_id(c->pool_id, c->id);
+        }
         rc = 0;
     }
     cache_free(&cache);
@@ -514,8 +578,9 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
     int rc = cache_init(t, &cache);
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < t->copysets.n; i++) {
-        const mds_copyset *c = &t->copysets.v[i];
+    size_t start = scan_start(t, ops->cursor[MDS_SCHED_REPLICA]);
+    for (size_t k = 0; k < t->copysets.n; k++) {
+        const mds_copyset *c = &t->copysets.v[(start + k) % t->copysets.n];
         const mds_lpool *lp = mds_topo_lpool(t, c->pool_id);
         if (lp == NULL || c->npeers == lp->replicas)
             continue;
@@ -525,7 +590,7 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
             add_alert(res, MDS_ALERT_MAJORITY_LOST, c, alive, dead);
             continue;
         }
-        if (!may_schedule(t, ops, c, cfg, res))
+        if (!may_schedule(t, ops, c, now_ms, cfg, res))
             continue;
         if (c->npeers < lp->replicas) {
             mds_replace_req req = {.copyset = c,
@@ -557,6 +622,8 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
         }
         if (rc == -ENOMEM)
             break;
+        if (rc == 0)
+            ops->cursor[MDS_SCHED_REPLICA] = mds_group_id(c->pool_id, c->id);
         rc = 0;
     }
     cache_free(&cache);
@@ -599,10 +666,11 @@ static bool worth_moving(const pool_view *v, uint32_t src, uint32_t dst)
 /* Healthy copyset whose replica on `src` may move: no operator, every peer online, a live
  * leader that is not `src`. */
 static bool movable(const mds_topology *t, const mds_optable *ops, const mds_copyset *c,
-                    uint32_t src)
+                    uint32_t src, uint64_t now_ms)
 {
     if (!mds_copyset_has_peer(c, src) || c->leader == src || !leader_alive(t, c) ||
-        mds_optable_find(ops, c->pool_id, c->id) != NULL)
+        mds_optable_find(ops, c->pool_id, c->id) != NULL ||
+        mds_optable_in_backoff(ops, c->pool_id, c->id, now_ms))
         return false;
     for (uint32_t k = 0; k < c->npeers; k++)
         if (!cs_online(t, c->peers[k]))
@@ -641,7 +709,7 @@ static int balance_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms
         uint32_t src = t->css.v[s].id;
         for (size_t i = 0; i < t->copysets.n && tries < MDS_SCHED_BALANCE_MAX_TRIES; i++) {
             const mds_copyset *c = &t->copysets.v[i];
-            if (!movable(t, ops, c, src))
+            if (!movable(t, ops, c, src, now_ms))
                 continue;
             tries++;
             if (res->ops_created >= cfg->max_ops_per_run) {
@@ -723,7 +791,8 @@ static int leader_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
         uint32_t src = t->css.v[s].id;
         for (size_t i = 0; i < t->copysets.n; i++) {
             const mds_copyset *c = &t->copysets.v[i];
-            if (c->leader != src || mds_optable_find(ops, c->pool_id, c->id) != NULL)
+            if (c->leader != src || mds_optable_find(ops, c->pool_id, c->id) != NULL ||
+                mds_optable_in_backoff(ops, c->pool_id, c->id, now_ms))
                 continue;
             long best = -1;
             for (uint32_t k = 0; k < c->npeers; k++) {

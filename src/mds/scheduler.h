@@ -67,11 +67,23 @@ typedef struct mds_op_event {
     mds_op_outcome outcome;
 } mds_op_event;
 
+/* A copyset whose operator expired or failed is left alone until `until_ms`, so that a copyset
+ * that cannot make progress does not hold the idle disks forever (others get them first). */
+typedef struct mds_op_backoff {
+    uint32_t pool_id, copyset_id;
+    uint64_t until_ms;
+} mds_op_backoff;
+
 typedef struct mds_optable {
     mds_operator *v; /* sorted by (pool_id, copyset_id) */
     size_t n, cap;
-    size_t max;      /* bound on n */
+    size_t max;      /* bound on n, and on nbackoff */
     uint64_t next_id;
+    mds_op_backoff *backoff; /* unsorted */
+    size_t nbackoff, backoff_cap;
+    /* Per scheduler: group id of the last copyset that got an operator. The next run starts
+     * after it, so copysets that keep failing cannot starve the others (round robin). */
+    uint64_t cursor[MDS_SCHED_MANUAL + 1];
 } mds_optable;
 
 /* `max` 0 = MDS_OPTABLE_MAX_DEFAULT. */
@@ -100,6 +112,14 @@ int mds_optable_observe(mds_optable *o, const mds_copyset *c, mds_op_event *ev);
 /* Removes operators whose deadline is <= now_ms; fills up to `max` events; returns the
  * number removed. */
 size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, size_t max);
+/* Keeps schedulers away from a copyset until until_ms (mds_optable_expire does this by itself
+ * for expired operators, for as long as their timeout was). Silently ignored when the backoff
+ * list is full (bounded by `max`). Returns 0 or -ENOMEM. */
+int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
+                        uint64_t until_ms);
+/* True while the copyset is backed off at now_ms. */
+bool mds_optable_in_backoff(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
+                            uint64_t now_ms);
 /* Copies into out (up to max) the operators of copysets whose current leader is `cs_id`:
  * what a heartbeat reply to that chunkserver carries. Returns the number copied. */
 size_t mds_optable_for_leader(const mds_optable *o, const mds_topology *t, uint32_t cs_id,
@@ -144,6 +164,7 @@ typedef struct mds_sched_result {
     size_t ops_created;
     size_t skipped_busy;      /* copysets or disks skipped because of an operator in flight */
     size_t skipped_no_leader; /* copysets skipped because no live leader is known */
+    size_t skipped_backoff;   /* copysets skipped after a recent expired/failed operator */
     size_t rate_limited;      /* work left for the next run because of max_ops_per_run */
     size_t nalerts;
     size_t alerts_dropped;

@@ -51,6 +51,8 @@ static void complete_op(mds_topology *t, mds_optable *ops, const mds_operator *o
         c->term++;
         break;
     }
+    if (c->leader != 0 && !mds_copyset_has_peer(c, c->leader))
+        c->leader = 0; /* a leader that removed itself steps down (Raft §6) */
     mds_op_event ev;
     assert_int_equal(mds_optable_observe(ops, c, &ev), 1);
     assert_int_equal(ev.outcome, MDS_OP_DONE);
@@ -237,7 +239,7 @@ static void test_optable_rules_and_timeout(void **state)
     assert_int_equal(mds_optable_add(&ops, &b, NULL), -EINVAL);
     b.type = MDS_OP_TRANSFER_LEADER;
     b.new_peer = 5;
-    b.deadline_ms = 200;
+    b.deadline_ms = 300;
     assert_int_equal(mds_optable_add(&ops, &b, NULL), 0);
     /* table bound */
     mds_operator c = {.type = MDS_OP_ADD_PEER, .pool_id = 1, .copyset_id = 3, .new_peer = 3};
@@ -249,6 +251,24 @@ static void test_optable_rules_and_timeout(void **state)
     assert_int_equal(ev[0].outcome, MDS_OP_EXPIRED);
     assert_int_equal(ev[0].op.copyset_id, 1);
     assert_false(mds_optable_cs_busy(&ops, 9));
+    /* the expired copyset is backed off for as long as its timeout (100 ms) */
+    assert_true(mds_optable_in_backoff(&ops, 1, 1, 100));
+    assert_true(mds_optable_in_backoff(&ops, 1, 1, 199));
+    assert_false(mds_optable_in_backoff(&ops, 1, 1, 200));
+    assert_false(mds_optable_in_backoff(&ops, 1, 2, 100));
+    mds_topo_cs(&t, 7)->state = MDS_CS_OFFLINE;
+    mds_sched_cfg cfg = cfg_with(10);
+    mds_optable_remove(&ops, 1, 2);
+    assert_int_equal(mds_sched_recovery(&t, &ops, 150, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 0);
+    assert_int_equal(res.skipped_backoff, 1);
+    assert_int_equal(mds_sched_recovery(&t, &ops, 200, &cfg, &res), 0);
+    assert_int_equal(res.ops_created, 1);
+    mds_topo_cs(&t, 7)->state = MDS_CS_ONLINE;
+    mds_optable_remove(&ops, 1, 1);
+    b = (mds_operator){.type = MDS_OP_TRANSFER_LEADER, .pool_id = 1, .copyset_id = 2,
+                       .old_peer = 2, .new_peer = 5, .deadline_ms = 200};
+    assert_int_equal(mds_optable_add(&ops, &b, NULL), 0);
     /* a leader transfer ends when the leader changes; to someone else: failed */
     mds_copyset *c2 = mds_topo_copyset(&t, 1, 2);
     assert_int_equal(mds_optable_observe(&ops, c2, &ev[0]), 0);
@@ -493,6 +513,159 @@ static void test_scale_recovery(void **state)
     mds_topo_destroy(&t);
 }
 
+/* Invariants that must hold after every step of the simulation below. */
+static void check_invariants(const mds_topology *t, const mds_optable *ops, uint64_t now)
+{
+    for (size_t i = 0; i < ops->n; i++) {
+        const mds_operator *a = &ops->v[i];
+        if (i > 0) /* one operator per copyset (the table is sorted by group id) */
+            assert_true(mds_group_id(ops->v[i - 1].pool_id, ops->v[i - 1].copyset_id) <
+                        mds_group_id(a->pool_id, a->copyset_id));
+        for (size_t k = 0; k < i; k++) /* one operator per disk */
+            assert_int_not_equal(mds_op_disk(a), mds_op_disk(&ops->v[k]));
+        assert_true(a->deadline_ms > now);
+    }
+    for (size_t i = 0; i < t->copysets.n; i++) {
+        const mds_copyset *c = &t->copysets.v[i];
+        assert_int_equal(c->npeers, 3);
+        for (uint32_t a = 0; a < 3; a++)
+            for (uint32_t b = 0; b < a; b++)
+                assert_int_not_equal(cs(t, c->peers[a])->zone_id, cs(t, c->peers[b])->zone_id);
+        assert_true(c->leader == 0 || mds_copyset_has_peer(c, c->leader));
+    }
+}
+
+static uint32_t alive_peers(const mds_topology *t, const mds_copyset *c)
+{
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < c->npeers; k++)
+        n += cs(t, c->peers[k])->state != MDS_CS_OFFLINE;
+    return n;
+}
+
+/*
+ * Randomized simulation (seeded, replayable): disks die and come back, leaders fail over,
+ * leaders run operators with random delays or never, operators expire; all four schedulers run
+ * every step. Invariants hold at every step; a copyset that lost its majority never gets an
+ * operator; at the end, with one disk dead for good, recovery empties it and balance holds.
+ */
+static void test_random_simulation(void **state)
+{
+    mds_topology t;
+    mds_optable ops;
+    mds_rng rng;
+    uint64_t seed = mdst_seed();
+    mds_rng_seed(&rng, seed);
+    mdst_build(&t, 3, 3, NULL, 2, 360); /* 18 disks */
+    mdst_place(&t, seed);
+    mds_optable_init(&ops, 0);
+    mds_sched_cfg cfg = cfg_with(8);
+    cfg.change_timeout_ms = 20000;
+    cfg.transfer_timeout_ms = 5000;
+    uint64_t now = 1000;
+    size_t majority_alerts = 0, created = 0;
+    mds_op_event ev[64];
+    const int steps = 300;
+    for (int step = 0; step < steps + 200; step++, now += 1000) {
+        bool chaos = step < steps;
+        /* disks fail and return (at most 3 down at a time); at the end disk 5 dies for good */
+        uint32_t victim = 1 + mds_rng_below(&rng, 18);
+        size_t down = 0;
+        for (size_t i = 0; i < t.css.n; i++)
+            down += t.css.v[i].state == MDS_CS_OFFLINE;
+        if (chaos && mds_rng_below(&rng, 10) == 0 && down < 3)
+            mds_topo_cs(&t, victim)->state = MDS_CS_OFFLINE;
+        else if (chaos && mds_rng_below(&rng, 8) == 0)
+            mds_topo_cs(&t, victim)->state = MDS_CS_ONLINE;
+        if (step == steps) {
+            for (size_t i = 0; i < t.css.n; i++)
+                t.css.v[i].state = MDS_CS_ONLINE;
+            mds_topo_cs(&t, 5)->state = MDS_CS_OFFLINE;
+        }
+        /* leader failover where a majority is alive */
+        for (size_t i = 0; i < t.copysets.n; i++) {
+            mds_copyset *c = &t.copysets.v[i];
+            if (c->leader != 0 && cs(&t, c->leader)->state != MDS_CS_OFFLINE)
+                continue;
+            c->leader = 0;
+            if (alive_peers(&t, c) >= 2) {
+                for (uint32_t k = 0; k < 3 && c->leader == 0; k++)
+                    if (cs(&t, c->peers[k])->state != MDS_CS_OFFLINE)
+                        c->leader = c->peers[k];
+                c->term++;
+            }
+        }
+        /* leaders run operators: done now (1/2), later, or never (expire) */
+        for (size_t i = 0; i < ops.n;) {
+            mds_operator op = ops.v[i];
+            const mds_copyset *c = mds_topo_copyset(&t, op.pool_id, op.copyset_id);
+            bool can = c->leader != 0 && cs(&t, c->leader)->state != MDS_CS_OFFLINE &&
+                       (op.new_peer == 0 || cs(&t, op.new_peer)->state != MDS_CS_OFFLINE) &&
+                       op.start_epoch == c->epoch && op.copyset_id % 7 != 0;
+            if (can && mds_rng_below(&rng, 2) == 0) {
+                complete_op(&t, &ops, &op);
+                continue; /* removed: the next operator moved into slot i */
+            }
+            i++;
+        }
+        mds_optable_expire(&ops, now, ev, 64);
+        size_t before = ops.n;
+        mds_sched_result r;
+        assert_int_equal(mds_sched_recovery(&t, &ops, now, &cfg, &r), 0);
+        for (size_t a = 0; a < r.nalerts; a++) {
+            /* an operator from before the loss may still wait for its deadline; none is new */
+            const mds_operator *op =
+                mds_optable_find(&ops, r.alerts[a].pool_id, r.alerts[a].copyset_id);
+            if (r.alerts[a].kind == MDS_ALERT_MAJORITY_LOST && op != NULL)
+                assert_true(op->created_ms < now);
+        }
+        majority_alerts += r.nalerts;
+        assert_int_equal(mds_sched_replica(&t, &ops, now, &cfg, &r), 0);
+        assert_int_equal(r.ops_created, 0); /* nothing changes the replica count here */
+        assert_int_equal(mds_sched_copyset_balance(&t, &ops, now, &cfg, &r), 0);
+        assert_int_equal(mds_sched_leader_balance(&t, &ops, now, &cfg, &r), 0);
+        /* new operators: majority alive, live leader, online target */
+        for (size_t i = 0; i < ops.n; i++) {
+            const mds_operator *op = &ops.v[i];
+            if (op->created_ms != now)
+                continue;
+            const mds_copyset *c = mds_topo_copyset(&t, op->pool_id, op->copyset_id);
+            assert_true(alive_peers(&t, c) >= 2);
+            assert_true(c->leader != 0 && cs(&t, c->leader)->state != MDS_CS_OFFLINE);
+            assert_int_equal(cs(&t, op->new_peer)->state, MDS_CS_ONLINE);
+        }
+        created += ops.n > before ? ops.n - before : 0;
+        check_invariants(&t, &ops, now);
+    }
+    fprintf(stderr, "# %zu operators created, %zu alerts\n", created, majority_alerts);
+    assert_true(created > 100);
+    /* disk 5 has been dead for 200 steps: every replica moved (copysets whose id is a
+     * multiple of 7 never run operators in this simulation: they stay) */
+    const mds_copyset *list[700];
+    size_t n5 = mds_topo_copysets_of_cs(&t, 5, list, 700);
+    for (size_t i = 0; i < n5; i++) {
+        const mds_copyset *c = list[i];
+        if (c->id % 7 != 0) {
+            const mds_operator *op = mds_optable_find(&ops, c->pool_id, c->id);
+            mds_sched_result rr;
+            mds_sched_recovery(&t, &ops, now, &cfg, &rr);
+            fprintf(stderr, "created %zu busy %zu noleader %zu rl %zu alerts %zu ops %zu\n",
+                    rr.ops_created, rr.skipped_busy, rr.skipped_no_leader, rr.rate_limited,
+                    rr.nalerts, ops.n);
+            for (size_t k = 0; k < ops.n; k++)
+                fprintf(stderr, "op %u %s %u->%u\n", ops.v[k].copyset_id,
+                        mds_op_type_name(ops.v[k].type), ops.v[k].old_peer, ops.v[k].new_peer);
+            for (uint32_t k = 1; k <= 18; k++)
+                fprintf(stderr, "cs %u state %d\n", k, cs(&t, k)->state);
+            fail_msg("copyset %u peers %u,%u,%u leader %u epoch %llu op %s", c->id, c->peers[0],
+                     c->peers[1], c->peers[2], c->leader, (unsigned long long)c->epoch,
+                     op ? mds_op_type_name(op->type) : "none");
+        }
+    }
+    mds_optable_destroy(&ops);
+    mds_topo_destroy(&t);
+}
+
 /* Many operators in random order: lookups, sortedness, removal keep working. */
 static void test_optable_many(void **state)
 {
@@ -551,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_leader_balance),
         cmocka_unit_test(test_optable_many),
         cmocka_unit_test(test_scale_recovery),
+        cmocka_unit_test(test_random_simulation),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
