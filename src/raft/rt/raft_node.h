@@ -185,4 +185,8 @@ void raftrt_group_get_stats(raftrt_group *g, raftrt_group_stats *st);
 size_t raftrt__snapmeta_encode(const struct raft_snapshot_meta *m, uint8_t *buf, size_t len);
 int raftrt__snapmeta_decode(const uint8_t *buf, size_t len, struct raft_snapshot_meta *m);
 
+/* Decodes one wire message (protobuf body + attachment) exactly like the receive path and
+ * validates it. Returns 0 or CURVE_ERR_RPC_BADREQ / -ENOMEM. For the fuzz target. */
+int raftrt__decode_wire(const uint8_t *body, size_t blen, const uint8_t *att, size_t alen);
+
 #endif
