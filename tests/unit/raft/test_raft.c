@@ -489,6 +489,135 @@ static void test_bad_options(void **state)
     raft_free(r);
 }
 
+/* ---- follower log matching with hand-made AppendEntries --------------------------------- */
+
+static void cut_all(struct fx *fx, bool cut);
+
+static const struct raft_msg *last_sent(struct fx *fx, uint8_t type)
+{
+    for (uint32_t i = fx->nq; i > 0; i--)
+        if (fx->q[i - 1].m.type == type)
+            return &fx->q[i - 1].m;
+    return NULL;
+}
+
+static struct raft_msg ae_msg(uint64_t term, uint64_t prev, uint64_t prev_term, uint64_t commit,
+                              const struct raft_entry *e, uint32_t n)
+{
+    struct raft_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = RAFT_MSG_APPEND_ENTRIES;
+    m.group_id = 1;
+    m.from = 2;
+    m.to = 1;
+    m.term = term;
+    m.ae.prev_index = prev;
+    m.ae.prev_term = prev_term;
+    m.ae.commit = commit;
+    m.ae.n = n;
+    m.ae.entries = e;
+    return m;
+}
+
+static void deliver_completions(struct fx *fx, struct fx_node *n)
+{
+    /* complete the node's disk writes without delivering any message */
+    for (uint32_t k = 0; k < n->npend_meta; k++) {
+        n->term = n->pend_meta_term[k];
+        n->vote = n->pend_meta_vote[k];
+        raft_io_meta_done(n->r, n->term, n->vote, 0);
+    }
+    uint32_t na = n->npend_append;
+    n->npend_meta = n->npend_append = 0;
+    for (uint32_t k = 0; k < na; k++)
+        raft_io_append_done(n->r, n->pend_append[k], 0);
+}
+
+static void test_log_matching_follower(void **state)
+{
+    struct fx *fx = *state;
+    cut_all(fx, true); /* only our hand-made messages reach node 1 */
+    struct fx_node *n = fx_node(fx, 1);
+    struct raft *r = n->r;
+    deliver_completions(fx, n);
+    uint64_t v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    struct raft_entry e[4];
+    for (int i = 0; i < 4; i++)
+        e[i] = (struct raft_entry){.term = 2, .type = RAFT_ENTRY_COMMAND, .len = 8, .data = &v[i]};
+    /* entries 2..4 of term 2 after the bootstrap entry (1, term 1) */
+    struct raft_msg m = ae_msg(2, 1, 1, 0, e, 3);
+    assert_int_equal(raft_recv(r, &m), 0);
+    assert_int_equal(raft_last_index(r), 4);
+    assert_int_equal(raft_leader(r), 2);
+    /* term 2 is not durable yet: no reply may reveal it */
+    assert_null(last_sent(fx, RAFT_MSG_APPEND_ENTRIES_RESULT));
+    deliver_completions(fx, n);
+    const struct raft_msg *a = last_sent(fx, RAFT_MSG_APPEND_ENTRIES_RESULT);
+    assert_non_null(a);
+    assert_true(a->aer.success);
+    assert_int_equal(a->aer.last_index, 4);
+    /* an acknowledgement only covers what is durable */
+    m = ae_msg(2, 4, 2, 0, &e[3], 1);
+    assert_int_equal(raft_recv(r, &m), 0);
+    a = last_sent(fx, RAFT_MSG_APPEND_ENTRIES_RESULT);
+    assert_true(a->aer.success);
+    assert_int_equal(a->aer.last_index, 4);
+    deliver_completions(fx, n);
+    a = last_sent(fx, RAFT_MSG_APPEND_ENTRIES_RESULT);
+    assert_int_equal(a->aer.last_index, 5);
+    /* a gap is rejected with a hint = our last index + 1 */
+    m = ae_msg(2, 9, 2, 0, e, 1);
+    assert_int_equal(raft_recv(r, &m), 0);
+    a = last_sent(fx, RAFT_MSG_APPEND_ENTRIES_RESULT);
+    assert_false(a->aer.success);
+    assert_int_equal(a->aer.last_index, 9);
+    assert_int_equal(a->aer.hint, 6);
+    /* a term mismatch at prev is rejected with the first index of our conflicting term */
+    m = ae_msg(3, 5, 3, 0, e, 0);
+    m.from = 3;
+    assert_int_equal(raft_recv(r, &m), 0);
+    deliver_completions(fx, n);
+    a = last_sent(fx, RAFT_MSG_APPEND_ENTRIES_RESULT);
+    assert_false(a->aer.success);
+    assert_int_equal(a->aer.hint, 2);
+    /* the new leader overwrites the conflicting suffix 3..4 with term-3 entries */
+    struct raft_entry e3[2];
+    for (int i = 0; i < 2; i++)
+        e3[i] = (struct raft_entry){.term = 3, .type = RAFT_ENTRY_COMMAND, .len = 8,
+                                    .data = &v[4 + i]};
+    m = ae_msg(3, 2, 2, 2, e3, 2);
+    m.from = 3;
+    assert_int_equal(raft_recv(r, &m), 0);
+    assert_int_equal(raft_last_index(r), 4); /* 5 was removed with the conflicting suffix */
+    assert_int_equal(raft_term_at(r, 2), 2);
+    assert_int_equal(raft_term_at(r, 3), 3);
+    assert_int_equal(raft_term_at(r, 4), 3);
+    assert_int_equal(raft_commit_index(r), 2); /* commit bounded by the leader's */
+    /* a duplicate (older, shorter) AppendEntries does not truncate anything */
+    m = ae_msg(3, 2, 2, 2, e3, 1);
+    m.from = 3;
+    assert_int_equal(raft_recv(r, &m), 0);
+    assert_int_equal(raft_last_index(r), 4);
+    /* the commit index never passes the matched prefix of this message */
+    m = ae_msg(3, 3, 3, 100, NULL, 0);
+    m.from = 3;
+    assert_int_equal(raft_recv(r, &m), 0);
+    assert_int_equal(raft_commit_index(r), 3);
+    deliver_completions(fx, n);
+    assert_int_equal(n->applied, 3);
+    assert_int_equal(n->ncmds, 2);
+    assert_int_equal(n->cmds[0], 1);
+    assert_int_equal(n->cmds[1], 5);
+    /* a message from a stale term is answered with our term and changes nothing */
+    m = ae_msg(2, 4, 2, 4, e, 1);
+    assert_int_equal(raft_recv(r, &m), 0);
+    a = last_sent(fx, RAFT_MSG_APPEND_ENTRIES_RESULT);
+    assert_int_equal(a->term, 3);
+    assert_false(a->aer.success);
+    assert_int_equal(raft_commit_index(r), 3);
+    assert_int_equal(raft_term_at(r, 4), 3);
+}
+
 /* ---- Raft Figure 8: committing an old-term entry by counting is unsafe --------------------- */
 
 struct f8 {
@@ -585,6 +714,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_election, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_replication_and_apply, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_backtracking_and_conflicts, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_log_matching_follower, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_prevote_prevents_disruption, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_check_quorum_step_down, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_lease, setup3, teardown),
