@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "curve/errors.h"
 
@@ -379,6 +380,13 @@ static void ch_send(rpc_channel *ch, ccall *c)
     rpc_out *o = c->out;
     c->out = NULL;
     c->sent = true;
+    /* Failpoint "rpc.channel.send=return" loses the request (the call times out). */
+    if (CURVE_FAILPOINT("rpc.channel.send") < 0) {
+        CLOG_DEBUG("rpc channel: failpoint rpc.channel.send dropped call %llu to %s",
+                   (unsigned long long)c->id, ch->addr);
+        rpc_out_free(o);
+        return;
+    }
     /* A failed send means the connection is closing: on_close fails the call. */
     (void)rpc_conn_send(ch->conn, o);
 }

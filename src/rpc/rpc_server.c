@@ -61,6 +61,7 @@ struct rpc_call_ctx {
     ProtobufCMessage *req;
     curve_iobuf attach;
     rpc_out *out;
+    curve_timer *delay; /* failpoint rpc.server.reply_delay: the reply waits on this timer */
 };
 
 static void srv_unref(rpc_server *s)
@@ -130,7 +131,20 @@ static void ctx_free(rpc_call_ctx *ctx)
         protobuf_c_message_free_unpacked(ctx->req, NULL);
     curve_iobuf_reset(&ctx->attach);
     rpc_out_free(ctx->out);
+    free(ctx->delay);
     free(ctx);
+}
+
+static void ctx_deliver(void *arg);
+
+static void ctx_delay_closed(curve_timer *t)
+{
+    ctx_deliver(t->arg); /* ctx->delay stays set (freed with ctx): no second delay */
+}
+
+static void ctx_delay_fired(curve_timer *t, void *arg)
+{
+    curve_timer_close(t, ctx_delay_closed);
 }
 
 /* Runs on the connection's loop: sends the reply (if the connection is still open). */
@@ -139,9 +153,22 @@ static void ctx_deliver(void *arg)
     rpc_call_ctx *ctx = arg;
     srv_conn *sc = ctx->sc;
     rpc_server *s = sc->srv;
-    /* Failpoint "rpc.server.reply": return(...) drops the reply (a lost message: the client
-     * times out). This is also the place for a non-blocking reply delay later (start a timer
-     * that calls ctx_deliver again); a delay(...) action here would block the whole loop. */
+    /* Failpoints for fault-injection tests (tc netem is not available, DESIGN §10):
+     *  - "rpc.server.reply_delay=return(N)" holds each reply N ms (1..4095) on a timer (the loop
+     *    keeps running), e.g. "rpc.server.reply_delay=50%return(200)";
+     *  - "rpc.server.reply=return" drops the reply (a lost message: the client times out).
+     * (A delay(...) action on these names would block the whole loop: use return(N).) */
+    if (ctx->out && !ctx->delay) {
+        int delay_ms = -CURVE_FAILPOINT("rpc.server.reply_delay");
+        if (delay_ms > 0 && (ctx->delay = malloc(sizeof(*ctx->delay))) != NULL) {
+            if (curve_timer_init(sc->conn->loop, ctx->delay, ctx_delay_fired, ctx) == 0) {
+                curve_timer_start(ctx->delay, (uint64_t)delay_ms, 0);
+                return;
+            }
+            free(ctx->delay);
+            ctx->delay = NULL;
+        }
+    }
     if (ctx->out && CURVE_FAILPOINT("rpc.server.reply") < 0) {
         CLOG_DEBUG("rpc server: failpoint rpc.server.reply dropped the reply to call %llu",
                    (unsigned long long)ctx->hdr.corr_id);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/failpoint.h"
 #include "curve/errors.h"
 #include "rpc/echo_service.h"
 #include "rpc/rpc_channel.h"
@@ -442,6 +443,30 @@ static void test_connect_backoff(void **state)
     env_free(e);
 }
 
+static void test_failpoints(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    assert_int_equal(echo_sync(e->ch, "warm", 0, 0, 0, 0, NULL), 0);
+    /* Delayed replies: the loop keeps serving while the reply waits. */
+    assert_int_equal(curve_failpoint_set("rpc.server.reply_delay", "1*return(300)"), 0);
+    uint64_t t0 = curve_now_mono_ms();
+    assert_int_equal(echo_sync(e->ch, "delayed", 0, 0, 100, 5000, NULL), 0);
+    assert_true(curve_now_mono_ms() - t0 >= 300);
+    t0 = curve_now_mono_ms();
+    assert_int_equal(echo_sync(e->ch, "not-delayed", 0, 0, 100, 5000, NULL), 0);
+    assert_true(curve_now_mono_ms() - t0 < 300);
+    /* A lost reply and a lost request: both calls time out; the next ones work. */
+    char err[RPC_CHANNEL_ERRMSG_MAX];
+    assert_int_equal(curve_failpoint_set("rpc.server.reply", "1*return"), 0);
+    assert_int_equal(echo_sync(e->ch, "lost-reply", 0, 0, 0, 200, err), CURVE_ERR_TIMEOUT);
+    assert_int_equal(curve_failpoint_set("rpc.channel.send", "1*return"), 0);
+    assert_int_equal(echo_sync(e->ch, "lost-request", 0, 0, 0, 200, err), CURVE_ERR_TIMEOUT);
+    assert_int_equal(curve_failpoint_hits("rpc.channel.send"), 1);
+    assert_int_equal(echo_sync(e->ch, "fine", 0, 0, 10, 0, NULL), 0);
+    curve_failpoint_clear_all();
+    env_free(e);
+}
+
 /* ---- connection loss, reconnect, refused ---- */
 
 static void test_server_gone_then_back(void **state)
@@ -735,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_global_inflight_bound),
         cmocka_unit_test(test_byte_bound_and_max_conns),
         cmocka_unit_test(test_connect_backoff),
+        cmocka_unit_test(test_failpoints),
         cmocka_unit_test(test_server_gone_then_back),
         cmocka_unit_test(test_close_fails_pending),
         cmocka_unit_test(test_calls_racing_close),
