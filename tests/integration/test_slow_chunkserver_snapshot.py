@@ -1,0 +1,52 @@
+"""Membership change with snapshot install: a replica is removed (its copyset goes to the
+recycler), a new empty chunkserver is added, catches up through a snapshot (the log behind it
+was compacted) and ends byte-identical to the leader."""
+
+import os
+
+from curvetest import binary, procs, tmp_dir, wait_until  # noqa: F401 (fixtures)
+from test_chunkserver import CHUNK_SIZE, Cs, CsCluster, tool
+from test_slow_chunkserver_kill import acked_lines, check_acked_on_disk, compare_replicas
+
+SNAP = ["--raft.snapshot-threshold=64", "--raft.snapshot-trailing=8"]
+
+
+def test_replace_replica_through_snapshot(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir, extra=SNAP, pool_files=32)
+    leader = cl.create_copyset()
+    out = os.path.join(tmp_dir, "acked.txt")
+    r = tool(cl.peers_arg(), "write-stream", "--pool=1", "--copyset=1", "--count=600",
+             "--chunk-size=%d" % CHUNK_SIZE, "--out=" + out)
+    assert r[-1]["acked"] == 600, r
+    wait_until(lambda: leader.copyset()["snapshot_index"] > 0, 60, what="a leader snapshot")
+    # remove one follower, delete its copyset (to the recycler)
+    old = [c for c in cl.cs if c is not leader][0]
+    r = leader.tool("remove-peer", "--pool=1", "--copyset=1", "--peer=" + old.addr + ":0")[0]
+    assert r["status"] == "CLI_OK", r
+    r = old.tool("delete-copyset", "--pool=1", "--copyset=1")[0]
+    assert r["status"] == "COPYSET_OK", r
+    assert os.listdir(os.path.join(old.dir, "recycler")), "nothing in the recycler"
+    assert old.copyset() is None
+    # a new, empty chunkserver joins as a learner and is promoted by AddPeer
+    new = Cs(cl, 4, SNAP).start()
+    r = new.tool("create-copyset", "--pool=1", "--copyset=1", "--peers=")[0]
+    assert r["status"] == "COPYSET_OK", r
+    r = leader.tool("add-peer", "--pool=1", "--copyset=1", "--peer=" + new.addr + ":0")[0]
+    assert r["status"] == "CLI_OK", r
+    members = [c for c in cl.cs if c is not old] + [new]
+    st = leader.tool("copyset-status", "--pool=1", "--copyset=1")[0]
+    assert sorted(st["peers"]) == sorted(c.addr + ":0" for c in members), st
+    # more writes after the change; all replicas converge
+    r = tool(cl.peers_arg(members), "write-stream", "--pool=1", "--copyset=1", "--count=100",
+             "--chunk-size=%d" % CHUNK_SIZE)
+    assert r[-1]["acked"] == 100, r
+    applied = leader.copyset()["applied"]
+    wait_until(lambda: all(c.copyset()["applied"] >= applied for c in members), 60,
+               what="the new replica caught up")
+    # it caught up through a snapshot: its log starts after index 1
+    assert new.copyset()["snapshot_index"] > 0, new.copyset()
+    acked = acked_lines(out)
+    for c in members:
+        assert c.proc.stop() == 0, c.proc.describe()
+    compare_replicas(cl, members)
+    check_acked_on_disk(new, acked)
