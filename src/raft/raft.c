@@ -989,6 +989,7 @@ void raft_snapshot_saved(struct raft *r, uint64_t index, int status,
         (void)r->io->compact(r->io, c);
     }
     r->want_snapshot = false;
+    check_invariants(r);
 }
 
 /* ============================================================================================
@@ -1426,6 +1427,42 @@ static void recv_snap(struct raft *r, const struct raft_msg *m)
 }
 
 /* ============================================================================================
+ * Invariants, checked when every public entry point returns (cheap: O(peers))
+ * ========================================================================================== */
+
+static void check_invariants(const struct raft *r)
+{
+    if (r->failed || !r->started)
+        return;
+    uint64_t last = log_last(&r->log);
+    CURVE_ASSERT(r->log.offset <= r->applied);
+    CURVE_ASSERT(r->applied <= r->commit);
+    CURVE_ASSERT(r->commit <= last);
+    CURVE_ASSERT(r->durable <= last);
+    CURVE_ASSERT(r->durable_term <= r->term);
+    CURVE_ASSERT(r->conf_index <= last);
+    CURVE_ASSERT(r->nprops <= r->o.max_pending_proposals && r->nreads <= r->o.max_pending_reads);
+    CURVE_ASSERT(r->append_done <= r->append_issued);
+    CURVE_ASSERT(r->ndeferred <= RAFT_MAX_DEFERRED_MSGS);
+    CURVE_ASSERT(log_last_term(&r->log) <= r->term);
+    if (r->nprops > 0)
+        CURVE_ASSERT(r->props[(r->props_head + r->nprops - 1) % r->o.max_pending_proposals].index <=
+                     last);
+    if (r->role == RAFT_LEADER) {
+        CURVE_ASSERT(r->leader == r->id && r->vote == r->id && !meta_dirty(r));
+        CURVE_ASSERT(r->npr <= RAFT_MAX_SERVERS);
+        for (uint32_t i = 0; i < r->npr; i++) {
+            const struct raft_progress *p = &r->pr[i];
+            CURVE_ASSERT(p->match <= last && p->next > p->match && p->next <= last + 1);
+            CURVE_ASSERT(p->ninflight <= r->o.max_inflight_msgs);
+            CURVE_ASSERT(p->state == RAFT_PR_SNAPSHOT || p->x == NULL);
+        }
+    } else {
+        CURVE_ASSERT(r->npr == 0 && r->nreads == 0);
+    }
+}
+
+/* ============================================================================================
  * Message handlers
  * ========================================================================================== */
 
@@ -1794,6 +1831,7 @@ int raft_recv(struct raft *r, const struct raft_msg *m)
     case RAFT_MSG_INSTALL_SNAPSHOT_RESULT: recv_snapr(r, m); break;
     case RAFT_MSG_TIMEOUT_NOW: recv_timeout_now(r, m); break;
     }
+    check_invariants(r);
     return 0;
 }
 
@@ -1814,6 +1852,7 @@ void raft_io_meta_done(struct raft *r, uint64_t term, uint64_t vote, int status)
     flush_deferred(r);
     if (r->role == RAFT_CANDIDATE && r->campaign_pending)
         campaign(r);
+    check_invariants(r);
 }
 
 void raft_io_append_done(struct raft *r, uint64_t seq, int status)
@@ -1840,6 +1879,7 @@ void raft_io_append_done(struct raft *r, uint64_t seq, int status)
         maybe_commit(r);
     else if (r->role == RAFT_FOLLOWER && r->leader != 0 && r->f_match > r->f_acked)
         follower_ack(r);
+    check_invariants(r);
 }
 
 /* ============================================================================================
@@ -1899,6 +1939,7 @@ void raft_tick(struct raft *r)
     uint64_t now = now_ms(r);
     if (r->role == RAFT_LEADER) {
         leader_tick(r, now);
+        check_invariants(r);
         return;
     }
     if (now < r->election_deadline)
@@ -1911,6 +1952,7 @@ void raft_tick(struct raft *r)
         become_pre_candidate(r);
     else
         become_candidate(r, false);
+    check_invariants(r);
 }
 
 /* ============================================================================================
@@ -1956,6 +1998,7 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, void *cookie, u
     if (term)
         *term = p->term;
     maybe_commit(r); /* single-voter groups */
+    check_invariants(r);
     return 0;
 }
 
