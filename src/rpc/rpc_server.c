@@ -12,6 +12,7 @@
 
 #include "common/assert.h"
 #include "common/failpoint.h"
+#include "common/metrics.h"
 #include "common/log.h"
 #include "curve/errors.h"
 
@@ -33,8 +34,29 @@ typedef struct srv_loop {
     srv_conn *conns;
 } srv_loop;
 
+/* Why a request was answered without running its handler (metrics label). */
+typedef enum {
+    REJ_OVERLOAD,
+    REJ_SHUTDOWN,
+    REJ_NOSERVICE,
+    REJ_NOMETHOD,
+    REJ_BADREQ,
+    REJ_COUNT,
+} srv_reject;
+
+static const char *const reject_names[REJ_COUNT] = {"overload", "shutdown", "noservice",
+                                                    "nomethod", "badreq"};
+
+typedef struct srv_metrics {
+    curve_counter *requests;
+    curve_counter *rejected[REJ_COUNT];
+    curve_latency *handler;
+    curve_gauge *inflight, *conns;
+} srv_metrics;
+
 struct rpc_server {
     curve_loop_group *loops;
+    srv_metrics m; /* all NULL without a registry */
     rpc_server_opts o;
     rpc_service_def svcs[RPC_SERVER_SERVICES_MAX];
     size_t nsvcs;
@@ -57,6 +79,7 @@ struct rpc_call_ctx {
     srv_conn *sc;
     rpc_frame_hdr hdr; /* of the request */
     uint64_t bytes;    /* request body + attachment, counted against the byte bounds */
+    uint64_t start_ns; /* dispatch time (handler latency metric) */
     const rpc_method_def *m;
     ProtobufCMessage *req;
     curve_iobuf attach;
@@ -70,6 +93,12 @@ static void srv_unref(rpc_server *s)
     CURVE_ASSERT(old > 0);
     if (old != 1)
         return;
+    curve_counter_unregister(s->m.requests);
+    for (int i = 0; i < REJ_COUNT; i++)
+        curve_counter_unregister(s->m.rejected[i]);
+    curve_latency_unregister(s->m.handler);
+    curve_gauge_unregister(s->m.inflight);
+    curve_gauge_unregister(s->m.conns);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s->sl);
@@ -102,6 +131,14 @@ static void send_error(srv_conn *sc, const rpc_frame_hdr *req, int status, const
         n = 0;
     if ((size_t)n >= sizeof(text))
         n = sizeof(text) - 1;
+    int reason = status == CURVE_ERR_RPC_OVERLOAD    ? REJ_OVERLOAD
+                 : status == CURVE_ERR_SHUTDOWN      ? REJ_SHUTDOWN
+                 : status == CURVE_ERR_RPC_NOSERVICE ? REJ_NOSERVICE
+                 : status == CURVE_ERR_RPC_NOMETHOD  ? REJ_NOMETHOD
+                 : status == CURVE_ERR_RPC_BADREQ    ? REJ_BADREQ
+                                                     : -1;
+    if (reason >= 0 && sc->srv->m.rejected[reason])
+        curve_counter_inc(sc->srv->m.rejected[reason]);
     rpc_frame_hdr h = {
         .type = RPC_FRAME_RESPONSE,
         .corr_id = req->corr_id,
@@ -179,6 +216,8 @@ static void ctx_deliver(void *arg)
         (void)rpc_conn_send(sc->conn, ctx->out);
         ctx->out = NULL;
     }
+    if (s->m.handler)
+        curve_latency_record(s->m.handler, (curve_now_mono_ns() - ctx->start_ns) / 1000);
     CURVE_ASSERT(sc->inflight > 0 && sc->inflight_bytes >= ctx->bytes);
     sc->inflight--;
     sc->inflight_bytes -= ctx->bytes;
@@ -317,6 +356,8 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
         rpc_conn_close(conn, CURVE_ERR_RPC_PROTO);
         return;
     }
+    if (s->m.requests)
+        curve_counter_inc(s->m.requests);
     if (atomic_load(&s->stopping)) {
         send_error(sc, h, CURVE_ERR_SHUTDOWN, "server is shutting down");
         goto out_free;
@@ -385,6 +426,7 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
     ctx->sc = sc;
     ctx->hdr = *h;
     ctx->bytes = bytes;
+    ctx->start_ns = s->m.handler ? curve_now_mono_ns() : 0;
     ctx->m = m;
     curve_iobuf_init(&ctx->attach);
     (void)curve_iobuf_move(&ctx->attach, &f->attach);
@@ -467,6 +509,42 @@ static const rpc_conn_handler srv_handler = {
 
 /* ---- lifetime ---- */
 
+static double gauge_inflight(void *arg)
+{
+    return (double)atomic_load(&((rpc_server *)arg)->inflight);
+}
+
+static double gauge_conns(void *arg)
+{
+    return (double)atomic_load(&((rpc_server *)arg)->conns);
+}
+
+/* Registers the server's metrics; on failure the caller unregisters what was registered. */
+static int srv_register_metrics(rpc_server *s, curve_metrics *reg, const char *name)
+{
+    const char *labels[] = {"server", name, NULL};
+    int rc = curve_metrics_counter(reg, "curve_rpc_server_requests_total",
+                                   "RPC requests received", labels, &s->m.requests);
+    for (int i = 0; i < REJ_COUNT && rc == 0; i++) {
+        const char *rl[] = {"server", name, "reason", reject_names[i], NULL};
+        rc = curve_metrics_counter(reg, "curve_rpc_server_rejected_total",
+                                   "RPC requests answered without running their handler", rl,
+                                   &s->m.rejected[i]);
+    }
+    if (rc == 0)
+        rc = curve_metrics_latency(reg, "curve_rpc_server_handler_seconds",
+                                   "Time from dispatching an RPC to sending its reply", labels,
+                                   NULL, 0, &s->m.handler);
+    if (rc == 0)
+        rc = curve_metrics_gauge_fn(reg, "curve_rpc_server_inflight_calls",
+                                    "RPC calls inside handlers", labels, gauge_inflight, s,
+                                    &s->m.inflight);
+    if (rc == 0)
+        rc = curve_metrics_gauge_fn(reg, "curve_rpc_server_connections",
+                                    "Open RPC connections", labels, gauge_conns, s, &s->m.conns);
+    return rc;
+}
+
 int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_server **out)
 {
     rpc_server *s = calloc(1, sizeof(*s));
@@ -510,6 +588,15 @@ int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_ser
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &attr);
     pthread_condattr_destroy(&attr);
+    if (s->o.metrics) {
+        int rc = srv_register_metrics(s, s->o.metrics,
+                                      s->o.metrics_name ? s->o.metrics_name : "rpc");
+        if (rc < 0) {
+            CLOG_ERROR("rpc server: cannot register metrics: %s", curve_strerror(rc));
+            srv_unref(s); /* unregisters what was registered */
+            return rc;
+        }
+    }
     *out = s;
     return 0;
 }

@@ -67,11 +67,19 @@ typedef struct rpc_server_opts {
     uint32_t max_conns;             /* open connections; more are closed at once (0: default) */
     rpc_frame_limits limits;        /* 0: defaults */
     const rpc_transport_ops *transport; /* NULL: TCP */
+    /* Metrics registry (borrowed; NULL: no metrics). Registered with the label
+     * server=<metrics_name> (default "rpc"): curve_rpc_server_requests_total,
+     * curve_rpc_server_rejected_total{reason=overload|shutdown|noservice|nomethod|badreq},
+     * curve_rpc_server_handler_seconds (dispatch to reply), curve_rpc_server_inflight_calls,
+     * curve_rpc_server_connections. */
+    struct curve_metrics *metrics;
+    const char *metrics_name;
 } rpc_server_opts;
 
 /* Creates a server whose connections are spread over `loops` (borrowed; must outlive the
  * server and keep running until rpc_server_free returned). opts may be NULL.
- * Returns 0 or -ENOMEM. */
+ * Returns 0, -ENOMEM, or an error of the metrics registry (-EEXIST: a server with the same
+ * metrics_name is registered). */
 int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_server **out);
 
 /* Registers a service (borrowed). Before rpc_server_start only. Returns 0, -EEXIST (id already

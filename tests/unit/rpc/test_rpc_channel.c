@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "common/failpoint.h"
+#include "common/metrics.h"
 #include "curve/errors.h"
 #include "rpc/echo_service.h"
 #include "rpc/rpc_channel.h"
@@ -467,6 +468,38 @@ static void test_failpoints(void **state)
     env_free(e);
 }
 
+static void test_server_metrics(void **state)
+{
+    curve_metrics *reg;
+    assert_int_equal(curve_metrics_new(&reg), 0);
+    rpc_server_opts so = {.metrics = reg, .metrics_name = "t"};
+    env *e = env_new(&so, NULL);
+    /* A second server with the same metrics name in the same registry is refused. */
+    rpc_server *dup;
+    assert_int_equal(rpc_server_new(e->srv_loops, &so, &dup), -EEXIST);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(echo_sync(e->ch, "m", 0, 0, 10, 0, NULL), 0);
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "m";
+    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, 9, &req.base, NULL, NULL, 0, NULL,
+                                   NULL, NULL, 0),
+                     CURVE_ERR_RPC_NOMETHOD);
+    char *text;
+    size_t len;
+    assert_int_equal(curve_metrics_render_prometheus(reg, &text, &len), 0);
+    assert_non_null(strstr(text, "curve_rpc_server_requests_total{server=\"t\"} 4\n"));
+    assert_non_null(
+        strstr(text, "curve_rpc_server_rejected_total{server=\"t\",reason=\"nomethod\"} 1\n"));
+    assert_non_null(
+        strstr(text, "curve_rpc_server_rejected_total{server=\"t\",reason=\"overload\"} 0\n"));
+    assert_non_null(strstr(text, "curve_rpc_server_handler_seconds_count{server=\"t\"} 3\n"));
+    assert_non_null(strstr(text, "curve_rpc_server_connections{server=\"t\"} 1\n"));
+    free(text);
+    env_free(e);
+    assert_int_equal(curve_metrics_count(reg), 0); /* the server unregistered everything */
+    curve_metrics_free(reg);
+}
+
 /* ---- connection loss, reconnect, refused ---- */
 
 static void test_server_gone_then_back(void **state)
@@ -761,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_byte_bound_and_max_conns),
         cmocka_unit_test(test_connect_backoff),
         cmocka_unit_test(test_failpoints),
+        cmocka_unit_test(test_server_metrics),
         cmocka_unit_test(test_server_gone_then_back),
         cmocka_unit_test(test_close_fails_pending),
         cmocka_unit_test(test_calls_racing_close),
