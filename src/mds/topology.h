@@ -165,7 +165,8 @@ size_t mds_topo_css_of_copyset(const mds_topology *t, const mds_copyset *c,
 /* Copysets having `cs_id` as a peer, up to `max` into `out`; returns the total count. */
 size_t mds_topo_copysets_of_cs(const mds_topology *t, uint32_t cs_id, const mds_copyset **out,
                                size_t max);
-/* Number of distinct other chunkservers sharing at least one copyset with `cs_id`. */
+/* Number of distinct other chunkservers sharing at least one copyset with `cs_id`. O(copysets);
+ * returns 0 also when out of memory (for many at once see mds_place_scatter_widths). */
 size_t mds_topo_scatter_width(const mds_topology *t, uint32_t cs_id);
 
 /* ---- mutations ---- */
