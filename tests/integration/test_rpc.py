@@ -197,3 +197,19 @@ def test_garbage_and_half_open_connections(procs):
         assert not _wait_closed(s, 0.05), "idle connection closed"
         s.close()
     assert srv.stop() == 0
+
+
+def test_failpoint_delays_replies(procs):
+    """CURVE_FAILPOINTS delays replies in the server without blocking its loop: the first 4
+    replies are held 1.5 s (their calls time out at 0.4 s), later calls are answered at once."""
+    srv = procs.start([binary("curve-echo-server"), "--listen=127.0.0.1:0", "--threads=1"],
+                      name="srv", env={"CURVE_FAILPOINTS": "rpc.server.reply_delay=4*return(1500)"})
+    addr = srv.wait_for_line(r"^listening (127\.0\.0\.1:\d+)$", timeout=START_TIMEOUT_S).group(1)
+    cli, rc = run_client(procs, addr, "--calls=4", "--inflight=4", "--timeout-ms=400",
+                         "--expect=timeout")
+    assert rc == 0, cli.describe()
+    t0 = time.monotonic()
+    cli, rc = run_client(procs, addr, "--calls=20", "--inflight=4", "--timeout-ms=5000",
+                         name="cli2")
+    assert rc == 0, cli.describe()
+    assert time.monotonic() - t0 < 1.4, "replies were still delayed"
