@@ -172,6 +172,22 @@ def test_replicate_snapshot_install_and_recovery(procs, tmp_dir):
         for k, v in acked1.items():
             assert kv.get(k) == v, "node %d lacks %s" % (i, k)
 
+    # per-group metrics with the copyset label on the leader's /metrics
+    url = "http://127.0.0.1:%d/metrics" % c.admin[leader]
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as r:
+        text = r.read().decode()
+    for name in ("raft_commit_latency_seconds_count", "raft_apply_latency_seconds_count",
+                 "raft_append_latency_seconds_count", "raft_log_entries_per_fdatasync",
+                 "raft_role", "raft_term"):
+        line = next((ln for ln in text.splitlines()
+                     if ln.startswith(name + '{copyset="1"}')), None)
+        assert line is not None, "%s missing from /metrics" % name
+        if name.startswith(("raft_commit", "raft_apply")):
+            assert float(line.split()[-1]) >= 100, line  # one per acknowledged put
+        elif name.endswith("_count"):
+            assert float(line.split()[-1]) > 0, line
+    assert 'raft_role{copyset="1"} 4' in text
+
     # a follower misses 300 entries while the leader snapshots and compacts its log
     lag = next(i for i in (1, 2, 3) if i != leader)
     lag_applied = c.status(lag)["kv_applied"]

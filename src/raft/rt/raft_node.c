@@ -25,7 +25,7 @@
 #include "rpc/rpc_channel.h"
 
 #define RAFTRT_PATH_MAX 4096u
-#define RAFTRT_LAT_RING 4096u /* proposals whose commit latency is tracked at once */
+#define RAFTRT_LAT_RING 1024u /* proposals whose commit latency is tracked at once */
 #define RAFTRT__SNAPMETA_MAGIC 0x4d4e5352u /* "RSNM" */
 #define RAFTRT__SNAPMETA_VERSION 1u
 #define RAFTRT_BOOT_READ_BATCH 1024u /* entries read per rlog_read_range at boot */
@@ -916,6 +916,7 @@ struct prop {
     raftrt_propose_cb cb;
     void *arg;
     uint64_t t0_us;
+    uint64_t expected_term; /* 0: any */
     bool read;
     uint32_t len;
     uint8_t data[];
@@ -969,6 +970,9 @@ static void prop_on_loop(void *arg)
             goto done;
         }
         rc = raft_read_index(g->r, p);
+    } else if (p->expected_term && (raft_role(g->r) != RAFT_LEADER ||
+                                    raft_term(g->r) != p->expected_term)) {
+        rc = CURVE_ERR_NOT_LEADER; /* leadership changed since the caller checked it */
     } else {
         p->t0_us = now_us();
         rc = raft_propose(g->r, p->data, p->len, p, &index, NULL);
@@ -990,7 +994,7 @@ done:
 }
 
 static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read,
-                       raftrt_propose_cb cb, void *arg)
+                       uint64_t expected_term, raftrt_propose_cb cb, void *arg)
 {
     if (len > RAFT_MAX_ENTRY_BYTES)
         return -EINVAL;
@@ -1001,6 +1005,7 @@ static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read
     p->cb = cb;
     p->arg = arg;
     p->read = read;
+    p->expected_term = expected_term;
     p->len = len;
     p->t0_us = now_us();
     if (len)
@@ -1019,12 +1024,18 @@ static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read
 int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propose_cb cb,
                    void *arg)
 {
-    return submit_prop(g, cmd, len, false, cb, arg);
+    return submit_prop(g, cmd, len, false, 0, cb, arg);
+}
+
+int raftrt_propose_term(raftrt_group *g, const void *cmd, uint32_t len, uint64_t expected_term,
+                        raftrt_propose_cb cb, void *arg)
+{
+    return submit_prop(g, cmd, len, false, expected_term, cb, arg);
 }
 
 int raftrt_read(raftrt_group *g, raftrt_propose_cb cb, void *arg)
 {
-    return submit_prop(g, NULL, 0, true, cb, arg);
+    return submit_prop(g, NULL, 0, true, 0, cb, arg);
 }
 
 /* Snapshot saved by the fsm: persist the meta on a worker, then tell the core. */
@@ -1293,6 +1304,14 @@ void raftrt_group_opts_default(raftrt_group_opts *o)
     raft_options_default(&o->raft);
 }
 
+raftrt_group *raftrt_host_group(raftrt_host *h, uint64_t group_id)
+{
+    raftrt_group *g = host_find_ref(h, group_id);
+    if (g)
+        group_unref(g); /* the caller's own open/stop discipline keeps it alive */
+    return g;
+}
+
 uint64_t raftrt_group_id(const raftrt_group *g)
 {
     return g->id;
@@ -1379,10 +1398,7 @@ struct boot_state {
     rlog_entry *rents;
     struct raft_entry *ents;
     size_t n;
-    const struct raft_config *bootstrap;
-    struct raftrt_group_opts_copy {
-        struct raft_options ro;
-    } o;
+    struct raft_options ro;
     int rc;
     raftrt_group *g;
 };
@@ -1452,7 +1468,7 @@ static void start_on_loop(void *arg)
     struct boot_state *bs = arg;
     raftrt_group *g = bs->g;
     enter(g);
-    int rc = raft_new(&bs->o.ro, &g->io, &g->fsm, &g->cbs, &g->r);
+    int rc = raft_new(&bs->ro, &g->io, &g->fsm, &g->cbs, &g->r);
     if (rc != 0)
         goto out;
     rc = raft_start(g->r, &bs->b);
@@ -1541,10 +1557,10 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
         goto err_after_log;
     }
     bs->g = g;
-    bs->o.ro = o->raft;
-    bs->o.ro.group_id = o->group_id;
-    bs->o.ro.id = h->o.self_id;
-    g->tick_ms = o->tick_ms ? o->tick_ms : (bs->o.ro.heartbeat_ms / 2 ? bs->o.ro.heartbeat_ms / 2 : 1);
+    bs->ro = o->raft;
+    bs->ro.group_id = o->group_id;
+    bs->ro.id = h->o.self_id;
+    g->tick_ms = o->tick_ms ? o->tick_ms : (bs->ro.heartbeat_ms / 2 ? bs->ro.heartbeat_ms / 2 : 1);
     rc = boot_load(g, bs);
     if (rc != 0)
         goto err_after_boot;

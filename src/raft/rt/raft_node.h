@@ -137,6 +137,9 @@ int raftrt_group_path(const char *data_dir, uint64_t group_id, const char *sub, 
  * their groups). Returns 0 or a negative errno, or cb's non-zero return. */
 int raftrt_scan_groups(const char *data_dir, int (*cb)(void *arg, uint64_t group_id), void *arg);
 
+/* The open group `group_id` of this host, or NULL. The pointer stays valid until the caller
+ * (who opened it) stops it. Any thread. */
+raftrt_group *raftrt_host_group(raftrt_host *h, uint64_t group_id);
 uint64_t raftrt_group_id(const raftrt_group *g);
 curve_loop *raftrt_group_loop(raftrt_group *g);
 /* The core node (group loop only). */
@@ -150,6 +153,12 @@ typedef void (*raftrt_propose_cb)(void *arg, int status, uint64_t index, uint64_
  * CURVE_ERR_SHUTDOWN (cb never runs). Any thread. */
 int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propose_cb cb,
                    void *arg);
+
+/* Like raftrt_propose, but fails with CURVE_ERR_NOT_LEADER unless this node is still the
+ * leader in `expected_term` when the proposal reaches the group's loop (the term the caller saw
+ * in raftrt_group_status; 0 = any). Any thread. */
+int raftrt_propose_term(raftrt_group *g, const void *cmd, uint32_t len, uint64_t expected_term,
+                        raftrt_propose_cb cb, void *arg);
 
 /* Linearizable read barrier: cb(arg, 0, ...) on the group loop when the state machine may be
  * read (leader lease valid, else ReadIndex); NOT_LEADER / BUSY / SHUTDOWN otherwise. Returns 0

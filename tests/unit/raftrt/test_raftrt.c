@@ -310,6 +310,21 @@ static void test_cluster(void **state)
     for (unsigned i = 0; i < N; i++)
         wait_applied(&c, i, last, sum);
 
+    /* proposals fenced by the leader's term */
+    struct raft_status lst;
+    raftrt_group_status(c.g[l], &lst);
+    waiter_init(&w);
+    uint64_t zero = 0;
+    assert_int_equal(raftrt_propose_term(c.g[l], &zero, 8, lst.term + 1, waiter_cb, &w), 0);
+    waiter_wait(&w, 1);
+    assert_int_equal(w.last_status, CURVE_ERR_NOT_LEADER);
+    waiter_init(&w);
+    assert_int_equal(raftrt_propose_term(c.g[l], &zero, 8, lst.term, waiter_cb, &w), 0);
+    waiter_wait(&w, 1);
+    assert_int_equal(w.last_status, 0);
+    assert_ptr_equal(raftrt_host_group(c.h[l], 7), c.g[l]);
+    assert_null(raftrt_host_group(c.h[l], 8));
+
     /* the fsm's apply result reaches the proposer */
     waiter_init(&w);
     assert_int_equal(raftrt_propose(c.g[l], "bad", 3, waiter_cb, &w), 0);
