@@ -356,8 +356,10 @@ struct raft_boot {
 int raft_new(const struct raft_options *o, struct raft_io *io, struct raft_fsm *fsm,
              const struct raft_cbs *cbs, struct raft **out);
 /* Loads the boot state (copies it), validates it, and starts as a follower. May call io
- * (persist_meta, append, reset_log). Returns 0, -ENOMEM, or CURVE_ERR_CORRUPT (inconsistent
- * boot state). */
+ * (persist_meta, append, reset_log). Entries that do not continue the snapshot are dropped
+ * (reset_log). A node alone in its configuration elects itself at its first tick.
+ * Returns 0, -ENOMEM, -EINVAL (bad bootstrap configuration), -EIO (io refused reset_log) or
+ * CURVE_ERR_CORRUPT (bad snapshot meta, entries with bad types or decreasing terms). */
 int raft_start(struct raft *r, const struct raft_boot *boot);
 /* Fails every pending proposal/read with CURVE_ERR_SHUTDOWN and frees the node. Completions
  * still owed by io (raft_io_*_done) must not be delivered afterwards. NULL is ignored. */
@@ -366,11 +368,16 @@ void raft_free(struct raft *r);
 /* Drives timers (elections, heartbeats, check-quorum, transfer timeouts, snapshot pacing).
  * Call at least every heartbeat_ms / 2. */
 void raft_tick(struct raft *r);
-/* Handles a received message (borrowed). Returns 0, or CURVE_ERR_RPC_BADREQ for a malformed
- * message (wrong group, unknown type, bad lengths, bad entries): the message is ignored. */
+/* Handles a received message (borrowed for the call). Returns 0, or CURVE_ERR_RPC_BADREQ for a
+ * malformed message (wrong group or destination, from 0 or from ourselves, term 0, unknown type,
+ * counts or lengths beyond the bounds, entries with bad types/terms, undecodable configuration
+ * entries, bad snapshot meta): the message is ignored and the node is unaffected. Messages that
+ * are well formed but stale or unexpected are ignored (0). */
 int raft_recv(struct raft *r, const struct raft_msg *m);
 
-/* I/O completions (see struct raft_io). status != 0: the node enters the failed state. */
+/* I/O completions (see struct raft_io), on the node's loop, never from inside an io call.
+ * status != 0: the node enters the failed state (raft_failed() returns the error; it no longer
+ * votes, replicates or applies; the owner should close and reopen the group). */
 void raft_io_meta_done(struct raft *r, uint64_t term, uint64_t vote, int status);
 void raft_io_append_done(struct raft *r, uint64_t seq, int status);
 /* State machine snapshot completion (fsm->snapshot_save). manifest borrowed. */
@@ -401,12 +408,14 @@ int raft_promote(struct raft *r, uint64_t id);
 int raft_remove(struct raft *r, uint64_t id);
 /* Leader transfer (TimeoutNow). target 0: the most up-to-date voter. The leader stops taking
  * proposals until the transfer ends (success or one election timeout), and does not serve lease
- * reads for the rest of its term. */
+ * reads for the rest of its term. Completion: observe the role change (cbs.state_changed).
+ * Errors: CURVE_ERR_NOT_LEADER, CURVE_ERR_BUSY (a transfer is in progress), -EALREADY (target
+ * is this node), -EINVAL (target is not a voter of the configuration). */
 int raft_transfer_leader(struct raft *r, uint64_t target);
 /* Operator-only forced reset when a majority is permanently lost: makes this node the single
  * voter of the group (new term, configuration entry appended locally) and it elects itself.
  * UNSAFE by nature (acknowledged entries on the lost majority may be lost); others must be
- * removed or wiped. */
+ * removed or wiped. Errors: the failed-state error, CURVE_ERR_BUSY (io backlog), -ENOMEM. */
 int raft_reset_peers(struct raft *r);
 
 struct raft_peer_status {
