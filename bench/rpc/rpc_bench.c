@@ -35,9 +35,9 @@
 #include "rpc/rpc_channel.h"
 
 /* Latency samples kept (the rest are counted but not sampled). */
-#define BENCH_SAMPLES_MAX (4u << 20)
+#define BENCH_SAMPLES_MAX  (4u << 20)
 #define BENCH_INFLIGHT_MAX 1024u
-#define BENCH_SIZE_MAX (16u << 20)
+#define BENCH_SIZE_MAX     (16u << 20)
 /* Raw receive buffer. */
 #define RAW_RBUF (1u << 20)
 
@@ -312,8 +312,7 @@ static void rpc_issue(rpc_slot *slot)
         CURVE_ASSERT(curve_iobuf_append(&att, b->payload, 0, b->o->size) == 0);
     slot->sent_at = curve_now_mono_ns();
     int rc = rpc_channel_call(b->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, &att,
-                              &curve__echo__echo_response__descriptor, 10000, rpc_done, slot,
-                              NULL);
+                              &curve__echo__echo_response__descriptor, 10000, rpc_done, slot, NULL);
     CURVE_ASSERT(rc == 0);
     b->outstanding++;
 }

@@ -157,7 +157,7 @@ typedef void (*curve_work_done_cb)(void *arg, int result);
 
 /* Upper bounds accepted by curve_workpool_new(). */
 #define CURVE_WORKPOOL_THREADS_MAX 64u
-#define CURVE_WORKPOOL_QUEUE_MAX (1u << 20)
+#define CURVE_WORKPOOL_QUEUE_MAX   (1u << 20)
 
 /* Creates `nthreads` workers (1..CURVE_WORKPOOL_THREADS_MAX) with a queue of at most
  * `queue_max` (1..CURVE_WORKPOOL_QUEUE_MAX) waiting items. Returns 0, -EINVAL, -ENOMEM or a

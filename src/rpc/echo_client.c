@@ -8,7 +8,8 @@
  * Each channel (one connection) runs --calls calls with --inflight of them in flight. Each
  * call carries a message and an attachment filled with a pseudo-random pattern derived from the
  * seed and the call; the reply must echo both exactly. --attach-mixed draws sizes from 0 B to
- * MAXBYTES (5% empty, 3% exactly MAXBYTES, 7% uniform up to MAXBYTES, the rest up to 64 KiB). --worker-every=K makes every K-th call be
+ * MAXBYTES (5% empty, 3% exactly MAXBYTES, 7% uniform up to MAXBYTES, the rest up to
+ * 64 KiB). --worker-every=K makes every K-th call be
  * answered from a server worker thread.
  *
  * Prints "started" once the first calls are queued, then a summary line
@@ -166,8 +167,8 @@ static bool verify(client *cl, pending *p, rpc_result *r, char *why, size_t whyl
         return false;
     }
     if (resp->attach_len != p->size || r->attach.len != p->size) {
-        snprintf(why, whylen, "%s: attachment length %" PRIu64 "/%zu, expected %" PRIu64,
-                 p->msg, resp->attach_len, r->attach.len, p->size);
+        snprintf(why, whylen, "%s: attachment length %" PRIu64 "/%zu, expected %" PRIu64, p->msg,
+                 resp->attach_len, r->attach.len, p->size);
         return false;
     }
     if (p->size == 0)
@@ -244,8 +245,8 @@ static bool start_call(chan *c)
         curve_buf_unref(b);
     }
     int rc = rpc_channel_call(c->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, &att,
-                              &curve__echo__echo_response__descriptor, cl->o.timeout_ms,
-                              call_done, p, NULL);
+                              &curve__echo__echo_response__descriptor, cl->o.timeout_ms, call_done,
+                              p, NULL);
     if (rc < 0) {
         /* No callback will come: account for the call here. */
         cl->failed++;
@@ -277,8 +278,8 @@ static int parse_u64(const char *name, const char *s, uint64_t min, uint64_t max
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *s == 0 || *end != 0 || v < min || v > max) {
-        fprintf(stderr, "curve-echo-client: --%s=%s: expected an integer in [%" PRIu64
-                        ", %" PRIu64 "]\n",
+        fprintf(stderr,
+                "curve-echo-client: --%s=%s: expected an integer in [%" PRIu64 ", %" PRIu64 "]\n",
                 name, s, min, max);
         return -EINVAL;
     }
@@ -297,8 +298,12 @@ static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max
 
 static int parse_opts(int argc, char **argv, client_opts *o)
 {
-    *o = (client_opts){.channels = 1, .calls = 100, .inflight = 1, .timeout_ms = 5000,
-                       .seed = 1, .expect = EXPECT_OK};
+    *o = (client_opts){.channels = 1,
+                       .calls = 100,
+                       .inflight = 1,
+                       .timeout_ms = 5000,
+                       .seed = 1,
+                       .expect = EXPECT_OK};
     static const struct option longopts[] = {
         {"addr", required_argument, NULL, 'a'},
         {"channels", required_argument, NULL, 'C'},
@@ -316,16 +321,36 @@ static int parse_opts(int argc, char **argv, client_opts *o)
     int opt, rc = 0;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1 && rc == 0) {
         switch (opt) {
-        case 'a': o->addr = optarg; break;
-        case 'C': rc = parse_u32("channels", optarg, 1, 4096, &o->channels); break;
-        case 'n': rc = parse_u32("calls", optarg, 1, 100000000, &o->calls); break;
-        case 'i': rc = parse_u32("inflight", optarg, 1, 4096, &o->inflight); break;
-        case 's': rc = parse_u64("attach", optarg, 0, 64u << 20, &o->attach); break;
-        case 'm': rc = parse_u64("attach-mixed", optarg, 1, 64u << 20, &o->attach_mixed); break;
-        case 't': rc = parse_u32("timeout-ms", optarg, 1, 3600000, &o->timeout_ms); break;
-        case 'd': rc = parse_u32("delay-ms", optarg, 0, ECHO_DELAY_MAX_MS, &o->delay_ms); break;
-        case 'w': rc = parse_u32("worker-every", optarg, 0, 1000000, &o->worker_every); break;
-        case 'S': rc = parse_u64("seed", optarg, 0, UINT64_MAX, &o->seed); break;
+        case 'a':
+            o->addr = optarg;
+            break;
+        case 'C':
+            rc = parse_u32("channels", optarg, 1, 4096, &o->channels);
+            break;
+        case 'n':
+            rc = parse_u32("calls", optarg, 1, 100000000, &o->calls);
+            break;
+        case 'i':
+            rc = parse_u32("inflight", optarg, 1, 4096, &o->inflight);
+            break;
+        case 's':
+            rc = parse_u64("attach", optarg, 0, 64u << 20, &o->attach);
+            break;
+        case 'm':
+            rc = parse_u64("attach-mixed", optarg, 1, 64u << 20, &o->attach_mixed);
+            break;
+        case 't':
+            rc = parse_u32("timeout-ms", optarg, 1, 3600000, &o->timeout_ms);
+            break;
+        case 'd':
+            rc = parse_u32("delay-ms", optarg, 0, ECHO_DELAY_MAX_MS, &o->delay_ms);
+            break;
+        case 'w':
+            rc = parse_u32("worker-every", optarg, 0, 1000000, &o->worker_every);
+            break;
+        case 'S':
+            rc = parse_u64("seed", optarg, 0, UINT64_MAX, &o->seed);
+            break;
         case 'e':
             if (!strcmp(optarg, "ok"))
                 o->expect = EXPECT_OK;
@@ -338,7 +363,8 @@ static int parse_opts(int argc, char **argv, client_opts *o)
             else
                 rc = -EINVAL;
             break;
-        default: rc = -EINVAL;
+        default:
+            rc = -EINVAL;
         }
     }
     if (rc == 0 && (!o->addr || optind != argc))
@@ -388,19 +414,23 @@ int main(int argc, char **argv)
            " seconds=%.3f\n",
            cl.ok, cl.failed, cl.verified, cl.bytes, secs);
     for (unsigned i = 0; i < cl.nerrs; i++)
-        printf("error %s count=%u example=%s\n", curve_errname(cl.errs[i].code),
-               cl.errs[i].count, cl.errs[i].example);
+        printf("error %s count=%u example=%s\n", curve_errname(cl.errs[i].code), cl.errs[i].count,
+               cl.errs[i].example);
     uint64_t total = (uint64_t)cl.o.channels * cl.o.calls;
     bool good;
     switch (cl.o.expect) {
-    case EXPECT_OK: good = cl.verified == total; break;
+    case EXPECT_OK:
+        good = cl.verified == total;
+        break;
     case EXPECT_TIMEOUT:
         good = cl.failed == total && cl.nerrs == 1 && cl.errs[0].code == CURVE_ERR_TIMEOUT;
         break;
     case EXPECT_CONN:
         good = cl.failed == total && cl.nerrs == 1 && cl.errs[0].code == CURVE_ERR_RPC_CONN;
         break;
-    default: good = cl.failed == total; break;
+    default:
+        good = cl.failed == total;
+        break;
     }
     fflush(stdout);
     return good ? 0 : 1;

@@ -63,22 +63,38 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
-        case 'l': listen_addr = optarg; break;
-        case 't': rc = parse_u32("threads", optarg, 1, CURVE_LOOP_GROUP_MAX, &threads); break;
-        case 'w': rc = parse_u32("workers", optarg, 1, CURVE_WORKPOOL_THREADS_MAX, &workers); break;
-        case 'm': rc = parse_u32("max-inflight", optarg, 1, 1u << 24, &opts.max_inflight); break;
+        case 'l':
+            listen_addr = optarg;
+            break;
+        case 't':
+            rc = parse_u32("threads", optarg, 1, CURVE_LOOP_GROUP_MAX, &threads);
+            break;
+        case 'w':
+            rc = parse_u32("workers", optarg, 1, CURVE_WORKPOOL_THREADS_MAX, &workers);
+            break;
+        case 'm':
+            rc = parse_u32("max-inflight", optarg, 1, 1u << 24, &opts.max_inflight);
+            break;
         case 'c':
             rc = parse_u32("max-inflight-per-conn", optarg, 1, 1u << 24,
                            &opts.max_inflight_per_conn);
             break;
-        case 'g': rc = parse_u32("grace-ms", optarg, 0, 3600000, &grace_ms); break;
-        case 'C': rc = parse_u32("max-conns", optarg, 1, 1000000, &opts.max_conns); break;
+        case 'g':
+            rc = parse_u32("grace-ms", optarg, 0, 3600000, &grace_ms);
+            break;
+        case 'C':
+            rc = parse_u32("max-conns", optarg, 1, 1000000, &opts.max_conns);
+            break;
         case 'B':
             rc = parse_u32("max-inflight-mib", optarg, 1, 1u << 20, &mib);
             opts.max_inflight_bytes = (uint64_t)mib << 20;
             break;
-        case 'h': usage(); return 0;
-        default: usage(); return 2;
+        case 'h':
+            usage();
+            return 0;
+        default:
+            usage();
+            return 2;
         }
         if (rc < 0)
             return 2;

@@ -9,8 +9,7 @@
 #include "curve/errors.h"
 
 /* Builds and sends the echo reply; moves the request attachment into it. */
-static void echo_reply(rpc_call_ctx *ctx, const Curve__Echo__EchoRequest *req,
-                       curve_iobuf *attach)
+static void echo_reply(rpc_call_ctx *ctx, const Curve__Echo__EchoRequest *req, curve_iobuf *attach)
 {
     Curve__Echo__EchoResponse resp = CURVE__ECHO__ECHO_RESPONSE__INIT;
     resp.message = req->message;

@@ -12,7 +12,7 @@
 #include "loop/loop.h"
 #include "rpc/rpc_server.h"
 
-#define ECHO_SERVICE_ID 1u
+#define ECHO_SERVICE_ID  1u
 #define ECHO_METHOD_ECHO 1u
 /* Largest delay_ms accepted in a request. */
 #define ECHO_DELAY_MAX_MS 600000u
@@ -20,7 +20,7 @@
 typedef struct echo_service {
     rpc_service_def def;
     rpc_method_def methods[1];
-    curve_workpool *wp; /* for reply_from_worker; may be NULL (such requests then fail) */
+    curve_workpool *wp;  /* for reply_from_worker; may be NULL (such requests then fail) */
     atomic_uint pending; /* delayed or worker replies not sent yet (tests wait for 0) */
 } echo_service;
 

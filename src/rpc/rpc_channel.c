@@ -29,7 +29,7 @@ typedef struct ccall {
     rpc_call_cb cb;
     void *arg;
     size_t heap_idx;
-    struct ccall *hnext;        /* hash chain */
+    struct ccall *hnext;         /* hash chain */
     struct ccall *wprev, *wnext; /* wait queue (calls waiting for a connection) */
     struct ccall *flink;         /* temporary list in ch_fail_calls */
     bool waiting;
@@ -270,8 +270,7 @@ static void call_complete(ccall *c, int status, rpc_frame *f, const char *fmt, .
         if (c->resp_desc) {
             uint8_t *tmp;
             const uint8_t *body = rpc_frame_body(f, &tmp);
-            r.resp = body ? protobuf_c_message_unpack(c->resp_desc, NULL, f->body.len, body)
-                          : NULL;
+            r.resp = body ? protobuf_c_message_unpack(c->resp_desc, NULL, f->body.len, body) : NULL;
             free(tmp);
             if (!r.resp) {
                 r.status = CURVE_ERR_RPC_PROTO;
@@ -430,8 +429,8 @@ static void ch_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
         call_complete(c, CURVE_ERR_RPC_PROTO, NULL,
                       "response to call %llu from %s is invalid: svc %u method %u (expected "
                       "%u/%u), status %d",
-                      (unsigned long long)c->id, ch->addr, svc, method, c->service_id,
-                      c->method_id, status);
+                      (unsigned long long)c->id, ch->addr, svc, method, c->service_id, c->method_id,
+                      status);
         ch_arm_deadline(ch);
         return;
     }
@@ -440,8 +439,7 @@ static void ch_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
 }
 
 /* Fails every pending call (or only those already sent). */
-static void ch_fail_calls(rpc_channel *ch, bool sent_only, int status, const char *what,
-                          int reason)
+static void ch_fail_calls(rpc_channel *ch, bool sent_only, int status, const char *what, int reason)
 {
     /* Collect first: completing unlinks from the table we walk. */
     ccall *list = NULL;
@@ -562,8 +560,8 @@ static void ch_submit_msg(void *arg)
     ccall *c = arg;
     rpc_channel *ch = c->ch;
     if (ch_submit(ch, c) < 0)
-        call_complete(c, -ENOMEM, NULL, "call %llu to %s: out of memory",
-                      (unsigned long long)c->id, ch->addr);
+        call_complete(c, -ENOMEM, NULL, "call %llu to %s: out of memory", (unsigned long long)c->id,
+                      ch->addr);
     ch_unref(ch);
 }
 
@@ -685,8 +683,7 @@ int rpc_channel_new(curve_loop *loop, const char *addr, const rpc_channel_opts *
                     rpc_channel **out)
 {
     struct sockaddr_in sa;
-    if (!addr || strlen(addr) >= sizeof(((rpc_channel *)0)->addr) ||
-        rpc_parse_addr(addr, &sa) < 0)
+    if (!addr || strlen(addr) >= sizeof(((rpc_channel *)0)->addr) || rpc_parse_addr(addr, &sa) < 0)
         return -EINVAL;
     rpc_channel *ch = calloc(1, sizeof(*ch));
     if (!ch)

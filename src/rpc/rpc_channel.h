@@ -29,20 +29,20 @@
 typedef struct rpc_channel rpc_channel;
 
 /* Defaults and bounds. */
-#define RPC_CHANNEL_TIMEOUT_DEFAULT_MS 5000u
+#define RPC_CHANNEL_TIMEOUT_DEFAULT_MS         5000u
 #define RPC_CHANNEL_CONNECT_TIMEOUT_DEFAULT_MS 2000u
 #define RPC_CHANNEL_BACKOFF_INITIAL_DEFAULT_MS 20u
-#define RPC_CHANNEL_BACKOFF_MAX_DEFAULT_MS 2000u
-#define RPC_CHANNEL_INFLIGHT_DEFAULT 4096u /* calls started and not yet completed */
-#define RPC_CHANNEL_ERRMSG_MAX 256u        /* error text kept per result */
+#define RPC_CHANNEL_BACKOFF_MAX_DEFAULT_MS     2000u
+#define RPC_CHANNEL_INFLIGHT_DEFAULT           4096u /* calls started and not yet completed */
+#define RPC_CHANNEL_ERRMSG_MAX                 256u  /* error text kept per result */
 
 typedef struct rpc_channel_opts {
-    uint32_t timeout_ms;         /* default per-call timeout (0: default) */
-    uint32_t connect_timeout_ms; /* (0: default) */
-    uint32_t backoff_initial_ms; /* (0: default) */
-    uint32_t backoff_max_ms;     /* (0: default) */
-    uint32_t max_inflight;       /* client-side bound (0: default); beyond: CURVE_ERR_BUSY */
-    rpc_frame_limits limits;     /* for received frames and sent bodies (0: defaults) */
+    uint32_t timeout_ms;                /* default per-call timeout (0: default) */
+    uint32_t connect_timeout_ms;        /* (0: default) */
+    uint32_t backoff_initial_ms;        /* (0: default) */
+    uint32_t backoff_max_ms;            /* (0: default) */
+    uint32_t max_inflight;              /* client-side bound (0: default); beyond: CURVE_ERR_BUSY */
+    rpc_frame_limits limits;            /* for received frames and sent bodies (0: defaults) */
     const rpc_transport_ops *transport; /* NULL: TCP */
 } rpc_channel_opts;
 

@@ -19,14 +19,14 @@
 
 #include "common/buf.h"
 
-#define RPC_FRAME_MAGIC 0x52565243u /* "CRVR" read as little-endian bytes 'C','R','V','R' */
-#define RPC_FRAME_VERSION 1u
+#define RPC_FRAME_MAGIC    0x52565243u /* "CRVR" read as little-endian bytes 'C','R','V','R' */
+#define RPC_FRAME_VERSION  1u
 #define RPC_FRAME_HDR_SIZE 48u
 
 /* Default and hard upper limits for body and attachment sizes. */
-#define RPC_FRAME_BODY_MAX_DEFAULT (4u << 20)
+#define RPC_FRAME_BODY_MAX_DEFAULT   (4u << 20)
 #define RPC_FRAME_ATTACH_MAX_DEFAULT (64u << 20)
-#define RPC_FRAME_LIMIT_HARD (1u << 30)
+#define RPC_FRAME_LIMIT_HARD         (1u << 30)
 
 typedef enum rpc_frame_type {
     RPC_FRAME_REQUEST = 1,
@@ -41,7 +41,7 @@ typedef struct rpc_frame_hdr {
     uint64_t corr_id; /* correlation id chosen by the client, echoed by the server */
     uint32_t service_id;
     uint32_t method_id;
-    int32_t status;   /* 0 or a negative CURVE_ERR_* / errno (responses only) */
+    int32_t status; /* 0 or a negative CURVE_ERR_* / errno (responses only) */
     uint32_t body_len;
     uint32_t attach_len;
     uint32_t timeout_ms; /* the client's timeout for the call (requests; 0 = none) */
@@ -71,7 +71,7 @@ typedef struct rpc_frame {
     curve_iobuf attach; /* attach_len bytes, slices of the receive buffers */
 } rpc_frame;
 
-rpc_frame *rpc_frame_new(void); /* NULL on ENOMEM */
+rpc_frame *rpc_frame_new(void);    /* NULL on ENOMEM */
 void rpc_frame_free(rpc_frame *f); /* NULL is ignored */
 
 /* Returns a pointer to the body as contiguous bytes: directly into the receive buffer when the
@@ -85,10 +85,10 @@ typedef void (*rpc_frame_cb)(rpc_frame *f, void *arg); /* takes ownership of f *
 typedef struct rpc_frame_decoder {
     rpc_frame_limits lim;
     uint8_t hdr[RPC_FRAME_HDR_SIZE];
-    size_t hdr_have;  /* header bytes collected */
-    rpc_frame *cur;   /* frame being assembled once the header is valid */
+    size_t hdr_have;               /* header bytes collected */
+    rpc_frame *cur;                /* frame being assembled once the header is valid */
     size_t need_body, need_attach; /* bytes still missing */
-    int error;        /* sticky: once failed, the decoder refuses more input */
+    int error;                     /* sticky: once failed, the decoder refuses more input */
     const char *why;
 } rpc_frame_decoder;
 

@@ -21,9 +21,9 @@ typedef struct srv_conn {
     rpc_server *srv;
     rpc_conn *conn; /* our reference */
     struct srv_loop *sl;
-    uint32_t inflight; /* calls of this connection inside handlers */
+    uint32_t inflight;       /* calls of this connection inside handlers */
     uint64_t inflight_bytes; /* their request bytes */
-    int refs;          /* 1 while open + 1 per call in a handler (loop-only) */
+    int refs;                /* 1 while open + 1 per call in a handler (loop-only) */
     bool closed;
     struct srv_conn *prev, *next; /* in sl->conns */
 } srv_conn;
@@ -44,8 +44,8 @@ typedef enum {
     REJ_COUNT,
 } srv_reject;
 
-static const char *const reject_names[REJ_COUNT] = {"overload", "shutdown", "noservice",
-                                                    "nomethod", "badreq"};
+static const char *const reject_names[REJ_COUNT] = {"overload", "shutdown", "noservice", "nomethod",
+                                                    "badreq"};
 
 typedef struct srv_metrics {
     curve_counter *requests;
@@ -63,12 +63,12 @@ struct rpc_server {
     rpc_listener *listener;
     srv_loop *sl;
     unsigned nloops;
-    atomic_uint inflight;   /* calls inside handlers, whole server */
+    atomic_uint inflight;                /* calls inside handlers, whole server */
     atomic_uint_fast64_t inflight_bytes; /* their request bytes */
-    atomic_uint conns;      /* open connections */
-    atomic_bool stopping;   /* set by rpc_server_stop */
-    atomic_int refs;        /* owner + one per srv_conn */
-    bool stopped;           /* owner thread only */
+    atomic_uint conns;                   /* open connections */
+    atomic_bool stopping;                /* set by rpc_server_stop */
+    atomic_int refs;                     /* owner + one per srv_conn */
+    bool stopped;                        /* owner thread only */
     /* Protects nothing but the wait for inflight == 0 during stop (cond + its predicate). */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -227,8 +227,7 @@ static void ctx_deliver(void *arg)
     sc_unref(sc);
 }
 
-int rpc_call_reply(rpc_call_ctx *ctx, int status, const ProtobufCMessage *resp,
-                   curve_iobuf *attach)
+int rpc_call_reply(rpc_call_ctx *ctx, int status, const ProtobufCMessage *resp, curve_iobuf *attach)
 {
     CURVE_ASSERT(status <= 0);
     srv_conn *sc = ctx->sc;
@@ -250,8 +249,7 @@ int rpc_call_reply(rpc_call_ctx *ctx, int status, const ProtobufCMessage *resp,
         int n = snprintf(text, sizeof(text), "server could not build the reply: %s",
                          curve_strerror(rc));
         h.status = CURVE_ERR_RPC_INTERNAL;
-        if (rpc_out_new(&h, NULL, text, n > 0 ? (size_t)n : 0, NULL, &s->o.limits,
-                        &ctx->out) < 0)
+        if (rpc_out_new(&h, NULL, text, n > 0 ? (size_t)n : 0, NULL, &s->o.limits, &ctx->out) < 0)
             ctx->out = NULL; /* out of memory: the client times out */
     }
     if (attach)
@@ -369,8 +367,8 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
     }
     const rpc_method_def *m = find_method(svc, h->method_id);
     if (!m) {
-        send_error(sc, h, CURVE_ERR_RPC_NOMETHOD, "service %s has no method with id %u",
-                   svc->name, h->method_id);
+        send_error(sc, h, CURVE_ERR_RPC_NOMETHOD, "service %s has no method with id %u", svc->name,
+                   h->method_id);
         goto out_free;
     }
     if (sc->inflight >= s->o.max_inflight_per_conn) {
@@ -394,13 +392,11 @@ static void srv_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
                    s->o.max_inflight);
         goto out_free;
     }
-    uint64_t old_bytes =
-        atomic_fetch_add_explicit(&s->inflight_bytes, bytes, memory_order_relaxed);
+    uint64_t old_bytes = atomic_fetch_add_explicit(&s->inflight_bytes, bytes, memory_order_relaxed);
     if (old_bytes > 0 && old_bytes + bytes > s->o.max_inflight_bytes) {
         atomic_fetch_sub_explicit(&s->inflight_bytes, bytes, memory_order_relaxed);
         inflight_done(s);
-        send_error(sc, h, CURVE_ERR_RPC_OVERLOAD,
-                   "server overloaded: %llu request bytes in flight",
+        send_error(sc, h, CURVE_ERR_RPC_OVERLOAD, "server overloaded: %llu request bytes in flight",
                    (unsigned long long)old_bytes);
         goto out_free;
     }
@@ -523,8 +519,8 @@ static double gauge_conns(void *arg)
 static int srv_register_metrics(rpc_server *s, curve_metrics *reg, const char *name)
 {
     const char *labels[] = {"server", name, NULL};
-    int rc = curve_metrics_counter(reg, "curve_rpc_server_requests_total",
-                                   "RPC requests received", labels, &s->m.requests);
+    int rc = curve_metrics_counter(reg, "curve_rpc_server_requests_total", "RPC requests received",
+                                   labels, &s->m.requests);
     for (int i = 0; i < REJ_COUNT && rc == 0; i++) {
         const char *rl[] = {"server", name, "reason", reject_names[i], NULL};
         rc = curve_metrics_counter(reg, "curve_rpc_server_rejected_total",
@@ -540,8 +536,8 @@ static int srv_register_metrics(rpc_server *s, curve_metrics *reg, const char *n
                                     "RPC calls inside handlers", labels, gauge_inflight, s,
                                     &s->m.inflight);
     if (rc == 0)
-        rc = curve_metrics_gauge_fn(reg, "curve_rpc_server_connections",
-                                    "Open RPC connections", labels, gauge_conns, s, &s->m.conns);
+        rc = curve_metrics_gauge_fn(reg, "curve_rpc_server_connections", "Open RPC connections",
+                                    labels, gauge_conns, s, &s->m.conns);
     return rc;
 }
 
@@ -589,8 +585,8 @@ int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_ser
     pthread_cond_init(&s->cond, &attr);
     pthread_condattr_destroy(&attr);
     if (s->o.metrics) {
-        int rc = srv_register_metrics(s, s->o.metrics,
-                                      s->o.metrics_name ? s->o.metrics_name : "rpc");
+        int rc =
+            srv_register_metrics(s, s->o.metrics, s->o.metrics_name ? s->o.metrics_name : "rpc");
         if (rc < 0) {
             CLOG_ERROR("rpc server: cannot register metrics: %s", curve_strerror(rc));
             srv_unref(s); /* unregisters what was registered */
@@ -650,9 +646,7 @@ static void close_loop_conns(void *arg)
         rpc_conn_close(sc->conn, CURVE_ERR_SHUTDOWN);
 }
 
-static void barrier_run(void *arg)
-{
-}
+static void barrier_run(void *arg) {}
 
 void rpc_server_stop(rpc_server *s, uint32_t grace_ms)
 {

@@ -27,20 +27,20 @@ typedef struct rpc_server rpc_server;
 typedef struct rpc_call_ctx rpc_call_ctx;
 
 /* Defaults and bounds. */
-#define RPC_SERVER_INFLIGHT_PER_CONN_DEFAULT 1024u
-#define RPC_SERVER_INFLIGHT_DEFAULT 65536u
+#define RPC_SERVER_INFLIGHT_PER_CONN_DEFAULT       1024u
+#define RPC_SERVER_INFLIGHT_DEFAULT                65536u
 #define RPC_SERVER_INFLIGHT_BYTES_PER_CONN_DEFAULT ((uint64_t)256 << 20)
-#define RPC_SERVER_INFLIGHT_BYTES_DEFAULT ((uint64_t)2 << 30)
-#define RPC_SERVER_CONNS_DEFAULT 10000u
-#define RPC_SERVER_SERVICES_MAX 64u
-#define RPC_SERVER_ERRTEXT_MAX 256u /* error text sent with a failed status */
+#define RPC_SERVER_INFLIGHT_BYTES_DEFAULT          ((uint64_t)2 << 30)
+#define RPC_SERVER_CONNS_DEFAULT                   10000u
+#define RPC_SERVER_SERVICES_MAX                    64u
+#define RPC_SERVER_ERRTEXT_MAX                     256u /* error text sent with a failed status */
 
 /* A request handler. Runs on the connection's loop. `req` (unpacked request) and `attach`
  * (request attachment; the handler may move its slices out, e.g. into its reply) stay valid
  * until rpc_call_reply(ctx) is called. The handler must call rpc_call_reply exactly once,
  * now or later, from any thread. */
-typedef void (*rpc_handler_fn)(rpc_call_ctx *ctx, const ProtobufCMessage *req,
-                               curve_iobuf *attach, void *svc_arg);
+typedef void (*rpc_handler_fn)(rpc_call_ctx *ctx, const ProtobufCMessage *req, curve_iobuf *attach,
+                               void *svc_arg);
 
 typedef struct rpc_method_def {
     uint32_t id;
@@ -64,8 +64,8 @@ typedef struct rpc_server_opts {
     /* Request bytes (body + attachment) held by calls inside handlers (0: defaults). */
     uint64_t max_inflight_bytes_per_conn;
     uint64_t max_inflight_bytes;
-    uint32_t max_conns;             /* open connections; more are closed at once (0: default) */
-    rpc_frame_limits limits;        /* 0: defaults */
+    uint32_t max_conns;                 /* open connections; more are closed at once (0: default) */
+    rpc_frame_limits limits;            /* 0: defaults */
     const rpc_transport_ops *transport; /* NULL: TCP */
     /* Metrics registry (borrowed; NULL: no metrics). Registered with the label
      * server=<metrics_name> (default "rpc"): curve_rpc_server_requests_total,

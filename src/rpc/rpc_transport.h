@@ -69,10 +69,10 @@ struct rpc_conn {
     const rpc_transport_ops *ops;
     curve_loop *loop;
     const rpc_conn_handler *h;
-    void *ud;       /* handler argument */
-    void *user;     /* free for the user (rpc_conn_set_user) */
+    void *ud;   /* handler argument */
+    void *user; /* free for the user (rpc_conn_set_user) */
     atomic_int refs;
-    char peer[64];  /* "ip:port" of the other side */
+    char peer[64]; /* "ip:port" of the other side */
 };
 
 struct rpc_transport_ops {

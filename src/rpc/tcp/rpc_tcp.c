@@ -28,7 +28,7 @@
 
 /* Default receive buffer size, and the largest one allocated for a big frame. */
 #define TCP_RBUF_SIZE (64u << 10)
-#define TCP_RBUF_MAX (8u << 20)
+#define TCP_RBUF_MAX  (8u << 20)
 /* A receive buffer with less free tail than this is replaced. */
 #define TCP_RBUF_MIN_TAIL (4u << 10)
 /* Accepts per readiness event (fairness with other work on loop 0). */
@@ -42,7 +42,7 @@
 #define TCP_SEND_STACK_BUFS 128
 /* A send queue reaching either bound is flushed at once instead of before the next poll. */
 #define TCP_FLUSH_FRAMES_MAX 64u
-#define TCP_FLUSH_BYTES_MAX ((size_t)256 << 10)
+#define TCP_FLUSH_BYTES_MAX  ((size_t)256 << 10)
 
 CURVE_STATIC_ASSERT(sizeof(uv_write_t) <= RPC_OUT_PRIV_SIZE, "uv_write_t fits rpc_out.priv");
 
@@ -50,8 +50,8 @@ typedef struct tcp_conn {
     rpc_conn base;
     uv_tcp_t tcp;
     uv_connect_t creq;
-    uv_shutdown_t sreq; /* graceful close: flush queued writes first */
-    uv_prepare_t flush; /* flushes `pend` before the loop polls */
+    uv_shutdown_t sreq;             /* graceful close: flush queued writes first */
+    uv_prepare_t flush;             /* flushes `pend` before the loop polls */
     rpc_out *pend_head, *pend_tail; /* frames not yet handed to the socket */
     unsigned pend_n;
     size_t pend_bytes;
@@ -123,8 +123,8 @@ static void tcp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     if (tail < TCP_RBUF_MIN_TAIL || (want > tail && want > TCP_RBUF_SIZE)) {
         size_t size = TCP_RBUF_SIZE;
         if (want > size)
-            size = want + RPC_FRAME_HDR_SIZE < TCP_RBUF_MAX ? want + RPC_FRAME_HDR_SIZE
-                                                            : TCP_RBUF_MAX;
+            size =
+                want + RPC_FRAME_HDR_SIZE < TCP_RBUF_MAX ? want + RPC_FRAME_HDR_SIZE : TCP_RBUF_MAX;
         curve_buf *nb = curve_buf_new(size);
         if (!nb) {
             *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
@@ -397,8 +397,7 @@ static void tcp_fill_peer(tcp_conn *t)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len) == 0 &&
-        ss.ss_family == AF_INET) {
+    if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
         struct sockaddr_in *sa = (struct sockaddr_in *)&ss;
         char ip[INET_ADDRSTRLEN];
         uv_ip4_name(sa, ip, sizeof(ip));

@@ -18,7 +18,7 @@
 
 /* ---- post from many threads: everything runs once, on the loop, FIFO per thread ---- */
 
-#define POSTERS 4
+#define POSTERS          4
 #define POSTS_PER_THREAD 20000
 
 typedef struct post_state {

@@ -134,24 +134,23 @@ static void test_sync_echo_and_errors(void **state)
     assert_int_equal(echo_sync(e->ch, "hello", 0, 0, 0, 0, NULL), 0);
     assert_int_equal(echo_sync(e->ch, "big", 0, 0, 4 << 20, 0, NULL), 0);
     char err[RPC_CHANNEL_ERRMSG_MAX];
-    assert_int_equal(echo_sync(e->ch, "x", 0, CURVE_ERR_NOSPACE, 10, 0, err),
-                     CURVE_ERR_NOSPACE);
+    assert_int_equal(echo_sync(e->ch, "x", 0, CURVE_ERR_NOSPACE, 10, 0, err), CURVE_ERR_NOSPACE);
     assert_non_null(strstr(err, "echo failed on request"));
     assert_int_equal(echo_sync(e->ch, "x", 0, 5, 0, 0, err), CURVE_ERR_RPC_BADREQ);
 
     /* Unknown service and method. */
     Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
     req.message = "m";
-    assert_int_equal(rpc_call_sync(e->ch, 99, 1, &req.base, NULL, NULL, 0, NULL, NULL, err,
-                                   sizeof(err)),
-                     CURVE_ERR_RPC_NOSERVICE);
+    assert_int_equal(
+        rpc_call_sync(e->ch, 99, 1, &req.base, NULL, NULL, 0, NULL, NULL, err, sizeof(err)),
+        CURVE_ERR_RPC_NOSERVICE);
     assert_non_null(strstr(err, "99"));
-    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, 42, &req.base, NULL, NULL, 0, NULL,
-                                   NULL, err, sizeof(err)),
+    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, 42, &req.base, NULL, NULL, 0, NULL, NULL,
+                                   err, sizeof(err)),
                      CURVE_ERR_RPC_NOMETHOD);
     /* An empty request body is not a valid EchoRequest (missing required field). */
-    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, NULL, NULL, NULL,
-                                   0, NULL, NULL, err, sizeof(err)),
+    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, NULL, NULL, NULL, 0,
+                                   NULL, NULL, err, sizeof(err)),
                      CURVE_ERR_RPC_BADREQ);
     env_free(e);
 }
@@ -159,7 +158,7 @@ static void test_sync_echo_and_errors(void **state)
 /* ---- many calls in flight from several threads ---- */
 
 #define MT_THREADS 4
-#define MT_CALLS 300
+#define MT_CALLS   300
 
 typedef struct mt_call {
     atomic_int *ok, *bad;
@@ -222,8 +221,7 @@ static void *mt_main(void *arg)
             free(p);
         }
         int rc = rpc_channel_call(a->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, &att,
-                                  &curve__echo__echo_response__descriptor, 10000, mt_cb, c,
-                                  NULL);
+                                  &curve__echo__echo_response__descriptor, 10000, mt_cb, c, NULL);
         if (rc < 0) {
             atomic_fetch_add(a->bad, 1);
             if (atomic_fetch_sub(a->left, 1) == 1)
@@ -243,8 +241,8 @@ static void test_many_in_flight_from_threads(void **state)
     pthread_t th[MT_THREADS];
     mt_arg args[MT_THREADS];
     for (unsigned i = 0; i < MT_THREADS; i++) {
-        args[i] = (mt_arg){.ch = e->ch, .idx = i, .ok = &ok, .bad = &bad, .left = &left,
-                           .done = &done};
+        args[i] =
+            (mt_arg){.ch = e->ch, .idx = i, .ok = &ok, .bad = &bad, .left = &left, .done = &done};
         assert_int_equal(pthread_create(&th[i], NULL, mt_main, &args[i]), 0);
     }
     for (unsigned i = 0; i < MT_THREADS; i++)
@@ -277,8 +275,8 @@ static void one_cb(rpc_result *r, void *arg)
         curve_completion_signal(&o->done, 0);
 }
 
-static int start_delayed(rpc_channel *ch, uint32_t delay_ms, uint32_t timeout_ms,
-                         one_result *o, uint64_t *id)
+static int start_delayed(rpc_channel *ch, uint32_t delay_ms, uint32_t timeout_ms, one_result *o,
+                         uint64_t *id)
 {
     Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
     req.message = "slow";
@@ -287,8 +285,7 @@ static int start_delayed(rpc_channel *ch, uint32_t delay_ms, uint32_t timeout_ms
     curve_completion_init(&o->done);
     atomic_init(&o->calls, 0);
     return rpc_channel_call(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, NULL,
-                            &curve__echo__echo_response__descriptor, timeout_ms, one_cb, o,
-                            id);
+                            &curve__echo__echo_response__descriptor, timeout_ms, one_cb, o, id);
 }
 
 static void test_timeout_and_cancel(void **state)
@@ -376,8 +373,7 @@ static void test_global_inflight_bound(void **state)
     env_free(e);
 }
 
-static int start_delayed_attach(rpc_channel *ch, uint32_t delay_ms, size_t attach,
-                                one_result *o)
+static int start_delayed_attach(rpc_channel *ch, uint32_t delay_ms, size_t attach, one_result *o)
 {
     Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
     req.message = "slow";
@@ -481,9 +477,9 @@ static void test_server_metrics(void **state)
         assert_int_equal(echo_sync(e->ch, "m", 0, 0, 10, 0, NULL), 0);
     Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
     req.message = "m";
-    assert_int_equal(rpc_call_sync(e->ch, ECHO_SERVICE_ID, 9, &req.base, NULL, NULL, 0, NULL,
-                                   NULL, NULL, 0),
-                     CURVE_ERR_RPC_NOMETHOD);
+    assert_int_equal(
+        rpc_call_sync(e->ch, ECHO_SERVICE_ID, 9, &req.base, NULL, NULL, 0, NULL, NULL, NULL, 0),
+        CURVE_ERR_RPC_NOMETHOD);
     char *text;
     size_t len;
     assert_int_equal(curve_metrics_render_prometheus(reg, &text, &len), 0);
@@ -585,8 +581,7 @@ static void *race_main(void *arg)
             break;
         }
         int r = rpc_channel_call(rc->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, NULL,
-                                 &curve__echo__echo_response__descriptor, 5000, race_cb, rc,
-                                 NULL);
+                                 &curve__echo__echo_response__descriptor, 5000, race_cb, rc, NULL);
         pthread_mutex_unlock(&rc->lock);
         if (r == 0)
             atomic_fetch_add(&rc->accepted, 1);
@@ -668,8 +663,11 @@ static void test_garbage_closes_only_that_connection(void **state)
     close(fd);
     /* A valid header announcing an oversized body. */
     fd = raw_connect(e->port);
-    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST, .corr_id = 1, .service_id = 1,
-                       .method_id = 1, .body_len = RPC_FRAME_BODY_MAX_DEFAULT + 1};
+    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST,
+                       .corr_id = 1,
+                       .service_id = 1,
+                       .method_id = 1,
+                       .body_len = RPC_FRAME_BODY_MAX_DEFAULT + 1};
     uint8_t hb[RPC_FRAME_HDR_SIZE];
     rpc_frame_hdr_encode(&h, hb);
     assert_int_equal(send(fd, hb, sizeof(hb), MSG_NOSIGNAL), (ssize_t)sizeof(hb));
@@ -715,8 +713,11 @@ static void read_request(int fd, rpc_frame_hdr *h)
 
 static void send_response(int fd, const rpc_frame_hdr *req, uint32_t method, int32_t status)
 {
-    rpc_frame_hdr h = {.type = RPC_FRAME_RESPONSE, .corr_id = req->corr_id,
-                       .service_id = req->service_id, .method_id = method, .status = status};
+    rpc_frame_hdr h = {.type = RPC_FRAME_RESPONSE,
+                       .corr_id = req->corr_id,
+                       .service_id = req->service_id,
+                       .method_id = method,
+                       .status = status};
     uint8_t hb[RPC_FRAME_HDR_SIZE];
     rpc_frame_hdr_encode(&h, hb);
     assert_int_equal(send(fd, hb, sizeof(hb), MSG_NOSIGNAL), (ssize_t)sizeof(hb));
@@ -747,9 +748,9 @@ static void test_bad_server_responses(void **state)
         req.message = "q";
         curve_completion_init(&r[i].done);
         atomic_init(&r[i].calls, 0);
-        assert_int_equal(rpc_channel_call(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base,
-                                          NULL, &curve__echo__echo_response__descriptor, 10000,
-                                          one_cb, &r[i], NULL),
+        assert_int_equal(rpc_channel_call(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, NULL,
+                                          &curve__echo__echo_response__descriptor, 10000, one_cb,
+                                          &r[i], NULL),
                          0);
     }
     int fd = accept(lfd, NULL, NULL);
@@ -766,9 +767,8 @@ static void test_bad_server_responses(void **state)
     }
     assert_non_null(strstr(r[0].errmsg, "invalid"));
     assert_non_null(strstr(r[2].errmsg, "not a valid"));
-    assert_int_equal(send(fd, "garbage-garbage-garbage-garbage-garbage-garbage-!", 50,
-                          MSG_NOSIGNAL),
-                     50);
+    assert_int_equal(
+        send(fd, "garbage-garbage-garbage-garbage-garbage-garbage-!", 50, MSG_NOSIGNAL), 50);
     assert_int_equal(curve_completion_wait(&r[3].done, WAIT_MS), 0);
     assert_int_equal(r[3].status, CURVE_ERR_RPC_CONN);
     expect_closed(fd);

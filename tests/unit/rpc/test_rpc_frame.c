@@ -40,8 +40,8 @@ static void test_hdr_round_trip(void **state)
     rpc_frame_hdr_encode(&h, b);
     /* Little-endian magic "CRVR" and the crc over the first 44 bytes. */
     assert_memory_equal(b, "CRVR", 4);
-    uint32_t crc = (uint32_t)b[44] | (uint32_t)b[45] << 8 | (uint32_t)b[46] << 16 |
-                   (uint32_t)b[47] << 24;
+    uint32_t crc =
+        (uint32_t)b[44] | (uint32_t)b[45] << 8 | (uint32_t)b[46] << 16 | (uint32_t)b[47] << 24;
     assert_int_equal(crc, curve_crc32c(0, b, 44));
     assert_int_equal(b[8], 0xef); /* corr id is little-endian at offset 8 */
     assert_int_equal(rpc_frame_hdr_decode(b, &LIM, &d, NULL), 0);
@@ -119,8 +119,12 @@ static void stream_put(stream *s, const void *d, size_t n)
 
 static void add_frame(stream *s, uint64_t id, size_t body, size_t attach)
 {
-    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST, .corr_id = id, .service_id = 1,
-                       .method_id = 2, .body_len = (uint32_t)body, .attach_len = (uint32_t)attach};
+    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST,
+                       .corr_id = id,
+                       .service_id = 1,
+                       .method_id = 2,
+                       .body_len = (uint32_t)body,
+                       .attach_len = (uint32_t)attach};
     uint8_t b[RPC_FRAME_HDR_SIZE];
     rpc_frame_hdr_encode(&h, b);
     stream_put(s, b, sizeof(b));
@@ -243,13 +247,11 @@ static void test_decoder_truncated_and_errors(void **state)
     curve_buf *b = curve_buf_new(s.len);
     memcpy(curve_buf_data(b), s.p, s.len);
     curve_buf_set_len(b, s.len);
-    assert_int_equal(rpc_frame_decoder_feed(&d, b, 0, s.len, collect_cb, &c),
-                     CURVE_ERR_RPC_PROTO);
+    assert_int_equal(rpc_frame_decoder_feed(&d, b, 0, s.len, collect_cb, &c), CURVE_ERR_RPC_PROTO);
     assert_string_equal(d.why, "bad magic");
     s.p[3] ^= 0xff;
     memcpy(curve_buf_data(b), s.p, s.len);
-    assert_int_equal(rpc_frame_decoder_feed(&d, b, 0, s.len, collect_cb, &c),
-                     CURVE_ERR_RPC_PROTO);
+    assert_int_equal(rpc_frame_decoder_feed(&d, b, 0, s.len, collect_cb, &c), CURVE_ERR_RPC_PROTO);
     assert_int_equal(c.n, 0);
 
     /* Oversized: a good frame then a too-big header; the good one is still delivered. */
@@ -278,8 +280,7 @@ static void test_out_round_trip(void **state)
     curve_iobuf_init(&att);
     assert_int_equal(curve_iobuf_append_copy(&att, "hello ", 6), 0);
     assert_int_equal(curve_iobuf_append_copy(&att, "world", 5), 0);
-    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST, .corr_id = 77, .service_id = 3,
-                       .method_id = 4};
+    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST, .corr_id = 77, .service_id = 3, .method_id = 4};
     rpc_out *o;
     assert_int_equal(rpc_out_new(&h, NULL, "raw-body", 8, &att, &LIM, &o), 0);
     assert_int_equal(att.len, 0); /* moved */
@@ -310,8 +311,7 @@ static void test_out_round_trip(void **state)
 
     /* Too big for the limits. */
     rpc_frame_limits tiny = {.body_max = 4, .attach_max = 4};
-    assert_int_equal(rpc_out_new(&h, NULL, "raw-body", 8, NULL, &tiny, &o),
-                     CURVE_ERR_RPC_TOOBIG);
+    assert_int_equal(rpc_out_new(&h, NULL, "raw-body", 8, NULL, &tiny, &o), CURVE_ERR_RPC_TOOBIG);
 }
 
 static void test_parse_addr(void **state)
@@ -320,8 +320,14 @@ static void test_parse_addr(void **state)
     assert_int_equal(rpc_parse_addr("127.0.0.1:8200", &sa), 0);
     assert_int_equal(ntohs(sa.sin_port), 8200);
     assert_int_equal(rpc_parse_addr("127.0.0.1:0", &sa), 0);
-    const char *bad[] = {"", ":80", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
-                         "127.0.0.1:8x", "300.0.0.1:1", "localhost:1",
+    const char *bad[] = {"",
+                         ":80",
+                         "127.0.0.1",
+                         "127.0.0.1:",
+                         "127.0.0.1:65536",
+                         "127.0.0.1:8x",
+                         "300.0.0.1:1",
+                         "localhost:1",
                          "1234567890123456789:1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(rpc_parse_addr(bad[i], &sa), -EINVAL);
