@@ -842,6 +842,7 @@ static void maybe_commit(struct raft *r)
 
 static void reads_advance(struct raft *r);
 static void maybe_snapshot(struct raft *r, bool force);
+static void check_invariants(const struct raft *r);
 
 static void complete_proposals(struct raft *r, uint64_t index, uint64_t term, int status)
 {
