@@ -1169,6 +1169,8 @@ static int cmd_node(int argc, char **argv)
     raftrt_host_free(n->host);
     map_free(&n->map);
     kv_install_abort(n);
+    if (n->read_fd >= 0)
+        close(n->read_fd);
     printf("stopped\n");
     fflush(stdout);
     return 0;

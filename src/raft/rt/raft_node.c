@@ -862,7 +862,13 @@ static int fsm_snapshot_save(struct raft_fsm *f, const struct raft_snapshot_meta
 {
     raftrt_group *g = f->data;
     g->saving_meta = *meta;
-    return g->ufsm.snapshot_save(g->ufsm.ctx, g, meta);
+    /* the fsm owes one raftrt_snapshot_saved(g), possibly after raftrt_group_stop: this
+     * reference keeps g valid until then (it is handed to the completion job) */
+    group_ref(g);
+    int rc = g->ufsm.snapshot_save(g->ufsm.ctx, g, meta);
+    if (rc != 0)
+        group_unref(g);
+    return rc;
 }
 
 static int fsm_snapshot_read(struct raft_fsm *f, const char *name, uint64_t offset, void *buf,
@@ -1123,25 +1129,29 @@ void raftrt_snapshot_saved(raftrt_group *g, uint64_t index, int status,
     }
     j->lm.fn = snap_on_loop;
     j->lm.arg = j;
-    group_ref(g);
-    if (curve_loop_post_msg(g->loop, &j->lm) != 0)
-        group_unref(g);
-    else
-        return;
+    if (curve_loop_post_msg(g->loop, &j->lm) == 0)
+        return; /* the job carries the reference taken in fsm_snapshot_save */
+    goto undeliverable;
 oom:
     /* the core keeps "saving" set forever if nobody completes it: complete with an error */
     CLOG_ERROR("raftrt %" PRIu64 ": cannot complete snapshot %" PRIu64, g->id, index);
     if (j) {
+        for (uint32_t i = 0; j->files && i < j->mf.nfiles; i++)
+            free((void *)j->files[i].name);
+        free(j->files);
+        j->files = NULL;
+        j->mf.files = NULL;
         j->status = -ENOMEM;
         j->mf.nfiles = 0;
         j->lm.fn = snap_on_loop;
         j->lm.arg = j;
-        group_ref(g);
-        if (curve_loop_post_msg(g->loop, &j->lm) != 0) {
-            group_unref(g);
-            snap_job_free(j);
-        }
+        if (curve_loop_post_msg(g->loop, &j->lm) == 0)
+            return;
     }
+undeliverable: /* the loop is gone (host teardown): nobody waits for the completion */
+    if (j)
+        snap_job_free(j);
+    group_unref(g);
 }
 
 /* ============================================================================================

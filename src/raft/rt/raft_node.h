@@ -166,7 +166,9 @@ int raftrt_propose_term(raftrt_group *g, const void *cmd, uint32_t len, uint64_t
 int raftrt_read(raftrt_group *g, raftrt_propose_cb cb, void *arg);
 
 /* The fsm finished snapshot_save(meta->index == index): the runtime persists the snapshot
- * meta on the worker pool then calls raft_snapshot_saved. `manifest` is copied. Any thread. */
+ * meta on the worker pool then calls raft_snapshot_saved. `manifest` is copied. Must be called
+ * exactly once for every snapshot_save that returned 0, also after raftrt_group_stop (the group
+ * memory stays allocated until then; the completion is then dropped). Any thread. */
 void raftrt_snapshot_saved(raftrt_group *g, uint64_t index, int status,
                            const struct raft_manifest *manifest);
 
