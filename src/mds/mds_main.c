@@ -208,8 +208,11 @@ static int health_cb(void *ctx, char *reason, size_t len)
 static void status_cb(void *ctx, json_t *obj)
 {
     mds_daemon *d = ctx;
+    /* election_is_leader() checks the lease proof against the clock: a process resumed
+     * after a pause reports "lost", never a stale "leader". */
+    bool leader = election_is_leader(d->el);
     election_role r = election_get_role(d->el);
-    const char *role = r == ELECTION_LEADER && atomic_load(&d->serving) ? "leader"
+    const char *role = leader && atomic_load(&d->serving) ? "leader"
                        : r == ELECTION_LOST                              ? "lost"
                                                                          : "follower";
     json_object_set_new(obj, "role", json_string(role));
@@ -508,6 +511,17 @@ int main(int argc, char **argv)
 
     uint64_t last_probe = 0;
     for (;;) {
+        uint64_t now = curve_now_mono_ms();
+        if (now - last_probe >= 1000) {
+            /* /status "etcd_ok" and /health: one cheap serializable read per second. */
+            etcd_range_result r;
+            etcd_range_req q = {.key = MDS_IDS_FILE, .count_only = true, .serializable = true};
+            bool ok = etcd_range(d->el_etcd, &q, &r) == 0;
+            if (ok)
+                etcd_range_result_free(&r);
+            atomic_store(&d->etcd_ok, ok);
+            last_probe = now;
+        }
         struct timespec ts = {0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
@@ -522,17 +536,6 @@ int main(int argc, char **argv)
                 exit_code = 4;
                 break;
             }
-        }
-        uint64_t now = curve_now_mono_ms();
-        if (now - last_probe >= 1000) {
-            etcd_range_result r;
-            etcd_range_req q = {.key = "/curve/v1/ids/file", .count_only = true,
-                                .serializable = true};
-            bool ok = etcd_range(d->el_etcd, &q, &r) == 0;
-            if (ok)
-                etcd_range_result_free(&r);
-            atomic_store(&d->etcd_ok, ok);
-            last_probe = now;
         }
     }
     atomic_store(&d->serving, false);
