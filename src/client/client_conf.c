@@ -17,6 +17,10 @@ static const curve_cfg_def client_defs[] = {
     {"client.owner", CURVE_CFG_STRING, "curve", 0, 0, "owner name used to create and open"},
     {"client.mds.rpc_timeout_ms", CURVE_CFG_DURATION_MS, "500ms", 1, 3600000,
      "timeout of one MDS RPC"},
+    {"client.mds.call_deadline_ms", CURVE_CFG_DURATION_MS, "10s", 1, 86400000,
+     "a blocking MDS call retries the MDS addresses this long before failing"},
+    {"client.session.expire_ms", CURVE_CFG_DURATION_MS, "0", 0, 86400000,
+     "IO is fenced after this long without a successful session refresh (0: the MDS lease)"},
     {"client.max_rpc_size", CURVE_CFG_INT, "1m", CURVE_RPC_SIZE_MIN, CURVE_RPC_SIZE_MAX,
      "largest data RPC in bytes (64k..1m, multiple of 4k)"},
     {"client.max_inflight_rpcs", CURVE_CFG_INT, "128", 1, CURVE_CLIENT_INFLIGHT_MAX,
@@ -77,6 +81,9 @@ static int read_values(const curve_config *cfg, curve_client_conf *o, char *err,
         return CURVE_ERR_CONFIG;
     }
     o->mds_rpc_timeout_ms = (uint64_t)curve_config_duration_ms(cfg, "client.mds.rpc_timeout_ms");
+    o->mds_call_deadline_ms =
+        (uint64_t)curve_config_duration_ms(cfg, "client.mds.call_deadline_ms");
+    o->session_expire_ms = (uint64_t)curve_config_duration_ms(cfg, "client.session.expire_ms");
     o->max_rpc_size = (uint32_t)curve_config_int(cfg, "client.max_rpc_size");
     o->max_inflight_rpcs = (uint32_t)curve_config_int(cfg, "client.max_inflight_rpcs");
     o->io_threads = (uint32_t)curve_config_int(cfg, "client.io_threads");

@@ -111,6 +111,17 @@ void curve_volio_free(curve_volio *v)
     free(v);
 }
 
+int curve_volio_set_size(curve_volio *v, uint64_t size)
+{
+    CURVE_ASSERT(v != NULL);
+    curve_io_geom g = v->env.geom;
+    g.volume_size = size;
+    if (size < v->env.geom.volume_size || curve_io_geom_validate(&g) != 0)
+        return -EINVAL;
+    v->env.geom.volume_size = size;
+    return 0;
+}
+
 void curve_volio_get_stats(curve_volio *v, curve_volio_stats *out)
 {
     CURVE_ASSERT(v != NULL && out != NULL);
@@ -235,6 +246,8 @@ static void run_step(piece *pc, const curve_step *s)
     curve_volio *v = pc->v;
     if (s->became_slow) {
         v->st.slow++;
+        if (v->env.on_slow)
+            v->env.on_slow(v->env.slow_ctx);
         CLOG_WARN("IO on file %llu chunk %llu slow (retrying for %llu ms)",
                   (unsigned long long)v->env.file_id, (unsigned long long)pc->loc.chunk_id,
                   (unsigned long long)v->env.opts->slow_threshold_ms);
@@ -480,8 +493,11 @@ void curve_volio_segment_done(curve_volio_call *c, int rc)
     while (a.verdict == CURVE_RETRY_AGAIN &&
            (a.resolve == CURVE_RESOLVE_PEERS || a.resolve == CURVE_RESOLVE_MDS))
         curve_retry_on_resolved(&pc->seg_rs, a.resolve, false, &a);
-    if (a.became_slow)
+    if (a.became_slow) {
         pc->v->st.slow++;
+        if (pc->v->env.on_slow)
+            pc->v->env.on_slow(pc->v->env.slow_ctx);
+    }
     if (a.verdict == CURVE_RETRY_AGAIN) {
         issue_segment(pc, a.sleep_ms);
         return;

@@ -86,6 +86,9 @@ typedef struct curve_volio_env {
     uint32_t max_inflight;      /* data RPCs in flight, >= 1 */
     const curve_volio_ops *ops; /* borrowed */
     void *ops_ctx;
+    /* Called (may be NULL) when a piece crosses the slow threshold, for the metrics. */
+    void (*on_slow)(void *ctx);
+    void *slow_ctx;
 } curve_volio_env;
 
 typedef struct curve_volio curve_volio;
@@ -132,6 +135,10 @@ void curve_volio_mds_done(curve_volio_call *c, int rc);
  * it is not allocated (only for allocate == false); else the error (retried). */
 void curve_volio_segment_done(curve_volio_call *c, int rc);
 void curve_volio_wakeup(curve_volio_call *c);
+
+/* The volume grew (curve_extend elsewhere): later IOs may use [0, size). size must be a
+ * multiple of the segment size and not smaller than before. Returns 0 or -EINVAL. */
+int curve_volio_set_size(curve_volio *v, uint64_t size);
 
 typedef struct curve_volio_stats {
     uint64_t ios_inflight;    /* user IOs (incl. flushes) not completed */
