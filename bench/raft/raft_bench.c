@@ -65,28 +65,47 @@ static double pct_us(lat *l, double q)
 }
 
 /* ---- baseline ------------------------------------------------------------------------------- */
-static void baseline(const char *dir, lat *l)
+#define BASE_FILE_BYTES (64u << 20)
+
+/* The baseline file is written with zeros and synced first, so that the measured writes are
+ * plain overwrites (no unwritten-extent conversion in the journal): the best case of one 4 KiB
+ * write + fdatasync on this disk, i.e. the strictest baseline. */
+static int baseline_open(const char *dir, char *path, size_t len)
 {
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/baseline", dir);
+    snprintf(path, len, "%s/baseline", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         perror("raft_bench: open baseline");
         exit(1);
     }
-    if (fallocate(fd, 0, 0, 64 << 20) != 0 && ftruncate(fd, 64 << 20) != 0) {
-        perror("raft_bench: size baseline");
+    uint8_t *z = calloc(1, 1u << 20);
+    if (z == NULL)
+        exit(1);
+    for (uint32_t off = 0; off < BASE_FILE_BYTES; off += 1u << 20)
+        if (pwrite(fd, z, 1u << 20, off) != 1 << 20) {
+            perror("raft_bench: fill baseline");
+            exit(1);
+        }
+    free(z);
+    if (fsync(fd) != 0) {
+        perror("raft_bench: fsync baseline");
         exit(1);
     }
+    return fd;
+}
+
+static void baseline(int fd, lat *l, double seconds)
+{
     void *buf = NULL;
     if (posix_memalign(&buf, 4096, 4096) != 0)
         exit(1);
     memset(buf, 0xab, 4096);
-    uint64_t start = curve_now_mono_ns(), end = start + (uint64_t)(g_seconds * 1e9), n = 0;
+    uint64_t start = curve_now_mono_ns(), end = start + (uint64_t)(seconds * 1e9), n = 0;
     uint64_t now = start;
     while (now < end && l->n < LAT_MAX) {
         uint64_t t0 = now;
-        if (pwrite(fd, buf, 4096, (off_t)((n % 16384) * 4096)) != 4096 || fdatasync(fd) != 0) {
+        off_t off = (off_t)((n % (BASE_FILE_BYTES / 4096)) * 4096);
+        if (pwrite(fd, buf, 4096, off) != 4096 || fdatasync(fd) != 0) {
             perror("raft_bench: baseline write");
             exit(1);
         }
@@ -95,8 +114,6 @@ static void baseline(const char *dir, lat *l)
         n++;
     }
     free(buf);
-    close(fd);
-    unlink(path);
 }
 
 /* ---- a do-nothing state machine ---------------------------------------------------------------*/
@@ -269,12 +286,15 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    lat base = {.v = malloc(LAT_MAX * sizeof(uint64_t))};
-    if (base.v == NULL)
+    /* the baseline runs before and after the Raft phases (half the time each): the machine is
+     * shared, and the TARGET uses the lower (stricter) of the two p50s */
+    lat base[2] = {{.v = malloc(LAT_MAX * sizeof(uint64_t))},
+                   {.v = malloc(LAT_MAX * sizeof(uint64_t))}};
+    if (base[0].v == NULL || base[1].v == NULL)
         return 1;
-    baseline(dir, &base);
-    double base_p50 = pct_us(&base, 0.5), base_p99 = pct_us(&base, 0.99);
-    double base_ops = (double)base.n / g_seconds;
+    char bpath[4200];
+    int bfd = baseline_open(dir, bpath, sizeof(bpath));
+    baseline(bfd, &base[0], g_seconds / 2);
 
     raftrt_host *hosts[NREPLICAS];
     raftrt_group *groups[NREPLICAS];
@@ -340,14 +360,26 @@ int main(int argc, char **argv)
     struct result r1, r32;
     run_phase(groups, (unsigned)leader, 1, payload, &r1);
     run_phase(groups, (unsigned)leader, 32, payload, &r32);
+    baseline(bfd, &base[1], g_seconds / 2);
+    close(bfd);
+    unlink(bpath);
+    double bp50[2], bp99[2], bops[2];
+    for (int i = 0; i < 2; i++) {
+        bops[i] = (double)base[i].n / (g_seconds / 2);
+        bp50[i] = pct_us(&base[i], 0.5);
+        bp99[i] = pct_us(&base[i], 0.99);
+    }
+    double base_p50 = bp50[0] < bp50[1] ? bp50[0] : bp50[1];
 
-    printf("%-34s %10s %10s %12s %14s\n", "measurement", "p50_us", "p99_us", "ops/s",
+    printf("%-38s %10s %10s %12s %14s\n", "measurement", "p50_us", "p99_us", "ops/s",
            "entries/fsync");
-    printf("%-34s %10.1f %10.1f %12.0f %14s\n", "baseline 4KiB pwrite+fdatasync", base_p50,
-           base_p99, base_ops, "1.00");
-    printf("%-34s %10.1f %10.1f %12.0f %14.2f\n", "raft commit, 1 in flight", r1.p50, r1.p99,
+    printf("%-38s %10.1f %10.1f %12.0f %14s\n", "baseline 4KiB pwrite+fdatasync (pre)",
+           bp50[0], bp99[0], bops[0], "1.00");
+    printf("%-38s %10.1f %10.1f %12.0f %14s\n", "baseline 4KiB pwrite+fdatasync (post)",
+           bp50[1], bp99[1], bops[1], "1.00");
+    printf("%-38s %10.1f %10.1f %12.0f %14.2f\n", "raft commit, 1 in flight", r1.p50, r1.p99,
            r1.commits_s, r1.batch);
-    printf("%-34s %10.1f %10.1f %12.0f %14.2f\n", "raft commit, 32 in flight", r32.p50, r32.p99,
+    printf("%-38s %10.1f %10.1f %12.0f %14.2f\n", "raft commit, 32 in flight", r32.p50, r32.p99,
            r32.commits_s, r32.batch);
     if (r1.errors || r32.errors)
         printf("proposal errors: %" PRIu64 " (1 in flight), %" PRIu64 " (32 in flight)\n",
@@ -359,7 +391,8 @@ int main(int argc, char **argv)
         raftrt_host_free(hosts[i]);
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     free(payload);
-    free(base.v);
+    free(base[0].v);
+    free(base[1].v);
 
     double ratio = base_p50 > 0 ? r1.p50 / base_p50 : 0;
     printf("TARGET raft_p50_commit_1_inflight measured=%.2f goal=2.0 %s\n", ratio,
