@@ -32,6 +32,10 @@ typedef struct srv_conn {
 typedef struct srv_loop {
     curve_loop *loop;
     srv_conn *conns;
+    struct rpc_server *srv;
+    curve_timer sweep; /* closes connections with a stalled frame */
+    bool sweep_on;
+    curve_completion sweep_closed;
 } srv_loop;
 
 /* Why a request was answered without running its handler (metrics label). */
@@ -559,6 +563,8 @@ int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_ser
         s->o.max_inflight_bytes = RPC_SERVER_INFLIGHT_BYTES_DEFAULT;
     if (!s->o.max_conns)
         s->o.max_conns = RPC_SERVER_CONNS_DEFAULT;
+    if (!s->o.frame_timeout_ms)
+        s->o.frame_timeout_ms = RPC_SERVER_FRAME_TIMEOUT_DEFAULT_MS;
     if (!s->o.limits.body_max)
         s->o.limits.body_max = RPC_FRAME_BODY_MAX_DEFAULT;
     if (!s->o.limits.attach_max)
@@ -571,8 +577,10 @@ int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_ser
         free(s);
         return -ENOMEM;
     }
-    for (unsigned i = 0; i < s->nloops; i++)
+    for (unsigned i = 0; i < s->nloops; i++) {
         s->sl[i].loop = curve_loop_group_get(loops, i);
+        s->sl[i].srv = s;
+    }
     atomic_init(&s->inflight, 0);
     atomic_init(&s->inflight_bytes, 0);
     atomic_init(&s->conns, 0);
@@ -617,9 +625,50 @@ int rpc_server_add_service(rpc_server *s, const rpc_service_def *svc)
     return 0;
 }
 
+static void sweep_cb(curve_timer *t, void *arg)
+{
+    srv_loop *sl = arg;
+    rpc_server *s = sl->srv;
+    uint64_t now = curve_loop_now_ms(sl->loop);
+    for (srv_conn *sc = sl->conns; sc; sc = sc->next) {
+        rpc_conn *c = sc->conn; /* closing only unlinks later, in on_close */
+        if (c->rx_partial && now - c->rx_last_ms >= s->o.frame_timeout_ms) {
+            CLOG_WARN("rpc server: closing connection with %s: frame stalled for %llu ms", c->peer,
+                      (unsigned long long)(now - c->rx_last_ms));
+            rpc_conn_close(c, CURVE_ERR_TIMEOUT);
+        }
+    }
+}
+
+static void sweep_start_run(void *arg)
+{
+    srv_loop *sl = arg;
+    if (curve_timer_init(sl->loop, &sl->sweep, sweep_cb, sl) < 0)
+        return;
+    uint64_t every = sl->srv->o.frame_timeout_ms < RPC_SERVER_SWEEP_INTERVAL_MS
+                         ? sl->srv->o.frame_timeout_ms
+                         : RPC_SERVER_SWEEP_INTERVAL_MS;
+    curve_timer_start(&sl->sweep, every, every);
+    sl->sweep_on = true;
+}
+
+static void sweep_closed_cb(curve_timer *t)
+{
+    srv_loop *sl = CURVE_CONTAINER_OF(t, srv_loop, sweep);
+    curve_completion_signal(&sl->sweep_closed, 0);
+}
+
+static void sweep_stop_run(void *arg)
+{
+    srv_loop *sl = arg;
+    curve_timer_close(&sl->sweep, sweep_closed_cb);
+}
+
 int rpc_server_start(rpc_server *s, const char *addr)
 {
     CURVE_ASSERT(s->listener == NULL);
+    for (unsigned i = 0; i < s->nloops; i++)
+        (void)curve_loop_call_sync(s->sl[i].loop, sweep_start_run, &s->sl[i]);
     int rc = s->o.transport->listen(s->loops, addr, &srv_handler, s, &s->o.limits, &s->listener);
     if (rc < 0) {
         CLOG_ERROR("rpc server: cannot listen on %s: %s", addr, curve_strerror(rc));
@@ -680,6 +729,16 @@ void rpc_server_stop(rpc_server *s, uint32_t grace_ms)
     /* One more round so that the close callbacks of those connections have run. */
     for (unsigned i = 0; i < s->nloops; i++)
         (void)curve_loop_call_sync(s->sl[i].loop, barrier_run, NULL);
+    for (unsigned i = 0; i < s->nloops; i++) {
+        srv_loop *sl = &s->sl[i];
+        if (!sl->sweep_on)
+            continue;
+        curve_completion_init(&sl->sweep_closed);
+        if (curve_loop_call_sync(sl->loop, sweep_stop_run, sl) == 0)
+            curve_completion_wait(&sl->sweep_closed, 0);
+        curve_completion_destroy(&sl->sweep_closed);
+        sl->sweep_on = false;
+    }
 }
 
 void rpc_server_free(rpc_server *s)

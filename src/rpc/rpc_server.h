@@ -32,6 +32,8 @@ typedef struct rpc_call_ctx rpc_call_ctx;
 #define RPC_SERVER_INFLIGHT_BYTES_PER_CONN_DEFAULT ((uint64_t)256 << 20)
 #define RPC_SERVER_INFLIGHT_BYTES_DEFAULT          ((uint64_t)2 << 30)
 #define RPC_SERVER_CONNS_DEFAULT                   10000u
+#define RPC_SERVER_FRAME_TIMEOUT_DEFAULT_MS        30000u
+#define RPC_SERVER_SWEEP_INTERVAL_MS               1000u
 #define RPC_SERVER_SERVICES_MAX                    64u
 #define RPC_SERVER_ERRTEXT_MAX                     256u /* error text sent with a failed status */
 
@@ -64,7 +66,10 @@ typedef struct rpc_server_opts {
     /* Request bytes (body + attachment) held by calls inside handlers (0: defaults). */
     uint64_t max_inflight_bytes_per_conn;
     uint64_t max_inflight_bytes;
-    uint32_t max_conns;                 /* open connections; more are closed at once (0: default) */
+    uint32_t max_conns; /* open connections; more are closed at once (0: default) */
+    /* A connection whose peer started a frame and then sent nothing for this long is closed
+     * (a stalled or malicious peer holding buffers). 0: default; checked every second. */
+    uint32_t frame_timeout_ms;
     rpc_frame_limits limits;            /* 0: defaults */
     const rpc_transport_ops *transport; /* NULL: TCP */
     /* Metrics registry (borrowed; NULL: no metrics). Registered with the label

@@ -73,6 +73,10 @@ struct rpc_conn {
     void *user; /* free for the user (rpc_conn_set_user) */
     atomic_int refs;
     char peer[64]; /* "ip:port" of the other side */
+    /* Receive progress, maintained by the transport on the connection's loop: loop time of the
+     * last bytes received, and whether a frame is partially received (stalled-peer checks). */
+    uint64_t rx_last_ms;
+    bool rx_partial;
 };
 
 struct rpc_transport_ops {

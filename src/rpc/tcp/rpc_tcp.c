@@ -157,6 +157,8 @@ static void tcp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         size_t off = t->rused;
         t->rused += (size_t)nread;
         int rc = rpc_frame_decoder_feed(&t->dec, t->rbuf, off, (size_t)nread, tcp_on_frame, t);
+        t->base.rx_last_ms = curve_loop_now_ms(t->base.loop);
+        t->base.rx_partial = t->dec.hdr_have > 0 || t->dec.cur != NULL;
         if (rc < 0 && !t->closing) {
             CLOG_WARN("rpc tcp: closing connection with %s: %s (%s)", t->base.peer,
                       t->dec.why ? t->dec.why : "decode error", curve_strerror(rc));
@@ -501,6 +503,7 @@ static void accept_run(void *arg)
     uv_tcp_nodelay(&t->tcp, 1);
     tcp_fill_peer(t);
     t->connected = true;
+    t->base.rx_last_ms = curve_loop_now_ms(am->loop);
     free(am);
     if (t->base.h->on_accept)
         t->base.h->on_accept(&t->base, t->base.ud);

@@ -688,6 +688,31 @@ static void test_garbage_closes_only_that_connection(void **state)
     env_free(e);
 }
 
+static void test_stalled_frame_closed(void **state)
+{
+    rpc_server_opts so = {.frame_timeout_ms = 200};
+    env *e = env_new(&so, NULL);
+    int idle = raw_connect(e->port); /* sends nothing: kept */
+    int stalled = raw_connect(e->port);
+    rpc_frame_hdr h = {
+        .type = RPC_FRAME_REQUEST, .corr_id = 1, .service_id = 1, .method_id = 1, .body_len = 100};
+    uint8_t hb[RPC_FRAME_HDR_SIZE];
+    rpc_frame_hdr_encode(&h, hb);
+    assert_int_equal(send(stalled, hb, sizeof(hb), MSG_NOSIGNAL), (ssize_t)sizeof(hb));
+    uint64_t t0 = curve_now_mono_ms();
+    expect_closed(stalled);
+    assert_true(curve_now_mono_ms() - t0 >= 150);
+    close(stalled);
+    char c;
+    assert_int_equal(recv(idle, &c, 1, MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    /* The channel's connection, idle between calls, is kept too. */
+    assert_int_equal(echo_sync(e->ch, "x", 0, 0, 10, 0, NULL), 0);
+    assert_int_equal(echo_sync(e->ch, "y", 500, 0, 10, 0, NULL), 0);
+    close(idle);
+    env_free(e);
+}
+
 /* ---- a misbehaving server: the channel fails the calls cleanly and keeps working ---- */
 
 /* Reads one request frame header (and skips its body/attachment) from a raw socket. */
@@ -800,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_calls_racing_close),
         cmocka_unit_test(test_garbage_closes_only_that_connection),
         cmocka_unit_test(test_bad_server_responses),
+        cmocka_unit_test(test_stalled_frame_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
