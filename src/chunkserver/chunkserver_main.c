@@ -342,9 +342,9 @@ int main(int argc, char **argv)
     int rc = curve_config_parse_args(cfg, &argc, argv, err, sizeof(err));
     bool format = false, help = false;
     for (int i = 1; rc == 0 && i < argc; i++) {
-        if (strcmp(argv[i], "__format") == 0)
+        if (strcmp(argv[i], "--format") == 0)
             format = true;
-        else if (strcmp(argv[i], "__help") == 0 || strcmp(argv[i], "-h") == 0)
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             help = true;
         else {
             snprintf(err, sizeof(err), "unknown argument '%s'", argv[i]);

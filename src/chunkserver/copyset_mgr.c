@@ -171,6 +171,21 @@ cs_copyset *cs__find_locked(cs_mgr *m, uint64_t gid)
     return NULL;
 }
 
+cs_copyset *cs__get(cs_mgr *m, uint64_t gid)
+{
+    pthread_rwlock_rdlock(&m->lock);
+    cs_copyset *cs = cs__find_locked(m, gid);
+    if (cs != NULL)
+        atomic_fetch_add(&cs->refs, 1);
+    pthread_rwlock_unlock(&m->lock);
+    return cs;
+}
+
+void cs__put(cs_copyset *cs)
+{
+    CURVE_ASSERT(atomic_fetch_sub(&cs->refs, 1) > 0);
+}
+
 static int table_insert(cs_mgr *m, cs_copyset *cs)
 {
     uint32_t s = slot_of(cs->gid);
@@ -315,9 +330,10 @@ static void copyset_free(cs_copyset *cs)
 {
     if (cs == NULL)
         return;
-    /* snapshot jobs hold the fsm and the group: wait for them (bounded by the job itself; their
-     * completion runs on the group loop, which keeps running) */
-    while (atomic_load(&cs->snap_pending) > 0)
+    /* Service work and snapshot jobs hold the group and the fsm: wait for them. Both are
+     * bounded (membership steps by CS_CLI_CHANGE_DEADLINE_MS, snapshot jobs by their IO; their
+     * completions run on the group loop, which keeps running). */
+    while (atomic_load(&cs->snap_pending) > 0 || atomic_load(&cs->refs) > 0)
         usleep(1000);
     if (cs->group != NULL)
         raftrt_group_stop(cs->group);
@@ -733,21 +749,26 @@ uint32_t cs_mgr_leader_count(cs_mgr *m)
 
 uint32_t cs_mgr_snapshot_infos(cs_mgr *m, cs_copyset_info *out, uint32_t max)
 {
-    uint32_t n = 0;
-    /* admin_lock keeps copysets from being removed while their groups are queried */
-    pthread_mutex_lock(&m->admin_lock);
-    for (uint32_t i = 0; i < CS_MGR_MAX_COPYSETS && n < max; i++) {
-        pthread_rwlock_rdlock(&m->lock);
+    uint64_t *gids = calloc(CS_MGR_MAX_COPYSETS, sizeof(*gids));
+    uint32_t ng = 0, n = 0;
+    if (gids == NULL)
+        return 0;
+    pthread_rwlock_rdlock(&m->lock);
+    for (uint32_t i = 0; i < CS_MGR_MAX_COPYSETS; i++) {
         cs_copyset *cs = m->table[i];
-        pthread_rwlock_unlock(&m->lock);
-        if (cs == NULL || cs == CS_TOMBSTONE)
-            continue;
+        if (cs != NULL && cs != CS_TOMBSTONE)
+            gids[ng++] = cs->gid;
+    }
+    pthread_rwlock_unlock(&m->lock);
+    for (uint32_t i = 0; i < ng && n < max; i++) {
+        cs_copyset *cs = cs__get(m, gids[i]);
+        if (cs == NULL)
+            continue; /* removed meanwhile */
         cs_copyset_info *inf = &out[n++];
         memset(inf, 0, sizeof(*inf));
         inf->pool = cs->pool;
         inf->id = cs->id;
         raftrt_group_status(cs->group, &inf->st);
-        inf->conf.n = 0;
         for (uint32_t k = 0; k < inf->st.npeers && k < RAFT_MAX_SERVERS; k++) {
             inf->conf.s[k].id = inf->st.peers[k].id;
             inf->conf.s[k].role = inf->st.peers[k].role;
@@ -757,8 +778,9 @@ uint32_t cs_mgr_snapshot_infos(cs_mgr *m, cs_copyset_info *out, uint32_t max)
         curve_chunkstore_status ss;
         curve_chunkstore_get_status(cs->store, &ss);
         inf->chunks = ss.chunks;
+        cs__put(cs);
     }
-    pthread_mutex_unlock(&m->admin_lock);
+    free(gids);
     return n;
 }
 

@@ -25,6 +25,7 @@ typedef struct cs_copyset {
     _Atomic int role;            /* from state_changed */
     _Atomic uint64_t term, leader;
     _Atomic int snap_pending;    /* snapshot jobs on the worker pool */
+    _Atomic int refs;            /* cs__get holders (blocking service work); removal waits */
 } cs_copyset;
 
 #define CS_TOMBSTONE ((cs_copyset *)1)
@@ -48,7 +49,7 @@ struct cs_mgr {
     pthread_rwlock_t lock;
     cs_copyset *table[CS_MGR_MAX_COPYSETS];
     uint32_t count;
-    /* serialises create/remove/status walks (held across blocking group calls) */
+    /* serialises create/remove/load (held across their file IO) */
     pthread_mutex_t admin_lock;
     /* protects epochs: file id -> highest volume epoch seen (open addressing; a collision
      * replaces the older entry, documented in docs/chunkserver.md) */
@@ -69,6 +70,11 @@ struct cs_mgr {
 };
 
 cs_copyset *cs__find_locked(cs_mgr *m, uint64_t gid);
+/* Looks a copyset up and takes a reference (NULL when absent); cs__put drops it. A removed
+ * copyset is stopped only after every reference is dropped. Not from a Raft host loop when the
+ * holder then blocks on the group. */
+cs_copyset *cs__get(cs_mgr *m, uint64_t gid);
+void cs__put(cs_copyset *cs);
 void cs__learn_peer(cs_mgr *m, uint64_t id);
 void cs__put32(uint8_t *p, uint32_t v);
 uint32_t cs__get32(const uint8_t *p);

@@ -294,30 +294,26 @@ static void h_info(rpc_call_ctx *c, const ProtobufCMessage *q, curve_iobuf *a, v
 
 typedef int (*group_op_fn)(raftrt_group *g, uint64_t id);
 
-/* Runs op on copyset (pool, id) under admin_lock, retrying CURVE_ERR_BUSY until the deadline. */
+/* Runs op on copyset (pool, id), retrying CURVE_ERR_BUSY until the deadline. */
 static int member_op(cs_mgr *m, uint32_t pool, uint32_t id, group_op_fn fn, uint64_t peer,
                      uint64_t deadline_ns)
 {
-    uint64_t gid = ((uint64_t)pool << 32) | id;
-    pthread_mutex_lock(&m->admin_lock);
-    pthread_rwlock_rdlock(&m->lock);
-    cs_copyset *cs = cs__find_locked(m, gid);
-    pthread_rwlock_unlock(&m->lock);
-    int rc = CURVE_ERR_COPYSET_NOTEXIST;
-    if (cs != NULL) {
-        cs__learn_peer(m, peer);
-        for (;;) {
-            rc = fn(cs->group, peer);
-            if (rc != CURVE_ERR_BUSY)
-                break;
-            if (curve_now_mono_ns() >= deadline_ns) {
-                rc = CURVE_ERR_TIMEOUT;
-                break;
-            }
-            usleep(20000); /* BUSY clears when the previous entry commits: poll, bounded */
+    cs_copyset *cs = cs__get(m, ((uint64_t)pool << 32) | id);
+    if (cs == NULL)
+        return CURVE_ERR_COPYSET_NOTEXIST;
+    cs__learn_peer(m, peer);
+    int rc;
+    for (;;) {
+        rc = fn(cs->group, peer);
+        if (rc != CURVE_ERR_BUSY)
+            break;
+        if (curve_now_mono_ns() >= deadline_ns) {
+            rc = CURVE_ERR_TIMEOUT;
+            break;
         }
+        usleep(20000); /* BUSY clears when the previous entry commits: poll, bounded */
     }
-    pthread_mutex_unlock(&m->admin_lock);
+    cs__put(cs);
     return rc;
 }
 
@@ -467,10 +463,7 @@ static void copyset_status_job(job *j)
     char leader[CS_PEER_STR_MAX];
     char peerbuf[RAFT_MAX_SERVERS][CS_PEER_STR_MAX];
     char *voters[RAFT_MAX_SERVERS], *learners[RAFT_MAX_SERVERS];
-    pthread_mutex_lock(&m->admin_lock);
-    pthread_rwlock_rdlock(&m->lock);
-    cs_copyset *cs = cs__find_locked(m, gid);
-    pthread_rwlock_unlock(&m->lock);
+    cs_copyset *cs = cs__get(m, gid);
     if (cs == NULL) {
         resp.status = CURVE__COPYSET__COPYSET_STATUS__COPYSET_NOTEXIST;
         goto out;
@@ -505,9 +498,9 @@ static void copyset_status_job(job *j)
     resp.peers = voters;
     resp.learners = learners;
     resp.state = st.failed ? "failed" : (ss.disk_err ? "disk_failed" : "ok");
+    cs__put(cs);
 out:
     (void)rpc_call_reply(j->ctx, 0, &resp.base, NULL);
-    pthread_mutex_unlock(&m->admin_lock);
 }
 
 static Curve__Copyset__CopysetStatus copyset_status(int rc)

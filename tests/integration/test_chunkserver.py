@@ -343,3 +343,25 @@ def test_disk_eio_on_one_replica(procs, tmp_dir):
     assert r["status"] == "DISK_FAIL", r
     r = victim.tool("copyset-status", "--pool=1", "--copyset=1")[0]
     assert r["state"] == "disk_failed", r
+
+
+def test_format_and_bad_config(procs, tmp_dir):
+    d = os.path.join(tmp_dir, "fmt")
+    p = procs.start([binary("curve-chunkserver"), "--format", "--data-dir=" + d,
+                     "--chunk-size=%d" % CHUNK_SIZE, "--pool.target-files=5",
+                     "--pool.reserve-bytes=0"], name="format")
+    assert p.wait(timeout=60) == 0, p.describe()
+    assert p.count_lines(r"^format done$") == 1, p.describe()
+    files = sorted(os.listdir(os.path.join(d, "chunkfilepool")))
+    assert files == ["0", "1", "2", "3", "4"], files
+    for f in files:
+        assert os.path.getsize(os.path.join(d, "chunkfilepool", f)) == CHUNK_SIZE + 4096
+    # bad configuration: clear errors, no crash
+    for args, msg in ((["--data-dir=" + d, "--port=0"], "--ip/--port"),
+                      (["--data-dir=" + d, "--port=99999"], "port"),
+                      (["--data-dir=" + d, "--port=1234", "--no-such-key=1"], "no_such_key"),
+                      (["--port=1234"], "data_dir"),
+                      (["--data-dir=" + d, "--port=1234", "--ip=not-an-ip"], "--ip/--port")):
+        p = procs.start([binary("curve-chunkserver")] + args, name="badcfg")
+        assert p.wait(timeout=30) == 2, p.describe()
+        assert any(msg in line for line in p.stderr_lines), (msg, p.describe())

@@ -9,6 +9,7 @@ from curvetest import binary, procs, tmp_dir, wait_until  # noqa: F401 (fixtures
 from test_chunkserver import CHUNK_SIZE, CsCluster, pattern, tool
 
 STREAM_TIMEOUT_S = 120
+ROUNDS = 3
 
 
 def acked_lines(path):
@@ -42,26 +43,36 @@ def check_acked_on_disk(c, acked):
 
 def test_kill_leader_during_writes(procs, tmp_dir):
     cl = CsCluster(procs, tmp_dir, pool_files=32)
-    leader = cl.create_copyset()
+    cl.create_copyset()
     out = os.path.join(tmp_dir, "acked.txt")
     stream = procs.start([binary("curve-chunk-tool"), cl.peers_arg(), "write-stream",
                           "--pool=1", "--copyset=1", "--count=1000000",
                           "--chunk-size=%d" % CHUNK_SIZE, "--timeout-ms=1000", "--out=" + out],
                          name="stream")
-    wait_until(lambda: len(acked_lines(out)) >= 200, STREAM_TIMEOUT_S, what="200 acked writes")
-    leader.proc.kill()
-    at_kill = len(acked_lines(out))
-    # the stream resumes on a new leader
-    new = cl.wait_leader([c for c in cl.cs if c is not leader], exclude=leader)
-    wait_until(lambda: len(acked_lines(out)) >= at_kill + 200, STREAM_TIMEOUT_S,
-               what="writes acknowledged by the new leader")
+    killed = []
+    for rnd in range(ROUNDS):
+        base = len(acked_lines(out))
+        wait_until(lambda: len(acked_lines(out)) >= base + 150, STREAM_TIMEOUT_S,
+                   what="150 more acked writes (round %d)" % rnd)
+        leader = cl.wait_leader()
+        leader.proc.kill()
+        killed.append(leader.idx)
+        at_kill = len(acked_lines(out))
+        # the stream resumes on a new leader
+        new = cl.wait_leader([c for c in cl.cs if c is not leader], exclude=leader)
+        wait_until(lambda: len(acked_lines(out)) >= at_kill + 150, STREAM_TIMEOUT_S,
+                   what="writes acknowledged by the new leader (round %d)" % rnd)
+        # every write acknowledged so far is on the new leader
+        r = tool(cl.peers_arg([new]), "verify", "--pool=1", "--copyset=1", "--in=" + out)[0]
+        assert r["bad"] == 0 and r["checked"] >= at_kill, r
+        # the killed server restarts (and catches up in the background)
+        leader.restart()
     stream.signal(signal.SIGTERM)
     assert stream.wait(timeout=STREAM_TIMEOUT_S) == 0, stream.describe()
     acked = acked_lines(out)
+    new = cl.wait_leader()
     r = tool(cl.peers_arg([new]), "verify", "--pool=1", "--copyset=1", "--in=" + out)[0]
     assert r == {"checked": len(acked), "bad": 0}, r
-    # the killed server restarts and catches up
-    leader.restart()
     applied = new.copyset()["applied"]
     wait_until(lambda: all((c.copyset() or {}).get("applied", 0) >= applied for c in cl.cs), 60,
                what="all replicas caught up")
