@@ -24,7 +24,7 @@
 #include "raft/io/metastore.h"
 #include "rpc/rpc_channel.h"
 
-#define RAFTRT_PATH_MAX 4096u
+#define RAFTRT_PATH_MAX 1024u /* bytes of a group directory path */
 #define RAFTRT_LAT_RING 1024u /* proposals whose commit latency is tracked at once */
 #define RAFTRT__SNAPMETA_MAGIC 0x4d4e5352u /* "RSNM" */
 #define RAFTRT__SNAPMETA_VERSION 1u
@@ -79,7 +79,7 @@ struct raftrt_group {
     uint64_t rng;
     /* term/vote stores (loop only): FIFO of requests, one worker job at a time */
     struct meta_req metaq[RAFTRT_META_QUEUE_MAX];
-    unsigned meta_head, meta_n, meta_inflight_n;
+    unsigned meta_head, meta_n;
     bool meta_inflight;
     struct raft_snapshot_meta saving_meta; /* meta of the snapshot_save in progress */
     /* commit latency bookkeeping (loop only) */
@@ -89,10 +89,10 @@ struct raftrt_group {
     atomic_uint_fast64_t proposals, msgs_sent, msgs_recv, send_errors, snaps_saved,
         snaps_installed;
     atomic_int role;
-    atomic_uint_fast64_t term, commit, applied;
+    atomic_uint_fast64_t term, applied;
     /* metrics (NULL without a registry) */
     curve_latency *m_commit, *m_apply, *m_append;
-    curve_gauge *m_batch, *m_role, *m_term, *m_commit_idx, *m_applied_idx;
+    curve_gauge *m_batch, *m_role, *m_term, *m_applied_idx;
 };
 
 /* ============================================================================================
@@ -308,7 +308,20 @@ static int meta_work(void *arg)
     return rmeta_store(j->g->meta_dir, &st);
 }
 
-static void meta_submit(raftrt_group *g);
+static int meta_submit(raftrt_group *g);
+
+/* Completes every queued request with `status` (loop callback only, never inside a core call). */
+static void meta_fail_all(raftrt_group *g, int status)
+{
+    CLOG_ERROR("raftrt %" PRIu64 ": cannot queue a term/vote store", g->id);
+    while (g->meta_n > 0) {
+        struct meta_req q = g->metaq[g->meta_head];
+        g->meta_head = (g->meta_head + 1) % RAFTRT_META_QUEUE_MAX;
+        g->meta_n--;
+        if (g->r)
+            raft_io_meta_done(g->r, q.term, q.vote, status);
+    }
+}
 
 static void meta_done(void *arg, int result)
 {
@@ -324,38 +337,34 @@ static void meta_done(void *arg, int result)
             raft_io_meta_done(g->r, q.term, q.vote, result);
     }
     free(j);
-    if (g->r && g->meta_n > 0)
-        meta_submit(g);
+    if (g->r && g->meta_n > 0) {
+        int rc = meta_submit(g);
+        if (rc != 0)
+            meta_fail_all(g, rc);
+    }
     group_unref(g);
 }
 
-/* Stores the newest queued (term, vote); its completion covers every request queued now. */
-static void meta_submit(raftrt_group *g)
+/* Stores the newest queued (term, vote) on a worker; its completion covers every request
+ * queued now. Returns 0 or -ENOMEM / -EAGAIN / -ESHUTDOWN (nothing submitted). */
+static int meta_submit(raftrt_group *g)
 {
     CURVE_ASSERT(!g->meta_inflight && g->meta_n > 0);
     struct meta_job *j = malloc(sizeof(*j));
     if (j == NULL)
-        goto fail;
+        return -ENOMEM;
     j->g = g;
     j->count = g->meta_n;
     j->req = g->metaq[(g->meta_head + g->meta_n - 1) % RAFTRT_META_QUEUE_MAX];
     group_ref(g);
-    if (curve_workpool_submit(g->h->wp, g->loop, meta_work, meta_done, j) != 0) {
+    int rc = curve_workpool_submit(g->h->wp, g->loop, meta_work, meta_done, j);
+    if (rc != 0) {
         group_unref(g);
         free(j);
-        goto fail;
+        return rc;
     }
     g->meta_inflight = true;
-    return;
-fail:
-    /* complete them with an error (the node enters its failed state) on a later turn */
-    CLOG_ERROR("raftrt %" PRIu64 ": cannot queue a term/vote store", g->id);
-    while (g->meta_n > 0 && g->r) {
-        struct meta_req q = g->metaq[g->meta_head];
-        g->meta_head = (g->meta_head + 1) % RAFTRT_META_QUEUE_MAX;
-        g->meta_n--;
-        raft_io_meta_done(g->r, q.term, q.vote, -ENOMEM);
-    }
+    return 0;
 }
 
 static int io_persist_meta(struct raft_io *io, uint64_t term, uint64_t vote)
@@ -368,9 +377,11 @@ static int io_persist_meta(struct raft_io *io, uint64_t term, uint64_t vote)
     g->meta_n++;
     if (!g->meta_inflight) {
         /* the completion runs later on this loop (workpool contract), never inside this call */
-        meta_submit(g);
-        if (!g->meta_inflight)
-            return -ENOMEM;
+        int rc = meta_submit(g);
+        if (rc != 0) {
+            g->meta_n--; /* not queued: the core treats the error as fatal for this node */
+            return rc;
+        }
     }
     return 0;
 }
