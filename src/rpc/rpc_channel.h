@@ -81,8 +81,10 @@ int rpc_channel_call(rpc_channel *ch, uint32_t service_id, uint32_t method_id,
                      rpc_call_cb cb, void *arg, uint64_t *call_id);
 
 /* Cancels a call: if it has not completed yet, its callback runs with CURVE_ERR_CANCELED (a
- * response arriving later is dropped). Asynchronous when not on the channel's loop. Returns 0,
- * or -ENOENT when called on the loop and the call is not pending. Any thread. */
+ * response arriving later is dropped). Asynchronous when not on the channel's loop (a cancel
+ * posted by another thread than the one that started the call may reach the loop before the
+ * call itself and then has no effect). Returns 0, -ENOMEM/-ESHUTDOWN (not posted), or -ENOENT
+ * when called on the loop and the call is not pending. Any thread. */
 int rpc_channel_cancel(rpc_channel *ch, uint64_t call_id);
 
 /* Closes the channel: pending calls complete with CURVE_ERR_SHUTDOWN, the connection is
