@@ -1,0 +1,254 @@
+"""The `curve` CLI against a real local cluster started by `curve cluster up` (etcd, 3 curve-mds,
+3 curve-chunkserver on loopback), and its usage errors / exit codes without a cluster.
+
+Exit codes (docs/cli.md): 0 ok, 1 failed, 2 usage, 3 not found, 4 cluster unavailable.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from curvetest import binary, build_dir, procs, tmp_dir, wait_until  # noqa: F401 (fixtures)
+
+CLI_TIMEOUT = 60    # seconds one CLI command may take
+UP_WAIT = "90s"     # bound given to `curve cluster up --wait`
+
+
+def curve(*args, timeout=CLI_TIMEOUT, env=None):
+    full_env = dict(os.environ)
+    full_env.pop("CURVE_MDS_ADDRS", None)
+    full_env.pop("CURVE_CONF", None)
+    if env:
+        full_env.update(env)
+    p = subprocess.run([binary("curve")] + [str(a) for a in args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=timeout,
+                       env=full_env)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def ok(*args):
+    rc, out, err = curve(*args)
+    assert rc == 0, (args, rc, out, err)
+    return out
+
+
+def jok(*args):
+    return json.loads(ok(*(list(args) + ["--format=json"])))
+
+
+def have(name):
+    try:
+        binary(name)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+# ---- without a cluster ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,msg", [
+    ([], "usage: curve"),
+    (["bs"], "needs a command"),
+    (["bs", "create", "volume", "/v"], "--size is required"),
+    (["bs", "create", "volume", "v", "--size=1g", "--mds-addrs=127.0.0.1:1"], "absolute"),
+    (["bs", "list", "nothing"], "unknown object"),
+    (["bs", "status", "--format=xml"], "--format=xml"),
+    (["bs", "copyset", "status", "1", "x", "--mds-addrs=127.0.0.1:1"], "copyset id 'x'"),
+    (["bs", "status"], "no MDS address"),
+    (["bs", "status", "--mds-addrs=127.0.0.1"], "expected ip:port"),
+])
+def test_usage_errors_exit_2(args, msg):
+    rc, out, err = curve(*args)
+    assert rc == 2, (args, rc, out, err)
+    assert msg in err, err
+    assert "usage" in err, err
+
+
+def test_unavailable_exit_4(tmp_dir):  # noqa: F811
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = s.getsockname()[1]
+    try:
+        rc, out, err = curve("bs", "status", "--mds-addrs=127.0.0.1:%d" % port,
+                             "--timeout=200ms", "--format=json")
+    finally:
+        s.close()
+    assert rc == 4, (rc, out, err)
+    j = json.loads(out)
+    assert j["ok"] is False and j["exit"] == 4 and j["error"] == "CURVE_ERR_RPC_CONN", j
+    assert "127.0.0.1:%d" % port in j["message"]
+
+
+def test_conf_file_errors(tmp_dir):  # noqa: F811
+    conf = os.path.join(tmp_dir, "c.conf")
+    with open(conf, "w") as f:
+        f.write("client.owner=x\n")
+    rc, _, err = curve("bs", "status", "--conf=" + conf)
+    assert rc == 1 and "no mds.addrs" in err, err
+    rc, _, err = curve("bs", "status", "--conf=" + os.path.join(tmp_dir, "missing.conf"))
+    assert rc == 1 and "cannot read conf" in err, err
+
+
+def test_cluster_down_without_cluster(tmp_dir):  # noqa: F811
+    rc, _, err = curve("cluster", "down", "--dir=" + tmp_dir)
+    assert rc == 3 and "no cluster recorded" in err, err
+    with open(os.path.join(tmp_dir, "cluster.json"), "w") as f:
+        f.write("{\"procs\": 5}")
+    rc, _, err = curve("cluster", "down", "--dir=" + tmp_dir)
+    assert rc == 1 and "malformed" in err, err
+
+
+# ---- with a cluster -------------------------------------------------------------------------
+
+need_daemons = pytest.mark.skipif(
+    not (have("curve-mds") and have("curve-chunkserver") and shutil.which("etcd")),
+    reason="curve-mds, curve-chunkserver or etcd not available")
+
+
+def recorded_pids(d):
+    try:
+        with open(os.path.join(d, "cluster.json")) as f:
+            return [(p["pid"], p["argv"]) for p in json.load(f)["procs"]]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def alive_as(pid, argv):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read() == ("\0".join(argv) + "\0").encode()
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def cluster(tmp_dir):  # noqa: F811
+    d = os.path.join(tmp_dir, "cluster")
+    rc, out, err = curve("cluster", "up", "--dir=" + d, "--wait=" + UP_WAIT, "--format=json",
+                         timeout=180)
+    try:
+        assert rc == 0, (rc, out, err, logs(d))
+        info = json.loads(out)
+        yield {"dir": d, "conf": info["conf"], "addrs": info["mds_addrs"]}
+    finally:
+        curve("cluster", "down", "--dir=" + d, timeout=120)
+        # safety net: anything recorded that still runs as recorded is killed by PID
+        for pid, argv in recorded_pids(d):
+            if alive_as(pid, argv):
+                os.kill(pid, signal.SIGKILL)
+
+
+def logs(d):
+    out = []
+    ld = os.path.join(d, "logs")
+    for n in sorted(os.listdir(ld)) if os.path.isdir(ld) else []:
+        with open(os.path.join(ld, n), errors="replace") as f:
+            out.append("--- %s\n%s" % (n, "".join(f.readlines()[-15:])))
+    return "\n".join(out)
+
+
+@need_daemons
+def test_cluster_lifecycle_and_bs_commands(cluster):
+    d, conf = cluster["dir"], "--conf=" + cluster["conf"]
+    st = jok("bs", "status", conf)
+    assert st["healthy"] is True, st
+    assert st["chunkservers"]["online"] == 3 and st["copysets"]["total"] > 0, st
+    assert st["mds_leader"] in cluster["addrs"].split(",")
+    assert st["space"]["capacity"] > 0
+    table = ok("bs", "status", conf)
+    assert "HEALTHY" in table and "3 online" in table
+
+    # cluster status: every recorded process runs as recorded
+    cs = jok("cluster", "status", "--dir=" + d)
+    assert [p["name"] for p in cs["procs"]] == ["etcd", "mds1", "mds2", "mds3", "cs1", "cs2",
+                                                "cs3"]
+    assert all(p["state"] == "running" for p in cs["procs"]), cs
+    # a second `up` on a running cluster is refused
+    rc, _, err = curve("cluster", "up", "--dir=" + d)
+    assert rc == 1 and "still running" in err
+
+    # topology listings
+    assert len(jok("bs", "list", "chunkserver", conf)) == 3
+    assert sorted(z["name"] for z in jok("bs", "list", "zone", conf)) == ["z1", "z2", "z3"]
+    assert len(jok("bs", "list", "server", conf)) == 3
+    pools = jok("bs", "list", "pool", conf)
+    assert pools["logical_pools"][0]["replicas"] == 3
+    copysets = jok("bs", "list", "copyset", conf)
+    assert len(copysets) == st["copysets"]["total"]
+    c0 = copysets[0]
+    one = jok("bs", "copyset", "status", c0["logical_pool_id"], c0["copyset_id"], conf)
+    assert sorted(one["peers"]) == sorted(c0["peers"]) and len(one["peers"]) == 3
+    rc, _, err = curve("bs", "copyset", "status", 1, 99999, conf)
+    assert rc == 3, err
+    assert len(jok("bs", "list", "copyset", "--pool=1", conf)) == len(copysets)
+
+    # volumes and directories; the env var works like --mds-addrs
+    env = {"CURVE_MDS_ADDRS": cluster["addrs"]}
+    assert jok("bs", "mkdir", "/d", conf)["type"] == "directory"
+    v = jok("bs", "create", "volume", "/d/v", "--size=128m", conf)
+    assert v["size"] == 128 << 20 and v["type"] == "volume" and v["path"] == "/d/v"
+    rc, _, err = curve("bs", "create", "volume", "/d/v", "--size=128m", conf)
+    assert rc == 1 and "exists" in err, err
+    rc, _, err = curve("bs", "create", "volume", "/d/w", "--size=100m", conf)
+    assert rc == 1 and "CURVE_ERR_BAD_SIZE" in err, err
+    rc, _, err = curve("bs", "create", "volume", "/nodir/v", "--size=64m", conf)
+    assert rc == 3, err
+    rc, out, err = curve("bs", "list", "volume", "/d", "--format=json", env=env)
+    assert rc == 0 and [e["name"] for e in json.loads(out)] == ["v"], (out, err)
+    assert jok("bs", "extend", "volume", "/d/v", "--size=256m", conf)["size"] == 256 << 20
+    ok("bs", "rename", "volume", "/d/v", "/d/v2", conf)
+    rc, _, err = curve("bs", "stat", "volume", "/d/v", conf)
+    assert rc == 3 and "CURVE_ERR_NOT_FOUND" in err
+    assert jok("bs", "stat", "volume", "/d/v2", conf)["size"] == 256 << 20
+    rc, _, err = curve("bs", "rmdir", "/d", conf)
+    assert rc == 1, err  # not empty
+    dl = jok("bs", "delete", "volume", "/d/v2", conf)
+    assert dl["purged"] is False
+    rb = jok("bs", "list", "volume", "/RecycleBin", conf)
+    assert [e["original_name"] for e in rb] == ["v2"]
+    assert jok("bs", "recover", "volume", "/d/v2", conf)["name"] == "v2"
+    assert jok("bs", "stat", "volume", "/d/v2", conf)["size"] == 256 << 20
+    assert jok("bs", "delete", "volume", "/d/v2", "--force", conf)["purged"] is True
+    rc, _, err = curve("bs", "recover", "volume", "/d/v2", conf)
+    assert rc == 3, err
+    ok("bs", "rmdir", "/d", conf)
+    rc, _, _ = curve("bs", "stat", "volume", "/d", conf)
+    assert rc == 3
+
+    # apply: idempotent for the same description; errors name the field
+    assert jok("cluster", "apply", os.path.join(d, "topology.json"), conf)["added"] == 0
+    bad = os.path.join(d, "bad-topology.json")
+    with open(bad, "w") as f:
+        json.dump({"zones": [{"name": "z9", "physical_pool": "nope"}]}, f)
+    rc, _, err = curve("cluster", "apply", bad, conf)
+    assert rc == 1 and "nope" in err, err
+
+    # down stops exactly the recorded processes
+    pids = recorded_pids(d)
+    assert len(pids) == 7 and all(alive_as(p, a) for p, a in pids)
+    out = jok("cluster", "down", "--dir=" + d)
+    assert sorted(r["result"] for r in out) == ["stopped"] * 7, out
+    assert not any(alive_as(p, a) for p, a in pids)
+    rc, _, _ = curve("bs", "status", conf, "--timeout=300ms")
+    assert rc == 4
+
+
+@need_daemons
+def test_down_spares_reused_pids(procs, tmp_dir):  # noqa: F811
+    # A recorded PID now running another program (PID reuse) is never signalled.
+    other = procs.start(["sleep", "300"], name="other")
+    d = os.path.join(tmp_dir, "fake")
+    os.makedirs(d)
+    with open(os.path.join(d, "cluster.json"), "w") as f:
+        json.dump({"version": 1, "dir": d, "etcd": "", "mds_addrs": "127.0.0.1:1",
+                   "procs": [{"name": "mds1", "pid": other.pid, "port": 1, "log": "x",
+                              "argv": ["/usr/bin/curve-mds", "--port=1"]}]}, f)
+    out = jok("cluster", "down", "--dir=" + d)
+    assert out == [{"name": "mds1", "pid": other.pid, "result": "not running"}]
+    assert other.running()
