@@ -576,7 +576,8 @@ CURVE_EXPORT int curve_open(curve_client *c, const char *path, unsigned flags, c
     v->epoch = fi->epoch;
     atomic_init(&v->size, fi->size);
     rc = curve_mds_session_start(c->mds, path, resp->session_id, resp->lease_ms,
-                                 c->conf.session_expire_ms, &v->sess);
+                                 c->conf.session_expire_ms, v->file_id, v->epoch,
+                                 !(flags & CURVE_OPEN_RDONLY), &v->sess);
     if (rc != 0)
         goto err_after_vol;
     unsigned li = atomic_fetch_add(&c->next_loop, 1) % c->conf.io_threads;
@@ -658,6 +659,8 @@ CURVE_EXPORT int curve_close(curve_volume *v)
     rc = curve_mds_session_stop(v->sess, false);
     if (err == 0 && rc == CURVE_ERR_SESSION_EXPIRED)
         err = rc;
+    if (err == CURVE_ERR_SESSION_EXPIRED && atomic_load(&v->tr.fenced))
+        err = CURVE_ERR_FENCED;
     metrics_unregister(v);
     curve_metacache_invalidate_file(v->c->mc, v->file_id);
     curve_client *c = v->c;

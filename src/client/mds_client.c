@@ -207,6 +207,9 @@ struct curve_mds_session {
     atomic_uint_fast64_t last_ok_ms; /* mono time of the last successful refresh (or start) */
     atomic_bool lost;                /* sticky */
     atomic_uint_fast64_t refreshes;
+    atomic_bool fenced; /* sticky: a newer epoch or another file at `path` */
+    uint64_t file_id, epoch;
+    bool watch_epoch;
     /* loop-only state */
     curve_timer timer;
     bool inflight, stopping, timer_closed;
@@ -219,6 +222,25 @@ static void session_maybe_stopped(curve_mds_session *s)
         curve_completion_signal(&s->stopped, 0);
 }
 
+static void epoch_done(int status, const ProtobufCMessage *resp, const char *errmsg, void *arg)
+{
+    curve_mds_session *s = arg;
+    s->inflight = false;
+    const Curve__Mds__FileInfo *fi = (const void *)resp;
+    if (status == 0 && (fi->id != s->file_id || fi->epoch > s->epoch)) {
+        if (!atomic_exchange(&s->fenced, true))
+            CLOG_ERROR("libcurve: '%s' fenced: now file %llu epoch %llu, opened as file %llu "
+                       "epoch %llu (exclusive open elsewhere)", s->path,
+                       (unsigned long long)fi->id, (unsigned long long)fi->epoch,
+                       (unsigned long long)s->file_id, (unsigned long long)s->epoch);
+    } else if (status == CURVE_ERR_NOT_FOUND) {
+        if (!atomic_exchange(&s->fenced, true))
+            CLOG_ERROR("libcurve: '%s' fenced: the volume is gone (deleted or renamed)",
+                       s->path);
+    }
+    session_maybe_stopped(s);
+}
+
 static void refresh_done(int status, const ProtobufCMessage *resp, const char *errmsg, void *arg)
 {
     curve_mds_session *s = arg;
@@ -226,6 +248,15 @@ static void refresh_done(int status, const ProtobufCMessage *resp, const char *e
     if (status == 0) {
         atomic_store(&s->last_ok_ms, curve_now_mono_ms());
         atomic_fetch_add(&s->refreshes, 1);
+        if (s->watch_epoch && !s->stopping) {
+            Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
+            req.path = s->path;
+            if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_STAT, &req.base,
+                                     &curve__mds__file_info__descriptor, epoch_done, s) == 0) {
+                s->inflight = true;
+                return;
+            }
+        }
     } else if (status == CURVE_ERR_SESSION_EXPIRED || status == CURVE_ERR_NOT_FOUND) {
         if (!atomic_exchange(&s->lost, true))
             CLOG_ERROR("libcurve: session %s of '%s' lost: %s", s->sid, s->path,
@@ -241,7 +272,7 @@ static void session_tick(curve_timer *t, void *arg)
 {
     curve_mds_session *s = arg;
     (void)curve_mds_session_check(s); /* makes a timeout sticky even without IO */
-    if (s->inflight || s->stopping || atomic_load(&s->lost))
+    if (s->inflight || s->stopping || atomic_load(&s->lost) || atomic_load(&s->fenced))
         return;
     Curve__Mds__SessionRequest req = CURVE__MDS__SESSION_REQUEST__INIT;
     req.path = s->path;
@@ -263,7 +294,8 @@ static void session_arm(void *arg)
 }
 
 int curve_mds_session_start(curve_mds_client *m, const char *path, const char *session_id,
-                            uint32_t lease_ms, uint64_t expire_ms, curve_mds_session **out)
+                            uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id,
+                            uint64_t epoch, bool watch_epoch, curve_mds_session **out)
 {
     CURVE_ASSERT(m != NULL && path != NULL && session_id != NULL && out != NULL);
     if (lease_ms < 4 || strlen(path) > CURVE_PATH_MAX || strlen(session_id) >= 64)
@@ -279,6 +311,10 @@ int curve_mds_session_start(curve_mds_client *m, const char *path, const char *s
     atomic_init(&s->last_ok_ms, curve_now_mono_ms());
     atomic_init(&s->lost, false);
     atomic_init(&s->refreshes, 0);
+    atomic_init(&s->fenced, false);
+    s->file_id = file_id;
+    s->epoch = epoch;
+    s->watch_epoch = watch_epoch;
     curve_completion_init(&s->stopped);
     int rc = curve_loop_call_sync(m->loop, session_arm, s);
     if (rc != 0) {
@@ -292,6 +328,8 @@ int curve_mds_session_start(curve_mds_client *m, const char *path, const char *s
 
 int curve_mds_session_check(curve_mds_session *s)
 {
+    if (atomic_load(&s->fenced))
+        return CURVE_ERR_FENCED;
     if (atomic_load(&s->lost))
         return CURVE_ERR_SESSION_EXPIRED;
     uint64_t last = atomic_load(&s->last_ok_ms);

@@ -84,10 +84,16 @@ typedef struct curve_mds_session curve_mds_session;
 
 /* Starts refreshing session `session_id` of volume `path` every lease_ms / 4 on the MDS loop.
  * The session counts as lost (sticky) when the MDS answers CURVE_ERR_SESSION_EXPIRED, or when
- * no refresh succeeded for `expire_ms` (0: lease_ms). Returns 0, -EINVAL, -ENOMEM. */
+ * no refresh succeeded for `expire_ms` (0: lease_ms). With `watch_epoch`, every successful
+ * refresh is followed by a Stat of the volume: a file id other than `file_id` or an epoch
+ * above `epoch` (an exclusive open elsewhere) fences the session (sticky). This bounds the
+ * fencing delay of a writer to about lease_ms / 4 even where no chunkserver has seen the newer
+ * epoch yet. Returns 0, -EINVAL, -ENOMEM. */
 int curve_mds_session_start(curve_mds_client *m, const char *path, const char *session_id,
-                            uint32_t lease_ms, uint64_t expire_ms, curve_mds_session **out);
-/* 0 while the session is alive, else CURVE_ERR_SESSION_EXPIRED. Any thread. */
+                            uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id,
+                            uint64_t epoch, bool watch_epoch, curve_mds_session **out);
+/* 0 while the session is alive, CURVE_ERR_FENCED once a newer epoch was seen, else
+ * CURVE_ERR_SESSION_EXPIRED. Any thread. */
 int curve_mds_session_check(curve_mds_session *s);
 /* Refreshes that succeeded (tests, metrics). Any thread. */
 uint64_t curve_mds_session_refreshes(curve_mds_session *s);

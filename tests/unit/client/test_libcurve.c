@@ -879,6 +879,9 @@ static void test_readonly_and_extend(void **state)
 
 static void test_exclusive_fences_old_writer(void **state)
 {
+    pthread_mutex_lock(&F.lock);
+    F.lease_ms = 60000; /* no refresh during the test: the chunkserver fences */
+    pthread_mutex_unlock(&F.lock);
     curve_client *c = new_client(NULL);
     assert_int_equal(curve_create(c, "/f", SEG), 0);
     curve_volume *a, *b;
@@ -902,6 +905,37 @@ static void test_exclusive_fences_old_writer(void **state)
     assert_memory_equal(r, wb, 4096);
     assert_int_equal(curve_close(a), CURVE_ERR_FENCED);
     assert_int_equal(curve_close(b), 0);
+    assert_int_equal(curve_client_destroy(c), 0);
+}
+
+/* The new exclusive opener never writes, so no chunkserver knows its epoch: the old writer is
+ * still fenced by its session refresh, which sees the newer epoch at the MDS. */
+static void test_epoch_seen_by_refresh_fences(void **state)
+{
+    pthread_mutex_lock(&F.lock);
+    F.lease_ms = 200;
+    pthread_mutex_unlock(&F.lock);
+    curve_client *c = new_client(NULL);
+    assert_int_equal(curve_create(c, "/e", SEG), 0);
+    curve_volume *a, *b, *ro;
+    uint8_t w[4096] = {7};
+    assert_int_equal(curve_open(c, "/e", 0, &a), 0);
+    assert_int_equal(curve_open(c, "/e", CURVE_OPEN_RDONLY, &ro), 0);
+    assert_int_equal(curve_pwrite(a, w, 4096, 0), 4096);
+    assert_int_equal(curve_open(c, "/e", CURVE_OPEN_EXCLUSIVE, &b), 0);
+    ssize_t rc;
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while ((rc = curve_pwrite(a, w, 4096, 0)) == 4096 && curve_now_mono_ms() < end)
+        sched_yield();
+    assert_int_equal(rc, CURVE_ERR_FENCED);
+    /* readers are not fenced by an exclusive writer */
+    assert_int_equal(curve_pread(ro, w, 4096, 0), 4096);
+    assert_int_equal(curve_close(a), CURVE_ERR_FENCED);
+    assert_int_equal(curve_close(b), 0);
+    assert_int_equal(curve_close(ro), 0);
+    pthread_mutex_lock(&F.lock);
+    F.lease_ms = 2000;
+    pthread_mutex_unlock(&F.lock);
     assert_int_equal(curve_client_destroy(c), 0);
 }
 
@@ -975,6 +1009,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_and_extend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exclusive_fences_old_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epoch_seen_by_refresh_fences, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_lost_fences_io, setup, teardown),
         cmocka_unit_test(test_mds_unreachable),
     };
