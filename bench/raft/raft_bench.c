@@ -34,11 +34,11 @@
 #include "curve/errors.h"
 #include "raft/rt/raft_node.h"
 
-#define NREPLICAS 3
-#define GROUP_ID 1
-#define LAT_MAX (4u << 20)          /* latencies recorded per phase */
+#define NREPLICAS         3
+#define GROUP_ID          1
+#define LAT_MAX           (4u << 20) /* latencies recorded per phase */
 #define LEADER_TIMEOUT_NS (20ull * 1000000000ull)
-#define DRAIN_TIMEOUT_MS 30000u
+#define DRAIN_TIMEOUT_MS  30000u
 
 static double g_seconds = 3;
 static uint32_t g_entry = 4096;
@@ -137,9 +137,7 @@ static int fsm_finish(void *ctx, const struct raft_snapshot_meta *m, const struc
 {
     return -ENOTSUP;
 }
-static void fsm_abort(void *ctx)
-{
-}
+static void fsm_abort(void *ctx) {}
 
 /* ---- load phase ------------------------------------------------------------------------------*/
 typedef struct phase {
@@ -191,8 +189,8 @@ struct result {
     uint64_t errors;
 };
 
-static void run_phase(raftrt_group **groups, unsigned leader, unsigned inflight,
-                      uint8_t *payload, struct result *res)
+static void run_phase(raftrt_group **groups, unsigned leader, unsigned inflight, uint8_t *payload,
+                      struct result *res)
 {
     phase ph = {.g = groups[leader], .payload = payload};
     pthread_mutex_init(&ph.mu, NULL);
@@ -260,9 +258,15 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (opt) {
-        case 's': g_seconds = atof(optarg); break;
-        case 'e': g_entry = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'd': dir_opt = optarg; break;
+        case 's':
+            g_seconds = atof(optarg);
+            break;
+        case 'e':
+            g_entry = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'd':
+            dir_opt = optarg;
+            break;
         default:
             fprintf(stderr, "usage: raft_bench [--seconds=N] [--entry-bytes=N] [--dir=PATH]\n");
             return 2;
@@ -298,13 +302,16 @@ int main(int argc, char **argv)
 
     raftrt_host *hosts[NREPLICAS];
     raftrt_group *groups[NREPLICAS];
-    raftrt_fsm fsm = {.apply = fsm_apply, .snapshot_read = fsm_read, .install_begin = fsm_begin,
-                      .install_write = fsm_write, .install_finish = fsm_finish,
+    raftrt_fsm fsm = {.apply = fsm_apply,
+                      .snapshot_read = fsm_read,
+                      .install_begin = fsm_begin,
+                      .install_write = fsm_write,
+                      .install_finish = fsm_finish,
                       .install_abort = fsm_abort};
     struct raft_config conf = {.n = NREPLICAS};
     for (unsigned i = 0; i < NREPLICAS; i++) {
-        raftrt_host_opts ho = {.self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1,
-                               .nworkers = 1};
+        raftrt_host_opts ho = {
+            .self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1, .nworkers = 1};
         if (raftrt_host_new(&ho, &hosts[i]) != 0 || raftrt_host_start(hosts[i]) != 0) {
             fprintf(stderr, "raft_bench: cannot start host %u\n", i + 1);
             return 1;
@@ -373,10 +380,10 @@ int main(int argc, char **argv)
 
     printf("%-38s %10s %10s %12s %14s\n", "measurement", "p50_us", "p99_us", "ops/s",
            "entries/fsync");
-    printf("%-38s %10.1f %10.1f %12.0f %14s\n", "baseline 4KiB pwrite+fdatasync (pre)",
-           bp50[0], bp99[0], bops[0], "1.00");
-    printf("%-38s %10.1f %10.1f %12.0f %14s\n", "baseline 4KiB pwrite+fdatasync (post)",
-           bp50[1], bp99[1], bops[1], "1.00");
+    printf("%-38s %10.1f %10.1f %12.0f %14s\n", "baseline 4KiB pwrite+fdatasync (pre)", bp50[0],
+           bp99[0], bops[0], "1.00");
+    printf("%-38s %10.1f %10.1f %12.0f %14s\n", "baseline 4KiB pwrite+fdatasync (post)", bp50[1],
+           bp99[1], bops[1], "1.00");
     printf("%-38s %10.1f %10.1f %12.0f %14.2f\n", "raft commit, 1 in flight", r1.p50, r1.p99,
            r1.commits_s, r1.batch);
     printf("%-38s %10.1f %10.1f %12.0f %14.2f\n", "raft commit, 32 in flight", r32.p50, r32.p99,

@@ -46,17 +46,17 @@
 #include "raft/rt/raft_node.h"
 #include "rpc/rpc_channel.h"
 
-#define KV_SERVICE_ID 21u
-#define KV_METHOD_PUT 1u
-#define KV_METHOD_GET 2u
+#define KV_SERVICE_ID  21u
+#define KV_METHOD_PUT  1u
+#define KV_METHOD_GET  2u
 #define KV_METHOD_DUMP 3u
-#define KV_GROUP_ID 1u
-#define KV_MAX_PEERS 9u
-#define KV_KEY_MAX 256u
-#define KV_VALUE_MAX (64u << 10)
-#define KV_FILE_MAX (256u << 20) /* largest snapshot file accepted */
-#define KV_SNAP_MAGIC 0x4b56534eu /* "NSVK" */
-#define KV_PATH_MAX 4200u
+#define KV_GROUP_ID    1u
+#define KV_MAX_PEERS   9u
+#define KV_KEY_MAX     256u
+#define KV_VALUE_MAX   (64u << 10)
+#define KV_FILE_MAX    (256u << 20) /* largest snapshot file accepted */
+#define KV_SNAP_MAGIC  0x4b56534eu  /* "NSVK" */
+#define KV_PATH_MAX    4200u
 
 /* ============================================================================================
  * The key-value map (group loop only)
@@ -465,8 +465,8 @@ static int kv_install_begin(void *ctx, const struct raft_snapshot_meta *meta,
 {
     struct kv_node *n = ctx;
     kv_install_abort(n);
-    if (mf->nfiles != 1 || !snap_name_ok(mf->files[0].name) ||
-        mf->files[0].size > KV_FILE_MAX || strlen(mf->files[0].name) >= sizeof(n->inst_name))
+    if (mf->nfiles != 1 || !snap_name_ok(mf->files[0].name) || mf->files[0].size > KV_FILE_MAX ||
+        strlen(mf->files[0].name) >= sizeof(n->inst_name))
         return -EINVAL;
     char tmp[KV_PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s/install.tmp", n->snap_dir);
@@ -725,8 +725,7 @@ static void admin_status(void *ctx, json_t *obj)
         return;
     char hash[32];
     snprintf(hash, sizeof(hash), "%016" PRIx64, s.hash);
-    json_object_set_new(obj, "role", json_string(s.st.role == RAFT_LEADER ? "leader"
-                                                                          : "follower"));
+    json_object_set_new(obj, "role", json_string(s.st.role == RAFT_LEADER ? "leader" : "follower"));
     json_object_set_new(obj, "raft_role", json_string(raft_role_name(s.st.role)));
     json_object_set_new(obj, "id", json_integer((json_int_t)g_node.id));
     json_object_set_new(obj, "term", json_integer((json_int_t)s.st.term));
@@ -789,9 +788,9 @@ static int parse_u64(const char *name, const char *s, uint64_t min, uint64_t max
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *s == 0 || *end || v < min || v > max) {
-        fprintf(stderr, "curve-raft-kv: --%s=%s: expected an integer in [%" PRIu64 ", %" PRIu64
-                        "]\n",
-                name, s, min, max);
+        fprintf(stderr,
+                "curve-raft-kv: --%s=%s: expected an integer in [%" PRIu64 ", %" PRIu64 "]\n", name,
+                s, min, max);
         return -EINVAL;
     }
     *out = v;
@@ -872,8 +871,8 @@ static int client_put(struct client *c, const char *key, const char *val)
         ProtobufCMessage *resp = NULL;
         char err[RPC_CHANNEL_ERRMSG_MAX];
         int rc = rpc_call_sync(c->ch[c->cur], KV_SERVICE_ID, KV_METHOD_PUT, &req.base, NULL,
-                               &curve__raft__kv_reply__descriptor, c->timeout_ms, &resp, NULL,
-                               err, sizeof(err));
+                               &curve__raft__kv_reply__descriptor, c->timeout_ms, &resp, NULL, err,
+                               sizeof(err));
         if (rc == CURVE_ERR_INVALID_REQUEST) {
             fprintf(stderr, "curve-raft-kv: put %s refused: %s\n", key, err);
             return rc;
@@ -912,20 +911,32 @@ static int cmd_client(int argc, char **argv)
     const char *key = NULL, *value = NULL;
     uint64_t count = UINT64_MAX, timeout_ms = 1000;
     static const struct option lo[] = {
-        {"peers", required_argument, NULL, 'p'}, {"addr", required_argument, NULL, 'a'},
-        {"out", required_argument, NULL, 'o'},   {"prefix", required_argument, NULL, 'x'},
-        {"count", required_argument, NULL, 'c'}, {"timeout-ms", required_argument, NULL, 't'},
-        {"key", required_argument, NULL, 'k'},   {"value", required_argument, NULL, 'v'},
+        {"peers", required_argument, NULL, 'p'},
+        {"addr", required_argument, NULL, 'a'},
+        {"out", required_argument, NULL, 'o'},
+        {"prefix", required_argument, NULL, 'x'},
+        {"count", required_argument, NULL, 'c'},
+        {"timeout-ms", required_argument, NULL, 't'},
+        {"key", required_argument, NULL, 'k'},
+        {"value", required_argument, NULL, 'v'},
         {NULL, 0, NULL, 0},
     };
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (opt) {
-        case 'p': peers = optarg; break;
-        case 'a': addr = optarg; break;
-        case 'o': out = optarg; break;
-        case 'x': prefix = optarg; break;
+        case 'p':
+            peers = optarg;
+            break;
+        case 'a':
+            addr = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'x':
+            prefix = optarg;
+            break;
         case 'c':
             if (parse_u64("count", optarg, 1, UINT64_MAX, &count))
                 return 2;
@@ -934,9 +945,14 @@ static int cmd_client(int argc, char **argv)
             if (parse_u64("timeout-ms", optarg, 10, 600000, &timeout_ms))
                 return 2;
             break;
-        case 'k': key = optarg; break;
-        case 'v': value = optarg; break;
-        default: return 2;
+        case 'k':
+            key = optarg;
+            break;
+        case 'v':
+            value = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     if (optind < argc)
@@ -991,8 +1007,8 @@ static int cmd_client(int argc, char **argv)
         curve_iobuf_init(&att);
         char err[RPC_CHANNEL_ERRMSG_MAX] = "";
         rc = rpc_call_sync(c.ch[0], KV_SERVICE_ID, KV_METHOD_DUMP, &req.base, NULL,
-                           &curve__raft__kv_dump_reply__descriptor, c.timeout_ms, &resp, &att,
-                           err, sizeof(err));
+                           &curve__raft__kv_dump_reply__descriptor, c.timeout_ms, &resp, &att, err,
+                           sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "curve-raft-kv: dump failed: %s %s\n", curve_strerror(rc), err);
             ret = 1;
@@ -1043,16 +1059,36 @@ static int cmd_node(int argc, char **argv)
     int opt, rc = 0;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (opt) {
-        case 'i': rc = parse_u64("id", optarg, 1, UINT64_MAX, &id); break;
-        case 'd': data_dir = optarg; break;
-        case 'p': peers_s = optarg; break;
-        case 'P': rc = parse_u64("port", optarg, 0, 65535, &port); break;
-        case 'A': rc = parse_u64("admin-port", optarg, 0, 65535, &admin_port); break;
-        case 's': rc = parse_u64("snapshot-threshold", optarg, 0, 1u << 30, &snap_threshold); break;
-        case 'T': rc = parse_u64("snapshot-trailing", optarg, 0, 1u << 30, &snap_trailing); break;
-        case 'e': rc = parse_u64("election-timeout-ms", optarg, 10, 60000, &election_ms); break;
-        case 'h': rc = parse_u64("heartbeat-ms", optarg, 1, 30000, &heartbeat_ms); break;
-        default: rc = -EINVAL; break;
+        case 'i':
+            rc = parse_u64("id", optarg, 1, UINT64_MAX, &id);
+            break;
+        case 'd':
+            data_dir = optarg;
+            break;
+        case 'p':
+            peers_s = optarg;
+            break;
+        case 'P':
+            rc = parse_u64("port", optarg, 0, 65535, &port);
+            break;
+        case 'A':
+            rc = parse_u64("admin-port", optarg, 0, 65535, &admin_port);
+            break;
+        case 's':
+            rc = parse_u64("snapshot-threshold", optarg, 0, 1u << 30, &snap_threshold);
+            break;
+        case 'T':
+            rc = parse_u64("snapshot-trailing", optarg, 0, 1u << 30, &snap_trailing);
+            break;
+        case 'e':
+            rc = parse_u64("election-timeout-ms", optarg, 10, 60000, &election_ms);
+            break;
+        case 'h':
+            rc = parse_u64("heartbeat-ms", optarg, 1, 30000, &heartbeat_ms);
+            break;
+        default:
+            rc = -EINVAL;
+            break;
         }
         if (rc != 0)
             return 2;
@@ -1087,8 +1123,8 @@ static int cmd_node(int argc, char **argv)
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%" PRIu64, port);
     curve_metrics *reg = curve_metrics_default();
-    raftrt_host_opts ho = {.self_id = id, .listen_addr = listen, .nloops = 2, .nworkers = 2,
-                           .metrics = reg};
+    raftrt_host_opts ho = {
+        .self_id = id, .listen_addr = listen, .nloops = 2, .nworkers = 2, .metrics = reg};
     rc = raftrt_host_new(&ho, &n->host);
     if (rc != 0) {
         fprintf(stderr, "curve-raft-kv: cannot create the raft host: %s\n", curve_strerror(rc));
@@ -1106,9 +1142,9 @@ static int cmd_node(int argc, char **argv)
                                      &curve__raft__kv_reply__descriptor, put_handler};
     n->methods[1] = (rpc_method_def){KV_METHOD_GET, "Get", &curve__raft__kv_get_request__descriptor,
                                      &curve__raft__kv_reply__descriptor, get_handler};
-    n->methods[2] = (rpc_method_def){KV_METHOD_DUMP, "Dump",
-                                     &curve__raft__kv_dump_request__descriptor,
-                                     &curve__raft__kv_dump_reply__descriptor, dump_handler};
+    n->methods[2] =
+        (rpc_method_def){KV_METHOD_DUMP, "Dump", &curve__raft__kv_dump_request__descriptor,
+                         &curve__raft__kv_dump_reply__descriptor, dump_handler};
     n->svc = (rpc_service_def){KV_SERVICE_ID, "curve.raft.kv", n->methods, 3, n};
     rc = raftrt_host_add_service(n->host, &n->svc);
     if (rc != 0)
@@ -1121,9 +1157,13 @@ static int cmd_node(int argc, char **argv)
         fprintf(stderr, "curve-raft-kv: cannot load the map: %s\n", curve_strerror(rc));
         goto err_after_host;
     }
-    raftrt_fsm fsm = {.ctx = n, .apply = kv_apply, .snapshot_save = kv_snapshot_save,
-                      .snapshot_read = kv_snapshot_read, .install_begin = kv_install_begin,
-                      .install_write = kv_install_write, .install_finish = kv_install_finish,
+    raftrt_fsm fsm = {.ctx = n,
+                      .apply = kv_apply,
+                      .snapshot_save = kv_snapshot_save,
+                      .snapshot_read = kv_snapshot_read,
+                      .install_begin = kv_install_begin,
+                      .install_write = kv_install_write,
+                      .install_finish = kv_install_finish,
                       .install_abort = kv_install_abort};
     raftrt_group_opts go;
     raftrt_group_opts_default(&go);
@@ -1157,8 +1197,7 @@ static int cmd_node(int argc, char **argv)
         goto err_after_group;
     }
     curve_admin_set_status_cb(admin, admin_status, n);
-    printf("listening 127.0.0.1:%d admin %u\n", raftrt_host_port(n->host),
-           curve_admin_port(admin));
+    printf("listening 127.0.0.1:%d admin %u\n", raftrt_host_port(n->host), curve_admin_port(admin));
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

@@ -24,11 +24,11 @@
 #include "raft/io/metastore.h"
 #include "rpc/rpc_channel.h"
 
-#define RAFTRT_PATH_MAX 1024u /* bytes of a group directory path */
-#define RAFTRT_LAT_RING 1024u /* proposals whose commit latency is tracked at once */
-#define RAFTRT__SNAPMETA_MAGIC 0x4d4e5352u /* "RSNM" */
+#define RAFTRT_PATH_MAX          1024u       /* bytes of a group directory path */
+#define RAFTRT_LAT_RING          1024u       /* proposals whose commit latency is tracked at once */
+#define RAFTRT__SNAPMETA_MAGIC   0x4d4e5352u /* "RSNM" */
 #define RAFTRT__SNAPMETA_VERSION 1u
-#define RAFTRT_BOOT_READ_BATCH 1024u /* entries read per rlog_read_range at boot */
+#define RAFTRT_BOOT_READ_BATCH   1024u /* entries read per rlog_read_range at boot */
 
 struct peer {
     uint64_t id;
@@ -86,8 +86,7 @@ struct raftrt_group {
     struct lat_slot lat[RAFTRT_LAT_RING];
     unsigned lat_head, lat_n;
     /* counters (relaxed atomics: read from any thread) */
-    atomic_uint_fast64_t proposals, msgs_sent, msgs_recv, send_errors, snaps_saved,
-        snaps_installed;
+    atomic_uint_fast64_t proposals, msgs_sent, msgs_recv, send_errors, snaps_saved, snaps_installed;
     atomic_int role;
     atomic_uint_fast64_t term, applied;
     /* metrics (NULL without a registry) */
@@ -426,8 +425,8 @@ static int io_append(struct raft_io *io, uint64_t seq, uint64_t first_index,
 {
     raftrt_group *g = io->data;
     if (first_index != rlog_last_index(g->log) + 1) {
-        CLOG_ERROR("raftrt %" PRIu64 ": append at %" PRIu64 " but the log ends at %" PRIu64,
-                   g->id, first_index, rlog_last_index(g->log));
+        CLOG_ERROR("raftrt %" PRIu64 ": append at %" PRIu64 " but the log ends at %" PRIu64, g->id,
+                   first_index, rlog_last_index(g->log));
         return -EIO;
     }
     rlog_entry stack[64];
@@ -440,8 +439,10 @@ static int io_append(struct raft_io *io, uint64_t seq, uint64_t first_index,
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++)
-        ents[i] = (rlog_entry){.index = first_index + i, .term = entries[i].term,
-                               .type = entries[i].type, .data = entries[i].data,
+        ents[i] = (rlog_entry){.index = first_index + i,
+                               .term = entries[i].term,
+                               .type = entries[i].type,
+                               .data = entries[i].data,
                                .len = entries[i].len};
     a->g = g;
     a->seq = seq;
@@ -451,8 +452,8 @@ static int io_append(struct raft_io *io, uint64_t seq, uint64_t first_index,
     if (ents != stack)
         free(ents);
     if (rc != 0) {
-        CLOG_ERROR("raftrt %" PRIu64 ": log append at %" PRIu64 " failed: %s", g->id,
-                   first_index, curve_strerror(rc));
+        CLOG_ERROR("raftrt %" PRIu64 ": log append at %" PRIu64 " failed: %s", g->id, first_index,
+                   curve_strerror(rc));
         free(a);
         group_unref(g);
     }
@@ -689,8 +690,10 @@ static int msg_decode(const Curve__Raft__Message *pm, const curve_buf *data, siz
             const Curve__Raft__Entry *e = pm->entries[i];
             if (e->len > RAFT_MAX_ENTRY_BYTES || e->len > dlen - off || e->type > 255)
                 return CURVE_ERR_RPC_BADREQ;
-            ents[i] = (struct raft_entry){.term = e->term, .type = (uint8_t)e->type,
-                                          .len = e->len, .data = e->len ? p + off : NULL};
+            ents[i] = (struct raft_entry){.term = e->term,
+                                          .type = (uint8_t)e->type,
+                                          .len = e->len,
+                                          .data = e->len ? p + off : NULL};
             off += e->len;
         }
         if (off != dlen)
@@ -778,15 +781,15 @@ static void recv_on_loop(void *arg)
         size_t dlen = rm->data ? curve_buf_len(rm->data) : 0;
         size_t ne = rm->pm->type == RAFT_MSG_APPEND_ENTRIES ? rm->pm->n_entries : 0;
         struct raft_entry stack[64];
-        struct raft_entry *ents = ne <= CURVE_ARRAY_SIZE(stack) ? stack
-                                                                 : malloc(ne * sizeof(*ents));
+        struct raft_entry *ents =
+            ne <= CURVE_ARRAY_SIZE(stack) ? stack : malloc(ne * sizeof(*ents));
         struct raft_msg m;
         int rc = ents ? msg_decode(rm->pm, rm->data, dlen, ents, &m) : -ENOMEM;
         if (rc == 0)
             rc = raft_recv(g->r, &m);
         if (rc != 0)
-            CLOG_DEBUG("raftrt %" PRIu64 ": message type %u from %" PRIu64 " dropped: %s",
-                       g->id, rm->pm->type, rm->pm->from, curve_strerror(rc));
+            CLOG_DEBUG("raftrt %" PRIu64 ": message type %u from %" PRIu64 " dropped: %s", g->id,
+                       rm->pm->type, rm->pm->from, curve_strerror(rc));
         atomic_fetch_add_explicit(&g->msgs_recv, 1, memory_order_relaxed);
         if (ents != stack)
             free(ents);
@@ -896,8 +899,8 @@ static int fsm_install_begin(struct raft_fsm *f, const struct raft_snapshot_meta
     return g->ufsm.install_begin(g->ufsm.ctx, meta, mf);
 }
 
-static int fsm_install_write(struct raft_fsm *f, const char *name, uint64_t offset,
-                             const void *buf, uint32_t len)
+static int fsm_install_write(struct raft_fsm *f, const char *name, uint64_t offset, const void *buf,
+                             uint32_t len)
 {
     raftrt_group *g = f->data;
     return g->ufsm.install_write(g->ufsm.ctx, name, offset, buf, len);
@@ -987,8 +990,8 @@ static void prop_on_loop(void *arg)
             goto done;
         }
         rc = raft_read_index(g->r, p);
-    } else if (p->expected_term && (raft_role(g->r) != RAFT_LEADER ||
-                                    raft_term(g->r) != p->expected_term)) {
+    } else if (p->expected_term &&
+               (raft_role(g->r) != RAFT_LEADER || raft_term(g->r) != p->expected_term)) {
         rc = CURVE_ERR_NOT_LEADER; /* leadership changed since the caller checked it */
     } else {
         p->t0_us = now_us();
@@ -1038,8 +1041,7 @@ static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read
     return 0;
 }
 
-int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propose_cb cb,
-                   void *arg)
+int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propose_cb cb, void *arg)
 {
     return submit_prop(g, cmd, len, false, 0, cb, arg);
 }
@@ -1190,12 +1192,16 @@ int raftrt_host_new(const raftrt_host_opts *opts, raftrt_host **out)
     rc = rpc_server_new(h->loops, NULL, &h->srv);
     if (rc != 0)
         goto err_after_wp;
-    h->methods[0] = (rpc_method_def){.id = RAFTRT_METHOD_MESSAGE, .name = "Message",
+    h->methods[0] = (rpc_method_def){.id = RAFTRT_METHOD_MESSAGE,
+                                     .name = "Message",
                                      .req_desc = &curve__raft__message__descriptor,
                                      .resp_desc = &curve__raft__ack__descriptor,
                                      .handler = raft_msg_handler};
-    h->svc = (rpc_service_def){.id = RAFTRT_SERVICE_ID, .name = "curve.raft",
-                               .methods = h->methods, .nmethods = 1, .arg = h};
+    h->svc = (rpc_service_def){.id = RAFTRT_SERVICE_ID,
+                               .name = "curve.raft",
+                               .methods = h->methods,
+                               .nmethods = 1,
+                               .arg = h};
     rc = rpc_server_add_service(h->srv, &h->svc);
     if (rc != 0)
         goto err_after_srv;
@@ -1375,10 +1381,10 @@ static void metrics_register(raftrt_group *g)
                                 "Disk log append until durable (group commit)", labels, NULL, 0,
                                 &g->m_append);
     rc |= curve_metrics_gauge_fn(reg, "raft_log_entries_per_fdatasync",
-                                 "Average entries made durable per fdatasync", labels,
-                                 gauge_batch, g, &g->m_batch);
-    rc |= curve_metrics_gauge(reg, "raft_role", "1 follower, 2 pre-candidate, 3 candidate, 4 leader",
-                              labels, &g->m_role);
+                                 "Average entries made durable per fdatasync", labels, gauge_batch,
+                                 g, &g->m_batch);
+    rc |= curve_metrics_gauge(
+        reg, "raft_role", "1 follower, 2 pre-candidate, 3 candidate, 4 leader", labels, &g->m_role);
     rc |= curve_metrics_gauge(reg, "raft_term", "Current term", labels, &g->m_term);
     rc |= curve_metrics_gauge(reg, "raft_applied_index", "Last applied log index", labels,
                               &g->m_applied_idx);
@@ -1461,8 +1467,7 @@ static int boot_load(raftrt_group *g, struct boot_state *bs)
         while (bs->n < n) {
             size_t got = 0;
             size_t want = n - bs->n < RAFTRT_BOOT_READ_BATCH ? n - bs->n : RAFTRT_BOOT_READ_BATCH;
-            rc = rlog_read_range(g->log, first + bs->n, want, SIZE_MAX,
-                                 bs->rents + bs->n, &got);
+            rc = rlog_read_range(g->log, first + bs->n, want, SIZE_MAX, bs->rents + bs->n, &got);
             if (rc != 0) {
                 CLOG_ERROR("raftrt %" PRIu64 ": cannot read log entry %" PRIu64 ": %s", g->id,
                            first + bs->n, curve_strerror(rc));
@@ -1534,10 +1539,11 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
     g->rng = curve_now_mono_ns() ^ (o->group_id * 0x9e3779b97f4a7c15ull) ^ h->o.self_id;
     char logdir[RAFTRT_PATH_MAX];
     int rc = raftrt_group_path(o->data_dir, o->group_id, NULL, g->dir, sizeof(g->dir));
-    rc = rc ? rc : raftrt_group_path(o->data_dir, o->group_id, "meta", g->meta_dir,
-                                     sizeof(g->meta_dir));
-    rc = rc ? rc : raftrt_group_path(o->data_dir, o->group_id, "snapshot", g->snap_dir,
-                                     sizeof(g->snap_dir));
+    rc = rc ? rc
+            : raftrt_group_path(o->data_dir, o->group_id, "meta", g->meta_dir, sizeof(g->meta_dir));
+    rc = rc ? rc
+            : raftrt_group_path(o->data_dir, o->group_id, "snapshot", g->snap_dir,
+                                sizeof(g->snap_dir));
     rc = rc ? rc : raftrt_group_path(o->data_dir, o->group_id, "log", logdir, sizeof(logdir));
     rc = rc ? rc : mkdir_p(g->meta_dir);
     rc = rc ? rc : mkdir_p(g->snap_dir);
@@ -1559,19 +1565,29 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
                    curve_strerror(rc));
         goto err_after_alloc;
     }
-    g->io = (struct raft_io){.version = RAFT_IO_VERSION, .data = g, .now_ms = io_now_ms,
-                             .random = io_random, .persist_meta = io_persist_meta,
-                             .append = io_append, .truncate = io_truncate,
-                             .compact = io_compact, .reset_log = io_reset_log, .send = io_send};
-    g->fsm = (struct raft_fsm){.version = RAFT_FSM_VERSION, .data = g, .apply = fsm_apply,
+    g->io = (struct raft_io){.version = RAFT_IO_VERSION,
+                             .data = g,
+                             .now_ms = io_now_ms,
+                             .random = io_random,
+                             .persist_meta = io_persist_meta,
+                             .append = io_append,
+                             .truncate = io_truncate,
+                             .compact = io_compact,
+                             .reset_log = io_reset_log,
+                             .send = io_send};
+    g->fsm = (struct raft_fsm){.version = RAFT_FSM_VERSION,
+                               .data = g,
+                               .apply = fsm_apply,
                                .snapshot_save = o->fsm->snapshot_save ? fsm_snapshot_save : NULL,
                                .snapshot_read = fsm_snapshot_read,
                                .install_begin = fsm_install_begin,
                                .install_write = fsm_install_write,
                                .install_finish = fsm_install_finish,
                                .install_abort = fsm_install_abort};
-    g->cbs = (struct raft_cbs){.data = g, .propose_done = cb_propose_done,
-                               .read_done = cb_read_done, .state_changed = cb_state_changed};
+    g->cbs = (struct raft_cbs){.data = g,
+                               .propose_done = cb_propose_done,
+                               .read_done = cb_read_done,
+                               .state_changed = cb_state_changed};
     struct boot_state *bs = calloc(1, sizeof(*bs));
     if (bs == NULL) {
         rc = -ENOMEM;
@@ -1581,7 +1597,9 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
     bs->ro = o->raft;
     bs->ro.group_id = o->group_id;
     bs->ro.id = h->o.self_id;
-    g->tick_ms = o->tick_ms ? o->tick_ms : (bs->ro.heartbeat_ms / 2 ? bs->ro.heartbeat_ms / 2 : 1);
+    g->tick_ms = o->tick_ms ? o->tick_ms : bs->ro.heartbeat_ms / 2;
+    if (g->tick_ms == 0)
+        g->tick_ms = 1;
     rc = boot_load(g, bs);
     if (rc != 0)
         goto err_after_boot;
@@ -1598,21 +1616,21 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
     boot_release(bs);
     free(bs);
     pthread_mutex_lock(&h->lock);
-    raftrt_group **ng = realloc(h->groups, (h->ngroups + 1) * sizeof(*ng));
-    if (ng && h->ngroups < RAFTRT_MAX_GROUPS) {
+    rc = h->ngroups < RAFTRT_MAX_GROUPS ? 0 : -ENOSPC;
+    raftrt_group **ng = rc ? NULL : realloc(h->groups, (h->ngroups + 1) * sizeof(*ng));
+    if (ng) {
         h->groups = ng;
         h->groups[h->ngroups++] = g;
-    } else if (ng) {
-        h->groups = ng;
-        ng = NULL;
+    } else if (rc == 0) {
+        rc = -ENOMEM;
     }
     pthread_mutex_unlock(&h->lock);
-    if (ng == NULL) {
+    if (rc != 0) {
         raftrt_group_stop(g);
-        return -ENOMEM;
+        return rc;
     }
-    CLOG_INFO("raftrt %" PRIu64 ": opened in %s (log [%" PRIu64 ", %" PRIu64 "])", g->id,
-              g->dir, info.first_index, info.last_index);
+    CLOG_INFO("raftrt %" PRIu64 ": opened in %s (log [%" PRIu64 ", %" PRIu64 "])", g->id, g->dir,
+              info.first_index, info.last_index);
     *out = g;
     return 0;
 err_after_metrics:
@@ -1725,12 +1743,24 @@ static void call_on_loop(void *arg)
         return;
     }
     switch (a->op) {
-    case OP_STATUS: raft_status(g->r, a->st); a->rc = 0; break;
-    case OP_ADD_LEARNER: a->rc = raft_add_learner(g->r, a->id); break;
-    case OP_PROMOTE: a->rc = raft_promote(g->r, a->id); break;
-    case OP_REMOVE: a->rc = raft_remove(g->r, a->id); break;
-    case OP_TRANSFER: a->rc = raft_transfer_leader(g->r, a->id); break;
-    default: CURVE_UNREACHABLE();
+    case OP_STATUS:
+        raft_status(g->r, a->st);
+        a->rc = 0;
+        break;
+    case OP_ADD_LEARNER:
+        a->rc = raft_add_learner(g->r, a->id);
+        break;
+    case OP_PROMOTE:
+        a->rc = raft_promote(g->r, a->id);
+        break;
+    case OP_REMOVE:
+        a->rc = raft_remove(g->r, a->id);
+        break;
+    case OP_TRANSFER:
+        a->rc = raft_transfer_leader(g->r, a->id);
+        break;
+    default:
+        CURVE_UNREACHABLE();
     }
 }
 

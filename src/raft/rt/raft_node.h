@@ -38,28 +38,28 @@
 #include "raft/raft.h"
 #include "rpc/rpc_server.h"
 
-#define RAFTRT_SERVICE_ID 20u
+#define RAFTRT_SERVICE_ID     20u
 #define RAFTRT_METHOD_MESSAGE 1u
 
 /* Bounds. */
-#define RAFTRT_MAX_PEERS 1024u           /* entries in the host address book */
-#define RAFTRT_MAX_GROUPS 4096u          /* groups per host */
-#define RAFTRT_ADDR_MAX 64u              /* bytes of "ip:port" */
-#define RAFTRT_META_QUEUE_MAX 64u        /* term/vote stores queued per group */
-#define RAFTRT_SEND_TIMEOUT_MS 2000u     /* timeout of one message RPC */
-#define RAFTRT_CHANNEL_INFLIGHT 8192u    /* messages in flight per peer channel */
-#define RAFTRT_LOOPS_MAX 64u
-#define RAFTRT_SNAP_META_FILE "raft_snapshot_meta" /* in <group>/snapshot */
+#define RAFTRT_MAX_PEERS        1024u /* entries in the host address book */
+#define RAFTRT_MAX_GROUPS       4096u /* groups per host */
+#define RAFTRT_ADDR_MAX         64u   /* bytes of "ip:port" */
+#define RAFTRT_META_QUEUE_MAX   64u   /* term/vote stores queued per group */
+#define RAFTRT_SEND_TIMEOUT_MS  2000u /* timeout of one message RPC */
+#define RAFTRT_CHANNEL_INFLIGHT 8192u /* messages in flight per peer channel */
+#define RAFTRT_LOOPS_MAX        64u
+#define RAFTRT_SNAP_META_FILE   "raft_snapshot_meta" /* in <group>/snapshot */
 
 typedef struct raftrt_host raftrt_host;
 typedef struct raftrt_group raftrt_group;
 
 typedef struct raftrt_host_opts {
-    uint64_t self_id;          /* this server's id in every group (!= 0) */
-    const char *listen_addr;   /* "ip:port" (port 0 = ephemeral) */
-    unsigned nloops;           /* loops shared by groups and RPC connections (0: 2) */
-    unsigned nworkers;         /* worker pool threads (0: 2) */
-    curve_metrics *metrics;    /* borrowed; NULL: no metrics */
+    uint64_t self_id;        /* this server's id in every group (!= 0) */
+    const char *listen_addr; /* "ip:port" (port 0 = ephemeral) */
+    unsigned nloops;         /* loops shared by groups and RPC connections (0: 2) */
+    unsigned nworkers;       /* worker pool threads (0: 2) */
+    curve_metrics *metrics;  /* borrowed; NULL: no metrics */
 } raftrt_host_opts;
 
 /* Creates a host: loops, worker pool, RPC server with the Raft service (not listening yet).
@@ -107,12 +107,12 @@ typedef struct raftrt_fsm {
 
 typedef struct raftrt_group_opts {
     uint64_t group_id;
-    const char *data_dir;              /* the group lives in <data_dir>/<group_id> */
-    struct raft_options raft;          /* group_id and id are overwritten; 0 fields: defaults */
+    const char *data_dir;                /* the group lives in <data_dir>/<group_id> */
+    struct raft_options raft;            /* group_id and id are overwritten; 0 fields: defaults */
     const struct raft_config *bootstrap; /* initial members (NULL: joins later as learner) */
-    const raftrt_fsm *fsm;             /* copied; fsm->ctx must outlive the group */
-    uint32_t tick_ms;                  /* 0: heartbeat_ms / 2 */
-    uint32_t log_segment_bytes;        /* 0: disklog default */
+    const raftrt_fsm *fsm;               /* copied; fsm->ctx must outlive the group */
+    uint32_t tick_ms;                    /* 0: heartbeat_ms / 2 */
+    uint32_t log_segment_bytes;          /* 0: disklog default */
 } raftrt_group_opts;
 
 /* Fills o->raft with raft_options_default() and the rest with zeros. */
@@ -120,9 +120,11 @@ void raftrt_group_opts_default(raftrt_group_opts *o);
 
 /* Creates the directories if needed, recovers the log, the term/vote and the snapshot meta,
  * starts the node on its loop. The fsm must already hold the state of its latest snapshot
- * (it finds it in raftrt_group_dir()/snapshot, see raftrt_group_path()). Returns 0, -EEXIST
- * (group already open), -EINVAL, CURVE_ERR_CORRUPT (log/meta damaged; logged), -ENOMEM or an
- * errno. Not from a host loop. */
+ * (it finds it in <data_dir>/<group id>/snapshot, see raftrt_group_path()). Returns 0, -EEXIST
+ * (group already open), -EINVAL, -ENOSPC (RAFTRT_MAX_GROUPS), CURVE_ERR_CORRUPT (log/meta
+ * damaged; logged), -ENOMEM or an errno. Not from a host loop; not concurrently for one id.
+ * Server ids of the configuration must be in the address book before they are sent to
+ * (raftrt_host_set_peer; e.g. before raftrt_add_learner). */
 int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group **out);
 /* Stops the node (pending proposals fail with CURVE_ERR_SHUTDOWN), closes its log, frees it.
  * Not from a host loop. */
@@ -151,8 +153,7 @@ struct raft *raftrt_group_raft(raftrt_group *g);
 typedef void (*raftrt_propose_cb)(void *arg, int status, uint64_t index, uint64_t leader_hint);
 /* Proposes `len` bytes (copied). Returns 0 (cb runs exactly once, later) or -ENOMEM /
  * CURVE_ERR_SHUTDOWN (cb never runs). Any thread. */
-int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propose_cb cb,
-                   void *arg);
+int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propose_cb cb, void *arg);
 
 /* Like raftrt_propose, but fails with CURVE_ERR_NOT_LEADER unless this node is still the
  * leader in `expected_term` when the proposal reaches the group's loop (the term the caller saw
@@ -181,8 +182,8 @@ int raftrt_transfer_leader(raftrt_group *g, uint64_t target);
 
 /* Runtime counters of a group. Any thread. */
 typedef struct raftrt_group_stats {
-    rlog_stats log;          /* disk log counters (entries, syncs => batching factor) */
-    uint64_t proposals;      /* accepted by raftrt_propose */
+    rlog_stats log;     /* disk log counters (entries, syncs => batching factor) */
+    uint64_t proposals; /* accepted by raftrt_propose */
     uint64_t msgs_sent, msgs_recv, send_errors;
     uint64_t snapshots_saved, snapshots_installed;
 } raftrt_group_stats;

@@ -22,7 +22,7 @@
 #include "raft.pb-c.h"
 #include "raft/rt/raft_node.h"
 
-#define N 3
+#define N       3
 #define WAIT_MS 20000u
 
 /* ---- snapshot meta codec ---- */
@@ -133,9 +133,7 @@ static int c_finish(void *ctx, const struct raft_snapshot_meta *m, const struct 
 {
     return -ENOTSUP;
 }
-static void c_abort(void *ctx)
-{
-}
+static void c_abort(void *ctx) {}
 
 struct cluster {
     char dir[256];
@@ -172,15 +170,19 @@ static void cluster_start(struct cluster *c)
     assert_non_null(mkdtemp(c->dir));
     c->conf.n = N;
     for (unsigned i = 0; i < N; i++) {
-        raftrt_host_opts ho = {.self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1,
-                               .nworkers = 1};
+        raftrt_host_opts ho = {
+            .self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1, .nworkers = 1};
         assert_int_equal(raftrt_host_new(&ho, &c->h[i]), 0);
         assert_int_equal(raftrt_host_start(c->h[i]), 0);
         c->conf.s[i] = (struct raft_server){.id = i + 1, .role = RAFT_VOTER};
         pthread_mutex_init(&c->f[i].mu, NULL);
-        c->fsm[i] = (raftrt_fsm){.ctx = &c->f[i], .apply = c_apply, .snapshot_read = c_read,
-                                 .install_begin = c_begin, .install_write = c_write,
-                                 .install_finish = c_finish, .install_abort = c_abort};
+        c->fsm[i] = (raftrt_fsm){.ctx = &c->f[i],
+                                 .apply = c_apply,
+                                 .snapshot_read = c_read,
+                                 .install_begin = c_begin,
+                                 .install_write = c_write,
+                                 .install_finish = c_finish,
+                                 .install_abort = c_abort};
     }
     for (unsigned i = 0; i < N; i++)
         for (unsigned j = 0; j < N; j++) {
