@@ -1,9 +1,11 @@
-/* libFuzzer target: the copyset command decoder and the snapshot manifest meta decoder. */
+/* libFuzzer target: the chunkserver's decoders — copyset commands, snapshot manifest meta,
+ * chunk file names, chunkserver.dat and peer strings. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "chunkserver/copyset_fsm.h"
+#include "chunkserver/cs_heartbeat.h"
 #include "common/assert.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -20,11 +22,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t epoch, gid;
     uint32_t csize;
     (void)cs_fsm__meta_decode(data, size, &epoch, &gid, &csize);
-    char name[32];
+    uint32_t id;
+    char tok[CS_HB_TOKEN_MAX + 1];
+    if (cs_dat_decode(data, size, &id, tok, sizeof(tok)) == 0) {
+        uint8_t buf[CS_DAT_MAX];
+        int len = cs_dat_encode(id, tok, buf, sizeof(buf));
+        CURVE_ASSERT(len >= 0 && (size_t)len <= size);
+    }
+    char name[40];
     size_t n = size < sizeof(name) - 1 ? size : sizeof(name) - 1;
     memcpy(name, data, n);
     name[n] = '\0';
-    uint64_t id;
-    (void)cs_fsm__parse_chunk_name(name, &id);
+    uint64_t cid, pid;
+    (void)cs_fsm__parse_chunk_name(name, &cid);
+    if (cs_peer_parse(name, &pid) == 0) {
+        char back[CS_PEER_STR_MAX];
+        cs_peer_format(pid, false, back, sizeof(back));
+        uint64_t again;
+        CURVE_ASSERT(cs_peer_parse(back, &again) == 0 && again == pid);
+    }
     return 0;
 }
