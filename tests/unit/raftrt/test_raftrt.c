@@ -398,6 +398,85 @@ static void test_cluster(void **state)
     cluster_stop(&c);
 }
 
+/* Many groups share each host's port, loops, worker pool and peer channels; every group's
+ * state machine sees only its own entries. */
+#define MANY_GROUPS 16
+#define PER_GROUP   20
+
+static void test_many_groups(void **state)
+{
+    struct cluster c;
+    cluster_start(&c); /* group 7, plus MANY_GROUPS more below */
+    static struct counter_fsm mf[MANY_GROUPS][N];
+    raftrt_fsm mfsm[MANY_GROUPS][N];
+    raftrt_group *mg[MANY_GROUPS][N];
+    for (unsigned k = 0; k < MANY_GROUPS; k++) {
+        for (unsigned i = 0; i < N; i++) {
+            memset(&mf[k][i], 0, sizeof(mf[k][i]));
+            pthread_mutex_init(&mf[k][i].mu, NULL);
+            mfsm[k][i] = c.fsm[i];
+            mfsm[k][i].ctx = &mf[k][i];
+            char d[300];
+            snprintf(d, sizeof(d), "%s/n%u", c.dir, i + 1);
+            raftrt_group_opts go;
+            raftrt_group_opts_default(&go);
+            go.group_id = 1000 + k;
+            go.data_dir = d;
+            go.bootstrap = &c.conf;
+            go.fsm = &mfsm[k][i];
+            go.raft.election_timeout_ms = 300;
+            go.raft.heartbeat_ms = 30;
+            go.raft.snapshot_threshold = 0;
+            assert_int_equal(raftrt_group_open(c.h[i], &go, &mg[k][i]), 0);
+        }
+    }
+    struct waiter w;
+    waiter_init(&w);
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    for (unsigned k = 0; k < MANY_GROUPS; k++) {
+        int l = -1;
+        while (l < 0) {
+            for (unsigned i = 0; i < N && l < 0; i++) {
+                struct raft_status st;
+                raftrt_group_status(mg[k][i], &st);
+                if (st.role == RAFT_LEADER && st.commit == st.last_index)
+                    l = (int)i;
+            }
+            if (l < 0) {
+                assert_true(curve_now_mono_ms() < end);
+                usleep(5000);
+            }
+        }
+        for (uint64_t n = 0; n < PER_GROUP; n++) {
+            uint64_t v = 1000 + k;
+            assert_int_equal(raftrt_propose(mg[k][l], &v, 8, waiter_cb, &w), 0);
+        }
+    }
+    waiter_wait(&w, MANY_GROUPS * PER_GROUP);
+    assert_int_equal(w.errors, 0);
+    for (unsigned k = 0; k < MANY_GROUPS; k++) {
+        for (unsigned i = 0; i < N; i++) {
+            uint64_t want = PER_GROUP * (1000 + k), got = 0;
+            uint64_t stop = curve_now_mono_ms() + WAIT_MS;
+            do {
+                pthread_mutex_lock(&mf[k][i].mu);
+                got = mf[k][i].sum;
+                pthread_mutex_unlock(&mf[k][i].mu);
+                if (got != want)
+                    usleep(2000);
+            } while (got != want && curve_now_mono_ms() < stop);
+            assert_int_equal(got, want);
+        }
+    }
+    /* group 7 saw none of them */
+    for (unsigned i = 0; i < N; i++)
+        assert_int_equal(c.f[i].sum, 0);
+    for (unsigned k = 0; k < MANY_GROUPS; k++)
+        for (unsigned i = 0; i < N; i++)
+            raftrt_group_stop(mg[k][i]);
+    cluster_stop(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -407,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_snapmeta_codec),
         cmocka_unit_test(test_wire_decode),
         cmocka_unit_test(test_cluster),
+        cmocka_unit_test(test_many_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
