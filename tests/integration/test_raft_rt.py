@@ -7,6 +7,7 @@ test_slow_raft_kv.py."""
 import json
 import os
 import signal
+import urllib.error
 import urllib.request
 
 import pytest  # noqa: F401
@@ -246,3 +247,41 @@ def test_rejects_bad_input(procs, tmp_dir):
     c.wait_converged()
     for i in (1, 2, 3):
         assert c.dump(i)[1].get("good") == "1"
+
+
+def http(c, i, path, method="GET"):
+    """(status, body) of an admin request to node i."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (c.admin[i], path),
+                                 data=b"" if method == "POST" else None, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_follower_disk_failure_then_restart(procs, tmp_dir):
+    """fdatasync fails on a follower (failpoint): that node stops (unhealthy), the other two keep
+    committing; restarted without the fault, it recovers and catches up."""
+    c = KvCluster(procs, tmp_dir, extra=FAST + ["--enable-failpoints"])
+    c.start_all()
+    leader = c.wait_leader()
+    bad = next(i for i in (1, 2, 3) if i != leader)
+    assert http(c, bad, "/health")[0] == 200
+    st, body = http(c, bad, "/failpoint?name=raftlog.sync&action=return(EIO)", "POST")
+    assert st == 200, body
+    out = os.path.join(tmp_dir, "acked")
+    s = c.put_stream(out, "d", count=100)
+    assert s.wait(timeout=60) == 0, s.describe()
+    wait_until(lambda: http(c, bad, "/health")[0] == 503, 20, interval=0.05,
+               what="node %d unhealthy after the injected fdatasync error" % bad)
+    assert "failed" in http(c, bad, "/health")[1]
+    assert c.status(bad)["failed"] != 0
+    c.kill(bad)
+    c.start(bad)  # a new process: no failpoint
+    c.wait_converged()
+    acked = read_acked(out)
+    assert len(acked) == 100
+    for i in (1, 2, 3):
+        _, kv = c.dump(i)
+        assert all(kv.get(k) == v for k, v in acked.items()), "node %d lacks keys" % i

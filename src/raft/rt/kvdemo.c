@@ -4,12 +4,13 @@
  * Node:
  *   curve-raft-kv --id=N --data-dir=DIR --peers=1=127.0.0.1:P1,2=...,3=... --port=P
  *                 [--admin-port=A] [--snapshot-threshold=N] [--snapshot-trailing=N]
- *                 [--election-timeout-ms=N] [--heartbeat-ms=N]
+ *                 [--election-timeout-ms=N] [--heartbeat-ms=N] [--enable-failpoints]
  *   Prints "listening 127.0.0.1:P admin A" once it serves. SIGTERM/SIGINT: clean stop.
  *   The group (id 1) lives in DIR/1/{log,meta,snapshot}; the key-value map is snapshotted to
  *   DIR/1/snapshot/kv_<index>.dat (crc32c-checked) and rebuilt from it plus the log on restart.
  *   /status on the admin port adds: raft role/term/leader/commit/applied/snapshot and the map's
- *   applied index, hash and key count.
+ *   applied index, hash and key count; /health answers 503 once the Raft node stopped on an I/O
+ *   error; --enable-failpoints serves /failpoint (fault injection, e.g. raftlog.sync).
  *
  * Client (argument order free):
  *   curve-raft-kv client put-stream --peers=... --out=FILE [--prefix=k] [--count=N]
@@ -746,6 +747,24 @@ static void admin_status(void *ctx, json_t *obj)
     json_object_set_new(obj, "snapshots_saved", json_integer((json_int_t)gs.snapshots_saved));
 }
 
+static void health_on_loop(void *arg)
+{
+    struct raft *r = raftrt_group_raft(g_node.g);
+    *(int *)arg = r ? raft_failed(r) : CURVE_ERR_SHUTDOWN;
+}
+
+/* Unhealthy once the Raft node has stopped on an I/O error (it then needs a restart). */
+static int admin_health(void *ctx, char *reason, size_t len)
+{
+    int failed = 0;
+    if (curve_loop_call_sync(raftrt_group_loop(g_node.g), health_on_loop, &failed) != 0)
+        failed = CURVE_ERR_SHUTDOWN;
+    if (failed == 0)
+        return 0;
+    snprintf(reason, len, "raft group %u failed: %s", KV_GROUP_ID, curve_strerror(failed));
+    return 1;
+}
+
 /* ============================================================================================
  * Command line
  * ========================================================================================== */
@@ -1043,6 +1062,7 @@ static int cmd_node(int argc, char **argv)
 {
     uint64_t id = 0, port = 0, admin_port = 0, snap_threshold = 1000, snap_trailing = 100;
     uint64_t election_ms = 1000, heartbeat_ms = 100;
+    bool failpoints = false;
     const char *data_dir = NULL, *peers_s = NULL;
     static const struct option lo[] = {
         {"id", required_argument, NULL, 'i'},
@@ -1054,6 +1074,7 @@ static int cmd_node(int argc, char **argv)
         {"snapshot-trailing", required_argument, NULL, 'T'},
         {"election-timeout-ms", required_argument, NULL, 'e'},
         {"heartbeat-ms", required_argument, NULL, 'h'},
+        {"enable-failpoints", no_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     int opt, rc = 0;
@@ -1079,6 +1100,9 @@ static int cmd_node(int argc, char **argv)
             break;
         case 'T':
             rc = parse_u64("snapshot-trailing", optarg, 0, 1u << 30, &snap_trailing);
+            break;
+        case 'F':
+            failpoints = true;
             break;
         case 'e':
             rc = parse_u64("election-timeout-ms", optarg, 10, 60000, &election_ms);
@@ -1197,6 +1221,12 @@ static int cmd_node(int argc, char **argv)
         goto err_after_group;
     }
     curve_admin_set_status_cb(admin, admin_status, n);
+    curve_admin_set_health_cb(admin, admin_health, n);
+    if (failpoints && (rc = curve_admin_enable_failpoints(admin)) != 0) {
+        fprintf(stderr, "curve-raft-kv: cannot enable failpoints: %s\n", curve_strerror(rc));
+        curve_admin_stop(admin);
+        goto err_after_group;
+    }
     printf("listening 127.0.0.1:%d admin %u\n", raftrt_host_port(n->host), curve_admin_port(admin));
     fflush(stdout);
     int sig = 0;
