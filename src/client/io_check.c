@@ -5,6 +5,8 @@
  *   curve-io-check -m ADDRS [-o key=value]... verify PATH SEED
  *       writes seeded patterns (sync and async, across chunk and segment boundaries), reads
  *       them back, checks never-written ranges read as zeros, discards a range, flushes.
+ *   curve-io-check -m ADDRS [-o key=value]... stress PATH SEED SECONDS
+ *       writes and verifies 64 KiB blocks for SECONDS, printing "ops N" as it goes.
  *   curve-io-check -m ADDRS [-o key=value]... fence PATH
  *       opens the volume twice in this process (a writer, then an exclusive writer) and checks
  *       that the first writer's writes fail with CURVE_ERR_EPOCH_TOO_OLD / CURVE_ERR_FENCED
@@ -217,10 +219,53 @@ static int do_fence(curve_client *c, const char *path)
     return fails ? 1 : 0;
 }
 
+/* Writes and immediately verifies 64 KiB blocks at pseudo-random places of the first
+ * STRESS_SPAN bytes for `seconds`, printing "ops N" every STRESS_REPORT operations (tests kill
+ * chunkservers meanwhile). Any failed or wrong IO fails the run. */
+#define STRESS_SPAN   (32ull << 20)
+#define STRESS_REPORT 50
+static int do_stress(curve_client *c, const char *path, uint64_t seed, unsigned seconds)
+{
+    curve_volume *v;
+    int rc = curve_open(c, path, CURVE_OPEN_RDWR, &v);
+    if (rc != 0) {
+        fprintf(stderr, "open %s: %s\n", path, curve_strerror(rc));
+        return 1;
+    }
+    struct curve_stat st;
+    rc = curve_fstat(v, &st);
+    uint64_t span = rc == 0 && st.size < STRESS_SPAN ? st.size : STRESS_SPAN;
+    uint8_t *w = malloc(65536), *r = malloc(65536);
+    time_t end = time(NULL) + seconds;
+    uint64_t ops = 0, x = seed | 1;
+    printf("stress running\n");
+    fflush(stdout);
+    while (fails == 0 && time(NULL) < end) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t off = (x % (span / 65536)) * 65536;
+        fill(w, 65536, seed ^ ops, off);
+        ssize_t n = curve_pwrite(v, w, 65536, off);
+        CHECK(n == 65536, "stress write at %" PRIu64 ": %s", off, curve_strerror((int)n));
+        n = curve_pread(v, r, 65536, off);
+        CHECK(n == 65536 && memcmp(w, r, 65536) == 0, "stress read at %" PRIu64 " wrong (%zd)",
+              off, n);
+        if (++ops % STRESS_REPORT == 0) {
+            printf("ops %" PRIu64 "\n", ops);
+            fflush(stdout);
+        }
+    }
+    rc = curve_close(v);
+    CHECK(rc == 0, "close: %s", curve_strerror(rc));
+    printf("stress done: %" PRIu64 " write+read pairs\n", ops);
+    free(w);
+    free(r);
+    return fails ? 1 : 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: curve-io-check -m MDS_ADDRS [-o key=value]... "
-                    "{create PATH SIZE | verify PATH SEED | fence PATH}\n");
+                    "{create PATH SIZE | verify PATH SEED | fence PATH | stress PATH SEED SECONDS}\n");
 }
 
 int main(int argc, char **argv)
@@ -263,6 +308,9 @@ int main(int argc, char **argv)
         ret = rc == 0 ? 0 : 1;
     } else if (strcmp(cmd, "verify") == 0 && i + 3 == argc) {
         ret = do_verify(c, path, strtoull(argv[i + 2], NULL, 0));
+    } else if (strcmp(cmd, "stress") == 0 && i + 4 == argc) {
+        ret = do_stress(c, path, strtoull(argv[i + 2], NULL, 0),
+                        (unsigned)strtoul(argv[i + 3], NULL, 0));
     } else if (strcmp(cmd, "fence") == 0 && i + 2 == argc) {
         ret = do_fence(c, path);
     } else {

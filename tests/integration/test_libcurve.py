@@ -47,9 +47,13 @@ def start_chunkserver(procs, root, i, mds):
     raise RuntimeError("cs%d: no free port" % i)
 
 
+class Bs(str):
+    """The MDS address (a str), plus the chunkserver processes in `.cs`."""
+
+
 @pytest.fixture
 def bs(procs, tmp_dir):
-    """A running block cluster; yields the MDS address."""
+    """A running block cluster; yields the MDS address (with .cs, the chunkservers)."""
     c = MdsCluster(procs)
     try:
         m = c.start_mds()
@@ -58,11 +62,12 @@ def bs(procs, tmp_dir):
         with open(topo, "w") as f:
             json.dump(TOPO, f)
         ok(tool(a, "apply-topology", topo))
-        for i in (1, 2, 3):
-            start_chunkserver(procs, tmp_dir, i, a)
+        cs = [start_chunkserver(procs, tmp_dir, i, a) for i in (1, 2, 3)]
         wait_until(lambda: ok(tool(a, "status"))["healthy_copysets"] == COPYSETS, 60,
                    interval=0.2, what="%d healthy copysets" % COPYSETS)
-        yield a
+        b = Bs(a)
+        b.cs = cs
+        yield b
     finally:
         procs.stop_all(kill=True)
         c.close()
@@ -96,3 +101,18 @@ def test_libcurve_errors(bs, procs):
     assert p.wait(timeout=60) == 1, p.describe()
     assert any("CURVE_ERR_NOT_FOUND" in line or "not found" in line.lower()
                for line in p.stderr_lines), p.describe()
+
+
+def test_libcurve_survives_chunkserver_kill(bs, procs):
+    """IO keeps going (and stays correct) while a chunkserver is SIGKILLed: the client follows
+    the new leaders (GetLeader / redirects) of the copysets the dead one led."""
+    io_check(procs, bs, "create", "/v3", SEG)
+    p = procs.start([binary("curve-io-check"), "-m", bs, "-o", "client.retry.total_deadline_ms=60s",
+                     "stress", "/v3", 3, 25], name="stress")
+    p.wait_for_line(r"^ops 100$", timeout=60)
+    bs.cs[0].kill()
+    done = p.count_lines(r"^ops ")
+    # progress after the kill, then a clean end of the run
+    p.wait_for_line(r"^ops ", timeout=60, count=done + 2)
+    assert p.wait(timeout=IO_TIMEOUT_S) == 0, p.describe()
+    assert any(line.startswith("stress done") for line in p.stdout_lines), p.describe()

@@ -24,6 +24,7 @@
 #include "client/mds_client.h"
 #include "common/assert.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "curve/curve.h"
 #include "curve/errors.h"
 #include "mds.pb-c.h"
@@ -770,6 +771,27 @@ static void wait_done(my_aio *m)
     assert_true(atomic_load(&m->done));
 }
 
+/* Value of the first rendered sample whose line contains every string of `parts`, or -1. */
+static double metric_value(const char *const *parts)
+{
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(curve_metrics_render_prometheus(curve_metrics_default(), &text, &len), 0);
+    double val = -1;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        bool all = line[0] != '#';
+        for (int i = 0; all && parts[i]; i++)
+            all = strstr(line, parts[i]) != NULL;
+        if (all) {
+            val = strtod(strrchr(line, ' ') + 1, NULL);
+            break;
+        }
+    }
+    free(text);
+    return val;
+}
+
 static void test_io(void **state)
 {
     curve_client *c = new_client("client.max_rpc_size=64k");
@@ -837,6 +859,15 @@ static void test_io(void **state)
         else
             assert_int_equal(r[i], w[i]);
     }
+    /* per-volume metrics: the MDS named a follower, so the redirect was counted */
+    const char *redir[] = {"curve_client_retries_total{", "volume=\"/v\"",
+                           "cause=\"redirected\"", NULL};
+    assert_true(metric_value(redir) >= 1);
+    const char *wlat[] = {"curve_client_io_latency_seconds_count{", "volume=\"/v\"",
+                          "op=\"write\"", NULL};
+    assert_true(metric_value(wlat) >= 2);
+    const char *errs[] = {"curve_client_io_errors_total{", "volume=\"/v\"", NULL};
+    assert_true(metric_value(errs) == 0);
     /* fstat reports the unchanged size; the end stays the end */
     struct curve_stat st;
     assert_int_equal(curve_fstat(v, &st), 0);
@@ -845,6 +876,7 @@ static void test_io(void **state)
     free(w);
     free(r);
     assert_int_equal(curve_close(v), 0);
+    assert_true(metric_value(wlat) < 0); /* unregistered with the volume */
     assert_int_equal(curve_delete(c, "/v", CURVE_DELETE_FORCE), 0);
     assert_int_equal(curve_client_destroy(c), 0);
 }
