@@ -118,6 +118,10 @@ int cs_mgr_change_peer(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t old_peer,
                        uint64_t new_peer);
 int cs_mgr_transfer_leader(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t peer);
 
+/* cs_peers file codec (exposed for tests and the fuzz target): fills c (c->n == 0: the copyset
+ * joins as a learner). Returns 0 or CURVE_ERR_CORRUPT. */
+int cs_peers_decode(const uint8_t *buf, size_t len, struct raft_config *c);
+
 /* Peer strings. parse accepts "a.b.c.d:port" and "a.b.c.d:port:idx"; returns 0 or -EINVAL. */
 int cs_peer_parse(const char *s, uint64_t *id);
 /* "a.b.c.d:port" (with_index adds ":0") into buf of >= CS_PEER_STR_MAX bytes. */

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
@@ -66,7 +67,73 @@ typedef struct daemon_ctx {
     curve_cfp *pool;
     cs_mgr *mgr;
     cs_hb *hb;
+    /* housekeeping thread (recycler purge) */
+    pthread_t house;
+    bool house_started;
+    pthread_mutex_t house_lock; /* protects house_stop */
+    pthread_cond_t house_cond;
+    bool house_stop;
 } daemon_ctx;
+
+/* Bound on the housekeeping period: removed copysets are looked at least this often. */
+#define CS_HOUSEKEEPING_MAX_MS 60000u
+
+/* Purges recycled copysets older than recycler.purge_age, periodically, until stopped. */
+static void *housekeeping(void *arg)
+{
+    daemon_ctx *d = arg;
+    uint64_t age = (uint64_t)curve_config_duration_ms(d->cfg, "recycler.purge_age");
+    uint64_t period = age / 2 < CS_HOUSEKEEPING_MAX_MS ? age / 2 : CS_HOUSEKEEPING_MAX_MS;
+    if (period < 100)
+        period = 100;
+    pthread_mutex_lock(&d->house_lock);
+    while (!d->house_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (period % 1000) * 1000000u;
+        ts.tv_sec += (time_t)(period / 1000 + ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        while (!d->house_stop &&
+               pthread_cond_timedwait(&d->house_cond, &d->house_lock, &ts) != ETIMEDOUT) {
+        }
+        if (d->house_stop)
+            break;
+        pthread_mutex_unlock(&d->house_lock);
+        int n = cs_mgr_purge_recycler(d->mgr, age);
+        if (n > 0)
+            CLOG_INFO("purged %d recycled copysets", n);
+        pthread_mutex_lock(&d->house_lock);
+    }
+    pthread_mutex_unlock(&d->house_lock);
+    return NULL;
+}
+
+static int housekeeping_start(daemon_ctx *d)
+{
+    pthread_mutex_init(&d->house_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->house_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = -pthread_create(&d->house, NULL, housekeeping, d);
+    d->house_started = rc == 0;
+    return rc;
+}
+
+static void housekeeping_stop(daemon_ctx *d)
+{
+    if (!d->house_started)
+        return;
+    pthread_mutex_lock(&d->house_lock);
+    d->house_stop = true;
+    pthread_cond_broadcast(&d->house_cond);
+    pthread_mutex_unlock(&d->house_lock);
+    pthread_join(d->house, NULL);
+    pthread_cond_destroy(&d->house_cond);
+    pthread_mutex_destroy(&d->house_lock);
+    d->house_started = false;
+}
 
 static void usage(curve_config *cfg)
 {
@@ -294,6 +361,9 @@ static int serve(curve_config *cfg)
             goto err_after_admin;
         }
     }
+    rc = housekeeping_start(&d);
+    if (rc != 0)
+        goto err_after_hb;
     printf("listening %s:%d admin %u\n", ip, raftrt_host_port(host), curve_admin_port(admin));
     fflush(stdout);
 
@@ -305,6 +375,8 @@ static int serve(curve_config *cfg)
     sigwait(&set, &sig);
     CLOG_INFO("stopping (signal %d)", sig);
     rc = 0;
+    housekeeping_stop(&d);
+err_after_hb:
     cs_hb_stop(d.hb);
     d.hb = NULL;
 err_after_admin:

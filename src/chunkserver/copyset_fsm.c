@@ -144,6 +144,8 @@ typedef struct install_file {
 
 struct cs_fsm {
     uint64_t group_id;
+    void (*epoch_seen)(void *arg, uint64_t file_id, uint64_t epoch);
+    void *epoch_arg;
     curve_chunkstore *store;
     char snap_dir[PATH_MAX];
     _Atomic uint64_t epoch;
@@ -249,14 +251,11 @@ static int snapfile_load(cs_fsm *f)
         rc = n < 0 ? -errno : CURVE_ERR_CORRUPT;
         goto out;
     }
-    uint32_t nchunks = get32(buf + 40);
-    if (get32(buf) != CS_FSM_SNAP_MAGIC || get32(buf + 4) != CS_FSM_SNAP_VERSION ||
-        nchunks > RAFT_MAX_SNAPSHOT_FILES || len != CS_SNAPFILE_HDR + 8u * nchunks + 4u ||
-        get32(buf + len - 4) != curve_crc32c(0, buf, len - 4) || get64(buf + 32) != f->group_id || get32(buf + 44) != 0) {
-        rc = CURVE_ERR_CORRUPT;
+    uint64_t epoch;
+    rc = cs_fsm__snapfile_decode(buf, len, f->group_id, &epoch);
+    if (rc != 0)
         goto out;
-    }
-    atomic_store(&f->epoch, get64(buf + 24));
+    atomic_store(&f->epoch, epoch);
     rc = 0;
 out:
     if (rc != 0)
@@ -265,6 +264,20 @@ out:
     free(buf);
     close(fd);
     return rc;
+}
+
+int cs_fsm__snapfile_decode(const uint8_t *buf, size_t len, uint64_t group_id, uint64_t *epoch)
+{
+    if (buf == NULL || len < CS_SNAPFILE_HDR + 4 || len > CS_SNAPFILE_MAX)
+        return CURVE_ERR_CORRUPT;
+    uint32_t nchunks = get32(buf + 40);
+    if (get32(buf) != CS_FSM_SNAP_MAGIC || get32(buf + 4) != CS_FSM_SNAP_VERSION ||
+        nchunks > RAFT_MAX_SNAPSHOT_FILES || len != CS_SNAPFILE_HDR + 8u * nchunks + 4u ||
+        get32(buf + len - 4) != curve_crc32c(0, buf, len - 4) || get64(buf + 32) != group_id ||
+        get32(buf + 44) != 0)
+        return CURVE_ERR_CORRUPT;
+    *epoch = get64(buf + 24);
+    return 0;
 }
 
 static int fsync_dir(const char *dir)
@@ -342,6 +355,8 @@ int cs_fsm_open(const cs_fsm_opts *o, cs_fsm **out)
         return -ENOMEM;
     f->group_id = o->group_id;
     f->store = o->store;
+    f->epoch_seen = o->epoch_seen;
+    f->epoch_arg = o->epoch_arg;
     snprintf(f->snap_dir, sizeof(f->snap_dir), "%s", o->snapshot_dir);
     int rc = snapfile_load(f);
     if (rc != 0) {
@@ -421,6 +436,8 @@ int cs_fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
             break;
         }
         if (c.type == CS_CMD_WRITE) {
+            if (c.epoch != 0 && f->epoch_seen != NULL)
+                f->epoch_seen(f->epoch_arg, c.file_id, c.epoch);
             rc = curve_chunkstore_write(f->store, c.chunk_id, c.sn, c.offset, c.data, c.len);
             atomic_fetch_add(&f->writes, 1);
         } else {

@@ -90,6 +90,11 @@ typedef struct cs_fsm_opts {
     uint64_t group_id;
     curve_chunkstore *store;  /* borrowed; must outlive the fsm */
     const char *snapshot_dir; /* <group>/snapshot (created if missing); copied */
+    /* Optional: called (on the apply thread) with the volume epoch of every applied write
+     * whose epoch is non-zero, so that every replica — and so a future leader — learns the
+     * epoch fence from the log. */
+    void (*epoch_seen)(void *arg, uint64_t file_id, uint64_t epoch);
+    void *epoch_arg;
 } cs_fsm_opts;
 
 typedef struct cs_fsm_stats {
@@ -139,6 +144,9 @@ void cs_fsm__meta_encode(uint64_t epoch, uint64_t group_id, uint32_t chunk_size,
                          uint8_t out[CS_FSM_MANIFEST_META_SIZE]);
 int cs_fsm__meta_decode(const void *buf, size_t len, uint64_t *epoch, uint64_t *group_id,
                         uint32_t *chunk_size);
+/* cs_snapshot file codec: returns 0 and the epoch, or CURVE_ERR_CORRUPT (bad magic, version,
+ * length, crc, group id or reserved bytes). */
+int cs_fsm__snapfile_decode(const uint8_t *buf, size_t len, uint64_t group_id, uint64_t *epoch);
 /* Parses "chunk_<decimal id>" strictly. Returns 0 or -EINVAL. */
 int cs_fsm__parse_chunk_name(const char *name, uint64_t *id);
 

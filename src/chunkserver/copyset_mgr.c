@@ -108,11 +108,18 @@ static int peers_load(const char *dir, struct raft_config *c)
         return -errno;
     ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
-    if (n < 12)
+    if (n < 0)
+        return -errno;
+    return cs_peers_decode(buf, (size_t)n, c);
+}
+
+int cs_peers_decode(const uint8_t *buf, size_t n, struct raft_config *c)
+{
+    if (buf == NULL || n < 12)
         return CURVE_ERR_CORRUPT;
     uint32_t len = cs__get32(buf + 4);
     if (cs__get32(buf) != CS_PEERS_MAGIC || len > RAFT_CONFIG_ENCODED_MAX ||
-        (size_t)n != 12u + len || cs__get32(buf + 8 + len) != curve_crc32c(0, buf, 8 + len))
+        n != 12u + len || cs__get32(buf + 8 + len) != curve_crc32c(0, buf, 8 + len))
         return CURVE_ERR_CORRUPT;
     memset(c, 0, sizeof(*c));
     if (len == 2 && buf[9] == 0)
@@ -365,7 +372,8 @@ static int copyset_open(cs_mgr *m, uint64_t gid, const struct raft_config *boot,
     if (rc != 0)
         goto err_after_alloc;
     snprintf(p, sizeof(p), "%s/snapshot", cs->dir);
-    cs_fsm_opts fo = {.group_id = gid, .store = cs->store, .snapshot_dir = p};
+    cs_fsm_opts fo = {.group_id = gid, .store = cs->store, .snapshot_dir = p,
+                      .epoch_seen = cs__epoch_note, .epoch_arg = m};
     rc = cs_fsm_open(&fo, &cs->fsm);
     if (rc != 0)
         goto err_after_store;

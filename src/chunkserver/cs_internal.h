@@ -76,6 +76,8 @@ cs_copyset *cs__find_locked(cs_mgr *m, uint64_t gid);
 cs_copyset *cs__get(cs_mgr *m, uint64_t gid);
 void cs__put(cs_copyset *cs);
 void cs__learn_peer(cs_mgr *m, uint64_t id);
+/* Raises the epoch fence of file_id to at least epoch (arg: the cs_mgr). Any thread. */
+void cs__epoch_note(void *arg, uint64_t file_id, uint64_t epoch);
 void cs__put32(uint8_t *p, uint32_t v);
 uint32_t cs__get32(const uint8_t *p);
 int cs__fsync_dir(const char *dir);

@@ -142,15 +142,20 @@ static void read_done(void *arg, int status, uint64_t index, uint64_t leader_hin
     curve_iobuf_reset(&att);
 }
 
+static cs_epoch_slot *epoch_slot(cs_mgr *m, uint64_t file_id)
+{
+    uint32_t s = (uint32_t)((file_id * 0x9e3779b97f4a7c15ull) >> 48) % CS_EPOCH_TABLE_SLOTS;
+    return &m->epochs[s];
+}
+
 /* Epoch fence (DESIGN §7): remembers the highest epoch per volume; older ones are refused. */
 static int epoch_check(cs_mgr *m, uint64_t file_id, uint64_t epoch, uint64_t *seen)
 {
     if (epoch == 0)
         return 0;
-    uint32_t s = (uint32_t)((file_id * 0x9e3779b97f4a7c15ull) >> 48) % CS_EPOCH_TABLE_SLOTS;
     int rc = 0;
     pthread_mutex_lock(&m->epoch_lock);
-    cs_epoch_slot *e = &m->epochs[s];
+    cs_epoch_slot *e = epoch_slot(m, file_id);
     if (e->file_id == file_id && e->epoch > epoch) {
         rc = CURVE_ERR_EPOCH_TOO_OLD;
         *seen = e->epoch;
@@ -160,6 +165,18 @@ static int epoch_check(cs_mgr *m, uint64_t file_id, uint64_t epoch, uint64_t *se
     }
     pthread_mutex_unlock(&m->epoch_lock);
     return rc;
+}
+
+void cs__epoch_note(void *arg, uint64_t file_id, uint64_t epoch)
+{
+    cs_mgr *m = arg;
+    pthread_mutex_lock(&m->epoch_lock);
+    cs_epoch_slot *e = epoch_slot(m, file_id);
+    if (e->file_id != file_id || e->epoch < epoch) {
+        e->file_id = file_id;
+        e->epoch = epoch;
+    }
+    pthread_mutex_unlock(&m->epoch_lock);
 }
 
 /* Field checks common to read and write: alignment and bounds (DESIGN §3). */

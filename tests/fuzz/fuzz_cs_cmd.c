@@ -1,5 +1,5 @@
 /* libFuzzer target: the chunkserver's decoders — copyset commands, snapshot manifest meta,
- * chunk file names, chunkserver.dat and peer strings. */
+ * chunk file names, cs_snapshot, cs_peers, chunkserver.dat and peer strings. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -22,6 +22,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t epoch, gid;
     uint32_t csize;
     (void)cs_fsm__meta_decode(data, size, &epoch, &gid, &csize);
+    uint64_t snap_epoch;
+    (void)cs_fsm__snapfile_decode(data, size, 1, &snap_epoch);
+    struct raft_config conf;
+    (void)cs_peers_decode(data, size, &conf);
     uint32_t id;
     char tok[CS_HB_TOKEN_MAX + 1];
     if (cs_dat_decode(data, size, &id, tok, sizeof(tok)) == 0) {

@@ -276,6 +276,15 @@ def test_bad_requests(procs, tmp_dir):
     assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 5, r
     r = cl.io(leader, "write", 1, 0, 4096, "--epoch=4", "--file-id=78")
     assert r["status"] == "SUCCESS", r
+    # the fence travels through the log: a new leader refuses the old epoch too
+    target = [c for c in cl.cs if c is not leader][0]
+    applied = leader.copyset()["applied"]
+    wait_until(lambda: target.copyset()["applied"] >= applied, 20, what="follower applied")
+    r = leader.tool("transfer-leader", "--pool=1", "--copyset=1", "--peer=" + target.addr + ":0")
+    assert r[0]["status"] == "CLI_OK", r
+    leader = cl.wait_leader(exclude=leader)
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=4", "--file-id=77")
+    assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 5, r
     # garbage on the RPC port, bad CLI/copyset arguments
     garbage_frames(leader.addr)
     r = leader.tool("add-peer", "--pool=1", "--copyset=1", "--peer=not-a-peer")[0]

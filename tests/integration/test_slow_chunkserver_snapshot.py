@@ -8,7 +8,8 @@ from curvetest import binary, procs, tmp_dir, wait_until  # noqa: F401 (fixtures
 from test_chunkserver import CHUNK_SIZE, Cs, CsCluster, tool
 from test_slow_chunkserver_kill import acked_lines, check_acked_on_disk, compare_replicas
 
-SNAP = ["--raft.snapshot-threshold=64", "--raft.snapshot-trailing=8"]
+SNAP = ["--raft.snapshot-threshold=64", "--raft.snapshot-trailing=8",
+        "--recycler.purge-age=1s"]
 
 
 def test_replace_replica_through_snapshot(procs, tmp_dir):
@@ -27,6 +28,12 @@ def test_replace_replica_through_snapshot(procs, tmp_dir):
     assert r["status"] == "COPYSET_OK", r
     assert os.listdir(os.path.join(old.dir, "recycler")), "nothing in the recycler"
     assert old.copyset() is None
+    # purged later: the directory goes, its chunk files return to the pool
+    wait_until(lambda: not os.listdir(os.path.join(old.dir, "recycler")), 30,
+               what="recycler purged")
+    pool_dir = os.path.join(old.dir, "chunkfilepool")
+    wait_until(lambda: len([n for n in os.listdir(pool_dir) if n.isdigit()]) == cl.pool_files,
+               30, what="chunk files back in the pool, zeroed")
     # a new, empty chunkserver joins as a learner and is promoted by AddPeer
     new = Cs(cl, 4, SNAP).start()
     r = new.tool("create-copyset", "--pool=1", "--copyset=1", "--peers=")[0]
