@@ -30,6 +30,15 @@ def pattern(seed, size):
                     for w in range(size // 8))
 
 
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
 def tool(*args, check=True, timeout=TOOL_TIMEOUT_S):
     """Runs curve-chunk-tool; returns the parsed JSON lines of its stdout."""
     p = subprocess.run([binary("curve-chunk-tool")] + [str(a) for a in args],
@@ -374,3 +383,24 @@ def test_format_and_bad_config(procs, tmp_dir):
         p = procs.start([binary("curve-chunkserver")] + args, name="badcfg")
         assert p.wait(timeout=30) == 2, p.describe()
         assert any(msg in line for line in p.stderr_lines), (msg, p.describe())
+
+
+def test_nospace_and_reuse(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir, pool_files=4)
+    leader = cl.create_copyset()
+    for chunk in range(1, 5):
+        r = cl.io(leader, "write", chunk, 0, 4096, "--seed=%d" % chunk)
+        assert r["status"] == "SUCCESS", r
+    r = cl.io(leader, "write", 5, 0, 4096, "--seed=5")
+    assert r["status"] == "NOSPACE", r
+    assert cl.io(leader, "read", 4, 0, 4096, "--seed=4")["match"] is True
+    # a deleted chunk's file goes back to the pool and is reused once zeroed
+    assert leader.tool("delete", "--pool=1", "--copyset=1", "--chunk=1")[0]["status"] == \
+        "SUCCESS"
+    wait_until(lambda: cl.io(leader, "write", 5, 0, 4096, "--seed=5")["status"] == "SUCCESS", 30,
+               interval=0.2, what="the returned chunk file to be reusable")
+    assert cl.io(leader, "read", 5, 0, 4096, "--seed=5")["match"] is True
+    r = cl.io(leader, "read", 5, 4096, 4096)  # never written: zeros, not old data
+    assert r["status"] == "SUCCESS" and r["crc32c"] == crc32c(bytes(4096)), r
+    for c in cl.cs:
+        assert c.proc.running(), c.proc.describe()
