@@ -641,11 +641,15 @@ static void get_handler(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_io
     }
 }
 
-static void dump_on_loop(void *arg)
+static void dump_on_loop(void *arg, raftrt_group *g, bool alive)
 {
     rpc_call_ctx *ctx = arg;
     struct kv_node *n = &g_node;
-    struct raft *r = raftrt_group_raft(n->g);
+    if (!alive) {
+        rpc_call_reply_error(ctx, CURVE_ERR_SHUTDOWN, "the group is stopping");
+        return;
+    }
+    struct raft *r = raftrt_group_raft(g);
     Curve__Raft__KvDumpReply d = CURVE__RAFT__KV_DUMP_REPLY__INIT;
     d.applied = n->applied;
     d.hash = n->hash;
@@ -660,7 +664,7 @@ static void dump_on_loop(void *arg)
         d.leader_id = st.leader;
     }
     raftrt_group_stats gs;
-    raftrt_group_get_stats(n->g, &gs);
+    raftrt_group_get_stats(g, &gs);
     d.snapshots_installed = gs.snapshots_installed;
     size_t sz = 0;
     for (size_t i = 0; i < n->map.nb; i++)
@@ -695,7 +699,7 @@ static void dump_on_loop(void *arg)
 static void dump_handler(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_iobuf *attach,
                          void *arg)
 {
-    if (curve_loop_post(raftrt_group_loop(g_node.g), dump_on_loop, ctx) != 0)
+    if (raftrt_group_post(g_node.g, dump_on_loop, ctx) != 0)
         rpc_call_reply_error(ctx, CURVE_ERR_BUSY, "cannot queue the dump");
 }
 
@@ -1234,7 +1238,7 @@ static int cmd_node(int argc, char **argv)
     printf("stopping (signal %d)\n", sig);
     fflush(stdout);
     curve_admin_stop(admin);
-    raftrt_group_stop(n->g);
+    /* the RPC server stops first (no handler runs afterwards), then the group */
     raftrt_host_free(n->host);
     map_free(&n->map);
     kv_install_abort(n);

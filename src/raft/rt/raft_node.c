@@ -1057,6 +1057,41 @@ int raftrt_read(raftrt_group *g, raftrt_propose_cb cb, void *arg)
     return submit_prop(g, NULL, 0, true, 0, cb, arg);
 }
 
+struct group_post {
+    curve_loop_msg lm;
+    raftrt_group *g;
+    void (*fn)(void *arg, raftrt_group *g, bool alive);
+    void *arg;
+};
+
+static void group_post_run(void *arg)
+{
+    struct group_post *p = arg;
+    raftrt_group *g = p->g;
+    enter(g);
+    p->fn(p->arg, g, g->r != NULL);
+    free(p);
+    group_unref(g);
+}
+
+int raftrt_group_post(raftrt_group *g, void (*fn)(void *arg, raftrt_group *g, bool alive),
+                      void *arg)
+{
+    struct group_post *p = malloc(sizeof(*p));
+    if (p == NULL)
+        return -ENOMEM;
+    *p = (struct group_post){.g = g, .fn = fn, .arg = arg};
+    p->lm.fn = group_post_run;
+    p->lm.arg = p;
+    group_ref(g);
+    if (curve_loop_post_msg(g->loop, &p->lm) != 0) {
+        free(p);
+        group_unref(g);
+        return CURVE_ERR_SHUTDOWN;
+    }
+    return 0;
+}
+
 /* Snapshot saved by the fsm: persist the meta on a worker, then tell the core. */
 struct snap_job {
     curve_loop_msg lm;

@@ -126,8 +126,9 @@ void raftrt_group_opts_default(raftrt_group_opts *o);
  * Server ids of the configuration must be in the address book before they are sent to
  * (raftrt_host_set_peer; e.g. before raftrt_add_learner). */
 int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group **out);
-/* Stops the node (pending proposals fail with CURVE_ERR_SHUTDOWN), closes its log, frees it.
- * Not from a host loop. */
+/* Stops the node (pending proposals and reads complete with CURVE_ERR_SHUTDOWN on the loop before
+ * this returns), closes its log and releases the group: `g` must not be passed to any function
+ * afterwards (callers stop their own submitters first). Not from a host loop. */
 void raftrt_group_stop(raftrt_group *g);
 /* Stops the group and deletes its directory. Returns 0 or a negative errno. */
 int raftrt_group_remove(raftrt_group *g);
@@ -165,6 +166,12 @@ int raftrt_propose_term(raftrt_group *g, const void *cmd, uint32_t len, uint64_t
  * read (leader lease valid, else ReadIndex); NOT_LEADER / BUSY / SHUTDOWN otherwise. Returns 0
  * (cb runs once) or -ENOMEM / CURVE_ERR_SHUTDOWN. Any thread. */
 int raftrt_read(raftrt_group *g, raftrt_propose_cb cb, void *arg);
+
+/* Runs fn(arg, g, alive) on the group's loop, later; `alive` is false once the group has been
+ * stopped (g stays valid during the call, e.g. to read the state machine there).
+ * Returns 0 (fn runs exactly once) or -ENOMEM / CURVE_ERR_SHUTDOWN. Any thread. */
+int raftrt_group_post(raftrt_group *g, void (*fn)(void *arg, raftrt_group *g, bool alive),
+                      void *arg);
 
 /* The fsm finished snapshot_save(meta->index == index): the runtime persists the snapshot
  * meta on the worker pool then calls raft_snapshot_saved. `manifest` is copied. Must be called

@@ -292,6 +292,12 @@ static void waiter_init(struct waiter *w)
     pthread_cond_init(&w->cv, NULL);
 }
 
+static void post_fn(void *arg, raftrt_group *g, bool alive)
+{
+    /* status: 1 when it ran on the group's loop with the group alive */
+    waiter_cb(arg, alive && curve_loop_is_current(raftrt_group_loop(g)) ? 1 : -1, 0, 0);
+}
+
 static void test_cluster(void **state)
 {
     struct cluster c;
@@ -326,6 +332,12 @@ static void test_cluster(void **state)
     assert_int_equal(w.last_status, 0);
     assert_ptr_equal(raftrt_host_group(c.h[l], 7), c.g[l]);
     assert_null(raftrt_host_group(c.h[l], 8));
+
+    /* work posted to a group runs on its loop */
+    waiter_init(&w);
+    assert_int_equal(raftrt_group_post(c.g[l], post_fn, &w), 0);
+    waiter_wait(&w, 1);
+    assert_int_equal(w.last_status, 1);
 
     /* the fsm's apply result reaches the proposer */
     waiter_init(&w);
