@@ -11,7 +11,7 @@ from test_raft_rt import KvCluster, count_lines, read_acked
 
 ELECTION_MS = 500
 PROGRESS_TIMEOUT_S = 60
-ROUNDS = 3
+ROUNDS = int(os.environ.get("RAFT_KV_ROUNDS", "3"))  # more rounds: a longer soak
 
 
 def fault_round(c, progress, rnd):
