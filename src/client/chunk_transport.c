@@ -234,7 +234,8 @@ static int send_chunk_rpc(tcall *tc)
     req.copyset_id = c->copyset_id;
     req.chunk_id = c->chunk_id;
     req.has_epoch = req.has_file_id = 1;
-    req.epoch = c->epoch;
+    /* readers are not fenced by an exclusive writer: they send no epoch (0 = no fencing) */
+    req.epoch = t->writer ? c->epoch : 0;
     req.file_id = t->file_id;
     curve_iobuf att;
     curve_iobuf_init(&att);
@@ -342,7 +343,8 @@ static void ask_next_peer(tcall *tc)
                              (uint32_t)t->leader_timeout_ms, leader_reply_cb, tc, NULL) == 0)
             return;
     }
-    leader_complete(tc, NULL, 0);
+    /* nobody to ask (any more): report "unknown" from the loop, never inside the ops call */
+    complete_later(tc, 0);
 }
 
 /* ---- MDS calls --------------------------------------------------------------------------- */
@@ -404,7 +406,7 @@ static void segment_answer(int status, const ProtobufCMessage *m, const char *er
             CLOG_ERROR("libcurve: '%s' is now file %llu, not %llu (deleted and re-created?)",
                        t->path, (unsigned long long)sr->file_id, (unsigned long long)t->file_id);
             status = CURVE_ERR_FENCED;
-        } else if (sr->epoch > t->epoch) {
+        } else if (t->writer && sr->epoch > t->epoch) {
             if (!atomic_exchange(&t->fenced, true))
                 CLOG_ERROR("libcurve: volume '%s' fenced: epoch %llu > ours %llu (exclusive open "
                            "elsewhere)", t->path, (unsigned long long)sr->epoch,
@@ -520,7 +522,7 @@ static void ops_call(void *ctx, curve_volio_call *c)
         rc = send_chunk_rpc(tc);
         break;
     case CURVE_VOLIO_CALL_GET_LEADER:
-        ask_next_peer(tc); /* completes through the loop in every case */
+        ask_next_peer(tc); /* completes later in every case */
         return;
     case CURVE_VOLIO_CALL_REFRESH_MDS:
     case CURVE_VOLIO_CALL_GET_SEGMENT:

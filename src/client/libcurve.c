@@ -589,6 +589,7 @@ CURVE_EXPORT int curve_open(curve_client *c, const char *path, unsigned flags, c
     v->tr.path = v->path;
     v->tr.file_id = v->file_id;
     v->tr.epoch = v->epoch;
+    v->tr.writer = !(flags & CURVE_OPEN_RDONLY);
     v->tr.geom = v->geom;
     v->tr.leader_timeout_ms = c->conf.retry.rpc_timeout_ms;
     v->tr.on_retry = on_retry;

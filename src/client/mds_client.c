@@ -140,9 +140,9 @@ int curve_mds_call(curve_mds_client *m, uint32_t svc, uint32_t method, const Pro
                    msg[0] ? msg : curve_strerror(rc));
         uint64_t now = curve_now_mono_ms();
         if (now + pause >= deadline) {
-            CLOG_WARN("libcurve: no MDS of '%s'... answered svc %u method %u within %llu ms: %s",
-                      m->rotor.addrs[0], svc, method, (unsigned long long)m->call_deadline_ms,
-                      msg[0] ? msg : curve_strerror(rc));
+            CLOG_WARN("libcurve: no MDS (%u configured, first %s) answered svc %u method %u "
+                      "within %llu ms: %s", m->n, m->rotor.addrs[0], svc, method,
+                      (unsigned long long)m->call_deadline_ms, msg[0] ? msg : curve_strerror(rc));
             break;
         }
         if (pause > 0)
