@@ -269,6 +269,7 @@ struct node {
     bool exists;  /* part of the simulation (initial member or added) */
     bool up;
     bool removed; /* decommissioned after its removal committed */
+    uint64_t add_term, add_index; /* where the leader appended its add-learner entry */
     uint64_t incarnation;
     struct raft *r;
     struct raft_io io;
@@ -1110,6 +1111,8 @@ static void membership_action(struct node *l)
             if (rc == 0) {
                 g_stats.conf_changes++;
                 n->exists = true;
+                n->add_term = raft_term(l->r);
+                n->add_index = raft_last_index(l->r);
                 node_start(n, false);
             }
             return;
@@ -1117,7 +1120,8 @@ static void membership_action(struct node *l)
     }
 }
 
-/* Decommission nodes whose removal has been applied by a leader. */
+/* Decommission nodes absent from a committed configuration that is at least as recent as their
+ * addition (a stale leader's committed configuration may predate it). */
 static void reap_removed(void)
 {
     struct node *l = find_leader();
@@ -1126,8 +1130,11 @@ static void reap_removed(void)
     const struct raft_config *c = raft_config(l->r);
     for (int i = 0; i < SIM_MAX_NODES; i++) {
         struct node *n = &g_nodes[i];
-        if (n->exists && !n->removed && raft_config_get(c, n->id) == NULL) {
-            vlog("node %" PRIu64 " decommissioned", n->id);
+        if (n->exists && !n->removed && raft_config_get(c, n->id) == NULL &&
+            raft_term(l->r) >= n->add_term && raft_commit_index(l->r) >= n->add_index) {
+            vlog("node %" PRIu64 " decommissioned (leader %" PRIu64 " term %" PRIu64
+                 " commit %" PRIu64 " config of %u)",
+                 n->id, l->id, raft_term(l->r), raft_commit_index(l->r), c->n);
             node_crash(n, false);
             n->removed = true;
         }
@@ -1346,7 +1353,7 @@ static int run_seed(uint64_t seed)
     g_opts.group_id = 7;
     g_opts.election_timeout_ms = (uint32_t)rnd_range(80, 150);
     g_opts.heartbeat_ms = g_opts.election_timeout_ms / 5;
-    g_opts.max_entries_per_msg = (uint32_t)rnd_range(1, 16);
+    g_opts.max_entries_per_msg = chance(250) ? 1 : (uint32_t)rnd_range(1, 16);
     g_opts.max_bytes_per_msg = (uint32_t)rnd_range(16, 512);
     g_opts.max_inflight_msgs = (uint32_t)rnd_range(1, 8);
     g_opts.max_pending_proposals = 256;
@@ -1358,6 +1365,8 @@ static int run_seed(uint64_t seed)
     g_opts.snapshot_max_inflight = (uint32_t)rnd_range(1, 4);
     g_opts.snapshot_bytes_per_sec = chance(500) ? 0 : rnd_range(20000, 200000);
     g_opts.promote_max_lag = 8;
+    g_opts.pre_vote = !chance(100);     /* safety must not depend on the optimisations */
+    g_opts.check_quorum = !chance(100); /* (without check-quorum there is no lease) */
     g_opts.debug_unsafe = g_unsafe;
 
     g_f.faults = true;
@@ -1365,7 +1374,7 @@ static int run_seed(uint64_t seed)
     g_f.dup_pm = (uint32_t)rnd_range(0, 50);
     g_f.delay_max = (uint32_t)rnd_range(2, 40);
     g_f.crash_pm = (uint32_t)rnd_range(0, 40);
-    g_f.leader_crash_pm = (uint32_t)rnd_range(0, 100);
+    g_f.leader_crash_pm = chance(200) ? (uint32_t)rnd_range(100, 400) : (uint32_t)rnd_range(0, 100);
     g_f.partition_pm = (uint32_t)rnd_range(0, 150);
     g_f.member_pm = (uint32_t)rnd_range(0, 150);
     g_f.transfer_pm = (uint32_t)rnd_range(0, 80);
