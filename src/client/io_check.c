@@ -165,6 +165,18 @@ static int do_verify(curve_client *c, const char *path, uint64_t seed)
     n = curve_pread(v, r, len, off);
     CHECK(n == (ssize_t)len && all_zero(r, 8192) && memcmp(w + 8192, r + 8192, len - 8192) == 0,
           "read after discard wrong");
+    /* 4b. a partial-chunk discard larger than one RPC (zero writes in several RPCs) */
+    uint64_t c2 = 2 * chunk;
+    fill(w, 65536, seed + 2, c2);
+    n = curve_pwrite(v, w, 65536, c2);
+    CHECK(n == 65536, "pwrite before big discard: %s", curve_strerror((int)n));
+    rc = curve_discard(v, c2 + 4096, chunk - 4096);
+    CHECK(rc == 0, "big partial discard: %s", curve_strerror(rc));
+    n = curve_pread(v, r, 65536, c2);
+    CHECK(n == 65536 && memcmp(r, w, 4096) == 0 && all_zero(r + 4096, 65536 - 4096),
+          "read after big partial discard wrong");
+    n = curve_pread(v, r, 65536, c2 + chunk - 131072);
+    CHECK(n == 65536 && all_zero(r, 65536), "AIO block not discarded");
     /* 5. refused requests */
     CHECK(curve_pread(v, r, 100, 0) == -EINVAL, "unaligned read accepted");
     CHECK(curve_pread(v, r, 4096, size) == -ERANGE, "read beyond the end accepted");
