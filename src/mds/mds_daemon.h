@@ -55,6 +55,10 @@
 #define MDS_PURGE_CHUNKS_PER_RUN 1024 /* DeleteChunk RPCs per background run */
 #define MDS_LIST_MAX 100000      /* entries returned by one ListDir */
 #define MDS_RETRY_TXN 8          /* retries of a namespace txn that lost a race */
+#define MDS_ETCD_CLIENTS 8      /* data etcd clients (see mds_daemon.etcds) */
+#define MDS_NSCACHE_MAX 16384   /* namespace entries cached by (parent id, name) */
+#define MDS_SEGCACHE_MAX 8192   /* segment records cached by (file id, offset) */
+#define MDS_SEGCACHE_REC_MAX 4096 /* larger segment records are not cached */
 #define MDS_ADDR_MAX 96 /* "host:port:0" with a host of up to MDS_HOST_MAX */
 
 #define MDS_PREFIX "/curve/v1/"
@@ -77,7 +81,11 @@ typedef struct mds_metrics {
 
 struct mds_daemon {
     curve_config *cfg;
-    etcd_client *etcd;    /* data client (default timeouts) */
+    /* data clients (default timeouts): several, because each keeps at most
+     * ETCD_HANDLE_POOL_MAX idle connections and the workers outnumber that; a thread always
+     * uses the same one (mds_etcd) */
+    etcd_client *etcds[MDS_ETCD_CLIENTS];
+    size_t netcds;
     etcd_client *el_etcd; /* election client (short timeouts) */
     election *el;
     curve_admin *admin;
@@ -106,6 +114,8 @@ struct mds_daemon {
     mds_hb_cfg hbcfg;
     mds_sched_cfg schedcfg;
     uint32_t session_lease_ms;
+    uint64_t placement_wait_ms;
+    atomic_uint_fast64_t last_topo_change_ms; /* monotonic: last apply or registration */
 
     pthread_t bg;
     bool bg_started;
@@ -137,6 +147,9 @@ void mds_reply_ok(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *resp
 rpc_channel *mds_channel(mds_daemon *d, const char *addr);
 
 /* ---- etcd store (mds_store.c) ---- */
+
+/* The data etcd client of the calling thread. */
+etcd_client *mds_etcd(mds_daemon *d);
 
 /* Runs a txn with the election fence added to `cmp`. *succeeded tells whether the compares
  * held (a fence failure also reads as false: check mds_fence_ok). Returns 0 or an etcd error
@@ -184,6 +197,9 @@ void mds_bg_stop(mds_daemon *d);
 /* Purge pass (mds_namespace.c): deletes chunks of volumes marked deleting; returns the number
  * of volumes still pending. Background thread only. */
 uint64_t mds_purge_run(mds_daemon *d);
+
+/* Forgets the namespace directory cache (mds_namespace.c). Any thread. */
+void mds_ns_cache_clear(void);
 
 /* "ip:port:0" of a chunkserver record. */
 void mds_cs_peer(const mds_chunkserver *cs, char *buf, size_t len);

@@ -51,6 +51,7 @@ static void h_register(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage 
                  curve_strerror(rc));
         resp.error = err;
     } else {
+        atomic_store(&d->last_topo_change_ms, curve_now_mono_ms());
         CLOG_INFO("mds: chunkserver %u registered at %s:%u (%s)", resp.chunkserver_id, req->ip,
                   req->port, req->disk_path);
         resp.token = token;

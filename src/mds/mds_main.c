@@ -53,6 +53,8 @@ static const curve_cfg_def mds_cfg_defs[] = {
     {"leader_range_pct", CURVE_CFG_INT, "10", 0, 100, "leader count range around the mean"},
     {"leader_balance", CURVE_CFG_BOOL, "true", 0, 0, "run the leader balance scheduler"},
     {"copyset_balance", CURVE_CFG_BOOL, "true", 0, 0, "run the copyset balance scheduler"},
+    {"placement_wait", CURVE_CFG_DURATION_MS, "10s", 0, 3600000,
+     "place copysets once every server registered or the topology was quiet this long"},
     {"session_lease", CURVE_CFG_DURATION_MS, "5s", 2000, 600000, "volume session lease"},
     {"workers", CURVE_CFG_INT, "16", 1, 64, "worker threads running RPC handlers"},
     {"rpc_threads", CURVE_CFG_INT, "2", 1, 64, "RPC event loops"},
@@ -259,6 +261,8 @@ static int become_leader(mds_daemon *d)
 {
     char err[512] = "";
     uint64_t t0 = curve_now_mono_ms();
+    mds_ns_cache_clear();
+    atomic_store(&d->last_topo_change_ms, t0);
     int rc = mds_store_init_namespace(d);
     if (rc < 0) {
         CLOG_ERROR("mds: cannot initialise the namespace: %s (%s)", curve_strerror(rc),
@@ -395,6 +399,7 @@ static int load_config(mds_daemon *d, int argc, char **argv)
     d->schedcfg.balance_range_pct = (uint32_t)curve_config_int(d->cfg, "balance_range_pct");
     d->schedcfg.leader_range_pct = (uint32_t)curve_config_int(d->cfg, "leader_range_pct");
     d->session_lease_ms = (uint32_t)curve_config_duration_ms(d->cfg, "session_lease");
+    d->placement_wait_ms = (uint64_t)curve_config_duration_ms(d->cfg, "placement_wait");
     d->chunk_id_batch = (uint64_t)curve_config_int(d->cfg, "chunk_id_batch");
     d->file_id_batch = (uint64_t)curve_config_int(d->cfg, "file_id_batch");
     if (d->chunk_id_batch < 4) {
@@ -449,12 +454,11 @@ int main(int argc, char **argv)
     co.connect_timeout_ms = co.request_timeout_ms / 2;
     co.deadline_ms = (uint32_t)(ttl * 1000 / 3);
     rc = etcd_client_new(eps, (size_t)neps, &co, &d->el_etcd);
-    if (rc == 0) {
-        etcd_client_opts_init(&co);
-        co.request_timeout_ms = 2000;
-        co.deadline_ms = 4000;
-        rc = etcd_client_new(eps, (size_t)neps, &co, &d->etcd);
-    }
+    etcd_client_opts_init(&co);
+    co.request_timeout_ms = 2000;
+    co.deadline_ms = 4000;
+    for (; rc == 0 && d->netcds < MDS_ETCD_CLIENTS; d->netcds++)
+        rc = etcd_client_new(eps, (size_t)neps, &co, &d->etcds[d->netcds]);
     free(eps_buf);
     if (rc < 0) {
         fprintf(stderr, "curve-mds: etcd client: %s\n", curve_strerror(rc));

@@ -49,13 +49,133 @@ static void root_ent(ns_ent *e)
     snprintf(e->f.owner, sizeof(e->f.owner), "root");
 }
 
+/*
+ * Entry cache: (parent id, name) -> record + revisions, direct-mapped, MDS_NSCACHE_MAX slots.
+ * Only this leader writes the namespace (fenced txns) and every write path updates or drops
+ * the entries it changes (rename and recover drop everything); a txn whose compares failed
+ * also drops everything, so a stale entry costs at most one retry. Rules that keep it
+ * coherent with concurrent handlers:
+ *   - an entry never replaces one of the same key with a higher mod revision;
+ *   - `gen` is bumped by every drop, and a value read from etcd is inserted only if no drop
+ *     happened since the read started (a read racing a delete cannot resurrect the entry).
+ */
+typedef struct dc_slot {
+    bool used;
+    uint64_t parent;
+    char name[MDS_NS_NAME_MAX + 1];
+    mds_file f;
+    int64_t create_rev, mod_rev;
+} dc_slot;
+static dc_slot *dc_slots;
+static uint64_t dc_gen;
+static pthread_mutex_t dc_mu = PTHREAD_MUTEX_INITIALIZER; /* protects dc_slots, dc_gen */
+
+static size_t dc_hash(uint64_t parent, const char *name)
+{
+    uint64_t h = 1469598103934665603ull ^ parent;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return (size_t)(h % MDS_NSCACHE_MAX);
+}
+
+static bool dc_lookup(uint64_t parent, const char *name, ns_ent *e, uint64_t *gen)
+{
+    bool hit = false;
+    pthread_mutex_lock(&dc_mu);
+    *gen = dc_gen;
+    if (dc_slots) {
+        dc_slot *s = &dc_slots[dc_hash(parent, name)];
+        if (s->used && s->parent == parent && strcmp(s->name, name) == 0) {
+            e->f = s->f;
+            e->create_rev = s->create_rev;
+            e->mod_rev = s->mod_rev;
+            ns_key(e->key, sizeof(e->key), parent, name);
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&dc_mu);
+    return hit;
+}
+
+/* gen: the generation read before the etcd read, or UINT64_MAX after a successful write. */
+static void dc_insert(uint64_t parent, const char *name, const ns_ent *e, uint64_t gen)
+{
+    pthread_mutex_lock(&dc_mu);
+    if (!dc_slots)
+        dc_slots = calloc(MDS_NSCACHE_MAX, sizeof(*dc_slots));
+    if (dc_slots && (gen == UINT64_MAX || gen == dc_gen)) {
+        dc_slot *s = &dc_slots[dc_hash(parent, name)];
+        bool same = s->used && s->parent == parent && strcmp(s->name, name) == 0;
+        if (!same || s->mod_rev <= e->mod_rev) {
+            s->used = true;
+            s->parent = parent;
+            snprintf(s->name, sizeof(s->name), "%s", name);
+            s->f = e->f;
+            s->create_rev = e->create_rev;
+            s->mod_rev = e->mod_rev;
+        }
+    }
+    pthread_mutex_unlock(&dc_mu);
+}
+
+static void dc_remove(uint64_t parent, const char *name)
+{
+    pthread_mutex_lock(&dc_mu);
+    dc_gen++;
+    if (dc_slots) {
+        dc_slot *s = &dc_slots[dc_hash(parent, name)];
+        if (s->used && s->parent == parent && strcmp(s->name, name) == 0)
+            s->used = false;
+    }
+    pthread_mutex_unlock(&dc_mu);
+}
+
+static void dc_clear(void)
+{
+    pthread_mutex_lock(&dc_mu);
+    dc_gen++;
+    if (dc_slots)
+        memset(dc_slots, 0, sizeof(*dc_slots) * MDS_NSCACHE_MAX);
+    pthread_mutex_unlock(&dc_mu);
+}
+
+void mds_ns_cache_clear(void)
+{
+    dc_clear();
+}
+
+/* Parent id and name of an ns key ("/curve/v1/ns/<parent>/<name>"). */
+static const char *key_split(const char *key, uint64_t *parent)
+{
+    *parent = strtoull(key + strlen(MDS_NS_PREFIX), NULL, 10);
+    const char *s = strrchr(key, '/');
+    return s ? s + 1 : key;
+}
+
+static void dc_put_ent(const ns_ent *e)
+{
+    uint64_t parent;
+    const char *name = key_split(e->key, &parent);
+    dc_insert(parent, name, e, UINT64_MAX);
+}
+
+static void dc_drop_ent(const char *key)
+{
+    uint64_t parent;
+    const char *name = key_split(key, &parent);
+    dc_remove(parent, name);
+}
+
 /* Reads one entry. Returns 0, CURVE_ERR_NOT_FOUND, CURVE_ERR_CORRUPT or an etcd error. */
 static int get_ent(mds_daemon *d, uint64_t parent, const char *name, ns_ent *e, char *err,
                    size_t errlen)
 {
+    uint64_t gen;
+    if (dc_lookup(parent, name, e, &gen))
+        return 0;
     ns_key(e->key, sizeof(e->key), parent, name);
     etcd_range_result r;
-    int rc = etcd_get(d->etcd, e->key, &r);
+    int rc = etcd_get(mds_etcd(d), e->key, &r);
     if (rc < 0) {
         snprintf(err, errlen, "etcd: %s", etcd_last_error());
         return rc;
@@ -71,6 +191,8 @@ static int get_ent(mds_daemon *d, uint64_t parent, const char *name, ns_ent *e, 
     etcd_range_result_free(&r);
     if (rc < 0)
         CLOG_ERROR("mds: %s: %s", e->key, err);
+    else
+        dc_insert(parent, name, e, gen);
     return rc;
 }
 
@@ -226,14 +348,18 @@ static int do_create(mds_daemon *d, const char *path, const char *owner, mds_fil
             return rc;
         bool ok = r.succeeded;
         bool exists = !ok && r.n_results == 1 && r.results[0].range.n_kvs > 0;
+        e->create_rev = e->mod_rev = r.revision;
         etcd_txn_result_free(&r);
-        if (ok)
+        if (ok) {
+            dc_put_ent(e);
             return 0;
+        }
         if (exists) {
             snprintf(err, errlen, "'%s' already exists", path);
             return CURVE_ERR_EXISTS;
         }
         /* The parent changed under us (or the fence failed): re-read. */
+        dc_clear();
         if (!election_is_leader(d->el))
             return CURVE_ERR_NOT_LEADER;
     }
@@ -297,7 +423,7 @@ static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *
     snprintf(prefix, sizeof(prefix), MDS_NS_PREFIX "%" PRIu64 "/", dir.f.id);
     etcd_range_req q = {.key = prefix, .prefix = true, .limit = MDS_LIST_MAX};
     etcd_range_result r;
-    rc = etcd_range(d->etcd, &q, &r);
+    rc = etcd_range(mds_etcd(d), &q, &r);
     if (rc < 0)
         return reply_rc(d, ctx, rc, "list", etcd_last_error());
     ns_ent *ents = calloc(r.n_kvs + 1, sizeof(ns_ent));
@@ -387,6 +513,7 @@ static int do_rename(mds_daemon *d, const char *from, const char *to, char *err,
         bool ok = r.succeeded;
         bool exists = !ok && r.n_results == 1 && r.results[0].range.n_kvs > 0;
         etcd_txn_result_free(&r);
+        dc_clear(); /* the source may be a directory; or the compares failed */
         if (ok)
             return 0;
         if (exists) {
@@ -430,8 +557,12 @@ static int update_rec(mds_daemon *d, ns_ent *e, etcd_op *extra, size_t nextra)
     if (rc < 0)
         return rc;
     bool ok = r.succeeded;
-    if (ok)
+    if (ok) {
         e->mod_rev = r.revision;
+        dc_put_ent(e);
+    } else {
+        dc_clear();
+    }
     etcd_txn_result_free(&r);
     if (!ok && !election_is_leader(d->el))
         return CURVE_ERR_NOT_LEADER;
@@ -475,7 +606,7 @@ static int count_prefix(mds_daemon *d, const char *prefix, int64_t *count)
 {
     etcd_range_req q = {.key = prefix, .prefix = true, .count_only = true};
     etcd_range_result r;
-    int rc = etcd_range(d->etcd, &q, &r);
+    int rc = etcd_range(mds_etcd(d), &q, &r);
     if (rc == 0) {
         *count = r.count;
         etcd_range_result_free(&r);
@@ -517,6 +648,7 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
                 return rc;
             bool ok = r.succeeded;
             etcd_txn_result_free(&r);
+            dc_clear(); /* deleted, or the compare failed */
             if (ok)
                 return 0;
             continue;
@@ -548,8 +680,11 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
             return rc;
         bool ok = r.succeeded;
         etcd_txn_result_free(&r);
-        if (ok)
+        if (ok) {
+            dc_drop_ent(e.key);
             return 0;
+        }
+        dc_clear();
         if (!election_is_leader(d->el))
             return CURVE_ERR_NOT_LEADER;
     }
@@ -599,7 +734,7 @@ static int do_recover(mds_daemon *d, const char *path, ns_ent *out, char *err, s
             char idkey[MDS_KEY_MAX];
             snprintf(idkey, sizeof(idkey), MDS_DIRID_PREFIX "%" PRIu64, e.f.parent_id);
             etcd_range_result g;
-            if ((rc = etcd_get(d->etcd, idkey, &g)) < 0)
+            if ((rc = etcd_get(mds_etcd(d), idkey, &g)) < 0)
                 return rc;
             char pkey[MDS_KEY_MAX] = "";
             if (g.n_kvs == 1)
@@ -635,6 +770,7 @@ static int do_recover(mds_daemon *d, const char *path, ns_ent *out, char *err, s
         bool ok = r.succeeded;
         bool exists = !ok && r.n_results == 1 && r.results[0].range.n_kvs > 0;
         etcd_txn_result_free(&r);
+        dc_clear();
         if (ok) {
             *out = e;
             snprintf(out->key, sizeof(out->key), "%s", dkey);
@@ -703,7 +839,7 @@ static void h_open(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
     char err[512] = "";
     bool excl = req->has_exclusive && req->exclusive;
     int64_t lease = 0;
-    int rc = etcd_lease_grant(d->etcd, (d->session_lease_ms + 999) / 1000, 0, &lease, NULL);
+    int rc = etcd_lease_grant(mds_etcd(d), (d->session_lease_ms + 999) / 1000, 0, &lease, NULL);
     if (rc < 0)
         return reply_rc(d, ctx, rc, "open", etcd_last_error());
     mds_ns_path p;
@@ -736,7 +872,7 @@ static void h_open(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
         }
     }
     if (rc < 0) {
-        etcd_lease_revoke(d->etcd, lease);
+        etcd_lease_revoke(mds_etcd(d), lease);
         if (rc == -EAGAIN)
             rc = CURVE_ERR_BUSY;
         return reply_rc(d, ctx, rc, "open", err);
@@ -771,7 +907,7 @@ static int session_check(mds_daemon *d, const Curve__Mds__SessionRequest *req, i
     char skey[MDS_KEY_MAX];
     session_key(skey, sizeof(skey), e.f.id, *lease);
     etcd_range_result g;
-    if ((rc = etcd_get(d->etcd, skey, &g)) < 0)
+    if ((rc = etcd_get(mds_etcd(d), skey, &g)) < 0)
         return rc;
     bool found = g.n_kvs == 1;
     etcd_range_result_free(&g);
@@ -790,7 +926,7 @@ static void h_refresh(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *
     int64_t lease;
     int rc = session_check(d, req, &lease, err, sizeof(err));
     if (rc == 0) {
-        rc = etcd_lease_keepalive_once(d->etcd, lease, NULL);
+        rc = etcd_lease_keepalive_once(mds_etcd(d), lease, NULL);
         if (rc == CURVE_ERR_NOT_FOUND) {
             rc = CURVE_ERR_SESSION_EXPIRED;
             snprintf(err, sizeof(err), "session %s expired", req->session_id);
@@ -809,7 +945,7 @@ static void h_close(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
     int64_t lease;
     int rc = session_check(d, req, &lease, err, sizeof(err));
     if (rc == 0) {
-        rc = etcd_lease_revoke(d->etcd, lease);
+        rc = etcd_lease_revoke(mds_etcd(d), lease);
         if (rc == CURVE_ERR_NOT_FOUND)
             rc = 0; /* expired meanwhile: closed anyway */
     }
@@ -820,6 +956,64 @@ static void h_close(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
 }
 
 /* ---- segments ---- */
+
+/*
+ * Segment cache: (file id, offset) -> encoded record, direct-mapped, MDS_SEGCACHE_MAX slots,
+ * records up to MDS_SEGCACHE_REC_MAX bytes. A segment never changes once allocated, and file
+ * ids are never reused, so an entry is never stale (a deleted file fails path resolution
+ * before its segments are looked up).
+ */
+typedef struct sc_slot {
+    uint64_t fid, off;
+    size_t len;
+    uint8_t *rec; /* NULL = empty */
+} sc_slot;
+static sc_slot *sc_slots;
+static pthread_mutex_t sc_mu = PTHREAD_MUTEX_INITIALIZER; /* protects sc_slots */
+
+static size_t sc_hash(uint64_t fid, uint64_t off)
+{
+    uint64_t h = (fid * 0x9E3779B97F4A7C15ull) ^ (off >> 12) * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)((h ^ (h >> 29)) % MDS_SEGCACHE_MAX);
+}
+
+/* Copies the record into buf (*len: its size in, record length out). */
+static bool sc_lookup(uint64_t fid, uint64_t off, uint8_t *buf, size_t *len)
+{
+    bool hit = false;
+    pthread_mutex_lock(&sc_mu);
+    if (sc_slots) {
+        sc_slot *s = &sc_slots[sc_hash(fid, off)];
+        if (s->rec && s->fid == fid && s->off == off && s->len <= *len) {
+            memcpy(buf, s->rec, s->len);
+            *len = s->len;
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&sc_mu);
+    return hit;
+}
+
+static void sc_insert(uint64_t fid, uint64_t off, const uint8_t *rec, size_t len)
+{
+    if (len > MDS_SEGCACHE_REC_MAX)
+        return;
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        return;
+    memcpy(copy, rec, len);
+    pthread_mutex_lock(&sc_mu);
+    if (!sc_slots)
+        sc_slots = calloc(MDS_SEGCACHE_MAX, sizeof(*sc_slots));
+    if (sc_slots) {
+        sc_slot *s = &sc_slots[sc_hash(fid, off)];
+        free(s->rec);
+        *s = (sc_slot){fid, off, len, copy};
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&sc_mu);
+    free(copy);
+}
 
 static void seg_key(char *buf, size_t len, uint64_t fid, uint64_t off)
 {
@@ -897,22 +1091,29 @@ static void h_segment_common(mds_daemon *d, rpc_call_ctx *ctx, const Curve__Mds_
     uint64_t off = req->offset - req->offset % e.f.segment_size;
     char key[MDS_KEY_MAX];
     seg_key(key, sizeof(key), e.f.id, off);
-    etcd_range_result g;
-    if ((rc = etcd_get(d->etcd, key, &g)) < 0) {
-        snprintf(err, sizeof(err), "%s", etcd_last_error());
-        goto out_err;
-    }
-    if (g.n_kvs == 1) {
-        rc = mds_segment_decode((const uint8_t *)g.kvs[0].value, g.kvs[0].value_len, s, err,
-                                sizeof(err));
-        etcd_range_result_free(&g);
+    size_t clen = MDS_SEG_REC_LEN(MDS_NS_MAX_CHUNKS_PER_SEGMENT);
+    if (sc_lookup(e.f.id, off, buf, &clen)) {
+        rc = mds_segment_decode(buf, clen, s, err, sizeof(err));
     } else if (!allocate) {
+        etcd_range_result g;
+        if ((rc = etcd_get(mds_etcd(d), key, &g)) < 0) {
+            snprintf(err, sizeof(err), "%s", etcd_last_error());
+            goto out_err;
+        }
+        if (g.n_kvs == 1) {
+            rc = mds_segment_decode((const uint8_t *)g.kvs[0].value, g.kvs[0].value_len, s,
+                                    err, sizeof(err));
+            if (rc == 0)
+                sc_insert(e.f.id, off, (const uint8_t *)g.kvs[0].value, g.kvs[0].value_len);
+        } else {
+            snprintf(err, sizeof(err), "segment at %" PRIu64 " of '%s' is not allocated", off,
+                     req->path);
+            rc = CURVE_ERR_NOT_FOUND;
+        }
         etcd_range_result_free(&g);
-        snprintf(err, sizeof(err), "segment at %" PRIu64 " of '%s' is not allocated", off,
-                 req->path);
-        rc = CURVE_ERR_NOT_FOUND;
     } else {
-        etcd_range_result_free(&g);
+        /* One txn: put if absent, else read what is there. The planned chunk ids are lost
+         * when the segment existed (only after a cache miss): gaps are harmless. */
         if ((rc = plan_segment(d, &e.f, off, s, err, sizeof(err))) < 0)
             goto out_err;
         int len = mds_segment_encode(s, buf, MDS_SEG_REC_LEN(s->nchunks));
@@ -926,15 +1127,18 @@ static void h_segment_common(mds_daemon *d, rpc_call_ctx *ctx, const Curve__Mds_
         etcd_txn_result r;
         if ((rc = mds_txn(d, c, 2, &put, 1, &probe, 1, &r)) < 0)
             goto out_err;
-        if (!r.succeeded) {
-            if (r.n_results == 1 && r.results[0].range.n_kvs == 1) {
-                const etcd_kv *kv = &r.results[0].range.kvs[0];
-                rc = mds_segment_decode((const uint8_t *)kv->value, kv->value_len, s, err,
-                                        sizeof(err));
-            } else {
-                snprintf(err, sizeof(err), "'%s' changed during the allocation", req->path);
-                rc = election_is_leader(d->el) ? CURVE_ERR_BUSY : CURVE_ERR_NOT_LEADER;
-            }
+        if (r.succeeded) {
+            sc_insert(e.f.id, off, buf, (size_t)len);
+        } else if (r.n_results == 1 && r.results[0].range.n_kvs == 1) {
+            const etcd_kv *kv = &r.results[0].range.kvs[0];
+            rc = mds_segment_decode((const uint8_t *)kv->value, kv->value_len, s, err,
+                                    sizeof(err));
+            if (rc == 0)
+                sc_insert(e.f.id, off, (const uint8_t *)kv->value, kv->value_len);
+        } else {
+            dc_clear();
+            snprintf(err, sizeof(err), "'%s' changed during the allocation", req->path);
+            rc = election_is_leader(d->el) ? CURVE_ERR_BUSY : CURVE_ERR_NOT_LEADER;
         }
         etcd_txn_result_free(&r);
     }
@@ -1045,7 +1249,7 @@ static int purge_volume(mds_daemon *d, const etcd_kv *kv, const mds_file *f, siz
     snprintf(prefix, sizeof(prefix), MDS_SEG_PREFIX "%" PRIu64 "/", f->id);
     etcd_range_req q = {.key = prefix, .prefix = true, .limit = 16};
     etcd_range_result r;
-    if (etcd_range(d->etcd, &q, &r) < 0)
+    if (etcd_range(mds_etcd(d), &q, &r) < 0)
         return 0;
     mds_segment *s = malloc(sizeof(*s));
     bool all_done = s != NULL;
@@ -1078,7 +1282,7 @@ static int purge_volume(mds_daemon *d, const etcd_kv *kv, const mds_file *f, siz
     if (!all_done || more) {
         /* Re-check: every segment deleted now? */
         etcd_range_req q2 = {.key = prefix, .prefix = true, .count_only = true};
-        if (etcd_range(d->etcd, &q2, &r) < 0)
+        if (etcd_range(mds_etcd(d), &q2, &r) < 0)
             return 0;
         int64_t left = r.count;
         etcd_range_result_free(&r);
@@ -1093,6 +1297,7 @@ static int purge_volume(mds_daemon *d, const etcd_kv *kv, const mds_file *f, siz
         return 0;
     bool ok = tr.succeeded;
     etcd_txn_result_free(&tr);
+    dc_drop_ent(kv->key);
     if (ok)
         CLOG_INFO("mds: purged volume %" PRIu64 " ('%s')", f->id, f->name);
     return ok;
@@ -1104,7 +1309,7 @@ uint64_t mds_purge_run(mds_daemon *d)
     snprintf(prefix, sizeof(prefix), MDS_NS_PREFIX "%d/", MDS_RECYCLE_ID);
     etcd_range_req q = {.key = prefix, .prefix = true, .limit = MDS_LIST_MAX};
     etcd_range_result r;
-    if (etcd_range(d->etcd, &q, &r) < 0)
+    if (etcd_range(mds_etcd(d), &q, &r) < 0)
         return d->pending_purge;
     uint64_t pending = 0;
     size_t budget = MDS_PURGE_CHUNKS_PER_RUN;

@@ -16,6 +16,15 @@
 
 #define MDS_TXN_CMP_MAX 8 /* compares per MDS txn, fence included */
 
+etcd_client *mds_etcd(mds_daemon *d)
+{
+    static atomic_uint next;
+    static _Thread_local int idx = -1;
+    if (idx < 0)
+        idx = (int)(atomic_fetch_add(&next, 1) % d->netcds);
+    return d->etcds[idx];
+}
+
 int mds_txn(mds_daemon *d, const etcd_compare *cmp, size_t ncmp, const etcd_op *succ,
             size_t nsucc, const etcd_op *fail, size_t nfail, etcd_txn_result *out)
 {
@@ -29,7 +38,7 @@ int mds_txn(mds_daemon *d, const etcd_compare *cmp, size_t ncmp, const etcd_op *
         return CURVE_ERR_NOT_LEADER;
     for (size_t i = 0; i < ncmp; i++)
         all[i + 1] = cmp[i];
-    rc = etcd_txn(d->etcd, all, ncmp + 1, succ, nsucc, fail, nfail, out);
+    rc = etcd_txn(mds_etcd(d), all, ncmp + 1, succ, nsucc, fail, nfail, out);
     if (rc < 0) {
         curve_counter_inc(d->m.etcd_errors);
         CLOG_WARN("mds: etcd txn failed: %s (%s)", curve_strerror(rc), etcd_last_error());
@@ -61,7 +70,7 @@ int mds_ids_refill(mds_daemon *d, const char *key, mds_idalloc *a, uint64_t n)
 {
     for (int attempt = 0; attempt < MDS_RETRY_TXN; attempt++) {
         etcd_range_result g;
-        int rc = etcd_get(d->etcd, key, &g);
+        int rc = etcd_get(mds_etcd(d), key, &g);
         if (rc < 0)
             return rc;
         uint64_t hw = MDS_FILE_ID_FIRST;
@@ -140,7 +149,7 @@ static int load_prefix(mds_daemon *d, mds_topo_kind k, const char *prefix, char 
 {
     etcd_range_req q = {.key = prefix, .prefix = true};
     etcd_range_result r;
-    int rc = etcd_range(d->etcd, &q, &r);
+    int rc = etcd_range(mds_etcd(d), &q, &r);
     if (rc < 0) {
         snprintf(err, errlen, "reading %s: %s (%s)", prefix, curve_strerror(rc),
                  etcd_last_error());

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "curve/errors.h"
 #include "mds.pb-c.h"
@@ -16,12 +17,35 @@
 
 /* Places the copysets of every logical pool that has none yet (needs >= 3 failure domains
  * with online chunkservers). Called with d->lock held. Returns the number of pools placed. */
+/* Placement waits until every server of the physical pool has a registered chunkserver, or
+ * until the topology has been quiet (no apply, no registration) for placement_wait: placing
+ * while chunkservers are still registering would leave the late ones empty. */
+static bool pool_ready(mds_daemon *d, const mds_lpool *l, uint64_t now)
+{
+    if (now - atomic_load(&d->last_topo_change_ms) >= d->placement_wait_ms)
+        return true;
+    const mds_topology *t = &d->topo;
+    for (size_t i = 0; i < t->servers.n; i++) {
+        const mds_server *s = &t->servers.v[i];
+        const mds_zone *z = mds_topo_zone(t, s->zone_id);
+        if (!z || z->ppool_id != l->ppool_id)
+            continue;
+        bool has = false;
+        for (size_t k = 0; k < t->css.n && !has; k++)
+            has = t->css.v[k].server_id == s->id && t->css.v[k].state != MDS_CS_RETIRED;
+        if (!has)
+            return false;
+    }
+    return true;
+}
+
 static size_t place_pending_pools(mds_daemon *d, uint32_t *placed, size_t max)
 {
     size_t n = 0;
+    uint64_t now = curve_now_mono_ms();
     for (size_t i = 0; i < d->topo.lpools.n; i++) {
         mds_lpool *l = &d->topo.lpools.v[i];
-        if (l->copysets_created)
+        if (l->copysets_created || !pool_ready(d, l, now))
             continue;
         char err[256];
         mds_place_stats st;
@@ -64,6 +88,8 @@ static void h_apply(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
     pthread_mutex_unlock(&d->lock);
     if (rc < 0)
         return mds_reply_err(d, ctx, rc, "apply topology: %s", err);
+    if (added)
+        atomic_store(&d->last_topo_change_ms, curve_now_mono_ms());
     rc = mds_topo_persist_all(d, false);
     uint32_t placed[64];
     int np = rc < 0 ? rc : mds_place_pending(d, placed, 64);

@@ -97,7 +97,8 @@ class MdsCluster:
                 "--segment-size=%d" % SEG, "--min-volume-size=%d" % SEG,
                 "--max-volume-size=%d" % (1 << 40), "--sched-interval=200ms",
                 "--balance-interval=500ms", "--unstable-time=1s", "--offline-time=3s",
-                "--chunk-id-batch=256", "--file-id-batch=16", "--session-lease=3s"]
+                "--chunk-id-batch=256", "--file-id-batch=16", "--session-lease=3s",
+                "--placement-wait=1s"]
         m = Mds(self.procs.start(args + self.extra + list(extra), name=name), name)
         self.mds.append(m)
         return m
@@ -328,8 +329,7 @@ def test_segments_and_topology(cluster):
         sim.register("127.0.0.%d" % (10 + i))
     rr = ok(tool(a, "register", "127.0.0.99", 8200, 1 << 30))
     assert rr["status"] == "HB_FAILED" and "127.0.0.99" in rr["error"]
-    wait_until(lambda: len(ok(tool(a, "list-copysets"))["copysets"]) == 24, 10,
-               interval=0.2, what="copyset placement")
+    wait_placed(sim, a, 24)
     topo = ok(tool(a, "list-topology"))
     assert len(topo["chunkservers"]) == 6
     assert all(c["copysets"] == 12 for c in topo["chunkservers"]), topo["chunkservers"]
@@ -365,6 +365,14 @@ def test_segments_and_topology(cluster):
     assert ok(tool(a, "heartbeat", json.dumps(hb)))["status"] == "HB_UNKNOWN_CHUNKSERVER"
 
 
+def wait_placed(sim, a, n):
+    """Heartbeats (chunkservers must stay online) until the MDS placed n copysets."""
+    def placed():
+        sim.heartbeat_round()
+        return len(ok(tool(a, "list-copysets"))["copysets"]) == n
+    wait_until(placed, 20, interval=0.1, what="placement of %d copysets" % n)
+
+
 def _healthy(a, exclude):
     cs = ok(tool(a, "list-copysets"))["copysets"]
     return all(c["healthy"] and len(c["peers"]) == 3 and exclude not in c["peers"] for c in cs)
@@ -382,8 +390,7 @@ def test_offline_chunkserver_recovered(cluster):
     sim = SimCluster(a)
     for i in range(1, 8):
         sim.register("127.0.0.%d" % (10 + i))
-    wait_until(lambda: len(ok(tool(a, "list-copysets"))["copysets"]) == 24, 10,
-               interval=0.2, what="placement")
+    wait_placed(sim, a, 24)
     sim.load_copysets()
     sim.heartbeat_round()
     victim_addr = sorted(sim.cs)[0]
@@ -431,8 +438,7 @@ def test_majority_lost_is_not_repaired(cluster):
     sim = SimCluster(a)
     for i in range(1, 4):
         sim.register("127.0.0.%d" % (10 + i))
-    wait_until(lambda: len(ok(tool(a, "list-copysets"))["copysets"]) == 3, 10,
-               interval=0.2, what="placement")
+    wait_placed(sim, a, 3)
     sim.load_copysets()
     sim.heartbeat_round()
     for addr in sorted(sim.cs)[:2]:
@@ -467,8 +473,7 @@ def test_new_chunkserver_rebalances(cluster):
     sim = SimCluster(a)
     for i in range(1, 7):
         sim.register("127.0.0.%d" % (10 + i))
-    wait_until(lambda: len(ok(tool(a, "list-copysets"))["copysets"]) == 30, 10,
-               interval=0.2, what="placement")
+    wait_placed(sim, a, 30)
     sim.load_copysets()
     sim.heartbeat_round()
     new_ids = [sim.cs[sim.register("127.0.0.%d" % (10 + i))]["id"] for i in (7, 8, 9)]
