@@ -30,24 +30,24 @@ enum {
     CLI_EXIT_UNAVAILABLE = 4, /* cluster unreachable, no leader, or timed out */
 };
 
-#define CLI_MAX_POS      8    /* positional arguments after the command words */
-#define CLI_ERR_MAX      512  /* bytes of an error message */
-#define CLI_TIMEOUT_MS   5000 /* default per-RPC timeout */
-#define CLI_TIMEOUT_MAX  (3600u * 1000)
+#define CLI_MAX_POS     8    /* positional arguments after the command words */
+#define CLI_ERR_MAX     512  /* bytes of an error message */
+#define CLI_TIMEOUT_MS  5000 /* default per-RPC timeout */
+#define CLI_TIMEOUT_MAX (3600u * 1000)
 
 typedef enum { CLI_FMT_TABLE = 0, CLI_FMT_JSON = 1 } cli_format;
 
 /* Flags, as a bit mask so each command says which it accepts. */
 enum {
-    CLI_F_SIZE = 1u << 0,   /* --size=SIZE */
-    CLI_F_FORCE = 1u << 1,  /* --force */
-    CLI_F_ID = 1u << 2,     /* --id=N */
-    CLI_F_OWNER = 1u << 3,  /* --owner=NAME */
-    CLI_F_DIR = 1u << 4,    /* --dir=D */
-    CLI_F_POOL = 1u << 5,   /* --pool=N */
-    CLI_F_CS = 1u << 6,     /* --chunkserver=N */
-    CLI_F_WAIT = 1u << 7,   /* --wait=DURATION */
-    CLI_F_BIN = 1u << 8,    /* --bin-dir=D */
+    CLI_F_SIZE = 1u << 0,  /* --size=SIZE */
+    CLI_F_FORCE = 1u << 1, /* --force */
+    CLI_F_ID = 1u << 2,    /* --id=N */
+    CLI_F_OWNER = 1u << 3, /* --owner=NAME */
+    CLI_F_DIR = 1u << 4,   /* --dir=D */
+    CLI_F_POOL = 1u << 5,  /* --pool=N */
+    CLI_F_CS = 1u << 6,    /* --chunkserver=N */
+    CLI_F_WAIT = 1u << 7,  /* --wait=DURATION */
+    CLI_F_BIN = 1u << 8,   /* --bin-dir=D */
 };
 
 struct cli_opts {
@@ -82,10 +82,10 @@ struct cli_cmd {
     const char *verb;   /* "create", "list", ... */
     const char *object; /* "volume", "chunkserver", ... or NULL */
     int min_pos, max_pos;
-    unsigned flags;     /* CLI_F_* accepted */
-    unsigned required;  /* CLI_F_* that must be given */
-    const char *args;   /* usage of the arguments, e.g. "<path> --size=SIZE [--owner=NAME]" */
-    const char *help;   /* one line */
+    unsigned flags;    /* CLI_F_* accepted */
+    unsigned required; /* CLI_F_* that must be given */
+    const char *args;  /* usage of the arguments, e.g. "<path> --size=SIZE [--owner=NAME]" */
+    const char *help;  /* one line */
     cli_handler fn;
 };
 
@@ -104,8 +104,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t errle
  * CLI_EXIT_USAGE with err filled; *cmd is set when the command words matched (so its usage can
  * be printed), else NULL.
  */
-int cli_lookup(const struct cli_opts *o, const struct cli_cmd **cmd, const char ***pos,
-               int *npos, char *err, size_t errlen);
+int cli_lookup(const struct cli_opts *o, const struct cli_cmd **cmd, const char ***pos, int *npos,
+               char *err, size_t errlen);
 
 /* Prints the usage of one command, of a group (group != NULL) or of everything. */
 void cli_usage(FILE *f, const struct cli_cmd *cmd, const char *group);
@@ -127,10 +127,10 @@ int cli_exit_code(int err);
 /* ---- output (cli_out.c) ---- */
 
 typedef enum {
-    CLI_COL_STR = 0,  /* strings, integers and booleans as they are */
-    CLI_COL_BYTES,    /* integer bytes -> "10 GiB" */
-    CLI_COL_TIME_NS,  /* integer ns since the epoch -> "2026-11-26 04:40:01" (UTC) */
-    CLI_COL_LIST,     /* array -> "a,b,c" */
+    CLI_COL_STR = 0, /* strings, integers and booleans as they are */
+    CLI_COL_BYTES,   /* integer bytes -> "10 GiB" */
+    CLI_COL_TIME_NS, /* integer ns since the epoch -> "2026-11-26 04:40:01" (UTC) */
+    CLI_COL_LIST,    /* array -> "a,b,c" */
 } cli_col_kind;
 
 struct cli_col {

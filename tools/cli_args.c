@@ -12,8 +12,10 @@
 
 const struct cli_cmd cli_commands[] = {
     {"bs", "create", "volume", 1, 1, CLI_F_SIZE | CLI_F_OWNER, CLI_F_SIZE,
-     "<path> --size=SIZE [--owner=NAME]", "create a volume (SIZE e.g. 10g; a multiple of the "
-     "segment size)", cli_bs_create},
+     "<path> --size=SIZE [--owner=NAME]",
+     "create a volume (SIZE e.g. 10g; a multiple of the "
+     "segment size)",
+     cli_bs_create},
     {"bs", "delete", "volume", 1, 1, CLI_F_FORCE, 0, "<path> [--force]",
      "move a volume to /RecycleBin (--force: purge it at once, unrecoverable)", cli_bs_delete},
     {"bs", "recover", "volume", 1, 1, CLI_F_ID, 0, "<path> [--id=ID]",
@@ -35,8 +37,8 @@ const struct cli_cmd cli_commands[] = {
     {"bs", "list", "server", 0, 0, 0, 0, "", "list servers", cli_bs_list_topo},
     {"bs", "list", "pool", 0, 0, 0, 0, "", "list physical and logical pools", cli_bs_list_topo},
     {"bs", "list", "zone", 0, 0, 0, 0, "", "list zones", cli_bs_list_topo},
-    {"bs", "list", "copyset", 0, 0, CLI_F_POOL | CLI_F_CS, 0,
-     "[--pool=ID] [--chunkserver=ID]", "list copysets", cli_bs_list_copyset},
+    {"bs", "list", "copyset", 0, 0, CLI_F_POOL | CLI_F_CS, 0, "[--pool=ID] [--chunkserver=ID]",
+     "list copysets", cli_bs_list_copyset},
     {"bs", "copyset", "status", 2, 2, 0, 0, "<logical pool id> <copyset id>",
      "show one copyset: peers, leader, term, epoch, operator", cli_bs_copyset_status},
     {"cluster", "apply", NULL, 1, 1, 0, 0, "<topology.json>",
@@ -57,11 +59,9 @@ static const struct {
     unsigned bit;
     bool has_value;
 } cli_flags[] = {
-    {"size", CLI_F_SIZE, true},     {"force", CLI_F_FORCE, false},
-    {"id", CLI_F_ID, true},         {"owner", CLI_F_OWNER, true},
-    {"dir", CLI_F_DIR, true},       {"pool", CLI_F_POOL, true},
-    {"chunkserver", CLI_F_CS, true}, {"wait", CLI_F_WAIT, true},
-    {"bin-dir", CLI_F_BIN, true},
+    {"size", CLI_F_SIZE, true},      {"force", CLI_F_FORCE, false}, {"id", CLI_F_ID, true},
+    {"owner", CLI_F_OWNER, true},    {"dir", CLI_F_DIR, true},      {"pool", CLI_F_POOL, true},
+    {"chunkserver", CLI_F_CS, true}, {"wait", CLI_F_WAIT, true},    {"bin-dir", CLI_F_BIN, true},
 };
 
 static int usage_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -144,8 +144,7 @@ int cli_parse_duration_ms(const char *s, uint64_t *out)
 int cli_check_path(const char *path, char *err, size_t errlen)
 {
     if (path == NULL || path[0] != '/') {
-        snprintf(err, errlen, "path '%.200s' must be absolute (start with '/')",
-                 path ? path : "");
+        snprintf(err, errlen, "path '%.200s' must be absolute (start with '/')", path ? path : "");
         return -EINVAL;
     }
     size_t total = strlen(path);
@@ -211,8 +210,7 @@ static int set_flag(struct cli_opts *o, const char *name, size_t nlen, const cha
             else if (strcmp(val, "json") == 0)
                 o->format = CLI_FMT_JSON;
             else
-                return usage_err(err, errlen, "--format=%s: expected 'table' or 'json'", val,
-                                 NULL);
+                return usage_err(err, errlen, "--format=%s: expected 'table' or 'json'", val, NULL);
         } else if (nm[0] == 'm') {
             o->mds_addrs = val;
         } else if (nm[0] == 'c') {
@@ -245,19 +243,18 @@ static int set_flag(struct cli_opts *o, const char *name, size_t nlen, const cha
         case CLI_F_SIZE:
             r = cli_parse_size(val, &o->size);
             if (r < 0)
-                return usage_err(err, errlen, "--size=%s: expected a size like 10g or 512m%s",
-                                 val, r == -ERANGE ? " (too large)" : "");
+                return usage_err(err, errlen, "--size=%s: expected a size like 10g or 512m%s", val,
+                                 r == -ERANGE ? " (too large)" : "");
             return 0;
         case CLI_F_ID:
             if (cli_parse_uint(val, UINT64_MAX, &o->id) < 0)
-                return usage_err(err, errlen, "--id=%s: expected an unsigned integer%s", val,
-                                 NULL);
+                return usage_err(err, errlen, "--id=%s: expected an unsigned integer%s", val, NULL);
             return 0;
         case CLI_F_POOL:
         case CLI_F_CS:
             if (cli_parse_uint(val, UINT32_MAX, &v) < 0 || v == 0)
-                return usage_err(err, errlen, "--%s: expected an id from 1 to 4294967295%s",
-                                 nm, NULL);
+                return usage_err(err, errlen, "--%s: expected an id from 1 to 4294967295%s", nm,
+                                 NULL);
             if (cli_flags[i].bit == CLI_F_POOL)
                 o->pool = (uint32_t)v;
             else
@@ -271,8 +268,7 @@ static int set_flag(struct cli_opts *o, const char *name, size_t nlen, const cha
             return 0;
         case CLI_F_OWNER:
             if (val[0] == '\0' || strlen(val) > CURVE_OWNER_MAX)
-                return usage_err(err, errlen, "--owner=%s: 1 to 64 bytes expected%s", val,
-                                 NULL);
+                return usage_err(err, errlen, "--owner=%s: 1 to 64 bytes expected%s", val, NULL);
             o->owner = val;
             return 0;
         case CLI_F_DIR:
@@ -348,8 +344,8 @@ static void flags_usage(char *buf, size_t len, unsigned bits)
     }
 }
 
-int cli_lookup(const struct cli_opts *o, const struct cli_cmd **cmd, const char ***pos,
-               int *npos, char *err, size_t errlen)
+int cli_lookup(const struct cli_opts *o, const struct cli_cmd **cmd, const char ***pos, int *npos,
+               char *err, size_t errlen)
 {
     *cmd = NULL;
     if (o->nwords < 1)
@@ -462,7 +458,6 @@ int cli_exit_code(int err)
     case CURVE_ERR_SHUTDOWN:
     case CURVE_ERR_ETCD:
     case CURVE_ERR_RPC_OVERLOAD:
-    case CURVE_ERR_BUSY:
     case -ETIMEDOUT:
     case -ECONNREFUSED:
         return CLI_EXIT_UNAVAILABLE;

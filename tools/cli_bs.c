@@ -16,24 +16,29 @@
 typedef ProtobufCMessage pbm;
 
 static const struct cli_col file_cols[] = {
-    {"path", "path", CLI_COL_STR},           {"type", "type", CLI_COL_STR},
-    {"id", "id", CLI_COL_STR},               {"size", "size", CLI_COL_BYTES},
-    {"owner", "owner", CLI_COL_STR},         {"ctime_ns", "created", CLI_COL_TIME_NS},
-    {"epoch", "epoch", CLI_COL_STR},         {"chunk_size", "chunk size", CLI_COL_BYTES},
+    {"path", "path", CLI_COL_STR},
+    {"type", "type", CLI_COL_STR},
+    {"id", "id", CLI_COL_STR},
+    {"size", "size", CLI_COL_BYTES},
+    {"owner", "owner", CLI_COL_STR},
+    {"ctime_ns", "created", CLI_COL_TIME_NS},
+    {"epoch", "epoch", CLI_COL_STR},
+    {"chunk_size", "chunk size", CLI_COL_BYTES},
     {"segment_size", "segment size", CLI_COL_BYTES},
-    {"status", "status", CLI_COL_STR},       {"original_name", "original name", CLI_COL_STR},
+    {"status", "status", CLI_COL_STR},
+    {"original_name", "original name", CLI_COL_STR},
 };
 
 static const struct cli_col dir_cols[] = {
-    {"name", "NAME", CLI_COL_STR},       {"type", "TYPE", CLI_COL_STR},
-    {"size", "SIZE", CLI_COL_BYTES},     {"owner", "OWNER", CLI_COL_STR},
-    {"id", "ID", CLI_COL_STR},           {"ctime_ns", "CREATED", CLI_COL_TIME_NS},
+    {"name", "NAME", CLI_COL_STR},   {"type", "TYPE", CLI_COL_STR},
+    {"size", "SIZE", CLI_COL_BYTES}, {"owner", "OWNER", CLI_COL_STR},
+    {"id", "ID", CLI_COL_STR},       {"ctime_ns", "CREATED", CLI_COL_TIME_NS},
 };
 
 static const struct cli_col recycle_cols[] = {
-    {"name", "NAME", CLI_COL_STR},          {"original_name", "ORIGINAL", CLI_COL_STR},
-    {"id", "ID", CLI_COL_STR},              {"size", "SIZE", CLI_COL_BYTES},
-    {"owner", "OWNER", CLI_COL_STR},        {"status", "STATUS", CLI_COL_STR},
+    {"name", "NAME", CLI_COL_STR},   {"original_name", "ORIGINAL", CLI_COL_STR},
+    {"id", "ID", CLI_COL_STR},       {"size", "SIZE", CLI_COL_BYTES},
+    {"owner", "OWNER", CLI_COL_STR}, {"status", "STATUS", CLI_COL_STR},
 };
 
 #define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
@@ -64,9 +69,9 @@ static json_t *file_json(const Curve__Mds__FileInfo *fi, const char *path)
     json_t *j = cli_pb_json(&fi->base);
     if (j == NULL)
         return NULL;
-    json_object_set_new(j, "type", json_string(fi->type == CURVE__MDS__FILE_TYPE__FILE_DIR
-                                                   ? "directory"
-                                                   : "volume"));
+    json_object_set_new(
+        j, "type",
+        json_string(fi->type == CURVE__MDS__FILE_TYPE__FILE_DIR ? "directory" : "volume"));
     if (path != NULL) {
         json_t *obj = json_object();
         json_object_set_new(obj, "path", json_string(path));
@@ -79,8 +84,8 @@ static json_t *file_json(const Curve__Mds__FileInfo *fi, const char *path)
 
 /* Runs one call and reports failures as "<what> <subject>: <reason>". */
 static int call(struct cli_opts *o, struct cli_mds *m, uint32_t svc, uint32_t method,
-                const pbm *req, const ProtobufCMessageDescriptor *rd, pbm **resp,
-                const char *what, const char *subject)
+                const pbm *req, const ProtobufCMessageDescriptor *rd, pbm **resp, const char *what,
+                const char *subject)
 {
     char err[CLI_ERR_MAX];
     int r = cli_mds_call(m, svc, method, req, rd, resp, err, sizeof(err));
@@ -128,8 +133,8 @@ int cli_bs_create(const struct cli_cmd *cmd, struct cli_opts *o, const char **po
     req.size = o->size;
     req.owner = (char *)(o->owner ? o->owner : CLI_DEFAULT_OWNER);
     pbm *resp = NULL;
-    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_CREATE, &req.base,
-             &curve__mds__file_info__descriptor, &resp, "create volume", pos[0]);
+    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_CREATE, &req.base, &curve__mds__file_info__descriptor,
+             &resp, "create volume", pos[0]);
     cli_mds_close(m);
     return r < 0 ? -r : print_file(o, resp, pos[0]);
 }
@@ -139,8 +144,8 @@ static int stat_path(struct cli_opts *o, struct cli_mds *m, const char *path,
 {
     Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
     req.path = (char *)path;
-    return call(o, m, CLI_SVC_NAMESPACE, CLI_NS_STAT, &req.base,
-                &curve__mds__file_info__descriptor, (pbm **)fi, "stat", path);
+    return call(o, m, CLI_SVC_NAMESPACE, CLI_NS_STAT, &req.base, &curve__mds__file_info__descriptor,
+                (pbm **)fi, "stat", path);
 }
 
 int cli_bs_delete(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
@@ -175,9 +180,8 @@ int cli_bs_delete(const struct cli_cmd *cmd, struct cli_opts *o, const char **po
         if (r < 0)
             goto out;
     }
-    r = print_done(o, json_pack("{s:s, s:I, s:s, s:b}", "deleted", pos[0], "id",
-                                (json_int_t)fi->id, "recycle_path", recycled, "purged",
-                                o->force));
+    r = print_done(o, json_pack("{s:s, s:I, s:s, s:b}", "deleted", pos[0], "id", (json_int_t)fi->id,
+                                "recycle_path", recycled, "purged", o->force));
 out:
     if (fi != NULL)
         protobuf_c_message_free_unpacked(&fi->base, NULL);
@@ -212,20 +216,26 @@ int cli_bs_recover(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         if (r < 0)
             goto out;
         const char *name = basename_of(pos[0]);
-        int matches = 0;
+        int matches = 0, purging = 0;
         for (size_t i = 0; i < ls->n_entries; i++) {
             const Curve__Mds__FileInfo *e = ls->entries[i];
             if (e->original_name == NULL || strcmp(e->original_name, name) != 0)
                 continue;
             if ((o->flags_seen & CLI_F_ID) && e->id != o->id)
                 continue;
+            if (e->status != NULL && strcmp(e->status, "deleting") == 0) {
+                purging++; /* purge in progress: no longer recoverable */
+                continue;
+            }
             matches++;
             snprintf(target, sizeof(target), RECYCLE_DIR "/%s", e->name);
         }
         if (matches == 0) {
             r = -cli_fail(o, CURVE_ERR_NOT_FOUND, 0,
-                          "recover volume %s: no deleted volume named '%s'%s in " RECYCLE_DIR,
-                          pos[0], name, (o->flags_seen & CLI_F_ID) ? " with that --id" : "");
+                          "recover volume %s: no recoverable volume named '%s'%s in " RECYCLE_DIR
+                          "%s",
+                          pos[0], name, (o->flags_seen & CLI_F_ID) ? " with that --id" : "",
+                          purging ? " (being purged)" : "");
             goto out;
         }
         if (matches > 1) {
@@ -239,8 +249,8 @@ int cli_bs_recover(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
     Curve__Mds__RecoverRequest req = CURVE__MDS__RECOVER_REQUEST__INIT;
     req.path = target;
     pbm *resp = NULL;
-    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_RECOVER, &req.base,
-             &curve__mds__file_info__descriptor, &resp, "recover volume", target);
+    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_RECOVER, &req.base, &curve__mds__file_info__descriptor,
+             &resp, "recover volume", target);
     if (r == 0)
         r = print_file(o, resp, NULL);
 out:
@@ -282,8 +292,8 @@ int cli_bs_extend(const struct cli_cmd *cmd, struct cli_opts *o, const char **po
     req.path = (char *)pos[0];
     req.size = o->size;
     pbm *resp = NULL;
-    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_EXTEND, &req.base,
-             &curve__mds__file_info__descriptor, &resp, "extend volume", pos[0]);
+    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_EXTEND, &req.base, &curve__mds__file_info__descriptor,
+             &resp, "extend volume", pos[0]);
     cli_mds_close(m);
     return r < 0 ? -r : print_file(o, resp, pos[0]);
 }
@@ -302,8 +312,7 @@ int cli_bs_stat(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos,
     return r < 0 ? -r : print_file(o, &fi->base, pos[0]);
 }
 
-int cli_bs_list_volume(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos,
-                       int npos)
+int cli_bs_list_volume(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
 {
     const char *dir = npos > 0 ? pos[0] : "/";
     int r = check_path(o, dir);
@@ -345,8 +354,8 @@ int cli_bs_mkdir(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos
     req.path = (char *)pos[0];
     req.owner = (char *)(o->owner ? o->owner : CLI_DEFAULT_OWNER);
     pbm *resp = NULL;
-    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_MKDIR, &req.base,
-             &curve__mds__file_info__descriptor, &resp, "mkdir", pos[0]);
+    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_MKDIR, &req.base, &curve__mds__file_info__descriptor,
+             &resp, "mkdir", pos[0]);
     cli_mds_close(m);
     return r < 0 ? -r : print_file(o, resp, pos[0]);
 }
@@ -369,8 +378,7 @@ int cli_bs_rmdir(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos
     if (r == 0) {
         Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
         req.path = (char *)pos[0];
-        r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_DELETE, &req.base, NULL, NULL, "rmdir",
-                 pos[0]);
+        r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_DELETE, &req.base, NULL, NULL, "rmdir", pos[0]);
     }
     cli_mds_close(m);
     if (r < 0)
@@ -380,12 +388,12 @@ int cli_bs_rmdir(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos
 
 /* ---- cluster status, topology, copysets ---- */
 
-static int list_topology(struct cli_opts *o, struct cli_mds *m, Curve__Mds__ListTopologyResponse **t)
+static int list_topology(struct cli_opts *o, struct cli_mds *m,
+                         Curve__Mds__ListTopologyResponse **t)
 {
     Curve__Mds__ListTopologyRequest req = CURVE__MDS__LIST_TOPOLOGY_REQUEST__INIT;
     return call(o, m, CLI_SVC_TOPOLOGY, CLI_TOPO_LIST, &req.base,
-                &curve__mds__list_topology_response__descriptor, (pbm **)t, "list topology",
-                "");
+                &curve__mds__list_topology_response__descriptor, (pbm **)t, "list topology", "");
 }
 
 json_t *cli_status_json(const Curve__Mds__ClusterStatusResponse *s,
@@ -402,16 +410,15 @@ json_t *cli_status_json(const Curve__Mds__ClusterStatusResponse *s,
     }
     bool healthy = s->etcd_ok && s->chunkservers > 0 && s->online == s->chunkservers - s->retired &&
                    s->copysets > 0 && s->healthy_copysets == s->copysets;
-    return json_pack("{s:s, s:b, s:b, s:{s:i, s:i, s:i, s:i, s:i}, s:i,"
-                     " s:{s:i, s:i, s:i, s:i}, s:i, s:I, s:{s:I, s:I}}",
-                     "mds_leader", s->leader, "etcd_ok", s->etcd_ok, "healthy", healthy,
-                     "chunkservers", "total", s->chunkservers, "online", s->online, "unstable",
-                     s->unstable, "offline", s->offline, "retired", s->retired,
-                     "logical_pools", s->logical_pools,
-                     "copysets", "total", s->copysets, "healthy", s->healthy_copysets,
-                     "degraded", s->degraded_copysets, "unavailable", s->majority_lost,
-                     "operators", s->operators, "pending_purge", (json_int_t)s->pending_purge,
-                     "space", "capacity", (json_int_t)cap, "used", (json_int_t)used);
+    return json_pack(
+        "{s:s, s:b, s:b, s:{s:i, s:i, s:i, s:i, s:i}, s:i,"
+        " s:{s:i, s:i, s:i, s:i}, s:i, s:I, s:{s:I, s:I}}",
+        "mds_leader", s->leader, "etcd_ok", s->etcd_ok, "healthy", healthy, "chunkservers", "total",
+        s->chunkservers, "online", s->online, "unstable", s->unstable, "offline", s->offline,
+        "retired", s->retired, "logical_pools", s->logical_pools, "copysets", "total", s->copysets,
+        "healthy", s->healthy_copysets, "degraded", s->degraded_copysets, "unavailable",
+        s->majority_lost, "operators", s->operators, "pending_purge", (json_int_t)s->pending_purge,
+        "space", "capacity", (json_int_t)cap, "used", (json_int_t)used);
 }
 
 int cli_bs_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
@@ -424,8 +431,7 @@ int cli_bs_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **po
     Curve__Mds__ClusterStatusResponse *s = NULL;
     Curve__Mds__ListTopologyResponse *t = NULL;
     r = call(o, m, CLI_SVC_STATUS, CLI_STATUS_CLUSTER, &req.base,
-             &curve__mds__cluster_status_response__descriptor, (pbm **)&s, "cluster status",
-             "");
+             &curve__mds__cluster_status_response__descriptor, (pbm **)&s, "cluster status", "");
     if (r == 0)
         r = list_topology(o, m, &t);
     cli_mds_close(m);
@@ -446,23 +452,22 @@ int cli_bs_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **po
         const json_t *cp = json_object_get(j, "copysets");
         const json_t *sp = json_object_get(j, "space");
         char cap[32], used[32];
-        cli_bytes((uint64_t)json_integer_value(json_object_get(sp, "capacity")), cap,
-                  sizeof(cap));
-        cli_bytes((uint64_t)json_integer_value(json_object_get(sp, "used")), used,
-                  sizeof(used));
+        cli_bytes((uint64_t)json_integer_value(json_object_get(sp, "capacity")), cap, sizeof(cap));
+        cli_bytes((uint64_t)json_integer_value(json_object_get(sp, "used")), used, sizeof(used));
 #define JI(o_, k_) ((long long)json_integer_value(json_object_get((o_), (k_))))
-        printf("cluster       %s\n", json_is_true(json_object_get(j, "healthy")) ? "HEALTHY"
-                                                                               : "NOT HEALTHY");
+        printf("cluster       %s\n",
+               json_is_true(json_object_get(j, "healthy")) ? "HEALTHY" : "NOT HEALTHY");
         printf("mds leader    %s\n", json_string_value(json_object_get(j, "mds_leader")));
-        printf("etcd          %s\n", json_is_true(json_object_get(j, "etcd_ok")) ? "ok"
-                                                                                : "UNREACHABLE");
+        printf("etcd          %s\n",
+               json_is_true(json_object_get(j, "etcd_ok")) ? "ok" : "UNREACHABLE");
         printf("chunkservers  %lld total: %lld online, %lld unstable, %lld offline, %lld "
-               "retired\n", JI(cs, "total"), JI(cs, "online"), JI(cs, "unstable"),
-               JI(cs, "offline"), JI(cs, "retired"));
+               "retired\n",
+               JI(cs, "total"), JI(cs, "online"), JI(cs, "unstable"), JI(cs, "offline"),
+               JI(cs, "retired"));
         printf("copysets      %lld total: %lld healthy, %lld degraded, %lld unavailable "
-               "(%lld logical pools, %lld operators)\n", JI(cp, "total"), JI(cp, "healthy"),
-               JI(cp, "degraded"), JI(cp, "unavailable"), JI(j, "logical_pools"),
-               JI(j, "operators"));
+               "(%lld logical pools, %lld operators)\n",
+               JI(cp, "total"), JI(cp, "healthy"), JI(cp, "degraded"), JI(cp, "unavailable"),
+               JI(j, "logical_pools"), JI(j, "operators"));
         printf("space         %s used of %s\n", used, cap);
         printf("purge queue   %lld\n", JI(j, "pending_purge"));
 #undef JI
@@ -472,23 +477,31 @@ int cli_bs_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **po
 }
 
 static const struct cli_col cs_cols[] = {
-    {"id", "ID", CLI_COL_STR},          {"host", "HOST", CLI_COL_STR},
-    {"port", "PORT", CLI_COL_STR},      {"server", "SERVER", CLI_COL_STR},
-    {"zone", "ZONE", CLI_COL_STR},      {"state", "STATE", CLI_COL_STR},
-    {"copysets", "COPYSETS", CLI_COL_STR}, {"leaders", "LEADERS", CLI_COL_STR},
-    {"used", "USED", CLI_COL_BYTES},    {"capacity", "CAPACITY", CLI_COL_BYTES},
+    {"id", "ID", CLI_COL_STR},
+    {"host", "HOST", CLI_COL_STR},
+    {"port", "PORT", CLI_COL_STR},
+    {"server", "SERVER", CLI_COL_STR},
+    {"zone", "ZONE", CLI_COL_STR},
+    {"state", "STATE", CLI_COL_STR},
+    {"copysets", "COPYSETS", CLI_COL_STR},
+    {"leaders", "LEADERS", CLI_COL_STR},
+    {"used", "USED", CLI_COL_BYTES},
+    {"capacity", "CAPACITY", CLI_COL_BYTES},
 };
 static const struct cli_col server_cols[] = {
-    {"id", "ID", CLI_COL_STR}, {"name", "NAME", CLI_COL_STR},
-    {"host", "HOST", CLI_COL_STR}, {"zone", "ZONE", CLI_COL_STR},
+    {"id", "ID", CLI_COL_STR},
+    {"name", "NAME", CLI_COL_STR},
+    {"host", "HOST", CLI_COL_STR},
+    {"zone", "ZONE", CLI_COL_STR},
 };
 static const struct cli_col zone_cols[] = {
-    {"id", "ID", CLI_COL_STR}, {"name", "NAME", CLI_COL_STR},
+    {"id", "ID", CLI_COL_STR},
+    {"name", "NAME", CLI_COL_STR},
     {"physical_pool", "PHYSICAL POOL", CLI_COL_STR},
 };
 static const struct cli_col lpool_cols[] = {
-    {"kind", "KIND", CLI_COL_STR},        {"id", "ID", CLI_COL_STR},
-    {"name", "NAME", CLI_COL_STR},        {"physical_pool", "PHYSICAL POOL", CLI_COL_STR},
+    {"kind", "KIND", CLI_COL_STR},         {"id", "ID", CLI_COL_STR},
+    {"name", "NAME", CLI_COL_STR},         {"physical_pool", "PHYSICAL POOL", CLI_COL_STR},
     {"replicas", "REPLICAS", CLI_COL_STR}, {"copysets", "COPYSETS", CLI_COL_STR},
     {"created", "CREATED", CLI_COL_STR},
 };
@@ -523,20 +536,22 @@ int cli_bs_list_topo(const struct cli_cmd *cmd, struct cli_opts *o, const char *
         json_t *rows = json_array();
         size_t i;
         json_t *p;
-        json_array_foreach(json_object_get(all, "physical_pools"), i, p) {
+        json_array_foreach(json_object_get(all, "physical_pools"), i, p)
+        {
             json_t *row = json_deep_copy(p);
             json_object_set_new(row, "kind", json_string("physical"));
             json_array_append_new(rows, row);
         }
-        json_array_foreach(json_object_get(all, "logical_pools"), i, p) {
+        json_array_foreach(json_object_get(all, "logical_pools"), i, p)
+        {
             json_t *row = json_deep_copy(p);
             json_object_set_new(row, "kind", json_string("logical"));
             json_array_append_new(rows, row);
         }
         if (o->format == CLI_FMT_JSON) {
-            json_t *j = json_pack("{s:O, s:O}", "physical_pools",
-                                  json_object_get(all, "physical_pools"), "logical_pools",
-                                  json_object_get(all, "logical_pools"));
+            json_t *j =
+                json_pack("{s:O, s:O}", "physical_pools", json_object_get(all, "physical_pools"),
+                          "logical_pools", json_object_get(all, "logical_pools"));
             cli_render_object(stdout, o->format, j, NULL, 0);
             json_decref(j);
         } else {
@@ -549,21 +564,29 @@ int cli_bs_list_topo(const struct cli_cmd *cmd, struct cli_opts *o, const char *
 }
 
 static const struct cli_col copyset_cols[] = {
-    {"logical_pool_id", "POOL", CLI_COL_STR}, {"copyset_id", "COPYSET", CLI_COL_STR},
-    {"leader", "LEADER", CLI_COL_STR},        {"peers", "PEERS", CLI_COL_LIST},
-    {"term", "TERM", CLI_COL_STR},            {"epoch", "EPOCH", CLI_COL_STR},
-    {"healthy", "HEALTHY", CLI_COL_STR},      {"operator", "OPERATOR", CLI_COL_STR},
+    {"logical_pool_id", "POOL", CLI_COL_STR},
+    {"copyset_id", "COPYSET", CLI_COL_STR},
+    {"leader", "LEADER", CLI_COL_STR},
+    {"peers", "PEERS", CLI_COL_LIST},
+    {"term", "TERM", CLI_COL_STR},
+    {"epoch", "EPOCH", CLI_COL_STR},
+    {"healthy", "HEALTHY", CLI_COL_STR},
+    {"operator", "OPERATOR", CLI_COL_STR},
 };
 static const struct cli_col copyset_obj_cols[] = {
-    {"logical_pool_id", "logical pool", CLI_COL_STR}, {"copyset_id", "copyset", CLI_COL_STR},
-    {"healthy", "healthy", CLI_COL_STR},             {"leader", "leader", CLI_COL_STR},
-    {"leader_addr", "leader address", CLI_COL_STR}, {"peers", "peers", CLI_COL_LIST},
-    {"peer_addrs", "peer addresses", CLI_COL_LIST},  {"term", "term", CLI_COL_STR},
-    {"epoch", "epoch", CLI_COL_STR},                 {"operator", "operator", CLI_COL_STR},
+    {"logical_pool_id", "logical pool", CLI_COL_STR},
+    {"copyset_id", "copyset", CLI_COL_STR},
+    {"healthy", "healthy", CLI_COL_STR},
+    {"leader", "leader", CLI_COL_STR},
+    {"leader_addr", "leader address", CLI_COL_STR},
+    {"peers", "peers", CLI_COL_LIST},
+    {"peer_addrs", "peer addresses", CLI_COL_LIST},
+    {"term", "term", CLI_COL_STR},
+    {"epoch", "epoch", CLI_COL_STR},
+    {"operator", "operator", CLI_COL_STR},
 };
 
-int cli_bs_list_copyset(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos,
-                        int npos)
+int cli_bs_list_copyset(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
 {
     struct cli_mds *m;
     int r;
@@ -594,8 +617,7 @@ int cli_bs_list_copyset(const struct cli_cmd *cmd, struct cli_opts *o, const cha
     return CLI_EXIT_OK;
 }
 
-int cli_bs_copyset_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos,
-                          int npos)
+int cli_bs_copyset_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
 {
     uint64_t pool, id;
     if (cli_parse_uint(pos[0], UINT32_MAX, &pool) < 0 || pool == 0)

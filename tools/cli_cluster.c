@@ -45,7 +45,7 @@
 #define CLUSTER_POLL_MS         100u
 #define CLUSTER_CHUNK           "4m"
 #define CLUSTER_SEGMENT         "64m"
-#define CLUSTER_POOL_FILES      "48"   /* chunk files formatted per chunkserver (192 MiB) */
+#define CLUSTER_POOL_FILES      "48" /* chunk files formatted per chunkserver (192 MiB) */
 #define CLUSTER_COPYSETS        24
 
 typedef ProtobufCMessage pbm;
@@ -147,14 +147,14 @@ static int save_state(const struct cluster *c)
         json_t *argv = json_array();
         for (int k = 0; k < p->nargs; k++)
             json_array_append_new(argv, json_string(p->argv[k]));
-        json_array_append_new(procs, json_pack("{s:s, s:i, s:i, s:s, s:o}", "name", p->name,
-                                               "pid", (int)p->pid, "port", p->port, "log",
-                                               p->log, "argv", argv));
+        json_array_append_new(procs,
+                              json_pack("{s:s, s:i, s:i, s:s, s:o}", "name", p->name, "pid",
+                                        (int)p->pid, "port", p->port, "log", p->log, "argv", argv));
     }
     char etcd[64];
     snprintf(etcd, sizeof(etcd), "http://127.0.0.1:%d", c->etcd_port);
-    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:o}", "version", 1, "dir", c->dir, "etcd",
-                          etcd, "mds_addrs", c->mds_addrs, "procs", procs);
+    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:o}", "version", 1, "dir", c->dir, "etcd", etcd,
+                          "mds_addrs", c->mds_addrs, "procs", procs);
     char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/cluster.json", c->dir);
     snprintf(tmp, sizeof(tmp), "%s/cluster.json.tmp", c->dir);
@@ -201,7 +201,8 @@ static int load_state(const char *dir, struct cluster *c, char *err, size_t errl
     snprintf(c->mds_addrs, sizeof(c->mds_addrs), "%s", addrs);
     size_t i;
     json_t *p;
-    json_array_foreach(procs, i, p) {
+    json_array_foreach(procs, i, p)
+    {
         struct cproc *cp = &c->procs[c->nprocs];
         const char *name, *log;
         int pid, port;
@@ -221,7 +222,8 @@ static int load_state(const char *dir, struct cluster *c, char *err, size_t errl
         cp->port = port;
         size_t k;
         json_t *a;
-        json_array_foreach(argv, k, a) {
+        json_array_foreach(argv, k, a)
+        {
             cp->argv[cp->nargs++] = strdup(json_is_string(a) ? json_string_value(a) : "");
         }
         c->nprocs++;
@@ -408,7 +410,8 @@ static int wait_port(struct cluster *c, struct cproc *p, int port, uint64_t dead
         if (reap_exited(p->pid))
             return -ECHILD;
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int r = fd >= 0 ? connect(fd, (struct sockaddr *)&sa, sizeof(sa)) : -1;
         if (fd >= 0)
@@ -425,8 +428,7 @@ static int mds_status(struct cli_mds *m, Curve__Mds__ClusterStatusResponse **s, 
 {
     Curve__Mds__ClusterStatusRequest req = CURVE__MDS__CLUSTER_STATUS_REQUEST__INIT;
     return cli_mds_call(m, CLI_SVC_STATUS, CLI_STATUS_CLUSTER, &req.base,
-                        &curve__mds__cluster_status_response__descriptor, (pbm **)s, err,
-                        errlen);
+                        &curve__mds__cluster_status_response__descriptor, (pbm **)s, err, errlen);
 }
 
 static int apply_topology(struct cli_mds *m, const char *json, char *err, size_t errlen,
@@ -474,8 +476,8 @@ int cli_cluster_apply(const struct cli_cmd *cmd, struct cli_opts *o, const char 
     json_t *parsed = json_loads(json, JSON_REJECT_DUPLICATES, &je);
     if (parsed == NULL) {
         free(json);
-        return cli_fail(o, -EINVAL, CLI_EXIT_FAIL, "cluster apply: %s:%d:%d: %s", pos[0],
-                        je.line, je.column, je.text);
+        return cli_fail(o, -EINVAL, CLI_EXIT_FAIL, "cluster apply: %s:%d:%d: %s", pos[0], je.line,
+                        je.column, je.text);
     }
     json_decref(parsed);
     struct cli_mds *m;
@@ -528,8 +530,8 @@ static int up_fail(struct cli_opts *o, struct cluster *c, int err, const char *f
     stop_all(c);
     save_state(c);
     free_procs(c);
-    return cli_fail(o, err, 0, "cluster up: %s (stopped what was started; logs in %s/logs)",
-                    msg, c->dir);
+    return cli_fail(o, err, 0, "cluster up: %s (stopped what was started; logs in %s/logs)", msg,
+                    c->dir);
 }
 
 static const char *topology_json(char *buf, size_t len)
@@ -563,7 +565,8 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         if (running)
             return cli_fail(o, -EEXIST, CLI_EXIT_FAIL,
                             "cluster up: a cluster recorded in %s is still running (curve "
-                            "cluster down --dir=%s)", dir, dir);
+                            "cluster down --dir=%s)",
+                            dir, dir);
     }
     memset(c, 0, sizeof(*c));
     if (realpath(dir, c->dir) == NULL) {
@@ -649,8 +652,8 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         for (int i = 1; i <= CLUSTER_MDS; i++)
             if (reap_exited(c->procs[i].pid)) {
                 cli_mds_close(m);
-                return up_fail(o, c, CURVE_ERR_UNKNOWN, "%s exited (see %s)",
-                               c->procs[i].name, c->procs[i].log);
+                return up_fail(o, c, CURVE_ERR_UNKNOWN, "%s exited (see %s)", c->procs[i].name,
+                               c->procs[i].log);
             }
         sleep_ms(CLUSTER_POLL_MS);
     }
@@ -705,8 +708,8 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         for (int i = 0; i < c->nprocs; i++)
             if (reap_exited(c->procs[i].pid)) {
                 cli_mds_close(m);
-                return up_fail(o, c, CURVE_ERR_UNKNOWN, "%s exited (see %s)",
-                               c->procs[i].name, c->procs[i].log);
+                return up_fail(o, c, CURVE_ERR_UNKNOWN, "%s exited (see %s)", c->procs[i].name,
+                               c->procs[i].log);
             }
         r = mds_status(m, &st, err, sizeof(err));
         if (r == 0) {
@@ -719,8 +722,7 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
                       st->healthy_copysets == st->copysets;
             snprintf(last, sizeof(last),
                      "%u/%d chunkservers online, %u/%u copysets healthy, etcd %s", st->online,
-                     CLUSTER_CS, st->healthy_copysets, st->copysets,
-                     st->etcd_ok ? "ok" : "down");
+                     CLUSTER_CS, st->healthy_copysets, st->copysets, st->etcd_ok ? "ok" : "down");
             protobuf_c_message_free_unpacked(&st->base, NULL);
         } else {
             snprintf(last, sizeof(last), "%s", err);
@@ -730,11 +732,11 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
     }
     cli_mds_close(m);
     if (!healthy)
-        return up_fail(o, c, CURVE_ERR_TIMEOUT, "not healthy after %" PRIu64 " ms: %s",
-                       wait_ms, last);
+        return up_fail(o, c, CURVE_ERR_TIMEOUT, "not healthy after %" PRIu64 " ms: %s", wait_ms,
+                       last);
 
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "dir", c->dir, "mds_addrs", c->mds_addrs,
-                          "conf", "", "stop", "");
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "dir", c->dir, "mds_addrs", c->mds_addrs, "conf",
+                          "", "stop", "");
     char buf[PATH_MAX + 64];
     snprintf(buf, sizeof(buf), "%s/client.conf", c->dir);
     json_object_set_new(j, "conf", json_string(buf));
@@ -753,18 +755,19 @@ int cli_cluster_down(const struct cli_cmd *cmd, struct cli_opts *o, const char *
     const char *dir = cluster_dir(o);
     int r = load_state(dir, &cl, err, sizeof(err));
     if (r < 0)
-        return cli_fail(o, r, r == -ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAIL,
-                        "cluster down: %s", err);
+        return cli_fail(o, r, r == -ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAIL, "cluster down: %s",
+                        err);
     json_t *rows = json_array();
     for (int i = cl.nprocs - 1; i >= 0; i--) {
         int s = stop_proc(&cl.procs[i]);
-        json_array_append_new(rows, json_pack("{s:s, s:i, s:s}", "name", cl.procs[i].name,
-                                              "pid", (int)cl.procs[i].pid, "result",
+        json_array_append_new(rows, json_pack("{s:s, s:i, s:s}", "name", cl.procs[i].name, "pid",
+                                              (int)cl.procs[i].pid, "result",
                                               s == 0 ? "stopped" : "not running"));
     }
     free_procs(&cl);
     static const struct cli_col cols[] = {
-        {"name", "NAME", CLI_COL_STR}, {"pid", "PID", CLI_COL_STR},
+        {"name", "NAME", CLI_COL_STR},
+        {"pid", "PID", CLI_COL_STR},
         {"result", "RESULT", CLI_COL_STR},
     };
     cli_render_table(stdout, o->format, rows, cols, 3);
@@ -772,8 +775,7 @@ int cli_cluster_down(const struct cli_cmd *cmd, struct cli_opts *o, const char *
     return CLI_EXIT_OK;
 }
 
-int cli_cluster_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos,
-                       int npos)
+int cli_cluster_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
 {
     static struct cluster cl;
     char err[CLI_ERR_MAX];
@@ -787,21 +789,19 @@ int cli_cluster_status(const struct cli_cmd *cmd, struct cli_opts *o, const char
     for (int i = 0; i < cl.nprocs; i++) {
         bool up = proc_matches(&cl.procs[i]);
         running += up;
-        json_array_append_new(rows, json_pack("{s:s, s:i, s:i, s:s, s:s}", "name",
-                                              cl.procs[i].name, "pid", (int)cl.procs[i].pid,
-                                              "port", cl.procs[i].port, "state",
-                                              up ? "running" : "stopped", "log",
+        json_array_append_new(rows, json_pack("{s:s, s:i, s:i, s:s, s:s}", "name", cl.procs[i].name,
+                                              "pid", (int)cl.procs[i].pid, "port", cl.procs[i].port,
+                                              "state", up ? "running" : "stopped", "log",
                                               cl.procs[i].log));
     }
     free_procs(&cl);
     static const struct cli_col cols[] = {
-        {"name", "NAME", CLI_COL_STR},   {"pid", "PID", CLI_COL_STR},
-        {"port", "PORT", CLI_COL_STR},   {"state", "STATE", CLI_COL_STR},
-        {"log", "LOG", CLI_COL_STR},
+        {"name", "NAME", CLI_COL_STR},   {"pid", "PID", CLI_COL_STR}, {"port", "PORT", CLI_COL_STR},
+        {"state", "STATE", CLI_COL_STR}, {"log", "LOG", CLI_COL_STR},
     };
     if (o->format == CLI_FMT_JSON) {
-        json_t *j = json_pack("{s:s, s:s, s:o}", "dir", dir, "mds_addrs", cl.mds_addrs, "procs",
-                              rows);
+        json_t *j =
+            json_pack("{s:s, s:s, s:o}", "dir", dir, "mds_addrs", cl.mds_addrs, "procs", rows);
         cli_render_object(stdout, o->format, j, NULL, 0);
         json_decref(j);
     } else {

@@ -36,8 +36,8 @@ int cli_mds_parse_addrs(const char *s, char addrs[][CLI_MDS_ADDR_LEN], int max, 
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char one[CLI_MDS_ADDR_LEN];
         if (len == 0 || len >= sizeof(one)) {
-            snprintf(err, errlen, "bad MDS address '%.*s' in '%s'", (int)(len < 80 ? len : 80),
-                     p, s);
+            snprintf(err, errlen, "bad MDS address '%.*s' in '%s'", (int)(len < 80 ? len : 80), p,
+                     s);
             return -EINVAL;
         }
         memcpy(one, p, len);
@@ -113,8 +113,9 @@ int cli_mds_open(const struct cli_opts *o, struct cli_mds **out, char *err, size
         addrs = buf;
     }
     if (addrs == NULL) {
-        snprintf(err, errlen, "no MDS address: give --mds-addrs=IP:PORT[,...] or --conf=FILE "
-                              "(or set CURVE_MDS_ADDRS / CURVE_CONF)");
+        snprintf(err, errlen,
+                 "no MDS address: give --mds-addrs=IP:PORT[,...] or --conf=FILE "
+                 "(or set CURVE_MDS_ADDRS / CURVE_CONF)");
         return CLI_EXIT_USAGE;
     }
     struct cli_mds *m = calloc(1, sizeof(*m));
@@ -168,8 +169,8 @@ static bool try_next(int status)
 }
 
 int cli_mds_call(struct cli_mds *m, uint32_t svc, uint32_t method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-                 char *err, size_t errlen)
+                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp, char *err,
+                 size_t errlen)
 {
     int status = CURVE_ERR_RPC_CONN;
     char msg[RPC_CHANNEL_ERRMSG_MAX] = "";
@@ -205,9 +206,8 @@ int cli_mds_call(struct cli_mds *m, uint32_t svc, uint32_t method, const Protobu
     }
     if (status == CURVE_ERR_NOT_LEADER)
         status = CURVE_ERR_TIMEOUT; /* nobody claims leadership: the cluster is unavailable */
-    snprintf(err, errlen, "no MDS leader answered at %s%s (%d passes): last error: %s",
-             m->addrs[0], m->naddrs > 1 ? ",..." : "", CLI_MDS_ROUNDS,
-             msg[0] ? msg : curve_strerror(status));
+    snprintf(err, errlen, "no MDS leader answered at %s%s (%d passes): last error: %s", m->addrs[0],
+             m->naddrs > 1 ? ",..." : "", CLI_MDS_ROUNDS, msg[0] ? msg : curve_strerror(status));
     return status;
 }
 
@@ -216,17 +216,24 @@ static json_t *field_json(const ProtobufCFieldDescriptor *f, const void *p)
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32: return json_integer(*(const int32_t *)p);
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_integer(*(const int32_t *)p);
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: return json_integer(*(const uint32_t *)p);
+    case PROTOBUF_C_TYPE_FIXED32:
+        return json_integer(*(const uint32_t *)p);
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64: return json_integer(*(const int64_t *)p);
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return json_integer(*(const int64_t *)p);
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: return json_integer((json_int_t)*(const uint64_t *)p);
-    case PROTOBUF_C_TYPE_FLOAT: return json_real(*(const float *)p);
-    case PROTOBUF_C_TYPE_DOUBLE: return json_real(*(const double *)p);
-    case PROTOBUF_C_TYPE_BOOL: return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_FIXED64:
+        return json_integer((json_int_t) * (const uint64_t *)p);
+    case PROTOBUF_C_TYPE_FLOAT:
+        return json_real(*(const float *)p);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return json_real(*(const double *)p);
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_boolean(*(const protobuf_c_boolean *)p);
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumValue *v =
             protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)p);
@@ -236,7 +243,8 @@ static json_t *field_json(const ProtobufCFieldDescriptor *f, const void *p)
         const char *s = *(char *const *)p;
         return json_string(s ? s : "");
     }
-    case PROTOBUF_C_TYPE_BYTES: return json_integer((json_int_t)((const ProtobufCBinaryData *)p)->len);
+    case PROTOBUF_C_TYPE_BYTES:
+        return json_integer((json_int_t)((const ProtobufCBinaryData *)p)->len);
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)p;
         return sub ? cli_pb_json(sub) : json_null();
@@ -252,14 +260,21 @@ static size_t field_size(const ProtobufCFieldDescriptor *f)
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: return 8;
-    case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM: return sizeof(int);
+    case PROTOBUF_C_TYPE_FIXED64:
+        return 8;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_ENUM:
+        return sizeof(int);
     case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    default: return 4;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    default:
+        return 4;
     }
 }
 

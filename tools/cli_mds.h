@@ -12,9 +12,9 @@
 
 #include "tools/cli.h"
 
-#define CLI_MDS_ADDRS_MAX 16 /* addresses in --mds-addrs */
-#define CLI_MDS_ADDR_LEN  64 /* bytes of one "ip:port" */
-#define CLI_MDS_ROUNDS    3  /* passes over the address list before giving up */
+#define CLI_MDS_ADDRS_MAX      16  /* addresses in --mds-addrs */
+#define CLI_MDS_ADDR_LEN       64  /* bytes of one "ip:port" */
+#define CLI_MDS_ROUNDS         3   /* passes over the address list before giving up */
 #define CLI_MDS_ROUND_PAUSE_MS 300 /* between passes (an election may be in progress) */
 
 /* Service and method ids of proto/mds.proto. */
@@ -24,11 +24,21 @@ enum {
     CLI_SVC_STATUS = 33,
 };
 enum {
-    CLI_TOPO_APPLY = 1, CLI_TOPO_LIST = 2, CLI_TOPO_LIST_COPYSETS = 3, CLI_TOPO_GET_COPYSET = 4,
+    CLI_TOPO_APPLY = 1,
+    CLI_TOPO_LIST = 2,
+    CLI_TOPO_LIST_COPYSETS = 3,
+    CLI_TOPO_GET_COPYSET = 4,
 };
 enum {
-    CLI_NS_MKDIR = 1, CLI_NS_CREATE = 2, CLI_NS_STAT = 3, CLI_NS_LISTDIR = 4, CLI_NS_RENAME = 5,
-    CLI_NS_EXTEND = 6, CLI_NS_DELETE = 7, CLI_NS_RECOVER = 8, CLI_NS_PURGE = 9,
+    CLI_NS_MKDIR = 1,
+    CLI_NS_CREATE = 2,
+    CLI_NS_STAT = 3,
+    CLI_NS_LISTDIR = 4,
+    CLI_NS_RENAME = 5,
+    CLI_NS_EXTEND = 6,
+    CLI_NS_DELETE = 7,
+    CLI_NS_RECOVER = 8,
+    CLI_NS_PURGE = 9,
 };
 enum { CLI_STATUS_CLUSTER = 1 };
 
@@ -44,8 +54,8 @@ void cli_mds_close(struct cli_mds *m);
  * resp_desc != NULL. On failure returns the status (negative) with err naming the call, the
  * address(es) and the server's reason. */
 int cli_mds_call(struct cli_mds *m, uint32_t svc, uint32_t method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-                 char *err, size_t errlen);
+                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp, char *err,
+                 size_t errlen);
 /* The address that answered the last successful call ("" before). */
 const char *cli_mds_leader(const struct cli_mds *m);
 

@@ -37,12 +37,24 @@ void cli_bytes(uint64_t n, char *buf, size_t len)
 static void scalar(const json_t *v, char *buf, size_t len)
 {
     switch (json_typeof(v)) {
-    case JSON_STRING: snprintf(buf, len, "%s", json_string_value(v)); break;
-    case JSON_INTEGER: snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
-    case JSON_REAL: snprintf(buf, len, "%g", json_real_value(v)); break;
-    case JSON_TRUE: snprintf(buf, len, "yes"); break;
-    case JSON_FALSE: snprintf(buf, len, "no"); break;
-    case JSON_NULL: snprintf(buf, len, "-"); break;
+    case JSON_STRING:
+        snprintf(buf, len, "%s", json_string_value(v));
+        break;
+    case JSON_INTEGER:
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        snprintf(buf, len, "%g", json_real_value(v));
+        break;
+    case JSON_TRUE:
+        snprintf(buf, len, "yes");
+        break;
+    case JSON_FALSE:
+        snprintf(buf, len, "no");
+        break;
+    case JSON_NULL:
+        snprintf(buf, len, "-");
+        break;
     default: {
         char *s = json_dumps(v, JSON_COMPACT);
         snprintf(buf, len, "%s", s ? s : "?");
@@ -73,7 +85,8 @@ void cli_cell(const json_t *v, cli_col_kind kind, char *buf, size_t len)
         size_t used = 0, i;
         json_t *e;
         buf[0] = '\0';
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             char one[64];
             scalar(e, one, sizeof(one));
             int n = snprintf(buf + used, len - used, "%s%s", i ? "," : "", one);
@@ -130,8 +143,8 @@ void cli_render_table(FILE *f, cli_format fmt, const json_t *rows, const struct 
         for (size_t c = 0; c < ncols; c++) {
             cli_cell(json_object_get(row, cols[c].key), cols[c].kind, cell, sizeof(cell));
             /* numbers and sizes align right, text left */
-            bool right = cols[c].kind == CLI_COL_BYTES ||
-                         json_is_number(json_object_get(row, cols[c].key));
+            bool right =
+                cols[c].kind == CLI_COL_BYTES || json_is_number(json_object_get(row, cols[c].key));
             if (c + 1 < ncols)
                 fprintf(f, right ? "%*s  " : "%-*s  ", (int)width[c], cell);
             else if (right)
@@ -165,11 +178,13 @@ void cli_render_object(FILE *f, cli_format fmt, const json_t *obj, const struct 
     }
     const char *key;
     const json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         if (strlen(key) > w)
             w = strlen(key);
     }
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         cli_cell(v, CLI_COL_STR, cell, sizeof(cell));
         fprintf(f, "%-*s  %s\n", (int)w, key, cell);
     }

@@ -32,8 +32,8 @@
 static struct {
     /* configuration (set in .config, on nbdkit's main thread) */
     char *volume;
-    char *conf;                                            /* absolute path or NULL */
-    char *overrides[NBD_PLUGIN_MAX_OVERRIDES + 1];          /* "key=value", NULL-terminated */
+    char *conf;                                    /* absolute path or NULL */
+    char *overrides[NBD_PLUGIN_MAX_OVERRIDES + 1]; /* "key=value", NULL-terminated */
     unsigned noverrides;
     bool exclusive;
     bool readonly;
@@ -64,8 +64,7 @@ static int curve_nbd_config(const char *key, const char *value)
 {
     if (strcmp(key, "volume") == 0) {
         if (value[0] != '/' || strlen(value) > CURVE_PATH_MAX) {
-            nbdkit_error("curve: volume=%s: must be an absolute volume path (\"/dir/vol\")",
-                         value);
+            nbdkit_error("curve: volume=%s: must be an absolute volume path (\"/dir/vol\")", value);
             return -1;
         }
         free(g.volume);
@@ -146,9 +145,8 @@ static int curve_nbd_after_fork(void)
         goto err_after_open;
     }
     g.io_ready = true;
-    nbdkit_debug("curve: opened %s (%" PRIu64 " bytes, epoch %" PRIu64 ")%s%s", g.volume,
-                 st.size, st.epoch, g.readonly ? " read-only" : "",
-                 g.exclusive ? " exclusive" : "");
+    nbdkit_debug("curve: opened %s (%" PRIu64 " bytes, epoch %" PRIu64 ")%s%s", g.volume, st.size,
+                 st.epoch, g.readonly ? " read-only" : "", g.exclusive ? " exclusive" : "");
     return 0;
 
 err_after_open:
@@ -209,8 +207,7 @@ static int curve_nbd_can_fua(void *h)
     return NBDKIT_FUA_NATIVE;
 }
 
-static int curve_nbd_block_size(void *h, uint32_t *minimum, uint32_t *preferred,
-                                uint32_t *maximum)
+static int curve_nbd_block_size(void *h, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
 {
     *minimum = 1; /* unaligned requests are read-modify-written by nbd_io */
     *preferred = NBD_IO_ALIGN;

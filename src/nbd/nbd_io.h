@@ -27,8 +27,8 @@
 
 #include "curve/curve.h"
 
-#define NBD_IO_ALIGN     4096u              /* IO alignment that libcurve always accepts */
-#define NBD_IO_RMW_LOCKS 64u                /* stripes of the RMW lock table */
+#define NBD_IO_ALIGN     4096u               /* IO alignment that libcurve always accepts */
+#define NBD_IO_RMW_LOCKS 64u                 /* stripes of the RMW lock table */
 #define NBD_IO_MAX_CHUNK (32u * 1024 * 1024) /* largest single libcurve call we issue */
 #define NBD_IO_ZERO_BUF  (1024u * 1024)      /* zero buffer used to write zeros without trim */
 

@@ -103,8 +103,8 @@ static void test_parse_errors(void **state)
         err[0] = '\0';
         int r = parse(cases[i].line, &o, err, sizeof(err));
         if (r != CLI_EXIT_USAGE || strstr(err, cases[i].msg) == NULL)
-            fail_msg("'%s': rc %d err '%s', expected usage error with '%s'", cases[i].line, r,
-                     err, cases[i].msg);
+            fail_msg("'%s': rc %d err '%s', expected usage error with '%s'", cases[i].line, r, err,
+                     cases[i].msg);
     }
 }
 
@@ -114,16 +114,15 @@ static void test_lookup(void **state)
     const char **pos;
     int npos;
     char err[256];
-    assert_int_equal(lookup("bs create volume /v --size=1g", &cmd, &pos, &npos, err,
-                            sizeof(err)), 0);
+    assert_int_equal(lookup("bs create volume /v --size=1g", &cmd, &pos, &npos, err, sizeof(err)),
+                     0);
     assert_ptr_equal(cmd->fn, cli_bs_create);
     assert_int_equal(npos, 1);
     assert_string_equal(pos[0], "/v");
     assert_int_equal(lookup("bs list volume", &cmd, &pos, &npos, err, sizeof(err)), 0);
     assert_ptr_equal(cmd->fn, cli_bs_list_volume);
     assert_int_equal(npos, 0);
-    assert_int_equal(lookup("bs list copyset --pool=2", &cmd, &pos, &npos, err, sizeof(err)),
-                     0);
+    assert_int_equal(lookup("bs list copyset --pool=2", &cmd, &pos, &npos, err, sizeof(err)), 0);
     assert_ptr_equal(cmd->fn, cli_bs_list_copyset);
     assert_int_equal(lookup("bs copyset status 1 7", &cmd, &pos, &npos, err, sizeof(err)), 0);
     assert_ptr_equal(cmd->fn, cli_bs_copyset_status);
@@ -157,8 +156,8 @@ static void test_lookup(void **state)
         int r = lookup(bad[i].line, &cmd, &pos, &npos, err, sizeof(err));
         if (r != CLI_EXIT_USAGE || strstr(err, bad[i].msg) == NULL ||
             (cmd != NULL) != bad[i].cmd_known)
-            fail_msg("'%s': rc %d err '%s' cmd %p, expected '%s'", bad[i].line, r, err,
-                     (void *)cmd, bad[i].msg);
+            fail_msg("'%s': rc %d err '%s' cmd %p, expected '%s'", bad[i].line, r, err, (void *)cmd,
+                     bad[i].msg);
     }
 }
 
@@ -228,6 +227,7 @@ static void test_exit_codes(void **state)
     assert_int_equal(cli_exit_code(CURVE_ERR_EXISTS), CLI_EXIT_FAIL);
     assert_int_equal(cli_exit_code(CURVE_ERR_BAD_SIZE), CLI_EXIT_FAIL);
     assert_int_equal(cli_exit_code(-EBUSY), CLI_EXIT_FAIL);
+    assert_int_equal(cli_exit_code(CURVE_ERR_BUSY), CLI_EXIT_FAIL); /* reachable, but busy */
     assert_int_equal(cli_exit_code(-12345), CLI_EXIT_FAIL);
 }
 
@@ -358,10 +358,10 @@ static void test_pb_json(void **state)
     ci.healthy = 1;
     json_t *j = cli_pb_json(&ci.base);
     assert_non_null(j);
-    json_t *expect = json_pack("{s:i, s:i, s:[i,i,i], s:[s,s,s], s:i, s:i, s:i, s:b}",
-                               "logical_pool_id", 1, "copyset_id", 7, "peers", 1, 2, 3,
-                               "peer_addrs", addrs[0], addrs[1], addrs[2], "leader", 2, "epoch",
-                               5, "term", 9, "healthy", 1);
+    json_t *expect =
+        json_pack("{s:i, s:i, s:[i,i,i], s:[s,s,s], s:i, s:i, s:i, s:b}", "logical_pool_id", 1,
+                  "copyset_id", 7, "peers", 1, 2, 3, "peer_addrs", addrs[0], addrs[1], addrs[2],
+                  "leader", 2, "epoch", 5, "term", 9, "healthy", 1);
     /* unset optional fields (leader_addr, operator) are omitted */
     if (!json_equal(j, expect)) {
         char *s = json_dumps(j, 0);
@@ -398,17 +398,16 @@ static void test_status_health(void **state)
     s.healthy_copysets = 24;
     json_t *j = cli_status_json(&s, &t);
     assert_true(json_is_true(json_object_get(j, "healthy")));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "space"),
-                                                        "capacity")), 200);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "space"), "used")),
-                     20);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "space"), "capacity")),
+                     200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "space"), "used")), 20);
     json_decref(j);
     s.healthy_copysets = 23;
     s.degraded_copysets = 1;
     j = cli_status_json(&s, &t);
     assert_true(json_is_false(json_object_get(j, "healthy")));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "copysets"),
-                                                        "degraded")), 1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "copysets"), "degraded")), 1);
     json_decref(j);
     s.healthy_copysets = 24;
     s.online = 2;
@@ -427,11 +426,16 @@ static void test_status_health(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_flags),     cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_lookup),          cmocka_unit_test(test_sizes_durations),
-        cmocka_unit_test(test_paths),           cmocka_unit_test(test_exit_codes),
-        cmocka_unit_test(test_mds_addrs),       cmocka_unit_test(test_render_table),
-        cmocka_unit_test(test_render_object_and_cells), cmocka_unit_test(test_pb_json),
+        cmocka_unit_test(test_parse_flags),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_lookup),
+        cmocka_unit_test(test_sizes_durations),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_mds_addrs),
+        cmocka_unit_test(test_render_table),
+        cmocka_unit_test(test_render_object_and_cells),
+        cmocka_unit_test(test_pb_json),
         cmocka_unit_test(test_status_health),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

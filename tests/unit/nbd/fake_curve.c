@@ -185,8 +185,8 @@ int curve_discard(curve_volume *v, uint64_t offset, uint64_t len)
         return v->c->fail_writes;
     if (len == 0)
         return 0;
-    if (fallocate(v->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-                  (off_t)len) != 0)
+    if (fallocate(v->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) !=
+        0)
         return -errno;
     return 0;
 }
