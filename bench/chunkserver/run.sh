@@ -74,7 +74,7 @@ cs_run() { # cs_run <op> <qd>: prints the tool's JSON line
 
 echo "# chunkserver benchmark: 4 KiB random IO, ${SECS} s per run, ${ROUNDS} rounds, $(nproc) cores"
 echo "# 3 chunkservers on 127.0.0.1, one copyset; baseline fio on $TMP (same file system)"
-printf "%-5s %-22s %12s %14s\n" round measurement iops lat_us
+printf "%-5s %-22s %12s %14s\n" round measurement iops lat_avg_us
 declare -a RW1 RW32 RR32
 for r in $(seq "$ROUNDS"); do
     lw1=$(fio_run randwrite --ioengine=psync --fdatasync=1 --iodepth=1)
@@ -92,9 +92,10 @@ for r in $(seq "$ROUNDS"); do
     printf "%-5s %-22s %12.0f %14s\n" "$r" local_write_fdatasync_qd1 "$lw1" "$(lat "$lw1")"
     printf "%-5s %-22s %12.0f %14s\n" "$r" local_write_direct_qd32 "$lw32" "-"
     printf "%-5s %-22s %12.0f %14s\n" "$r" local_read_direct_qd32 "$lr32" "-"
-    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_write_qd1 "$cw1i" "$(lat "$cw1i")"
-    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_write_qd32 "$cw32i" "$(lat "$cw32i")"
-    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_read_qd32 "$cr32i" "$(lat "$cr32i")"
+    avg() { jnum "round(d['lat_avg_us'], 1)" <<<"$1"; }
+    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_write_qd1 "$cw1i" "$(avg "$cw1")"
+    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_write_qd32 "$cw32i" "$(avg "$cw32")"
+    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_read_qd32 "$cr32i" "$(avg "$cr32")"
     RW1+=("$(awk -v c="$cw1i" -v l="$lw1" 'BEGIN{printf "%.3f", l / c}')")
     RW32+=("$(awk -v c="$cw32i" -v l="$lw32" 'BEGIN{printf "%.3f", c / l}')")
     RR32+=("$(awk -v c="$cr32i" -v l="$lr32" 'BEGIN{printf "%.3f", c / l}')")

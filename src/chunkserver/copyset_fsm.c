@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,10 @@ struct cs_fsm {
     _Atomic uint64_t writes, deletes, config_changes, apply_errors, corrupt_cmds;
     _Atomic uint64_t snapshots, installs, install_bytes;
     _Atomic int last_apply_err;
+    /* serialises cs_snapshot writes (a snapshot build on a worker may race with an install
+     * finishing on the loop); never lets the stored index go backwards */
+    pthread_mutex_t snap_lock;
+    uint64_t snap_stored_index;
 };
 
 struct cs_fsm_snap {
@@ -256,6 +261,7 @@ static int snapfile_load(cs_fsm *f)
     if (rc != 0)
         goto out;
     atomic_store(&f->epoch, epoch);
+    f->snap_stored_index = get64(buf + 8);
     rc = 0;
 out:
     if (rc != 0)
@@ -291,8 +297,25 @@ static int fsync_dir(const char *dir)
 }
 
 /* Writes cs_snapshot durably: tmp file, fdatasync, rename, directory fsync. */
+static int snapfile_store_locked(cs_fsm *f, uint64_t index, uint64_t term, uint64_t epoch,
+                                 const uint64_t *ids, size_t n);
+
 static int snapfile_store(cs_fsm *f, uint64_t index, uint64_t term, uint64_t epoch,
                           const uint64_t *ids, size_t n)
+{
+    pthread_mutex_lock(&f->snap_lock);
+    int rc = 0;
+    if (index >= f->snap_stored_index) {
+        rc = snapfile_store_locked(f, index, term, epoch, ids, n);
+        if (rc == 0)
+            f->snap_stored_index = index;
+    }
+    pthread_mutex_unlock(&f->snap_lock);
+    return rc;
+}
+
+static int snapfile_store_locked(cs_fsm *f, uint64_t index, uint64_t term, uint64_t epoch,
+                                 const uint64_t *ids, size_t n)
 {
     char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
     int rc = snapfile_path(f, "", path, sizeof(path));
@@ -358,8 +381,10 @@ int cs_fsm_open(const cs_fsm_opts *o, cs_fsm **out)
     f->epoch_seen = o->epoch_seen;
     f->epoch_arg = o->epoch_arg;
     snprintf(f->snap_dir, sizeof(f->snap_dir), "%s", o->snapshot_dir);
+    pthread_mutex_init(&f->snap_lock, NULL);
     int rc = snapfile_load(f);
     if (rc != 0) {
+        pthread_mutex_destroy(&f->snap_lock);
         free(f);
         return rc;
     }
@@ -384,6 +409,7 @@ void cs_fsm_close(cs_fsm *f)
     if (f == NULL)
         return;
     install_drop(f);
+    pthread_mutex_destroy(&f->snap_lock);
     free(f);
 }
 

@@ -484,6 +484,16 @@ static int load_cb(void *arg, uint64_t gid)
         return rc;
     struct raft_config boot;
     rc = peers_load(dir, &boot);
+    if (rc == -ENOENT) {
+        /* A crash between mkdir and writing cs_peers in cs_mgr_create: nothing was ever
+         * acknowledged in it. Set it aside instead of refusing to start. */
+        char dst[PATH_MAX + 64];
+        snprintf(dst, sizeof(dst), "%s/%" PRIu64 ".%" PRIu64, m->recycler_dir, gid,
+                 curve_now_wall_ns() / 1000000u);
+        CLOG_WARN("copyset %" PRIu64 ": %s has no %s (interrupted create): moved to %s", gid,
+                  dir, CS_PEERS_FILE, dst);
+        return rename(dir, dst) == 0 ? 0 : -errno;
+    }
     if (rc != 0) {
         CLOG_ERROR("copyset %" PRIu64 ": bad %s/%s: %s", gid, dir, CS_PEERS_FILE,
                    curve_strerror(rc));

@@ -404,3 +404,23 @@ def test_nospace_and_reuse(procs, tmp_dir):
     assert r["status"] == "SUCCESS" and r["crc32c"] == crc32c(bytes(4096)), r
     for c in cl.cs:
         assert c.proc.running(), c.proc.describe()
+
+
+def test_restart_loads_copysets_and_sets_aside_interrupted_create(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir)
+    leader = cl.create_copyset()
+    r = cl.io(leader, "write", 1, 0, 4096, "--seed=11")
+    assert r["status"] == "SUCCESS", r
+    for c in cl.cs:
+        assert c.proc.stop() == 0, c.proc.describe()
+    # a copyset directory without cs_peers: a create interrupted by a crash
+    stray = os.path.join(cl.cs[0].dir, "copysets", str((1 << 32) | 77))
+    os.makedirs(os.path.join(stray, "data"))
+    for c in cl.cs:
+        c.restart()
+    leader = cl.wait_leader()
+    assert cl.io(leader, "read", 1, 0, 4096, "--seed=11")["match"] is True
+    assert not os.path.exists(stray)
+    assert any(n.startswith(str((1 << 32) | 77) + ".")
+               for n in os.listdir(os.path.join(cl.cs[0].dir, "recycler")))
+    assert cl.cs[0].status()["copyset_count"] == 1
