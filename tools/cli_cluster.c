@@ -10,8 +10,10 @@
  *          CLUSTER_STOP_TIMEOUT_MS.
  *   status the recorded processes and whether each is still running.
  *
- * Ports are found free at run time (bind port 0, close, reuse): racy by nature, so a daemon
- * that fails to bind is restarted on another port, up to CLUSTER_START_TRIES times.
+ * Ports are found free at run time (bind port 0, close, reuse): racy by nature. A daemon that
+ * loses the race exits; `up` then stops everything and fails naming that daemon's log (run it
+ * again). Restarting just that daemon on another port is not done: the MDS addresses are given
+ * to every other process up front.
  */
 #include <errno.h>
 #include <fcntl.h>
