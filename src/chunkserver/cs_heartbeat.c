@@ -25,8 +25,23 @@
 #define CS_HB_METHOD_HEARTBEAT 2u
 #define CS_DAT_MAGIC 0x54445343u /* "CSDT" */
 
+/* An operator from the MDS being run (or just finished, until a heartbeat reported it). */
+typedef struct hb_op {
+    struct cs_hb *hb;
+    bool used;
+    uint32_t pool, id;
+    int type;                  /* Curve__Heartbeat__ConfigChangeType */
+    uint64_t a, b;             /* peer ids (b: CHANGE's new peer) */
+    char peer[CS_PEER_STR_MAX + 2];
+    int state;                 /* Curve__Heartbeat__ConfigChangeState */
+    int rc;
+    bool reported;             /* a heartbeat carried the final state: slot may be reused */
+} hb_op;
+
 struct cs_hb {
     cs_hb_opts o;
+    hb_op ops[CS_HB_MAX_OPS];  /* protected by lock */
+    curve_workpool *wp;        /* runs operators (blocking membership steps) */
     char addrs[CS_HB_MAX_MDS][64];
     unsigned naddrs, cur;
     char dat_path[PATH_MAX];
@@ -159,37 +174,109 @@ static int do_register(cs_hb *hb)
     return rc;
 }
 
-static void run_operator(cs_hb *hb, const Curve__Heartbeat__Operator *op)
+static int op_work(void *arg)
+{
+    hb_op *op = arg;
+    cs_mgr *m = op->hb->o.mgr;
+    switch (op->type) {
+    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_ADD_PEER:
+        return cs_mgr_add_peer(m, op->pool, op->id, op->a);
+    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_REMOVE_PEER:
+        return cs_mgr_remove_peer(m, op->pool, op->id, op->a);
+    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_CHANGE_PEER:
+        return cs_mgr_change_peer(m, op->pool, op->id, op->a, op->b);
+    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_TRANSFER_LEADER:
+        return cs_mgr_transfer_leader(m, op->pool, op->id, op->a);
+    default:
+        return -EINVAL;
+    }
+}
+
+static void op_done(void *arg, int result)
+{
+    hb_op *op = arg;
+    cs_hb *hb = op->hb;
+    pthread_mutex_lock(&hb->lock);
+    op->rc = result;
+    op->state = result == 0 ? CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_DONE
+                            : CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_FAILED;
+    hb->ops_run++;
+    if (result != 0)
+        hb->ops_failed++;
+    pthread_mutex_unlock(&hb->lock);
+    CLOG_INFO("operator %d on copyset %u.%u (%s): %s", op->type, op->pool, op->id, op->peer,
+              curve_strerror(result));
+}
+
+/* Starts an operator on the worker pool unless one is already running for that copyset (the
+ * MDS repeats an operator in every reply until it sees it done). */
+static void run_operator(cs_hb *hb, const Curve__Heartbeat__Operator *o)
 {
     uint64_t a = 0, b = 0;
     int rc = -EINVAL;
-    switch (op->type) {
-    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_ADD_PEER:
-        if (cs_peer_parse(op->peer, &a) == 0)
-            rc = cs_mgr_add_peer(hb->o.mgr, op->logical_pool_id, op->copyset_id, a);
-        break;
-    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_REMOVE_PEER:
-        if (cs_peer_parse(op->peer, &a) == 0)
-            rc = cs_mgr_remove_peer(hb->o.mgr, op->logical_pool_id, op->copyset_id, a);
-        break;
-    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_CHANGE_PEER:
-        if (cs_peer_parse(op->old_peer, &a) == 0 && cs_peer_parse(op->new_peer, &b) == 0)
-            rc = cs_mgr_change_peer(hb->o.mgr, op->logical_pool_id, op->copyset_id, a, b);
-        break;
-    case CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_TRANSFER_LEADER:
-        if (cs_peer_parse(op->peer, &a) == 0)
-            rc = cs_mgr_transfer_leader(hb->o.mgr, op->logical_pool_id, op->copyset_id, a);
-        break;
-    default:
-        break;
+    const char *shown = o->peer;
+    if (o->type == CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_CHANGE_PEER) {
+        if (cs_peer_parse(o->old_peer, &a) == 0 && cs_peer_parse(o->new_peer, &b) == 0)
+            rc = 0;
+        shown = o->new_peer;
+    } else if (cs_peer_parse(o->peer, &a) == 0) {
+        rc = 0;
+    }
+    if (rc != 0) {
+        CLOG_WARN("ignoring a malformed operator for copyset %u.%u", o->logical_pool_id,
+                  o->copyset_id);
+        return;
     }
     pthread_mutex_lock(&hb->lock);
-    hb->ops_run++;
-    if (rc != 0)
-        hb->ops_failed++;
+    hb_op *slot = NULL;
+    for (unsigned i = 0; i < CS_HB_MAX_OPS; i++) {
+        hb_op *x = &hb->ops[i];
+        if (x->used && x->pool == o->logical_pool_id && x->id == o->copyset_id &&
+            x->state == CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_IN_PROGRESS) {
+            pthread_mutex_unlock(&hb->lock);
+            return; /* already running */
+        }
+        if (slot == NULL && (!x->used || x->reported))
+            slot = x;
+    }
+    if (slot == NULL) {
+        pthread_mutex_unlock(&hb->lock);
+        CLOG_WARN("too many operators in progress (%u): copyset %u.%u waits", CS_HB_MAX_OPS,
+                  o->logical_pool_id, o->copyset_id);
+        return;
+    }
+    *slot = (hb_op){.hb = hb, .used = true, .pool = o->logical_pool_id, .id = o->copyset_id,
+                    .type = o->type, .a = a, .b = b,
+                    .state = CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_IN_PROGRESS};
+    snprintf(slot->peer, sizeof(slot->peer), "%s", shown ? shown : "");
     pthread_mutex_unlock(&hb->lock);
-    CLOG_INFO("operator %d on copyset %u.%u: %s", op->type, op->logical_pool_id,
-              op->copyset_id, curve_strerror(rc));
+    rc = curve_workpool_submit(hb->wp, hb->loop, op_work, op_done, slot);
+    if (rc != 0) {
+        pthread_mutex_lock(&hb->lock);
+        slot->used = false;
+        pthread_mutex_unlock(&hb->lock);
+    }
+}
+
+/* Fills the change fields of c from the operator of that copyset, if any (hb->lock held).
+ * A final state is reported once; the slot is then free. */
+static void op_report_locked(cs_hb *hb, Curve__Heartbeat__CopysetInfo *c)
+{
+    for (unsigned i = 0; i < CS_HB_MAX_OPS; i++) {
+        hb_op *x = &hb->ops[i];
+        if (!x->used || x->reported || x->pool != c->logical_pool_id || x->id != c->copyset_id)
+            continue;
+        c->has_change_type = c->has_change_state = 1;
+        c->change_type = x->type;
+        c->change_state = x->state;
+        c->change_peer = x->peer;
+        if (x->state != CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_IN_PROGRESS) {
+            if (x->rc != 0)
+                c->change_error = (char *)curve_strerror(x->rc);
+            x->reported = true;
+        }
+        return;
+    }
 }
 
 /* Builds the per-copyset part of a heartbeat; the strings live in `peers` (caller frees). */
@@ -242,6 +329,10 @@ static int do_heartbeat(cs_hb *hb)
         }
         cip[i] = c;
     }
+    /* operator progress; hb->lock stays held until the request is packed (peer strings) */
+    pthread_mutex_lock(&hb->lock);
+    for (uint32_t i = 0; i < n; i++)
+        op_report_locked(hb, &cis[i]);
     uint64_t total = 0, avail = 0;
     (void)curve_cfp_disk_usage(hb->o.pool, &total, &avail);
     curve_cfp_stats ps;
@@ -270,8 +361,26 @@ static int do_heartbeat(cs_hb *hb)
     req.leader_count = leaders;
     req.copyset_count = n;
     ProtobufCMessage *r = NULL;
-    rc = hb_call(hb, CS_HB_METHOD_HEARTBEAT, &req.base,
+    /* pack under the lock, send without it */
+    size_t plen = protobuf_c_message_get_packed_size(&req.base);
+    uint8_t *packed = malloc(plen + 1);
+    if (packed != NULL)
+        protobuf_c_message_pack(&req.base, packed);
+    pthread_mutex_unlock(&hb->lock);
+    if (packed == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    Curve__Heartbeat__HeartbeatRequest *copy =
+        curve__heartbeat__heartbeat_request__unpack(NULL, plen, packed);
+    free(packed);
+    if (copy == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = hb_call(hb, CS_HB_METHOD_HEARTBEAT, &copy->base,
                  &curve__heartbeat__heartbeat_response__descriptor, &r);
+    curve__heartbeat__heartbeat_request__free_unpacked(copy, NULL);
     if (rc != 0)
         goto out;
     Curve__Heartbeat__HeartbeatResponse *resp = (void *)r;
@@ -358,6 +467,9 @@ int cs_hb_start(const cs_hb_opts *o, cs_hb **out)
     rc = curve_loop_start(hb->loop);
     if (rc != 0)
         goto err_after_loop;
+    rc = curve_workpool_new("cs-hbop", 1, CS_HB_MAX_OPS, &hb->wp);
+    if (rc != 0)
+        goto err_after_start;
     rpc_channel_opts co = {.timeout_ms = o->timeout_ms};
     for (unsigned i = 0; i < hb->naddrs && rc == 0; i++)
         rc = rpc_channel_new(hb->loop, hb->addrs[i], &co, &hb->ch[i]);
@@ -382,6 +494,8 @@ err_after_channels:
         if (hb->ch[i] != NULL)
             rpc_channel_close_sync(hb->ch[i]);
     }
+    curve_workpool_free(hb->wp);
+err_after_start:
     curve_loop_stop(hb->loop);
     curve_loop_join(hb->loop);
 err_after_loop:
@@ -400,6 +514,7 @@ void cs_hb_stop(cs_hb *hb)
     pthread_cond_broadcast(&hb->cond);
     pthread_mutex_unlock(&hb->lock);
     pthread_join(hb->thread, NULL);
+    curve_workpool_free(hb->wp); /* running operators finish (bounded), done on hb->loop */
     for (unsigned i = 0; i < hb->naddrs; i++)
         rpc_channel_close_sync(hb->ch[i]);
     curve_loop_stop(hb->loop);

@@ -209,6 +209,16 @@ def run(procs, tmp_dir, mds):
     mds.queue_op(leader.addr, TRANSFER_LEADER, target.addr + ":0", cs[7][0])
     new = cl.wait_leader(exclude=leader)
     assert new is target
+
+    def change_reported():
+        with mds.lock:
+            for hb in mds.heartbeats:
+                for c in hb["copysets"]:
+                    if hb["addr"] == leader.addr and c.get(13) == [2]:  # CHANGE_DONE
+                        return c
+        return None
+    c = wait_until(change_reported, 30, what="the operator reported done")
+    assert c[11] == [TRANSFER_LEADER] and c[12] == [(target.addr + ":0").encode()], c
     # a restart keeps the id: no second registration
     with mds.lock:
         nreg = len(mds.registers)
