@@ -201,11 +201,11 @@ int curve_mds_call_async(curve_mds_client *m, uint32_t svc, uint32_t method,
 struct curve_mds_session {
     curve_mds_client *m;
     char path[CURVE_PATH_MAX + 1];
-    char sid[64];
+    char sid[64]; /* changes on re-open: loop only (and curve_mds_session_stop after it) */
     uint64_t period_ms;
     uint64_t expire_ms;
     atomic_uint_fast64_t last_ok_ms; /* mono time of the last successful refresh (or start) */
-    atomic_bool lost;                /* sticky */
+    atomic_bool lost;                /* sticky: no refresh for expire_ms */
     atomic_uint_fast64_t refreshes;
     atomic_bool fenced; /* sticky: a newer epoch or another file at `path` */
     uint64_t file_id, epoch;
@@ -241,6 +241,60 @@ static void epoch_done(int status, const ProtobufCMessage *resp, const char *err
     session_maybe_stopped(s);
 }
 
+static void close_done(int status, const ProtobufCMessage *resp, const char *errmsg, void *arg)
+{
+    curve_mds_session *s = arg;
+    s->inflight = false;
+    session_maybe_stopped(s);
+}
+
+static void reopen_done(int status, const ProtobufCMessage *resp, const char *errmsg, void *arg)
+{
+    curve_mds_session *s = arg;
+    s->inflight = false;
+    const Curve__Mds__OpenResponse *r = (const void *)resp;
+    if (status == 0 && r->file && r->file->id == s->file_id && r->file->epoch <= s->epoch &&
+        r->lease_ms >= 4 && strlen(r->session_id) < sizeof(s->sid)) {
+        CLOG_WARN("libcurve: session of '%s' re-established as %s (the old one %s expired)",
+                  s->path, r->session_id, s->sid);
+        snprintf(s->sid, sizeof(s->sid), "%s", r->session_id);
+        atomic_store(&s->last_ok_ms, curve_now_mono_ms());
+    } else if (status == 0 || status == CURVE_ERR_NOT_FOUND) {
+        /* another volume at the path, or a newer epoch: an exclusive opener took over */
+        if (!atomic_exchange(&s->fenced, true))
+            CLOG_ERROR("libcurve: '%s' fenced: the expired session cannot be re-established "
+                       "(%s)", s->path, status == 0 ? "newer epoch or another volume"
+                                                     : "volume gone");
+        if (status == 0) { /* end the session just opened */
+            Curve__Mds__SessionRequest req = CURVE__MDS__SESSION_REQUEST__INIT;
+            req.path = s->path;
+            req.session_id = r->session_id;
+            if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_CLOSE,
+                                     &req.base, &curve__mds__empty__descriptor, close_done,
+                                     s) == 0)
+                s->inflight = true;
+        }
+    } else {
+        CLOG_WARN("libcurve: re-opening the session of '%s' failed: %s", s->path,
+                  errmsg && *errmsg ? errmsg : curve_strerror(status));
+    }
+    session_maybe_stopped(s);
+}
+
+/* The MDS forgot the session (it expired during an MDS failover, or the client was paused):
+ * open a new one. Safe because exclusivity is carried by the epoch, which reopen_done checks
+ * is still ours; a non-exclusive open does not change it. */
+static void session_reopen(curve_mds_session *s)
+{
+    Curve__Mds__OpenRequest req = CURVE__MDS__OPEN_REQUEST__INIT;
+    req.path = s->path;
+    req.has_exclusive = 1;
+    req.exclusive = false;
+    if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_OPEN, &req.base,
+                             &curve__mds__open_response__descriptor, reopen_done, s) == 0)
+        s->inflight = true;
+}
+
 static void refresh_done(int status, const ProtobufCMessage *resp, const char *errmsg, void *arg)
 {
     curve_mds_session *s = arg;
@@ -258,9 +312,10 @@ static void refresh_done(int status, const ProtobufCMessage *resp, const char *e
             }
         }
     } else if (status == CURVE_ERR_SESSION_EXPIRED || status == CURVE_ERR_NOT_FOUND) {
-        if (!atomic_exchange(&s->lost, true))
-            CLOG_ERROR("libcurve: session %s of '%s' lost: %s", s->sid, s->path,
-                       errmsg && *errmsg ? errmsg : curve_strerror(status));
+        CLOG_WARN("libcurve: session %s of '%s' expired at the MDS: %s; re-opening", s->sid,
+                  s->path, errmsg && *errmsg ? errmsg : curve_strerror(status));
+        if (!s->stopping)
+            session_reopen(s);
     } else {
         CLOG_WARN("libcurve: refresh of session %s of '%s' failed: %s", s->sid, s->path,
                   errmsg && *errmsg ? errmsg : curve_strerror(status));
@@ -336,7 +391,7 @@ int curve_mds_session_check(curve_mds_session *s)
     uint64_t now = curve_now_mono_ms();
     if (now > last && now - last > s->expire_ms) {
         if (!atomic_exchange(&s->lost, true))
-            CLOG_ERROR("libcurve: session %s of '%s' lost: no refresh for %llu ms", s->sid,
+            CLOG_ERROR("libcurve: session of '%s' lost: no successful refresh for %llu ms",
                        s->path, (unsigned long long)(now - last));
         return CURVE_ERR_SESSION_EXPIRED;
     }

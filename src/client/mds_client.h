@@ -83,8 +83,10 @@ int curve_mds_call_async(curve_mds_client *m, uint32_t svc, uint32_t method,
 typedef struct curve_mds_session curve_mds_session;
 
 /* Starts refreshing session `session_id` of volume `path` every lease_ms / 4 on the MDS loop.
- * The session counts as lost (sticky) when the MDS answers CURVE_ERR_SESSION_EXPIRED, or when
- * no refresh succeeded for `expire_ms` (0: lease_ms). With `watch_epoch`, every successful
+ * When the MDS answers CURVE_ERR_SESSION_EXPIRED (e.g. the session expired during an MDS
+ * failover) a new session is opened (non-exclusive; accepted only while the volume's id and
+ * epoch are unchanged, else the session is fenced). The session counts as lost (sticky) when
+ * no refresh or re-open succeeded for `expire_ms` (0: lease_ms). With `watch_epoch`, every successful
  * refresh is followed by a Stat of the volume: a file id other than `file_id` or an epoch
  * above `epoch` (an exclusive open elsewhere) fences the session (sticky). This bounds the
  * fencing delay of a writer to about lease_ms / 4 even where no chunkserver has seen the newer

@@ -48,24 +48,30 @@ def start_chunkserver(procs, root, i, mds):
 
 
 class Bs(str):
-    """The MDS address (a str), plus the chunkserver processes in `.cs`."""
+    """The MDS addresses "leader,standby" (a str), plus `.mds` (the two Mds objects) and `.cs`
+    (the chunkserver processes)."""
 
 
 @pytest.fixture
 def bs(procs, tmp_dir):
-    """A running block cluster; yields the MDS address (with .cs, the chunkservers)."""
+    """A running block cluster: a serving MDS, a standby MDS (on a port chosen up front, so
+    clients and chunkservers can list it before it serves) and 3 chunkservers."""
     c = MdsCluster(procs)
     try:
-        m = c.start_mds()
-        a = m.wait_leader(20)
+        m1 = c.start_mds()
+        a1 = m1.wait_leader(20)
+        a2 = "127.0.0.1:%d" % free_port()
+        m2 = c.start_mds(extra=("--port=" + a2.split(":")[1],))
+        addrs = a1 + "," + a2
         topo = os.path.join(tmp_dir, "topo.json")
         with open(topo, "w") as f:
             json.dump(TOPO, f)
-        ok(tool(a, "apply-topology", topo))
-        cs = [start_chunkserver(procs, tmp_dir, i, a) for i in (1, 2, 3)]
-        wait_until(lambda: ok(tool(a, "status"))["healthy_copysets"] == COPYSETS, 60,
+        ok(tool(a1, "apply-topology", topo))
+        cs = [start_chunkserver(procs, tmp_dir, i, addrs) for i in (1, 2, 3)]
+        wait_until(lambda: ok(tool(a1, "status"))["healthy_copysets"] == COPYSETS, 60,
                    interval=0.2, what="%d healthy copysets" % COPYSETS)
-        b = Bs(a)
+        b = Bs(addrs)
+        b.mds = [m1, m2]
         b.cs = cs
         yield b
     finally:
@@ -87,7 +93,7 @@ def test_libcurve_io_and_fencing(bs, procs):
     io_check(procs, bs, "create", "/v1", SEG)
     io_check(procs, bs, "verify", "/v1", 7)
     # The data written by the first run is still there for a second client process.
-    st = ok(tool(bs, "stat", "/v1"))
+    st = ok(tool(bs.split(",")[0], "stat", "/v1"))
     assert st["size"] == SEG
     io_check(procs, bs, "create", "/v2", SEG)
     p = io_check(procs, bs, "fence", "/v2")
@@ -116,3 +122,16 @@ def test_libcurve_survives_chunkserver_kill(bs, procs):
     p.wait_for_line(r"^ops ", timeout=60, count=done + 2)
     assert p.wait(timeout=IO_TIMEOUT_S) == 0, p.describe()
     assert any(line.startswith("stress done") for line in p.stdout_lines), p.describe()
+
+
+def test_libcurve_follows_mds_failover(bs, procs):
+    """The serving MDS is SIGKILLed: libcurve rotates to the standby once it took over (the
+    first address refuses connections, the standby refuses until it is elected)."""
+    io_check(procs, bs, "create", "/v4", SEG)
+    bs.mds[0].proc.kill()
+    p = procs.start([binary("curve-io-check"), "-m", bs,
+                     "-o", "client.retry.total_deadline_ms=60s",
+                     "-o", "client.mds.call_deadline_ms=60s", "verify", "/v4", 11],
+                    name="io-failover")
+    assert p.wait(timeout=IO_TIMEOUT_S) == 0, p.describe()
+    bs.mds[1].wait_leader(1)  # the standby is the one that served

@@ -55,6 +55,7 @@ static struct {
     uint64_t next_id;
     uint32_t lease_ms;
     bool expire_sessions; /* refresh answers SESSION_EXPIRED */
+    bool sessions_down;   /* refresh and open answer CURVE_ERR_ETCD */
     int refreshes, opens, get_copyset, redirects, writes, reads, deletes, seg_calls;
     uint64_t cs_epoch[MAXFILES]; /* highest epoch seen per file id (leader) */
     uint8_t data[MAXFILES][VOLSIZE];
@@ -340,7 +341,9 @@ static void h_open(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a,
     const Curve__Mds__OpenRequest *r = (const void *)m;
     pthread_mutex_lock(&F.lock);
     ffile *f = find_path(r->path);
-    if (!f || f->dir) {
+    if (F.sessions_down) {
+        rpc_call_reply_error(ctx, CURVE_ERR_ETCD, "etcd unavailable");
+    } else if (!f || f->dir) {
         rpc_call_reply_error(ctx, f ? CURVE_ERR_INVALID_REQUEST : CURVE_ERR_NOT_FOUND, "open");
     } else {
         F.opens++;
@@ -361,7 +364,9 @@ static void h_refresh(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf 
 {
     pthread_mutex_lock(&F.lock);
     F.refreshes++;
-    if (F.expire_sessions)
+    if (F.sessions_down)
+        rpc_call_reply_error(ctx, CURVE_ERR_ETCD, "etcd unavailable");
+    else if (F.expire_sessions)
         rpc_call_reply_error(ctx, CURVE_ERR_SESSION_EXPIRED, "session expired");
     else
         reply_empty(ctx);
@@ -982,7 +987,17 @@ static void test_epoch_seen_by_refresh_fences(void **state)
     assert_int_equal(curve_client_destroy(c), 0);
 }
 
-static void test_session_lost_fences_io(void **state)
+static void wait_counter(int *p, int at_least)
+{
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while (counter(p) < at_least && curve_now_mono_ms() < end)
+        sched_yield();
+    assert_true(counter(p) >= at_least);
+}
+
+/* The MDS forgot the session (expired during a failover): libcurve opens a new one and IO goes
+ * on; if the volume's epoch moved meanwhile, the re-open fences instead. */
+static void test_session_reopened_or_fenced(void **state)
 {
     pthread_mutex_lock(&F.lock);
     F.lease_ms = 200; /* refresh every 50 ms */
@@ -992,25 +1007,49 @@ static void test_session_lost_fences_io(void **state)
     curve_volume *v;
     assert_int_equal(curve_open(c, "/s", 0, &v), 0);
     uint8_t b[4096] = {1};
-    int base = counter(&F.refreshes);
-    uint64_t end = curve_now_mono_ms() + WAIT_MS;
-    while (counter(&F.refreshes) < base + 3 && curve_now_mono_ms() < end)
-        sched_yield();
-    assert_true(counter(&F.refreshes) >= base + 3); /* refreshed on the timer */
+    wait_counter(&F.refreshes, 3); /* refreshed on the timer */
     assert_int_equal(curve_pwrite(v, b, 4096, 0), 4096);
+    int opens = counter(&F.opens);
     pthread_mutex_lock(&F.lock);
     F.expire_sessions = true;
     pthread_mutex_unlock(&F.lock);
-    ssize_t rc = 0;
-    end = curve_now_mono_ms() + WAIT_MS;
+    wait_counter(&F.opens, opens + 2); /* re-opened (and again: the fake keeps expiring) */
+    assert_int_equal(curve_pwrite(v, b, 4096, 0), 4096);
+    /* an exclusive open elsewhere while our session is gone: the re-open sees the epoch */
+    pthread_mutex_lock(&F.lock);
+    find_path("/s")->epoch++;
+    pthread_mutex_unlock(&F.lock);
+    ssize_t rc;
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while ((rc = curve_pwrite(v, b, 4096, 0)) == 4096 && curve_now_mono_ms() < end)
+        sched_yield();
+    assert_int_equal(rc, CURVE_ERR_FENCED);
+    assert_int_equal(curve_close(v), CURVE_ERR_FENCED);
+    assert_int_equal(curve_client_destroy(c), 0);
+}
+
+/* No refresh gets through for client.session.expire_ms: IO fails with SESSION_EXPIRED. */
+static void test_session_lost_fences_io(void **state)
+{
+    pthread_mutex_lock(&F.lock);
+    F.lease_ms = 200;
+    pthread_mutex_unlock(&F.lock);
+    curve_client *c = new_client("client.session.expire_ms=300ms");
+    assert_int_equal(curve_create(c, "/s", SEG), 0);
+    curve_volume *v;
+    assert_int_equal(curve_open(c, "/s", 0, &v), 0);
+    uint8_t b[4096] = {1};
+    assert_int_equal(curve_pwrite(v, b, 4096, 0), 4096);
+    pthread_mutex_lock(&F.lock);
+    F.sessions_down = true; /* refresh and open fail (etcd trouble at the MDS) */
+    pthread_mutex_unlock(&F.lock);
+    ssize_t rc;
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
     while ((rc = curve_pwrite(v, b, 4096, 0)) == 4096 && curve_now_mono_ms() < end)
         sched_yield();
     assert_int_equal(rc, CURVE_ERR_SESSION_EXPIRED);
+    assert_int_equal(curve_pread(v, b, 4096, 0), CURVE_ERR_SESSION_EXPIRED);
     assert_int_equal(curve_close(v), CURVE_ERR_SESSION_EXPIRED);
-    pthread_mutex_lock(&F.lock);
-    F.expire_sessions = false;
-    F.lease_ms = 2000;
-    pthread_mutex_unlock(&F.lock);
     assert_int_equal(curve_client_destroy(c), 0);
 }
 
@@ -1053,6 +1092,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readonly_and_extend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exclusive_fences_old_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_seen_by_refresh_fences, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_reopened_or_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_lost_fences_io, setup, teardown),
         cmocka_unit_test(test_mds_unreachable),
     };
