@@ -96,7 +96,7 @@ class MdsCluster:
                 "--lease-ttl-s=%d" % self.ttl, "--chunk-size=%d" % CHUNK,
                 "--segment-size=%d" % SEG, "--min-volume-size=%d" % SEG,
                 "--max-volume-size=%d" % (1 << 40), "--sched-interval=200ms",
-                "--balance-interval=500ms", "--unstable-time=1s", "--offline-time=3s",
+                "--balance-interval=500ms", "--unstable-time=2s", "--offline-time=4s",
                 "--chunk-id-batch=256", "--file-id-batch=16", "--session-lease=3s",
                 "--placement-wait=1s"]
         m = Mds(self.procs.start(args + self.extra + list(extra), name=name), name)
@@ -415,7 +415,7 @@ def test_offline_chunkserver_recovered(cluster):
     assert "unstable" in seen or "offline" in seen
     assert "offline" in seen, seen
     assert _healthy(a, victim), ok(tool(a, "list-copysets"))
-    assert time.monotonic() - t0 >= 3.0  # not before the offline time
+    assert time.monotonic() - t0 >= 4.0  # not before the offline time
     assert sim.ops_done >= n_victim
     st = ok(tool(a, "status"))
     assert st["healthy_copysets"] == 24 and st["offline"] == 1, st
