@@ -554,6 +554,16 @@ out:
     return rc;
 }
 
+int cs_mgr_copyset_epoch(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t *epoch)
+{
+    cs_copyset *cs = cs__get(m, ((uint64_t)pool << 32) | id);
+    if (cs == NULL)
+        return CURVE_ERR_COPYSET_NOTEXIST;
+    *epoch = cs_fsm_epoch(cs->fsm);
+    cs__put(cs);
+    return 0;
+}
+
 static int rm_cb(const char *p, const struct stat *sb, int fl, struct FTW *ftw)
 {
     (void)sb;

@@ -279,6 +279,24 @@ static void op_report_locked(cs_hb *hb, Curve__Heartbeat__CopysetInfo *c)
     }
 }
 
+/* A copyset the MDS says this chunkserver no longer belongs to: recycled only when the MDS's
+ * epoch is newer than ours (proto/heartbeat.proto stale_copysets). */
+static void remove_stale(cs_hb *hb, const Curve__Heartbeat__CopysetInfo *c)
+{
+    uint64_t mine = 0;
+    if (cs_mgr_copyset_epoch(hb->o.mgr, c->logical_pool_id, c->copyset_id, &mine) != 0)
+        return; /* already gone */
+    if (c->epoch == 0 || c->epoch <= mine) {
+        CLOG_WARN("MDS lists copyset %u.%u as stale (its epoch %" PRIu64 ", ours %" PRIu64
+                  "): kept", c->logical_pool_id, c->copyset_id, c->epoch, mine);
+        return;
+    }
+    int rc = cs_mgr_remove(hb->o.mgr, c->logical_pool_id, c->copyset_id);
+    CLOG_INFO("copyset %u.%u removed from this chunkserver by the MDS (epoch %" PRIu64
+              " > %" PRIu64 "): %s", c->logical_pool_id, c->copyset_id, c->epoch, mine,
+              curve_strerror(rc));
+}
+
 /* Builds the per-copyset part of a heartbeat; the strings live in `peers` (caller frees). */
 static int do_heartbeat(cs_hb *hb)
 {
@@ -396,6 +414,8 @@ static int do_heartbeat(cs_hb *hb)
     } else {
         for (size_t i = 0; i < resp->n_operators && i < CS_HB_MAX_OPS; i++)
             run_operator(hb, resp->operators[i]);
+        for (size_t i = 0; i < resp->n_stale_copysets && i < CS_HB_MAX_STALE; i++)
+            remove_stale(hb, resp->stale_copysets[i]);
     }
     protobuf_c_message_free_unpacked(r, NULL);
 out:

@@ -21,6 +21,7 @@
 #define CS_HB_MAX_MDS 8u            /* addresses in --mds-addrs */
 #define CS_HB_TOKEN_MAX 256u        /* bytes of a registration token */
 #define CS_HB_MAX_OPS 64u           /* operators run per heartbeat reply */
+#define CS_HB_MAX_STALE 256u        /* stale copysets handled per heartbeat reply */
 #define CS_DAT_FILE "chunkserver.dat"
 
 typedef struct cs_hb cs_hb;

@@ -88,6 +88,7 @@ class FakeMds:
         self.registers = []   # (ip, port, disk_path)
         self.heartbeats = []  # decoded HeartbeatRequest dicts
         self.ops = {}         # chunkserver "ip:port" -> list of encoded Operator
+        self.stale = {}       # chunkserver "ip:port" -> list of encoded CopysetInfo
         self.next_id = 1
         self.stopped = False
         self.threads = [threading.Thread(target=self.accept_loop, daemon=True)]
@@ -141,13 +142,20 @@ class FakeMds:
                   "copysets": [pb_decode(x) for x in req.get(10, [])]}
             self.heartbeats.append(hb)
             ops = self.ops.pop(hb["addr"], [])
-            return pb_field(1, 0) + b"".join(pb_field(2, op) for op in ops)
+            stale = self.stale.pop(hb["addr"], [])
+            return (pb_field(1, 0) + b"".join(pb_field(2, op) for op in ops) +
+                    b"".join(pb_field(4, c) for c in stale))
 
     def queue_op(self, addr, typ, peer, epoch):
         op = (pb_field(1, POOL) + pb_field(2, COPYSET) + pb_field(3, typ) + pb_field(4, epoch) +
               pb_field(5, peer))
         with self.lock:
             self.ops.setdefault(addr, []).append(op)
+
+    def queue_stale(self, addr, epoch):
+        info = pb_field(1, POOL) + pb_field(2, COPYSET) + pb_field(6, 0) + pb_field(7, epoch)
+        with self.lock:
+            self.stale.setdefault(addr, []).append(info)
 
     def last_hb(self, addr):
         with self.lock:
@@ -241,6 +249,19 @@ def run(procs, tmp_dir, mds):
     assert r["status"] == "SUCCESS", r
     wait_until(lambda: mds.last_hb(victim.addr)["disk"].get(1) == [1], 30,
                what="disk failure in the heartbeat")
+    # stale copysets: epoch 0 (unknown to the MDS) is kept; a newer MDS epoch removes it
+    ldr = cl.wait_leader()
+    victim = [c for c in cl.cs if c is not ldr][1]
+    with mds.lock:
+        nhb = len(mds.heartbeats)
+    mds.queue_stale(victim.addr, 0)
+    wait_until(lambda: len([h for h in mds.heartbeats[nhb:] if h["addr"] == victim.addr]) >= 3,
+               30, what="heartbeats after a stale entry")
+    assert victim.copyset() is not None
+    epoch = victim.copyset()["epoch"]
+    mds.queue_stale(victim.addr, epoch + 1)
+    wait_until(lambda: victim.copyset() is None, 30, what="the stale copyset removed")
+    assert os.listdir(os.path.join(victim.dir, "recycler"))
     # a damaged chunkserver.dat is refused at start with a clear error
     for c in cl.cs:
         assert c.proc.stop() == 0
