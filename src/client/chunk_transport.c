@@ -94,7 +94,7 @@ static int chanmap_get(curve_chanmap *cm, const char *addr, rpc_channel **out)
 
 const char *curve_retry_cause_name(curve_retry_cause c)
 {
-    static const char *names[] = {"overload", "timeout", "redirected",
+    static const char *names[] = {"overload",         "timeout",    "redirected",
                                   "copyset_notexist", "connection", "other"};
     return (unsigned)c < CURVE_CAUSE_COUNT_ ? names[c] : "other";
 }
@@ -172,7 +172,8 @@ static void send_complete(tcall *tc, int st, bool timed_out, const char *hint)
         t->on_retry(t->cb_ctx, cause_of(st, timed_out));
     if (st == CURVE_ERR_EPOCH_TOO_OLD && !atomic_exchange(&t->fenced, true))
         CLOG_ERROR("libcurve: volume '%s' (id %llu) fenced: a newer exclusive opener bumped the "
-                   "epoch", t->path, (unsigned long long)t->file_id);
+                   "epoch",
+                   t->path, (unsigned long long)t->file_id);
     char h[CURVE_ADDR_MAX] = "";
     if (hint && *hint && curve_peer_addr_normalize(hint, h, sizeof(h)) != 0)
         h[0] = '\0';
@@ -213,8 +214,8 @@ static void chunk_reply_cb(rpc_result *r, void *arg)
         st = rc;
     }
     if (st != 0 && st != CURVE_ERR_REDIRECTED && st != CURVE_ERR_CHUNK_NOTEXIST && resp->error)
-        CLOG_DEBUG("libcurve: chunk %llu at %s: %s", (unsigned long long)c->chunk_id,
-                   c->peer.addr, resp->error);
+        CLOG_DEBUG("libcurve: chunk %llu at %s: %s", (unsigned long long)c->chunk_id, c->peer.addr,
+                   resp->error);
     send_complete(tc, st, false, st == CURVE_ERR_REDIRECTED ? resp->leader_hint : NULL);
 }
 
@@ -387,10 +388,11 @@ static void copyset_answer(int status, const ProtobufCMessage *m, const char *er
             if (status == -ESTALE || (status == -EINVAL && leader[0]))
                 /* an older view than ours, or a leader outside the peers: keep what we have,
                  * but store the membership without the odd leader */
-                status = status == -ESTALE ? 0
-                                           : curve_metacache_put_copyset(
-                                                 tc->t->mc, c->pool_id, c->copyset_id, ci->epoch,
-                                                 peers, (uint32_t)ci->n_peers, NULL, 0);
+                status = status == -ESTALE
+                             ? 0
+                             : curve_metacache_put_copyset(tc->t->mc, c->pool_id, c->copyset_id,
+                                                           ci->epoch, peers, (uint32_t)ci->n_peers,
+                                                           NULL, 0);
         }
     } else {
         CLOG_DEBUG("libcurve: copyset %u.%u from MDS: %s", c->pool_id, c->copyset_id,
@@ -414,8 +416,8 @@ static void segment_answer(int status, const ProtobufCMessage *m, const char *er
         } else if (t->writer && sr->epoch > t->epoch) {
             if (!atomic_exchange(&t->fenced, true))
                 CLOG_ERROR("libcurve: volume '%s' fenced: epoch %llu > ours %llu (exclusive open "
-                           "elsewhere)", t->path, (unsigned long long)sr->epoch,
-                           (unsigned long long)t->epoch);
+                           "elsewhere)",
+                           t->path, (unsigned long long)sr->epoch, (unsigned long long)t->epoch);
             status = CURVE_ERR_FENCED;
         } else if (sr->chunk_size != t->geom.chunk_size ||
                    sr->segment_size != t->geom.segment_size || sr->n_chunks != nchunks ||
@@ -440,8 +442,8 @@ static void segment_answer(int status, const ProtobufCMessage *m, const char *er
             }
         }
     } else if (status != CURVE_ERR_NOT_FOUND) {
-        CLOG_DEBUG("libcurve: segment %llu of '%s': %s", (unsigned long long)c->seg_index,
-                   t->path, errmsg && *errmsg ? errmsg : curve_strerror(status));
+        CLOG_DEBUG("libcurve: segment %llu of '%s': %s", (unsigned long long)c->seg_index, t->path,
+                   errmsg && *errmsg ? errmsg : curve_strerror(status));
     }
     mds_post_back(tc, status);
 }

@@ -56,11 +56,11 @@ typedef struct curve_chunk_transport {
     curve_chanmap *chans;
     curve_mds_client *mds;
     curve_metacache *mc;
-    const char *path;    /* volume path, for segment requests */
-    uint64_t file_id;    /* volume id, for the epoch fence */
-    uint64_t epoch;      /* volume epoch of this open */
-    bool writer;         /* opened read-write: a newer epoch in an MDS answer fences it */
-    curve_io_geom geom;  /* chunk and segment sizes to check MDS answers against */
+    const char *path;           /* volume path, for segment requests */
+    uint64_t file_id;           /* volume id, for the epoch fence */
+    uint64_t epoch;             /* volume epoch of this open */
+    bool writer;                /* opened read-write: a newer epoch in an MDS answer fences it */
+    curve_io_geom geom;         /* chunk and segment sizes to check MDS answers against */
     uint64_t leader_timeout_ms; /* GetLeader timeout per peer */
     /* called on the loop for every failed chunk RPC that will be retried (may be NULL) */
     void (*on_retry)(void *ctx, curve_retry_cause cause);

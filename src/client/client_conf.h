@@ -30,10 +30,10 @@ typedef struct curve_client_conf {
     char owner[CURVE_OWNER_MAX + 1];
     uint64_t mds_rpc_timeout_ms;
     uint64_t mds_call_deadline_ms; /* blocking MDS calls retry addresses this long */
-    uint64_t session_expire_ms;    /* IO fenced after this long without refresh; 0 = lease */
-    uint32_t max_rpc_size;      /* CURVE_RPC_SIZE_MIN..MAX, multiple of 4096 */
-    uint32_t max_inflight_rpcs; /* per volume, 1..CURVE_CLIENT_INFLIGHT_MAX */
-    uint32_t io_threads;        /* 1..CURVE_CLIENT_IO_THREADS_MAX */
+    uint64_t session_expire_ms;    /* IO fails after this long without refresh; 0 = lease */
+    uint32_t max_rpc_size;         /* CURVE_RPC_SIZE_MIN..MAX, multiple of 4096 */
+    uint32_t max_inflight_rpcs;    /* per volume, 1..CURVE_CLIENT_INFLIGHT_MAX */
+    uint32_t io_threads;           /* 1..CURVE_CLIENT_IO_THREADS_MAX */
     bool allow_512;
     uint32_t metacache_max_segments;
     uint32_t metacache_max_copysets;

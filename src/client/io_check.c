@@ -25,8 +25,8 @@
 #include "curve/curve.h"
 
 #define MAX_OVERRIDES 32
-#define AIO_DEPTH 16    /* concurrent AIOs in the verify run */
-#define FENCE_WAIT_S 20 /* bound on the fencing delay of an old writer */
+#define AIO_DEPTH     16 /* concurrent AIOs in the verify run */
+#define FENCE_WAIT_S  20 /* bound on the fencing delay of an old writer */
 
 static int fails;
 #define CHECK(cond, ...)                                                                           \
@@ -224,8 +224,8 @@ static int do_fence(curve_client *c, const char *path)
         CHECK(rc == 0, "close exclusive: %s", curve_strerror(rc));
     }
     rc = curve_close(a);
-    CHECK(rc == CURVE_ERR_FENCED || rc == CURVE_ERR_EPOCH_TOO_OLD || rc == 0,
-          "close fenced: %s", curve_strerror(rc));
+    CHECK(rc == CURVE_ERR_FENCED || rc == CURVE_ERR_EPOCH_TOO_OLD || rc == 0, "close fenced: %s",
+          curve_strerror(rc));
     if (fails == 0)
         printf("fencing ok\n");
     return fails ? 1 : 0;
@@ -259,8 +259,8 @@ static int do_stress(curve_client *c, const char *path, uint64_t seed, unsigned 
         ssize_t n = curve_pwrite(v, w, 65536, off);
         CHECK(n == 65536, "stress write at %" PRIu64 ": %s", off, curve_strerror((int)n));
         n = curve_pread(v, r, 65536, off);
-        CHECK(n == 65536 && memcmp(w, r, 65536) == 0, "stress read at %" PRIu64 " wrong (%zd)",
-              off, n);
+        CHECK(n == 65536 && memcmp(w, r, 65536) == 0, "stress read at %" PRIu64 " wrong (%zd)", off,
+              n);
         if (++ops % STRESS_REPORT == 0) {
             printf("ops %" PRIu64 "\n", ops);
             fflush(stdout);
@@ -276,8 +276,9 @@ static int do_stress(curve_client *c, const char *path, uint64_t seed, unsigned 
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: curve-io-check -m MDS_ADDRS [-o key=value]... "
-                    "{create PATH SIZE | verify PATH SEED | fence PATH | stress PATH SEED SECONDS}\n");
+    fprintf(stderr,
+            "usage: curve-io-check -m MDS_ADDRS [-o key=value]... "
+            "{create PATH SIZE | verify PATH SEED | fence PATH | stress PATH SEED SECONDS}\n");
 }
 
 int main(int argc, char **argv)

@@ -71,7 +71,7 @@ struct curve_volume {
     curve_loop *loop;
     curve_chunk_transport tr;
     curve_volio *vio;
-    curve_io_geom geom;       /* submit-side checks; volume_size below */
+    curve_io_geom geom;        /* submit-side checks; volume_size below */
     atomic_uint_fast64_t size; /* bytes (grows with curve_fstat after an extend) */
     uint64_t file_id, epoch;
     curve_mds_session *sess;
@@ -110,8 +110,8 @@ static void fill_stat(const Curve__Mds__FileInfo *fi, struct curve_stat *st)
     memset(st, 0, sizeof(*st));
     st->id = fi->id;
     st->parent_id = fi->parent_id;
-    st->type = fi->type == CURVE__MDS__FILE_TYPE__FILE_DIR ? CURVE_FILE_DIRECTORY
-                                                           : CURVE_FILE_VOLUME;
+    st->type =
+        fi->type == CURVE__MDS__FILE_TYPE__FILE_DIR ? CURVE_FILE_DIRECTORY : CURVE_FILE_VOLUME;
     st->size = st->type == CURVE_FILE_VOLUME ? fi->size : 0;
     st->chunk_size = fi->chunk_size;
     st->segment_size = fi->segment_size;
@@ -167,8 +167,8 @@ CURVE_EXPORT int curve_client_init(const char *conf_path, const char *const *ove
     if (c->conf.log_path[0] && curve_log_open(c->conf.log_path) != 0)
         CLOG_WARN("libcurve: cannot open log file %s; logging to stderr", c->conf.log_path);
     curve_log_set_level(c->conf.log_level);
-    rc = curve_metacache_new(c->conf.metacache_max_segments, c->conf.metacache_max_copysets,
-                             &c->mc);
+    rc =
+        curve_metacache_new(c->conf.metacache_max_segments, c->conf.metacache_max_copysets, &c->mc);
     if (rc != 0)
         goto err_after_alloc;
     c->unstable = malloc(sizeof(*c->unstable));
@@ -273,8 +273,9 @@ static void metrics_register(curve_volume *v)
                                     &v->m.bw[i]);
     }
     for (int i = 0; i < CURVE_CAUSE_COUNT_ && rc == 0; i++) {
-        const char *l[] = {"volume", vol, "instance", inst, "cause",
-                           curve_retry_cause_name((curve_retry_cause)i), NULL};
+        const char *l[] = {"volume", vol,     "instance",
+                           inst,     "cause", curve_retry_cause_name((curve_retry_cause)i),
+                           NULL};
         rc = curve_metrics_counter(reg, "curve_client_retries_total",
                                    "chunk RPCs retried, by cause", l, &v->m.retries[i]);
     }
@@ -322,10 +323,9 @@ static void aio_complete(aio_req *r, int err)
     curve_volume *v = r->v;
     struct curve_aio *aio = r->aio;
     int op = (int)aio->op;
-    aio->result = err != 0 ? err
-                           : (aio->op == CURVE_OP_READ || aio->op == CURVE_OP_WRITE
-                                  ? (int64_t)aio->len
-                                  : 0);
+    aio->result =
+        err != 0 ? err
+                 : (aio->op == CURVE_OP_READ || aio->op == CURVE_OP_WRITE ? (int64_t)aio->len : 0);
     uint64_t us = (curve_now_mono_ns() - r->t0_ns) / 1000;
     if (v->m.lat[op])
         curve_latency_record(v->m.lat[op], us);
@@ -514,8 +514,7 @@ static int geom_from_file(const curve_client *c, const Curve__Mds__FileInfo *fi,
     g->segment_size = fi->segment_size;
     g->chunk_size = fi->chunk_size;
     g->align = c->conf.allow_512 ? 512 : 4096;
-    g->max_rpc_size = c->conf.max_rpc_size < fi->chunk_size ? c->conf.max_rpc_size
-                                                            : fi->chunk_size;
+    g->max_rpc_size = c->conf.max_rpc_size < fi->chunk_size ? c->conf.max_rpc_size : fi->chunk_size;
     return curve_io_geom_validate(g);
 }
 
@@ -542,9 +541,9 @@ CURVE_EXPORT int curve_open(curve_client *c, const char *path, unsigned flags, c
     req.has_exclusive = 1;
     req.exclusive = (flags & CURVE_OPEN_EXCLUSIVE) != 0;
     Curve__Mds__OpenResponse *resp = NULL;
-    int rc = mds_call(c, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_OPEN, &req.base,
-                      &curve__mds__open_response__descriptor, (ProtobufCMessage **)&resp, "open",
-                      path);
+    int rc =
+        mds_call(c, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_OPEN, &req.base,
+                 &curve__mds__open_response__descriptor, (ProtobufCMessage **)&resp, "open", path);
     if (rc == CURVE_ERR_INVALID_REQUEST) {
         Curve__Mds__FileInfo *fi = NULL;
         if (stat_path(c, path, &fi) == 0 && fi->type == CURVE__MDS__FILE_TYPE__FILE_DIR)
@@ -567,8 +566,9 @@ CURVE_EXPORT int curve_open(curve_client *c, const char *path, unsigned flags, c
     const Curve__Mds__FileInfo *fi = resp->file;
     if (!fi || fi->type != CURVE__MDS__FILE_TYPE__FILE_VOLUME || geom_from_file(c, fi, &v->geom)) {
         CLOG_ERROR("libcurve: open '%s': the MDS answered a bad file record (size %llu, "
-                   "segment %u, chunk %u)", path, fi ? (unsigned long long)fi->size : 0ull,
-                   fi ? fi->segment_size : 0, fi ? fi->chunk_size : 0);
+                   "segment %u, chunk %u)",
+                   path, fi ? (unsigned long long)fi->size : 0ull, fi ? fi->segment_size : 0,
+                   fi ? fi->chunk_size : 0);
         rc = CURVE_ERR_RPC_PROTO;
         goto err_after_vol;
     }
@@ -815,8 +815,7 @@ CURVE_EXPORT int curve_recover(curve_client *c, const char *path, uint64_t id)
     free_msg(ls);
     Curve__Mds__RecoverRequest req = CURVE__MDS__RECOVER_REQUEST__INIT;
     req.path = binpath;
-    return NS(CURVE_MDS_NS_RECOVER, req, &curve__mds__file_info__descriptor, NULL, "recover",
-              path);
+    return NS(CURVE_MDS_NS_RECOVER, req, &curve__mds__file_info__descriptor, NULL, "recover", path);
 }
 
 CURVE_EXPORT int curve_rename(curve_client *c, const char *oldpath, const char *newpath)

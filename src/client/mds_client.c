@@ -41,8 +41,9 @@ int curve_mds_client_new(const curve_client_conf *conf, curve_mds_client **out)
     if (!m)
         return -ENOMEM;
     char err[160];
-    int rc = curve_mds_rotor_init(&m->rotor, conf->mds_addrs, conf->retry.mds_failures_before_switch,
-                                  conf->retry.mds_retry_interval_ms, err, sizeof(err));
+    int rc =
+        curve_mds_rotor_init(&m->rotor, conf->mds_addrs, conf->retry.mds_failures_before_switch,
+                             conf->retry.mds_retry_interval_ms, err, sizeof(err));
     if (rc != 0) {
         CLOG_ERROR("libcurve: mds.addrs '%s': %s", conf->mds_addrs, err);
         goto err_after_alloc;
@@ -141,8 +142,9 @@ int curve_mds_call(curve_mds_client *m, uint32_t svc, uint32_t method, const Pro
         uint64_t now = curve_now_mono_ms();
         if (now + pause >= deadline) {
             CLOG_WARN("libcurve: no MDS (%u configured, first %s) answered svc %u method %u "
-                      "within %llu ms: %s", m->n, m->rotor.addrs[0], svc, method,
-                      (unsigned long long)m->call_deadline_ms, msg[0] ? msg : curve_strerror(rc));
+                      "within %llu ms: %s",
+                      m->n, m->rotor.addrs[0], svc, method, (unsigned long long)m->call_deadline_ms,
+                      msg[0] ? msg : curve_strerror(rc));
             break;
         }
         if (pause > 0)
@@ -230,13 +232,12 @@ static void epoch_done(int status, const ProtobufCMessage *resp, const char *err
     if (status == 0 && (fi->id != s->file_id || fi->epoch > s->epoch)) {
         if (!atomic_exchange(&s->fenced, true))
             CLOG_ERROR("libcurve: '%s' fenced: now file %llu epoch %llu, opened as file %llu "
-                       "epoch %llu (exclusive open elsewhere)", s->path,
-                       (unsigned long long)fi->id, (unsigned long long)fi->epoch,
+                       "epoch %llu (exclusive open elsewhere)",
+                       s->path, (unsigned long long)fi->id, (unsigned long long)fi->epoch,
                        (unsigned long long)s->file_id, (unsigned long long)s->epoch);
     } else if (status == CURVE_ERR_NOT_FOUND) {
         if (!atomic_exchange(&s->fenced, true))
-            CLOG_ERROR("libcurve: '%s' fenced: the volume is gone (deleted or renamed)",
-                       s->path);
+            CLOG_ERROR("libcurve: '%s' fenced: the volume is gone (deleted or renamed)", s->path);
     }
     session_maybe_stopped(s);
 }
@@ -263,15 +264,14 @@ static void reopen_done(int status, const ProtobufCMessage *resp, const char *er
         /* another volume at the path, or a newer epoch: an exclusive opener took over */
         if (!atomic_exchange(&s->fenced, true))
             CLOG_ERROR("libcurve: '%s' fenced: the expired session cannot be re-established "
-                       "(%s)", s->path, status == 0 ? "newer epoch or another volume"
-                                                     : "volume gone");
+                       "(%s)",
+                       s->path, status == 0 ? "newer epoch or another volume" : "volume gone");
         if (status == 0) { /* end the session just opened */
             Curve__Mds__SessionRequest req = CURVE__MDS__SESSION_REQUEST__INIT;
             req.path = s->path;
             req.session_id = r->session_id;
-            if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_CLOSE,
-                                     &req.base, &curve__mds__empty__descriptor, close_done,
-                                     s) == 0)
+            if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_CLOSE, &req.base,
+                                     &curve__mds__empty__descriptor, close_done, s) == 0)
                 s->inflight = true;
         }
     } else {
@@ -349,8 +349,8 @@ static void session_arm(void *arg)
 }
 
 int curve_mds_session_start(curve_mds_client *m, const char *path, const char *session_id,
-                            uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id,
-                            uint64_t epoch, bool watch_epoch, curve_mds_session **out)
+                            uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id, uint64_t epoch,
+                            bool watch_epoch, curve_mds_session **out)
 {
     CURVE_ASSERT(m != NULL && path != NULL && session_id != NULL && out != NULL);
     if (lease_ms < 4 || strlen(path) > CURVE_PATH_MAX || strlen(session_id) >= 64)
@@ -391,8 +391,8 @@ int curve_mds_session_check(curve_mds_session *s)
     uint64_t now = curve_now_mono_ms();
     if (now > last && now - last > s->expire_ms) {
         if (!atomic_exchange(&s->lost, true))
-            CLOG_ERROR("libcurve: session of '%s' lost: no successful refresh for %llu ms",
-                       s->path, (unsigned long long)(now - last));
+            CLOG_ERROR("libcurve: session of '%s' lost: no successful refresh for %llu ms", s->path,
+                       (unsigned long long)(now - last));
         return CURVE_ERR_SESSION_EXPIRED;
     }
     return 0;

@@ -86,14 +86,14 @@ typedef struct curve_mds_session curve_mds_session;
  * When the MDS answers CURVE_ERR_SESSION_EXPIRED (e.g. the session expired during an MDS
  * failover) a new session is opened (non-exclusive; accepted only while the volume's id and
  * epoch are unchanged, else the session is fenced). The session counts as lost (sticky) when
- * no refresh or re-open succeeded for `expire_ms` (0: lease_ms). With `watch_epoch`, every successful
- * refresh is followed by a Stat of the volume: a file id other than `file_id` or an epoch
- * above `epoch` (an exclusive open elsewhere) fences the session (sticky). This bounds the
+ * no refresh or re-open succeeded for `expire_ms` (0: lease_ms). With `watch_epoch`, every
+ * successful refresh is followed by a Stat of the volume: a file id other than `file_id` or an
+ * epoch above `epoch` (an exclusive open elsewhere) fences the session (sticky). This bounds the
  * fencing delay of a writer to about lease_ms / 4 even where no chunkserver has seen the newer
  * epoch yet. Returns 0, -EINVAL, -ENOMEM. */
 int curve_mds_session_start(curve_mds_client *m, const char *path, const char *session_id,
-                            uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id,
-                            uint64_t epoch, bool watch_epoch, curve_mds_session **out);
+                            uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id, uint64_t epoch,
+                            bool watch_epoch, curve_mds_session **out);
 /* 0 while the session is alive, CURVE_ERR_FENCED once a newer epoch was seen, else
  * CURVE_ERR_SESSION_EXPIRED. Any thread. */
 int curve_mds_session_check(curve_mds_session *s);

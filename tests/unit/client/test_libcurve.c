@@ -514,8 +514,7 @@ static void h_chunk(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a
     /* like the real chunkserver: every op is fenced; epoch 0 means "no fencing" */
     if (r->epoch != 0) {
         if (r->epoch < F.cs_epoch[fid]) {
-            chunk_reply(ctx, CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_EPOCH_TOO_OLD, NULL,
-                        NULL);
+            chunk_reply(ctx, CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_EPOCH_TOO_OLD, NULL, NULL);
             pthread_mutex_unlock(&F.lock);
             return;
         }
@@ -605,8 +604,7 @@ static int setup(void **state)
     pthread_mutex_init(&F.lock, NULL);
     F.next_id = 2;
     F.lease_ms = 2000;
-    F.files[0] = (ffile){.used = true, .dir = true, .id = 1, .parent = 0, .name = "",
-                         .path = "/"};
+    F.files[0] = (ffile){.used = true, .dir = true, .id = 1, .parent = 0, .name = "", .path = "/"};
     assert_int_equal(curve_loop_group_new("fake", 1, &srv_loops), 0);
     rpc_service_def mds[] = {
         {32, "NamespaceService", ns_methods, CURVE_ARRAY_SIZE(ns_methods), NULL},
@@ -653,8 +651,12 @@ static int teardown(void **state)
 
 static curve_client *new_client(const char *extra)
 {
-    const char *kv[] = {mds_addrs, "client.retry.total_deadline_ms=10s",
-                        "client.mds.call_deadline_ms=5s", "client.log_level=warn", extra, NULL};
+    const char *kv[] = {mds_addrs,
+                        "client.retry.total_deadline_ms=10s",
+                        "client.mds.call_deadline_ms=5s",
+                        "client.log_level=warn",
+                        extra,
+                        NULL};
     curve_client *c = NULL;
     assert_int_equal(curve_client_init(NULL, kv, &c), 0);
     return c;
@@ -866,11 +868,11 @@ static void test_io(void **state)
             assert_int_equal(r[i], w[i]);
     }
     /* per-volume metrics: the MDS named a follower, so the redirect was counted */
-    const char *redir[] = {"curve_client_retries_total{", "volume=\"/v\"",
-                           "cause=\"redirected\"", NULL};
+    const char *redir[] = {"curve_client_retries_total{", "volume=\"/v\"", "cause=\"redirected\"",
+                           NULL};
     assert_true(metric_value(redir) >= 1);
-    const char *wlat[] = {"curve_client_io_latency_seconds_count{", "volume=\"/v\"",
-                          "op=\"write\"", NULL};
+    const char *wlat[] = {"curve_client_io_latency_seconds_count{", "volume=\"/v\"", "op=\"write\"",
+                          NULL};
     assert_true(metric_value(wlat) >= 2);
     const char *errs[] = {"curve_client_io_errors_total{", "volume=\"/v\"", NULL};
     assert_true(metric_value(errs) == 0);
