@@ -157,6 +157,10 @@ void cli_render_object(FILE *f, cli_format fmt, const json_t *obj, const struct 
 int cli_fail(const struct cli_opts *o, int err, int exit_code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Validates a cluster.json record held in memory (crc32c, fields, bounds), as `cluster down`
+ * does before trusting any PID in it. Returns 0 or -EINVAL with err filled. (Fuzzed.) */
+int cli_cluster_check_state(const char *text, size_t len, char *err, size_t errlen);
+
 /* ---- handlers (cli_bs.c, cli_cluster.c) ---- */
 int cli_bs_create(const struct cli_cmd *, struct cli_opts *, const char **, int);
 int cli_bs_delete(const struct cli_cmd *, struct cli_opts *, const char **, int);

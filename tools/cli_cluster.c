@@ -32,6 +32,7 @@
 
 #include "common/assert.h"
 #include "common/clock.h"
+#include "common/crc32c.h"
 #include "curve/errors.h"
 #include "mds.pb-c.h"
 #include "tools/cli.h"
@@ -49,6 +50,8 @@
 #define CLUSTER_SEGMENT         "64m"
 #define CLUSTER_POOL_FILES      "48" /* chunk files formatted per chunkserver (192 MiB) */
 #define CLUSTER_COPYSETS        24
+#define CLUSTER_STATE_MAX       (1u << 20) /* bytes of cluster.json */
+#define CLUSTER_PID_MAX         4194304    /* Linux PID_MAX_LIMIT */
 
 typedef ProtobufCMessage pbm;
 
@@ -141,6 +144,24 @@ static int find_binary(const struct cli_opts *o, const char *name, const char *s
 
 /* ---- cluster.json ---- */
 
+/* crc32c of the record without its "crc32c" member, serialized compactly with sorted keys
+ * (the same bytes as Python's json.dumps(obj, separators=(",", ":"), sort_keys=True,
+ * ensure_ascii=False) for the values we store). */
+static int state_crc(const json_t *j, uint32_t *out)
+{
+    json_t *copy = json_copy((json_t *)j);
+    if (copy == NULL)
+        return -ENOMEM;
+    json_object_del(copy, "crc32c");
+    char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(copy);
+    if (text == NULL)
+        return -ENOMEM;
+    *out = curve_crc32c(0, text, strlen(text));
+    free(text);
+    return 0;
+}
+
 static int save_state(const struct cluster *c)
 {
     json_t *procs = json_array();
@@ -157,11 +178,22 @@ static int save_state(const struct cluster *c)
     snprintf(etcd, sizeof(etcd), "http://127.0.0.1:%d", c->etcd_port);
     json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:o}", "version", 1, "dir", c->dir, "etcd", etcd,
                           "mds_addrs", c->mds_addrs, "procs", procs);
+    uint32_t crc;
+    if (j == NULL || state_crc(j, &crc) < 0) {
+        json_decref(j);
+        return -ENOMEM;
+    }
+    json_object_set_new(j, "crc32c", json_integer(crc));
     char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/cluster.json", c->dir);
     snprintf(tmp, sizeof(tmp), "%s/cluster.json.tmp", c->dir);
     int r = json_dump_file(j, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(j);
+    int fd = r == 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0 || fsync(fd) != 0)
+        r = -1;
+    if (fd >= 0)
+        close(fd);
     if (r != 0 || rename(tmp, path) != 0)
         return -EIO;
     return 0;
@@ -175,30 +207,34 @@ static void free_procs(struct cluster *c)
     c->nprocs = 0;
 }
 
-/* Loads D/cluster.json, validating every field. Returns 0, -ENOENT or -EINVAL (err says). */
-static int load_state(const char *dir, struct cluster *c, char *err, size_t errlen)
+/* Parses and validates a cluster.json record (crc32c, every field, bounds) into *c (whose dir
+ * the caller set). `name` names the record in errors. Returns 0 or -EINVAL (err says why). */
+static int parse_state(const char *text, size_t len, const char *name, struct cluster *c, char *err,
+                       size_t errlen)
 {
-    memset(c, 0, sizeof(*c));
-    snprintf(c->dir, sizeof(c->dir), "%s", dir);
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/cluster.json", dir);
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (j == NULL) {
-        if (access(path, F_OK) != 0) {
-            snprintf(err, errlen, "no cluster recorded in %s (no cluster.json)", dir);
-            return -ENOENT;
-        }
-        snprintf(err, errlen, "%s:%d: %s", path, je.line, je.text);
+        snprintf(err, errlen, "%s:%d: %s", name, je.line, je.text);
         return -EINVAL;
     }
     const char *addrs = NULL;
     json_t *procs = NULL;
-    if (json_unpack_ex(j, &je, 0, "{s:s, s:o}", "mds_addrs", &addrs, "procs", &procs) != 0 ||
+    json_int_t version = 0, crc = -1;
+    uint32_t want;
+    if (json_unpack_ex(j, &je, 0, "{s:I, s:s, s:o, s:I}", "version", &version, "mds_addrs", &addrs,
+                       "procs", &procs, "crc32c", &crc) != 0 ||
         !json_is_array(procs) || json_array_size(procs) > CLUSTER_PROCS_MAX) {
-        snprintf(err, errlen, "%s: malformed (%s)", path, je.text);
-        json_decref(j);
-        return -EINVAL;
+        snprintf(err, errlen, "%s: malformed (%s)", name, je.text);
+        goto err_after_load;
+    }
+    if (version != 1) {
+        snprintf(err, errlen, "%s: unknown version %" JSON_INTEGER_FORMAT, name, version);
+        goto err_after_load;
+    }
+    if (state_crc(j, &want) < 0 || crc != (json_int_t)want) {
+        snprintf(err, errlen, "%s: crc32c mismatch (corrupt or edited by hand)", name);
+        goto err_after_load;
     }
     snprintf(c->mds_addrs, sizeof(c->mds_addrs), "%s", addrs);
     size_t i;
@@ -206,32 +242,84 @@ static int load_state(const char *dir, struct cluster *c, char *err, size_t errl
     json_array_foreach(procs, i, p)
     {
         struct cproc *cp = &c->procs[c->nprocs];
-        const char *name, *log;
-        int pid, port;
+        const char *pname, *log;
+        json_int_t pid, port;
         json_t *argv;
-        if (json_unpack_ex(p, &je, 0, "{s:s, s:i, s:i, s:s, s:o}", "name", &name, "pid", &pid,
+        if (json_unpack_ex(p, &je, 0, "{s:s, s:I, s:I, s:s, s:o}", "name", &pname, "pid", &pid,
                            "port", &port, "log", &log, "argv", &argv) != 0 ||
             !json_is_array(argv) || json_array_size(argv) == 0 ||
-            json_array_size(argv) > CLUSTER_ARGS_MAX || pid <= 1) {
-            snprintf(err, errlen, "%s: procs[%zu] malformed", path, i);
-            free_procs(c);
-            json_decref(j);
-            return -EINVAL;
+            json_array_size(argv) > CLUSTER_ARGS_MAX || pid <= 1 || pid > CLUSTER_PID_MAX ||
+            port < 0 || port > 65535) {
+            snprintf(err, errlen, "%s: procs[%zu] malformed", name, i);
+            goto err_after_procs;
         }
-        snprintf(cp->name, sizeof(cp->name), "%s", name);
+        snprintf(cp->name, sizeof(cp->name), "%s", pname);
         snprintf(cp->log, sizeof(cp->log), "%s", log);
-        cp->pid = pid;
-        cp->port = port;
+        cp->pid = (pid_t)pid;
+        cp->port = (int)port;
+        c->nprocs++;
         size_t k;
         json_t *a;
         json_array_foreach(argv, k, a)
         {
-            cp->argv[cp->nargs++] = strdup(json_is_string(a) ? json_string_value(a) : "");
+            if (!json_is_string(a)) {
+                snprintf(err, errlen, "%s: procs[%zu].argv[%zu] is not a string", name, i, k);
+                goto err_after_procs;
+            }
+            char *dup = strdup(json_string_value(a));
+            if (dup == NULL) {
+                snprintf(err, errlen, "out of memory");
+                goto err_after_procs;
+            }
+            cp->argv[cp->nargs++] = dup;
         }
-        c->nprocs++;
     }
     json_decref(j);
     return 0;
+
+err_after_procs:
+    free_procs(c);
+err_after_load:
+    json_decref(j);
+    return -EINVAL;
+}
+
+int cli_cluster_check_state(const char *text, size_t len, char *err, size_t errlen)
+{
+    static struct cluster c; /* large: not on the stack */
+    memset(&c, 0, sizeof(c));
+    int r = parse_state(text, len, "cluster.json", &c, err, errlen);
+    free_procs(&c);
+    return r;
+}
+
+/* Loads D/cluster.json. Returns 0, -ENOENT or -EINVAL (err says). */
+static int load_state(const char *dir, struct cluster *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->dir, sizeof(c->dir), "%s", dir);
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/cluster.json", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno == ENOENT) {
+            snprintf(err, errlen, "no cluster recorded in %s (no cluster.json)", dir);
+            return -ENOENT;
+        }
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -EINVAL;
+    }
+    char *buf = malloc(CLUSTER_STATE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, CLUSTER_STATE_MAX + 1, f) : 0;
+    fclose(f);
+    if (buf == NULL || n > CLUSTER_STATE_MAX) {
+        free(buf);
+        snprintf(err, errlen, "%s: %s", path, buf ? "larger than 1 MiB" : "out of memory");
+        return -EINVAL;
+    }
+    int r = parse_state(buf, n, path, c, err, errlen);
+    free(buf);
+    return r;
 }
 
 /* ---- processes ---- */

@@ -41,6 +41,26 @@ def jok(*args):
     return json.loads(ok(*(list(args) + ["--format=json"])))
 
 
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def write_state(path, obj):
+    """Writes a cluster.json record the way `curve cluster up` does (crc32c over the compact,
+    key-sorted serialization of the record without its crc32c member)."""
+    obj = dict(obj)
+    obj.pop("crc32c", None)
+    canon = json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    obj["crc32c"] = crc32c(canon.encode())
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
 def have(name):
     try:
         binary(name)
@@ -98,10 +118,25 @@ def test_conf_file_errors(tmp_dir):  # noqa: F811
 def test_cluster_down_without_cluster(tmp_dir):  # noqa: F811
     rc, _, err = curve("cluster", "down", "--dir=" + tmp_dir)
     assert rc == 3 and "no cluster recorded" in err, err
-    with open(os.path.join(tmp_dir, "cluster.json"), "w") as f:
+    state = os.path.join(tmp_dir, "cluster.json")
+    with open(state, "w") as f:
         f.write("{\"procs\": 5}")
     rc, _, err = curve("cluster", "down", "--dir=" + tmp_dir)
     assert rc == 1 and "malformed" in err, err
+    rec = {"version": 1, "dir": tmp_dir, "etcd": "", "mds_addrs": "127.0.0.1:1",
+           "procs": [{"name": "mds1", "pid": 2, "port": 1, "log": "x", "argv": ["/x"]}]}
+    write_state(state, rec)
+    with open(state) as f:
+        good = json.load(f)
+    good["procs"][0]["pid"] = 3  # edited after the crc was computed
+    with open(state, "w") as f:
+        json.dump(good, f)
+    rc, _, err = curve("cluster", "down", "--dir=" + tmp_dir)
+    assert rc == 1 and "crc32c mismatch" in err, err
+    rec["procs"][0]["pid"] = 1 << 40  # out of range, with a valid crc
+    write_state(state, rec)
+    rc, _, err = curve("cluster", "status", "--dir=" + tmp_dir)
+    assert rc == 1 and "procs[0] malformed" in err, err
 
 
 # ---- with a cluster -------------------------------------------------------------------------
@@ -263,10 +298,10 @@ def test_down_spares_reused_pids(procs, tmp_dir):  # noqa: F811
     other = procs.start(["sleep", "300"], name="other")
     d = os.path.join(tmp_dir, "fake")
     os.makedirs(d)
-    with open(os.path.join(d, "cluster.json"), "w") as f:
-        json.dump({"version": 1, "dir": d, "etcd": "", "mds_addrs": "127.0.0.1:1",
-                   "procs": [{"name": "mds1", "pid": other.pid, "port": 1, "log": "x",
-                              "argv": ["/usr/bin/curve-mds", "--port=1"]}]}, f)
+    write_state(os.path.join(d, "cluster.json"),
+                {"version": 1, "dir": d, "etcd": "", "mds_addrs": "127.0.0.1:1",
+                 "procs": [{"name": "mds1", "pid": other.pid, "port": 1, "log": "x",
+                            "argv": ["/usr/bin/curve-mds", "--port=1"]}]})
     out = jok("cluster", "down", "--dir=" + d)
     assert out == [{"name": "mds1", "pid": other.pid, "result": "not running"}]
     assert other.running()
