@@ -57,7 +57,8 @@ static const char *const op_names[OPS_N_] = {"read", "write", "discard", "flush"
 typedef struct vol_metrics {
     curve_latency *lat[OPS_N_];
     curve_rate *iops[OPS_N_];
-    curve_rate *bw[2]; /* read, write */
+    curve_rate *bw[2];       /* read, write */
+    curve_counter *bytes[2]; /* read, write */
     curve_counter *retries[CURVE_CAUSE_COUNT_];
     curve_counter *slow;
     curve_counter *errors;
@@ -268,9 +269,12 @@ static void metrics_register(curve_volume *v)
                                     "user IOs per second per volume and operation", l, NULL, 0,
                                     &v->m.iops[i]);
         if (rc == 0 && i < 2)
-            rc = curve_metrics_rate(reg, "curve_client_bandwidth_bytes",
+            rc = curve_metrics_rate(reg, "curve_client_bandwidth_bytes_per_second",
                                     "bytes per second read or written per volume", l, NULL, 0,
                                     &v->m.bw[i]);
+        if (rc == 0 && i < 2)
+            rc = curve_metrics_counter(reg, "curve_client_io_bytes_total",
+                                       "bytes read or written per volume", l, &v->m.bytes[i]);
     }
     for (int i = 0; i < CURVE_CAUSE_COUNT_ && rc == 0; i++) {
         const char *l[] = {"volume", vol,     "instance",
@@ -298,8 +302,10 @@ static void metrics_unregister(curve_volume *v)
         curve_latency_unregister(v->m.lat[i]);
         curve_rate_unregister(v->m.iops[i]);
     }
-    curve_rate_unregister(v->m.bw[0]);
-    curve_rate_unregister(v->m.bw[1]);
+    for (int i = 0; i < 2; i++) {
+        curve_rate_unregister(v->m.bw[i]);
+        curve_counter_unregister(v->m.bytes[i]);
+    }
     for (int i = 0; i < CURVE_CAUSE_COUNT_; i++)
         curve_counter_unregister(v->m.retries[i]);
     curve_counter_unregister(v->m.slow);
@@ -333,6 +339,8 @@ static void aio_complete(aio_req *r, int err)
         curve_rate_add(v->m.iops[op], 1);
     if (err == 0 && op < 2 && v->m.bw[op])
         curve_rate_add(v->m.bw[op], aio->len);
+    if (err == 0 && op < 2 && v->m.bytes[op])
+        curve_counter_add(v->m.bytes[op], aio->len);
     if (err != 0 && v->m.errors)
         curve_counter_add(v->m.errors, 1);
     free(r);

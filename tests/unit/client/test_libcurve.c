@@ -874,6 +874,19 @@ static void test_io(void **state)
     const char *wlat[] = {"curve_client_io_latency_seconds_count{", "volume=\"/v\"", "op=\"write\"",
                           NULL};
     assert_true(metric_value(wlat) >= 2);
+    const char *dump = getenv("CURVE_TEST_METRICS_OUT"); /* for `promtool check metrics` */
+    if (dump) {
+        char *text = NULL;
+        assert_int_equal(curve_metrics_render_prometheus(curve_metrics_default(), &text, NULL),
+                         0);
+        FILE *f = fopen(dump, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        free(text);
+    }
+    const char *bytes[] = {"curve_client_io_bytes_total{", "volume=\"/v\"", "op=\"read\"", NULL};
+    assert_true(metric_value(bytes) >= (double)len);
     const char *errs[] = {"curve_client_io_errors_total{", "volume=\"/v\"", NULL};
     assert_true(metric_value(errs) == 0);
     /* fstat reports the unchanged size; the end stays the end */
