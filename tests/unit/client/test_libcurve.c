@@ -877,8 +877,7 @@ static void test_io(void **state)
     const char *dump = getenv("CURVE_TEST_METRICS_OUT"); /* for `promtool check metrics` */
     if (dump) {
         char *text = NULL;
-        assert_int_equal(curve_metrics_render_prometheus(curve_metrics_default(), &text, NULL),
-                         0);
+        assert_int_equal(curve_metrics_render_prometheus(curve_metrics_default(), &text, NULL), 0);
         FILE *f = fopen(dump, "w");
         assert_non_null(f);
         fputs(text, f);
