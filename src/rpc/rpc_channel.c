@@ -31,7 +31,13 @@ typedef struct ccall {
     size_t heap_idx;
     struct ccall *hnext;         /* hash chain */
     struct ccall *wprev, *wnext; /* wait queue (calls waiting for a connection) */
-    struct ccall *flink;         /* temporary list in ch_fail_calls */
+    /* Doomed list: calls being failed as a batch (connection lost, channel closed). A callback
+     * may cancel or fail other calls of the batch (or close the channel), so the batch is a
+     * list that call_complete() unlinks from, never a snapshot. */
+    struct ccall *dprev, *dnext;
+    int dstatus, dreason;
+    const char *dwhat;
+    bool doomed;
     bool waiting;
     bool in_hash;
     bool sent;
@@ -59,6 +65,7 @@ struct rpc_channel {
     ccall **heap; /* min-heap on deadline_ms */
     size_t heap_n, heap_cap;
     ccall *wq_head, *wq_tail;
+    ccall *doom_head, *doom_tail; /* calls to fail (ch_doom / ch_complete_doomed) */
     curve_loop_msg close_msg;
     void (*closed_cb)(void *arg);
     void *closed_arg;
@@ -226,6 +233,40 @@ static void wq_remove(rpc_channel *ch, ccall *c)
     c->waiting = false;
 }
 
+/* ---- doomed list ---- */
+
+/* Marks `c` to be failed by the next ch_complete_doomed() (no-op if already marked). */
+static void ch_doom(rpc_channel *ch, ccall *c, int status, const char *what, int reason)
+{
+    if (c->doomed)
+        return;
+    c->doomed = true;
+    c->dstatus = status;
+    c->dwhat = what;
+    c->dreason = reason;
+    c->dnext = NULL;
+    c->dprev = ch->doom_tail;
+    if (ch->doom_tail)
+        ch->doom_tail->dnext = c;
+    else
+        ch->doom_head = c;
+    ch->doom_tail = c;
+}
+
+static void doom_remove(rpc_channel *ch, ccall *c)
+{
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        ch->doom_head = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    else
+        ch->doom_tail = c->dprev;
+    c->dprev = c->dnext = NULL;
+    c->doomed = false;
+}
+
 /* ---- completion ---- */
 
 static void call_free(ccall *c)
@@ -259,6 +300,8 @@ static void call_complete(ccall *c, int status, rpc_frame *f, const char *fmt, .
         heap_remove(ch, c);
     if (c->waiting)
         wq_remove(ch, c);
+    if (c->doomed)
+        doom_remove(ch, c);
 
     rpc_result r;
     r.status = status;
@@ -438,28 +481,28 @@ static void ch_on_frame(rpc_conn *conn, rpc_frame *f, void *ud)
     ch_arm_deadline(ch);
 }
 
+/* Completes every doomed call. Callbacks may cancel doomed calls, start new ones or close the
+ * channel (which dooms and completes the rest from inside): each call still completes once. */
+static void ch_complete_doomed(rpc_channel *ch)
+{
+    while (ch->doom_head) {
+        ccall *c = ch->doom_head;
+        call_complete(c, c->dstatus, NULL, "call %llu (svc %u method %u) to %s: %s: %s",
+                      (unsigned long long)c->id, c->service_id, c->method_id, ch->addr, c->dwhat,
+                      curve_strerror(c->dreason));
+    }
+}
+
 /* Fails every pending call (or only those already sent). */
 static void ch_fail_calls(rpc_channel *ch, bool sent_only, int status, const char *what, int reason)
 {
-    /* Collect first: completing unlinks from the table we walk. */
-    ccall *list = NULL;
+    /* Mark first: completing unlinks from the table we walk. */
     unsigned nb = 1u << ch->bucket_bits;
-    for (unsigned i = 0; i < nb; i++) {
-        for (ccall *c = ch->buckets[i]; c; c = c->hnext) {
-            if (!sent_only || c->sent) {
-                c->flink = list;
-                list = c;
-            }
-        }
-    }
-    while (list) {
-        ccall *c = list;
-        list = c->flink;
-        c->flink = NULL;
-        call_complete(c, status, NULL, "call %llu (svc %u method %u) to %s: %s: %s",
-                      (unsigned long long)c->id, c->service_id, c->method_id, ch->addr, what,
-                      curve_strerror(reason));
-    }
+    for (unsigned i = 0; i < nb; i++)
+        for (ccall *c = ch->buckets[i]; c; c = c->hnext)
+            if (!sent_only || c->sent)
+                ch_doom(ch, c, status, what, reason);
+    ch_complete_doomed(ch);
 }
 
 static void ch_on_close(rpc_conn *conn, int reason, void *ud)
@@ -477,22 +520,10 @@ static void ch_on_close(rpc_conn *conn, int reason, void *ud)
                   curve_strerror(reason), delay);
         curve_timer_start(&ch->backoff_timer, delay, 0);
         /* Calls waiting for this attempt fail now (they would otherwise just time out).
-         * Detach them first: callbacks may start new calls, which wait for the next attempt. */
-        ccall *list = NULL, **tailp = &list;
-        for (ccall *c = ch->wq_head; c; c = c->wnext) {
-            *tailp = c;
-            tailp = &c->flink;
-        }
-        *tailp = NULL;
-        while (list) {
-            ccall *c = list;
-            list = c->flink;
-            c->flink = NULL;
-            call_complete(c, CURVE_ERR_RPC_CONN, NULL,
-                          "call %llu (svc %u method %u): connect to %s failed: %s",
-                          (unsigned long long)c->id, c->service_id, c->method_id, ch->addr,
-                          curve_strerror(reason));
-        }
+         * Mark them first: callbacks may start new calls, which wait for the next attempt. */
+        for (ccall *c = ch->wq_head; c; c = c->wnext)
+            ch_doom(ch, c, CURVE_ERR_RPC_CONN, "connect to the server failed", reason);
+        ch_complete_doomed(ch);
     } else if (was == CH_CONNECTED) {
         ch->state = CH_IDLE;
         CLOG_INFO("rpc channel: connection to %s lost: %s", ch->addr, curve_strerror(reason));

@@ -807,6 +807,104 @@ static void test_bad_server_responses(void **state)
     close(lfd);
 }
 
+/* ---- callbacks that cancel or close while the channel fails a batch of calls ---- */
+
+/* Three calls wait for a connection that is refused. The first callback cancels the second
+ * call (or closes the channel); every call must still complete exactly once. */
+typedef struct reent {
+    rpc_channel *ch;
+    bool close_in_cb;
+    uint64_t ids[3];
+    atomic_int calls[3];
+    int status[3];
+    atomic_int total;
+    curve_completion all_done, closed;
+} reent;
+
+typedef struct reent_arg {
+    reent *r;
+    int i;
+} reent_arg;
+
+static void reent_closed(void *arg)
+{
+    curve_completion_signal(&((reent *)arg)->closed, 0);
+}
+
+static void reent_cb(rpc_result *res, void *arg)
+{
+    reent_arg *a = arg;
+    reent *r = a->r;
+    atomic_fetch_add(&r->calls[a->i], 1);
+    r->status[a->i] = res->status;
+    if (a->i == 0) {
+        if (r->close_in_cb)
+            rpc_channel_close(r->ch, reent_closed, r);
+        else
+            (void)rpc_channel_cancel(r->ch, r->ids[1]);
+    }
+    if (atomic_fetch_add(&r->total, 1) + 1 == 3)
+        curve_completion_signal(&r->all_done, 0);
+}
+
+static reent_arg reent_args[3];
+
+/* Runs on the channel's loop, so that the three calls wait for the same connect attempt. */
+static void reent_start(void *arg)
+{
+    reent *r = arg;
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "reent";
+    for (int i = 0; i < 3; i++) {
+        reent_args[i] = (reent_arg){.r = r, .i = i};
+        assert_int_equal(rpc_channel_call(r->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base,
+                                          NULL, &curve__echo__echo_response__descriptor, 10000,
+                                          reent_cb, &reent_args[i], &r->ids[i]),
+                         0);
+    }
+}
+
+static void run_reentrant(bool close_in_cb)
+{
+    env *e = env_new(NULL, NULL);
+    rpc_server_stop(e->srv, 0); /* connections to its port are now refused */
+    reent r = {.ch = e->ch, .close_in_cb = close_in_cb};
+    curve_completion_init(&r.all_done);
+    curve_completion_init(&r.closed);
+    assert_int_equal(curve_loop_call_sync(e->cli_loop, reent_start, &r), 0);
+    assert_int_equal(curve_completion_wait(&r.all_done, WAIT_MS), 0);
+    if (close_in_cb) {
+        assert_int_equal(curve_completion_wait(&r.closed, WAIT_MS), 0);
+        e->ch = NULL;
+    } else {
+        rpc_channel_close_sync(e->ch); /* every callback has run once the close completes */
+        e->ch = NULL;
+    }
+    assert_int_equal(r.status[0], CURVE_ERR_RPC_CONN);
+    /* Calls already being failed keep their status when the channel closes meanwhile. */
+    if (close_in_cb)
+        assert_true(r.status[1] == CURVE_ERR_RPC_CONN || r.status[1] == CURVE_ERR_SHUTDOWN);
+    else
+        assert_int_equal(r.status[1], CURVE_ERR_CANCELED);
+    assert_true(r.status[2] == CURVE_ERR_RPC_CONN || r.status[2] == CURVE_ERR_SHUTDOWN);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&r.calls[i]), 1);
+    assert_int_equal(atomic_load(&r.total), 3);
+    curve_completion_destroy(&r.all_done);
+    curve_completion_destroy(&r.closed);
+    env_free(e);
+}
+
+static void test_callback_cancels_sibling(void **state)
+{
+    run_reentrant(false);
+}
+
+static void test_callback_closes_channel(void **state)
+{
+    run_reentrant(true);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -826,6 +924,8 @@ int main(void)
         cmocka_unit_test(test_garbage_closes_only_that_connection),
         cmocka_unit_test(test_bad_server_responses),
         cmocka_unit_test(test_stalled_frame_closed),
+        cmocka_unit_test(test_callback_cancels_sibling),
+        cmocka_unit_test(test_callback_closes_channel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
