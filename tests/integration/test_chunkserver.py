@@ -424,3 +424,47 @@ def test_restart_loads_copysets_and_sets_aside_interrupted_create(procs, tmp_dir
     assert any(n.startswith(str((1 << 32) | 77) + ".")
                for n in os.listdir(os.path.join(cl.cs[0].dir, "recycler")))
     assert cl.cs[0].status()["copyset_count"] == 1
+
+
+def test_change_peer_and_reset_peer(procs, tmp_dir):
+    cl = CsCluster(procs, tmp_dir, n=4)
+    members = cl.cs[:3]
+    leader = cl.create_copyset(members)
+    for i in range(4):
+        assert cl.io(leader, "write", 1, i * 4096, 4096, "--seed=%d" % (20 + i))["status"] == \
+            "SUCCESS"
+    # ChangePeer: a follower is replaced by the 4th server (joined as a learner first)
+    old = [c for c in members if c is not leader][0]
+    new = cl.cs[3]
+    r = new.tool("create-copyset", "--pool=1", "--copyset=1", "--peers=")[0]
+    assert r["status"] == "COPYSET_OK", r
+    r = leader.tool("change-peer", "--pool=1", "--copyset=1", "--old-peer=" + old.addr + ":0",
+                    "--new-peer=" + new.addr + ":0")[0]
+    assert r["status"] == "CLI_OK", r
+    members = [c for c in members if c is not old] + [new]
+    st = leader.tool("copyset-status", "--pool=1", "--copyset=1")[0]
+    assert sorted(st["peers"]) == sorted(c.addr + ":0" for c in members), st
+    assert st["epoch"] >= 3, st  # bootstrap + add learner + promote + remove
+    applied = st["applied_index"]
+    wait_until(lambda: new.copyset()["applied"] >= applied, 30, what="the new peer caught up")
+    for i in range(4):
+        r = cl.io(leader, "read", 1, i * 4096, 4096, "--seed=%d" % (20 + i))
+        assert r["match"] is True, r
+    # ResetPeer: the majority is lost for good; the survivor becomes the only member
+    survivor = new
+    for c in members:
+        if c is not survivor:
+            c.proc.kill()
+    r = survivor.tool("reset-peer", "--pool=1", "--copyset=1",
+                      "--peer=" + survivor.addr + ":0")[0]
+    assert r["status"] == "CLI_OK", r
+    wait_until(lambda: survivor.copyset()["role"] == "leader", 30, what="survivor leader")
+    r = cl.io(survivor, "write", 2, 0, 4096, "--seed=99")
+    assert r["status"] == "SUCCESS", r
+    for i in range(4):
+        r = cl.io(survivor, "read", 1, i * 4096, 4096, "--seed=%d" % (20 + i))
+        assert r["match"] is True, r
+    assert survivor.copyset()["peers"] == [survivor.addr]
+    # ResetPeer for another peer than the addressed server is refused
+    r = survivor.tool("reset-peer", "--pool=1", "--copyset=1", "--peer=" + old.addr + ":0")[0]
+    assert r["status"] == "CLI_INVALID_REQUEST", r
