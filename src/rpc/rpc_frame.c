@@ -185,6 +185,23 @@ size_t rpc_frame_decoder_want(const rpc_frame_decoder *d)
     return d->need_body + d->need_attach;
 }
 
+/* Appends bytes [off, off+n) of `b` to `dst`, extending the last slice when it ends exactly
+ * there in the same buffer: a frame received in many small reads into one receive buffer costs
+ * one slice, not one per read (a slow peer must not turn each byte into a 24-byte slice). */
+static int frame_append(curve_iobuf *dst, curve_buf *b, size_t off, size_t n)
+{
+    if (dst->n > 0) {
+        curve_slice *last = &dst->v[dst->n - 1];
+        if (last->buf == b && last->off + last->len == off) {
+            CURVE_ASSERT(n <= curve_buf_cap(b) - off);
+            last->len += n;
+            dst->len += n;
+            return 0;
+        }
+    }
+    return curve_iobuf_append(dst, b, off, n);
+}
+
 static int decoder_fail(rpc_frame_decoder *d, int err, const char *why)
 {
     d->error = err;
@@ -226,7 +243,7 @@ int rpc_frame_decoder_feed(rpc_frame_decoder *d, curve_buf *b, size_t off, size_
             size_t *need = d->need_body ? &d->need_body : &d->need_attach;
             size_t n = *need < len ? *need : len;
             if (n > 0) {
-                if (curve_iobuf_append(dst, b, off, n) < 0)
+                if (frame_append(dst, b, off, n) < 0)
                     return decoder_fail(d, -ENOMEM, "out of memory");
                 *need -= n;
                 off += n;

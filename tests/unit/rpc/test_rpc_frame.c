@@ -228,6 +228,33 @@ static void test_decoder_zero_copy(void **state)
     free(s.p);
 }
 
+/* A frame trickled in 1-byte reads into one receive buffer (as the TCP transport does while
+ * the buffer has room) must not cost one slice per read: body and attachment stay one slice
+ * each (24 bytes of slice per received byte would let a slow peer amplify memory). */
+static void test_decoder_small_reads_coalesce(void **state)
+{
+    stream s = {0};
+    add_frame(&s, 11, 200, 70000);
+    curve_buf *b = curve_buf_new(s.len);
+    memcpy(curve_buf_data(b), s.p, s.len);
+    curve_buf_set_len(b, s.len);
+    rpc_frame_decoder d;
+    rpc_frame_decoder_init(&d, &LIM);
+    collected c = {0};
+    for (size_t off = 0; off < s.len; off++)
+        assert_int_equal(rpc_frame_decoder_feed(&d, b, off, 1, collect_cb, &c), 0);
+    assert_int_equal(c.n, 1);
+    check_frame(c.f[0], 11, 200, 70000);
+    assert_int_equal(c.f[0]->body.n, 1);
+    assert_int_equal(c.f[0]->attach.n, 1);
+    assert_int_equal(curve_buf_refcount(b), 3); /* ours + body slice + attachment slice */
+    rpc_frame_free(c.f[0]);
+    assert_int_equal(curve_buf_refcount(b), 1);
+    curve_buf_unref(b);
+    rpc_frame_decoder_reset(&d);
+    free(s.p);
+}
+
 static void test_decoder_truncated_and_errors(void **state)
 {
     stream s = {0};
@@ -342,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_hdr_oversized),
         cmocka_unit_test(test_decoder_incremental),
         cmocka_unit_test(test_decoder_zero_copy),
+        cmocka_unit_test(test_decoder_small_reads_coalesce),
         cmocka_unit_test(test_decoder_truncated_and_errors),
         cmocka_unit_test(test_out_round_trip),
         cmocka_unit_test(test_parse_addr),
