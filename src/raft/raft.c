@@ -2434,3 +2434,4 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 }
 const struct raft_config *raft_config(const struct raft *r) { return &r->conf; }
 int raft_failed(const struct raft *r) { return r->failed; }
+void *raft_cbs_data(const struct raft *r) { return r->cbs.data; }

@@ -451,6 +451,10 @@ uint64_t raft_term_at(const struct raft *r, uint64_t index);
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
 const struct raft_config *raft_config(const struct raft *r);
 int raft_failed(const struct raft *r);
+/* The `cbs.data` pointer given to raft_new (copied there, never changes), so that callbacks
+ * receiving only `r` (state_changed, propose_done, read_done) can find their owner without
+ * thread-locals. Safe to call from any callback and at any time between raft_new and raft_free. */
+void *raft_cbs_data(const struct raft *r);
 
 const char *raft_role_name(int role);
 

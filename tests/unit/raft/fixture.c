@@ -238,7 +238,16 @@ static void cb_read(struct raft *r, void *cookie, uint64_t index, int status)
     fx->last_read_index = index;
 }
 
-static const struct raft_cbs fx_cbs = {.propose_done = cb_prop, .read_done = cb_read};
+/* Finds its node through raft_cbs_data (the accessor under test), not through a global. */
+static void cb_state(struct raft *r, int role, uint64_t term, uint64_t leader)
+{
+    struct fx_node *n = raft_cbs_data(r);
+    CURVE_ASSERT(n != NULL && n->r == r);
+    n->state_changes++;
+}
+
+static const struct raft_cbs fx_cbs = {
+    .propose_done = cb_prop, .read_done = cb_read, .state_changed = cb_state};
 
 /* ---- cluster ---- */
 void fx_init(struct fx *fx, uint32_t n, uint32_t voters, const struct raft_options *opts)
@@ -293,6 +302,7 @@ void fx_start(struct fx *fx, uint64_t id)
     struct raft_options o = fx->opts;
     o.id = id;
     struct raft_cbs cbs = fx_cbs;
+    cbs.data = n; /* raft_cbs_data(r) finds the node (tests check it) */
     int rc = raft_new(&o, &n->io, &n->fsm, &cbs, &n->r);
     CURVE_ASSERT(rc == 0);
     n->npend_meta = n->npend_append = 0;

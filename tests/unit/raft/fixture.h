@@ -50,6 +50,7 @@ struct fx_node {
     uint64_t save_index;
     uint32_t installs;
     uint32_t sent_snapshot_pieces;
+    uint32_t state_changes; /* cbs.state_changed calls (found through raft_cbs_data) */
 };
 
 struct fx_msg {

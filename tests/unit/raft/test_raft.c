@@ -57,6 +57,8 @@ static void test_election(void **state)
     struct fx_node *l = elect(fx);
     assert_non_null(l);
     assert_int_equal(count_leaders(fx), 1);
+    assert_ptr_equal(raft_cbs_data(l->r), l); /* cbs.data, as given to raft_new */
+    assert_true(l->state_changes > 0);       /* state_changed found its node through it */
     uint64_t t = raft_term(l->r);
     assert_true(t >= 2); /* bootstrap term 1, then one campaign */
     /* the others follow it in the same term */
