@@ -3,11 +3,18 @@
 # volume, export it with nbdkit, copy 64 MiB of random data in with nbdcopy, read it back,
 # compare checksums, print `curve bs status`, and say how to stop everything.
 #
-#   tools/curve-demo.sh [BUILD_DIR]     (default: build/release; env CURVE_RUN_DIR = cluster dir)
+#   tools/curve-demo.sh [BUILD_DIR]          run the demo (default build/release; env
+#                                            CURVE_RUN_DIR = cluster dir, default BUILD_DIR/run-cluster)
+#   tools/curve-demo.sh --stop [BUILD_DIR]   stop the demo's nbdkit and cluster (for `make stop`)
 #
 # Every wait is bounded; on failure whatever was started is stopped again.
 set -euo pipefail
 
+STOP=0
+if [[ "${1:-}" == "--stop" ]]; then
+    STOP=1
+    shift
+fi
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 B="$(cd "${1:-${CURVE_BUILD_DIR:-$SRC/build/release}}" && pwd)"
 D="${CURVE_RUN_DIR:-$B/run-cluster}"
@@ -43,6 +50,16 @@ on_error() {
     echo "run: FAILED (logs in $D/logs); stopping what was started" >&2
     stop_all
 }
+
+if ((STOP)); then
+    if [[ -f "$D/cluster.json" ]]; then
+        stop_all
+        echo "stopped the demo in $D"
+    else
+        echo "no demo running in $D"
+    fi
+    exit 0
+fi
 
 # A previous demo in the same directory is stopped and wiped first.
 if [[ -f "$D/cluster.json" ]]; then
@@ -94,5 +111,6 @@ cat <<EOT
 The volume $VOL stays exported at $URI
 (e.g. nbdinfo '$URI', qemu-img info '$URI', fio --ioengine=nbd --uri='$URI' ...).
 CLI:    $CURVE --conf=$CONF bs list volume /
-Stop:   kill \$(cat $D/nbdkit.pid); $CURVE cluster down --dir=$D
+Stop:   make stop   (or: $0 --stop $B; or by hand:
+        kill \$(cat $D/nbdkit.pid); $CURVE cluster down --dir=$D)
 EOT
