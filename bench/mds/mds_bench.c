@@ -3,11 +3,13 @@
  * same run, with the same concurrency (bench/mds/run.sh starts etcd and curve-mds).
  *
  *   mds_bench --mds=IP:PORT --etcd=http://IP:PORT [--n=10000] [--concurrency=16]
- *             [--size=BYTES]
+ *             [--size=BYTES] [--round=R]
  *
  * Phases (each N operations over `concurrency` threads):
  *   etcd_put     raw etcd puts of a 100-byte value under /bench/raw/   (the baseline)
  *   etcd_get     raw etcd gets of those keys                           (information)
+ *   etcd_txn     raw etcd txns shaped like an MDS create (2 compares on an existing key, key
+ *                absent, put)                                           (information)
  *   create       CreateVolume /bench/v<i>
  *   stat         Stat /bench/v<i>
  *   segment      GetOrAllocateSegment /bench/v<i> offset 0 (allocates: one etcd txn each)
@@ -31,15 +33,17 @@
 
 #define BENCH_THREADS_MAX 256
 
-typedef enum { P_PUT, P_GET, P_CREATE, P_STAT, P_SEGMENT, P_DELETE, P_N } phase;
-static const char *const phase_names[P_N] = {"etcd_put", "etcd_get", "create",
+typedef enum { P_PUT, P_GET, P_TXN, P_CREATE, P_STAT, P_SEGMENT, P_DELETE, P_N } phase;
+static const char *const phase_names[P_N] = {"etcd_put", "etcd_get", "etcd_txn", "create",
                                              "stat", "segment", "delete"};
 
 static struct {
     etcd_client *etcd;
     rpc_channel *ch;
     uint64_t n, size;
+    unsigned round; /* names are unique per round */
     phase ph;
+    int64_t fence_rev; /* create revision of the key the etcd_txn phase compares */
     atomic_uint_fast64_t next, errors;
     char first_err[256];
     pthread_mutex_t mu;
@@ -57,8 +61,8 @@ static void note_err(int rc, const char *what)
 static int one(uint64_t i)
 {
     char key[128], path[64], errmsg[256];
-    snprintf(key, sizeof(key), "/bench/raw/%08" PRIu64, i);
-    snprintf(path, sizeof(path), "/bench/v%08" PRIu64, i);
+    snprintf(key, sizeof(key), "/bench/raw/r%u/%08" PRIu64, B.round, i);
+    snprintf(path, sizeof(path), "/bench/r%u-v%08" PRIu64, B.round, i);
     ProtobufCMessage *resp = NULL;
     int rc = 0;
     switch (B.ph) {
@@ -74,6 +78,27 @@ static int one(uint64_t i)
         if (rc == 0) {
             rc = r.n_kvs == 1 ? 0 : CURVE_ERR_NOT_FOUND;
             etcd_range_result_free(&r);
+        }
+        break;
+    }
+    case P_TXN: {
+        /* The shape of an MDS create: fence + parent compares, key absent, put. */
+        char val[100], tkey[140];
+        memset(val, 'y', sizeof(val));
+        snprintf(tkey, sizeof(tkey), "%s/txn", key);
+        etcd_compare c[3] = {
+            {.key = "/bench/fence", .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL,
+             .number = B.fence_rev},
+            {.key = "/bench/fence", .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL,
+             .number = B.fence_rev},
+            {.key = tkey, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0},
+        };
+        etcd_op put = {.type = ETCD_OP_PUT, .key = tkey, .value = val, .value_len = sizeof(val)};
+        etcd_txn_result r;
+        rc = etcd_txn(B.etcd, c, 3, &put, 1, NULL, 0, &r);
+        if (rc == 0) {
+            rc = r.succeeded ? 0 : CURVE_ERR_EXISTS;
+            etcd_txn_result_free(&r);
         }
         break;
     }
@@ -166,6 +191,8 @@ int main(int argc, char **argv)
             B.n = strtoull(argv[i] + 4, NULL, 10);
         else if (strncmp(argv[i], "--concurrency=", 14) == 0)
             conc = (unsigned)strtoul(argv[i] + 14, NULL, 10);
+        else if (strncmp(argv[i], "--round=", 8) == 0)
+            B.round = (unsigned)strtoul(argv[i] + 8, NULL, 10);
         else if (strncmp(argv[i], "--size=", 7) == 0)
             B.size = strtoull(argv[i] + 7, NULL, 0);
         else {
@@ -189,6 +216,13 @@ int main(int argc, char **argv)
     }
     printf("# mds_bench: n=%" PRIu64 " concurrency=%u volume size=%" PRIu64 "\n", B.n, conc,
            B.size);
+    etcd_put_result pr;
+    if (etcd_put(B.etcd, "/bench/fence", "f", 1, 0, false, &pr) < 0) {
+        fprintf(stderr, "mds_bench: etcd put failed: %s\n", etcd_last_error());
+        return 1;
+    }
+    B.fence_rev = pr.revision;
+    etcd_put_result_free(&pr);
     int rc = 0;
     for (int p = 0; p < P_N; p++)
         if (run_phase((phase)p, conc) < 0)

@@ -56,9 +56,10 @@
 #define MDS_LIST_MAX 100000      /* entries returned by one ListDir */
 #define MDS_RETRY_TXN 8          /* retries of a namespace txn that lost a race */
 #define MDS_ETCD_CLIENTS 8      /* data etcd clients (see mds_daemon.etcds) */
-#define MDS_NSCACHE_MAX 16384   /* namespace entries cached by (parent id, name) */
-#define MDS_SEGCACHE_MAX 8192   /* segment records cached by (file id, offset) */
+#define MDS_NSCACHE_MAX 32768   /* namespace entries cached by (parent id, name) */
+#define MDS_SEGCACHE_MAX 16384  /* segment records cached by (file id, offset) */
 #define MDS_SEGCACHE_REC_MAX 4096 /* larger segment records are not cached */
+#define MDS_SESSION_FILES_MAX 65536 /* slots of the "may have sessions" set (half usable) */
 #define MDS_ADDR_MAX 96 /* "host:port:0" with a host of up to MDS_HOST_MAX */
 
 #define MDS_PREFIX "/curve/v1/"
@@ -198,8 +199,11 @@ void mds_bg_stop(mds_daemon *d);
  * of volumes still pending. Background thread only. */
 uint64_t mds_purge_run(mds_daemon *d);
 
-/* Forgets the namespace directory cache (mds_namespace.c). Any thread. */
+/* Forgets the namespace entry cache (mds_namespace.c). Any thread. */
 void mds_ns_cache_clear(void);
+/* Loads the set of files that have sessions (on takeover). 0 or an etcd error (then every
+ * Delete counts sessions in etcd). */
+int mds_ns_sessions_load(mds_daemon *d);
 
 /* "ip:port:0" of a chunkserver record. */
 void mds_cs_peer(const mds_chunkserver *cs, char *buf, size_t len);

@@ -269,6 +269,10 @@ static int become_leader(mds_daemon *d)
                    etcd_last_error());
         return rc;
     }
+    rc = mds_ns_sessions_load(d);
+    if (rc < 0)
+        CLOG_WARN("mds: cannot load the session list (%s): every delete will check etcd",
+                  curve_strerror(rc));
     pthread_mutex_lock(&d->lock);
     mds_topo_destroy(&d->topo);
     mds_topo_init(&d->topo);

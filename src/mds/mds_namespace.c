@@ -341,19 +341,24 @@ static int do_create(mds_daemon *d, const char *path, const char *owner, mds_fil
             ops[nops++] = (etcd_op){.type = ETCD_OP_PUT, .key = dkey, .value = e->key,
                                     .value_len = strlen(e->key)};
         }
-        etcd_op probe = {.type = ETCD_OP_RANGE, .key = e->key};
+        /* No failure branch: the hot path stays a plain conditional put (cheaper in etcd);
+         * a failure is told apart by one read. */
         etcd_txn_result r;
-        rc = mds_txn(d, c, nc, ops, nops, &probe, 1, &r);
+        rc = mds_txn(d, c, nc, ops, nops, NULL, 0, &r);
         if (rc < 0)
             return rc;
         bool ok = r.succeeded;
-        bool exists = !ok && r.n_results == 1 && r.results[0].range.n_kvs > 0;
         e->create_rev = e->mod_rev = r.revision;
         etcd_txn_result_free(&r);
         if (ok) {
             dc_put_ent(e);
             return 0;
         }
+        etcd_range_result g;
+        if ((rc = etcd_get(mds_etcd(d), e->key, &g)) < 0)
+            return rc;
+        bool exists = g.n_kvs > 0;
+        etcd_range_result_free(&g);
         if (exists) {
             snprintf(err, errlen, "'%s' already exists", path);
             return CURVE_ERR_EXISTS;
@@ -600,6 +605,76 @@ static void h_extend(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m
     mds_reply_ok(d, ctx, &fi.base);
 }
 
+/*
+ * Files that may have sessions. Every session is created by the leader (fenced txn), so a file
+ * absent from this set has none: Delete then skips the etcd count. The set only grows (closed
+ * or expired sessions leave their file in it: the count in etcd decides then); on takeover it
+ * is loaded from /curve/v1/session/. When it is full, or the load failed, every Delete asks
+ * etcd.
+ */
+static uint64_t *sess_set;      /* open addressing, 0 = empty slot */
+static size_t sess_n;
+static bool sess_unknown = true; /* until loaded */
+static pthread_mutex_t sess_mu = PTHREAD_MUTEX_INITIALIZER; /* protects sess_* */
+
+static void sess_add_locked(uint64_t fid)
+{
+    if (!sess_set)
+        sess_set = calloc(MDS_SESSION_FILES_MAX, sizeof(uint64_t));
+    if (!sess_set || sess_n >= MDS_SESSION_FILES_MAX / 2) {
+        sess_unknown = true;
+        return;
+    }
+    size_t i = (size_t)((fid * 0x9E3779B97F4A7C15ull) % MDS_SESSION_FILES_MAX);
+    while (sess_set[i] && sess_set[i] != fid)
+        i = (i + 1) % MDS_SESSION_FILES_MAX;
+    if (!sess_set[i]) {
+        sess_set[i] = fid;
+        sess_n++;
+    }
+}
+
+static void sess_add(uint64_t fid)
+{
+    pthread_mutex_lock(&sess_mu);
+    sess_add_locked(fid);
+    pthread_mutex_unlock(&sess_mu);
+}
+
+static bool sess_maybe(uint64_t fid)
+{
+    bool maybe = true;
+    pthread_mutex_lock(&sess_mu);
+    if (!sess_unknown && sess_set) {
+        size_t i = (size_t)((fid * 0x9E3779B97F4A7C15ull) % MDS_SESSION_FILES_MAX);
+        while (sess_set[i] && sess_set[i] != fid)
+            i = (i + 1) % MDS_SESSION_FILES_MAX;
+        maybe = sess_set[i] == fid;
+    } else if (!sess_unknown) {
+        maybe = false;
+    }
+    pthread_mutex_unlock(&sess_mu);
+    return maybe;
+}
+
+int mds_ns_sessions_load(mds_daemon *d)
+{
+    etcd_range_req q = {.key = MDS_SESSION_PREFIX, .prefix = true, .keys_only = true};
+    etcd_range_result r;
+    int rc = etcd_range(mds_etcd(d), &q, &r);
+    pthread_mutex_lock(&sess_mu);
+    if (sess_set)
+        memset(sess_set, 0, MDS_SESSION_FILES_MAX * sizeof(uint64_t));
+    sess_n = 0;
+    sess_unknown = rc < 0;
+    for (size_t i = 0; rc == 0 && i < r.n_kvs; i++)
+        sess_add_locked(strtoull(r.kvs[i].key + strlen(MDS_SESSION_PREFIX), NULL, 10));
+    pthread_mutex_unlock(&sess_mu);
+    if (rc == 0)
+        etcd_range_result_free(&r);
+    return rc;
+}
+
 /* ---- delete / recover / purge ---- */
 
 static int count_prefix(mds_daemon *d, const char *prefix, int64_t *count)
@@ -658,7 +733,7 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
             return CURVE_ERR_PERMISSION;
         }
         snprintf(prefix, sizeof(prefix), MDS_SESSION_PREFIX "%" PRIu64 "/", e.f.id);
-        if ((rc = count_prefix(d, prefix, &count)) < 0)
+        if (sess_maybe(e.f.id) && (rc = count_prefix(d, prefix, &count)) < 0)
             return rc;
         if (count > 0) {
             snprintf(err, errlen, "volume '%s' is open (%" PRId64 " sessions)", path, count);
@@ -855,6 +930,7 @@ static void h_open(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
         }
         char skey[MDS_KEY_MAX];
         session_key(skey, sizeof(skey), e.f.id, lease);
+        sess_add(e.f.id); /* before the session exists */
         const char *v = excl ? "exclusive" : "shared";
         etcd_op sput = {.type = ETCD_OP_PUT, .key = skey, .value = v, .value_len = strlen(v),
                         .lease = lease};
