@@ -38,6 +38,10 @@
 /* Bytes queued for sending on one connection beyond which the peer is considered stuck (it
  * does not read its replies) and the connection is closed. */
 #define TCP_WRITE_QUEUE_MAX ((size_t)256 << 20)
+/* A graceful close (CURVE_ERR_SHUTDOWN) flushes what is queued for at most this long; a peer
+ * that does not read (stopped, hung) must not keep the connection, and whoever waits for its
+ * on_close (channel close, server stop), forever. */
+#define TCP_SHUTDOWN_TIMEOUT_MS 2000u
 /* uv_buf_t array kept on the stack for a flush; more slices use the heap. */
 #define TCP_SEND_STACK_BUFS 128
 /* A send queue reaching either bound is flushed at once instead of before the next poll. */
@@ -52,6 +56,7 @@ typedef struct tcp_conn {
     uv_connect_t creq;
     uv_shutdown_t sreq;             /* graceful close: flush queued writes first */
     uv_prepare_t flush;             /* flushes `pend` before the loop polls */
+    uv_timer_t stimer;              /* bounds a graceful close (TCP_SHUTDOWN_TIMEOUT_MS) */
     rpc_out *pend_head, *pend_tail; /* frames not yet handed to the socket */
     unsigned pend_n;
     size_t pend_bytes;
@@ -62,6 +67,7 @@ typedef struct tcp_conn {
     bool connected;
     bool closing;
     bool silent; /* connect() failed synchronously: no on_close */
+    bool handles_closing; /* tcp_close_handles ran: the close chain is under way */
     int close_reason;
 } tcp_conn;
 
@@ -82,16 +88,19 @@ static tcp_conn *tcp_conn_new(curve_loop *loop, const rpc_conn_handler *h, void 
     rpc_frame_decoder_init(&t->dec, lim);
     t->tcp.data = t;
     t->flush.data = t;
+    t->stimer.data = t;
     return t;
 }
 
-/* Initialises both handles; on failure nothing is left to close. */
+/* Initialises the three handles; on failure nothing is left to close. */
 static int tcp_init_handles(tcp_conn *t)
 {
     int rc = uv_tcp_init(curve_loop_uv(t->base.loop), &t->tcp);
     if (rc < 0)
         return rc;
     rc = uv_prepare_init(curve_loop_uv(t->base.loop), &t->flush);
+    CURVE_ASSERT(rc == 0); /* cannot fail in libuv */
+    rc = uv_timer_init(curve_loop_uv(t->base.loop), &t->stimer);
     CURVE_ASSERT(rc == 0); /* cannot fail in libuv */
     return 0;
 }
@@ -189,24 +198,51 @@ static void tcp_close_cb(uv_handle_t *h)
     rpc_conn_unref(&t->base);
 }
 
-/* Closes the flush handle, then the socket (one after the other: the socket's close callback
- * may free the connection). */
-static void tcp_prepare_closed_cb(uv_handle_t *h)
+/* Closes the flush handle, the shutdown timer, then the socket (one after the other: the
+ * socket's close callback may free the connection). */
+static void tcp_timer_closed_cb(uv_handle_t *h)
 {
     tcp_conn *t = h->data;
     uv_close((uv_handle_t *)&t->tcp, tcp_close_cb);
 }
 
+static void tcp_prepare_closed_cb(uv_handle_t *h)
+{
+    tcp_conn *t = h->data;
+    uv_close((uv_handle_t *)&t->stimer, tcp_timer_closed_cb);
+}
+
+/* Starts the close chain; idempotent (a graceful close may end by its shutdown callback or by
+ * its timer, and closing the socket cancels a pending shutdown). */
 static void tcp_close_handles(tcp_conn *t)
 {
+    if (t->handles_closing)
+        return;
+    t->handles_closing = true;
     uv_prepare_stop(&t->flush);
     t->flush_armed = false;
+    uv_timer_stop(&t->stimer);
     uv_close((uv_handle_t *)&t->flush, tcp_prepare_closed_cb);
 }
 
 static void tcp_shutdown_cb(uv_shutdown_t *req, int status)
 {
     tcp_conn *t = req->data;
+    /* UV_ECANCELED: the socket is being closed already (by our chain after the timeout, or by
+     * curve_loop_free closing leftover handles): closing anything again would be a double
+     * uv_close. */
+    if (status == UV_ECANCELED)
+        return;
+    tcp_close_handles(t);
+}
+
+static void tcp_shutdown_timeout_cb(uv_timer_t *timer)
+{
+    tcp_conn *t = timer->data;
+    CLOG_WARN("rpc tcp: %s did not take %zu queued bytes within %u ms of a graceful close; "
+              "dropping them",
+              t->base.peer, uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp),
+              TCP_SHUTDOWN_TIMEOUT_MS);
     tcp_close_handles(t);
 }
 
@@ -226,8 +262,10 @@ static void tcp_close(rpc_conn *c, int reason)
         tcp_flush(t);
         if (uv_stream_get_write_queue_size((uv_stream_t *)&t->tcp) > 0) {
             t->sreq.data = t;
-            if (uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, tcp_shutdown_cb) == 0)
+            if (uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, tcp_shutdown_cb) == 0) {
+                uv_timer_start(&t->stimer, tcp_shutdown_timeout_cb, TCP_SHUTDOWN_TIMEOUT_MS, 0);
                 return;
+            }
         }
     }
     tcp_free_pending(t);

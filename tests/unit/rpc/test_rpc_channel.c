@@ -905,6 +905,82 @@ static void test_callback_closes_channel(void **state)
     run_reentrant(true);
 }
 
+/* ---- graceful close towards a peer that does not read is bounded ---- */
+
+static void stuck_closed(void *arg)
+{
+    curve_completion_signal(arg, 0);
+}
+
+/* The channel's connection has megabytes queued for a server that stopped reading (SIGSTOP,
+ * a hung process): closing the channel must still complete, after a bounded flush attempt. */
+static void test_close_with_stuck_peer(void **state)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+    curve_loop *loop;
+    assert_int_equal(curve_loop_new("tstuck", &loop), 0);
+    assert_int_equal(curve_loop_start(loop), 0);
+    rpc_channel *ch;
+    assert_int_equal(rpc_channel_new(loop, addr, NULL, &ch), 0);
+
+    enum { BIG = 48 << 20 }; /* far more than the socket buffers on both sides hold */
+    curve_iobuf att;
+    curve_iobuf_init(&att);
+    curve_buf *b = curve_buf_new(BIG);
+    assert_non_null(b);
+    memset(curve_buf_data(b), 0x5a, BIG);
+    curve_buf_set_len(b, BIG);
+    assert_int_equal(curve_iobuf_append(&att, b, 0, BIG), 0);
+    curve_buf_unref(b);
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "stuck";
+    one_result r;
+    curve_completion_init(&r.done);
+    atomic_init(&r.calls, 0);
+    int rc = rpc_channel_call(ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, &att,
+                              &curve__echo__echo_response__descriptor, 60000, one_cb, &r, NULL);
+    assert_int_equal(rc, 0);
+    /* Accept and read the start of the request (so the client is connected and writing), then
+     * never read again. */
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    uint8_t hb[RPC_FRAME_HDR_SIZE];
+    size_t got = 0;
+    while (got < sizeof(hb)) {
+        ssize_t n = recv(fd, hb + got, sizeof(hb) - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    rpc_frame_limits lim = {.body_max = 1 << 20, .attach_max = BIG};
+    rpc_frame_hdr h;
+    assert_int_equal(rpc_frame_hdr_decode(hb, &lim, &h, NULL), 0);
+    assert_int_equal(h.attach_len, BIG);
+
+    curve_completion closed;
+    curve_completion_init(&closed);
+    uint64_t t0 = curve_now_mono_ms();
+    rpc_channel_close(ch, stuck_closed, &closed);
+    assert_int_equal(curve_completion_wait(&closed, WAIT_MS), 0);
+    uint64_t took = curve_now_mono_ms() - t0;
+    print_message("close with a stuck peer took %llu ms\n", (unsigned long long)took);
+    assert_int_equal(curve_completion_wait(&r.done, WAIT_MS), 0);
+    assert_int_equal(r.status, CURVE_ERR_SHUTDOWN);
+    assert_int_equal(atomic_load(&r.calls), 1);
+    curve_completion_destroy(&r.done);
+    curve_completion_destroy(&closed);
+    curve_loop_free(loop);
+    close(fd);
+    close(lfd);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -926,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_stalled_frame_closed),
         cmocka_unit_test(test_callback_cancels_sibling),
         cmocka_unit_test(test_callback_closes_channel),
+        cmocka_unit_test(test_close_with_stuck_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
