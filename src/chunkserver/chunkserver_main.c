@@ -270,6 +270,12 @@ static int serve(curve_config *cfg)
                         "(got %s)\n", self);
         return 2;
     }
+    int64_t align = curve_config_int(cfg, "io_align");
+    if (align != 512 && align != 4096) {
+        fprintf(stderr, "curve-chunkserver: --io-align must be 512 or 4096 (got %" PRId64 ")\n",
+                align);
+        return 2;
+    }
     const char *data_dir = curve_config_str(cfg, "data_dir");
     if (mkdir(data_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "curve-chunkserver: cannot create %s: %s\n", data_dir, strerror(errno));

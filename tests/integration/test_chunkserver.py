@@ -379,7 +379,8 @@ def test_format_and_bad_config(procs, tmp_dir):
                       (["--data-dir=" + d, "--port=99999"], "port"),
                       (["--data-dir=" + d, "--port=1234", "--no-such-key=1"], "no_such_key"),
                       (["--port=1234"], "data_dir"),
-                      (["--data-dir=" + d, "--port=1234", "--ip=not-an-ip"], "--ip/--port")):
+                      (["--data-dir=" + d, "--port=1234", "--ip=not-an-ip"], "--ip/--port"),
+                      (["--data-dir=" + d, "--port=1234", "--io-align=1000"], "io-align")):
         p = procs.start([binary("curve-chunkserver")] + args, name="badcfg")
         assert p.wait(timeout=30) == 2, p.describe()
         assert any(msg in line for line in p.stderr_lines), (msg, p.describe())
