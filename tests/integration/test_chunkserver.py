@@ -252,6 +252,29 @@ def garbage_frames(addr):
             s.close()
 
 
+def rpc_raw(addr, svc, method, body, attach=b""):
+    """Sends one request frame (docs/rpc.md) and returns (status, body) of the response."""
+    h = struct.pack("<4sBBHQIIiIIII", b"CRVR", 1, 1, 0, 7, svc, method, 0, len(body),
+                    len(attach), 5000, 0)
+    frame = h + struct.pack("<I", crc32c(h)) + body + attach
+    host, port = addr.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(frame)
+        hdr = b""
+        while len(hdr) < 48:
+            d = s.recv(48 - len(hdr))
+            assert d, "connection closed"
+            hdr += d
+        fields = struct.unpack("<4sBBHQIIiIIII", hdr[:44])
+        status, blen = fields[7], fields[8]
+        rbody = b""
+        while len(rbody) < blen:
+            d = s.recv(blen - len(rbody))
+            assert d
+            rbody += d
+        return status, rbody
+
+
 def test_bad_requests(procs, tmp_dir):
     cl = CsCluster(procs, tmp_dir)
     leader = cl.create_copyset()
@@ -296,6 +319,13 @@ def test_bad_requests(procs, tmp_dir):
     assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 5, r
     # garbage on the RPC port, bad CLI/copyset arguments
     garbage_frames(leader.addr)
+    # well-formed frames with a body that is not the request message, unknown methods
+    RPC_BADREQ, RPC_NOMETHOD, RPC_NOSERVICE = -10106, -10103, -10102
+    for svc, method in ((10, 1), (10, 2), (11, 2), (12, 1)):
+        status, _ = rpc_raw(leader.addr, svc, method, b"\xff\xff\xff\x0f\x08")
+        assert status == RPC_BADREQ, (svc, method, status)
+    assert rpc_raw(leader.addr, 10, 99, b"")[0] == RPC_NOMETHOD
+    assert rpc_raw(leader.addr, 77, 1, b"")[0] == RPC_NOSERVICE
     r = leader.tool("add-peer", "--pool=1", "--copyset=1", "--peer=not-a-peer")[0]
     assert r["status"] == "CLI_INVALID_REQUEST", r
     r = leader.tool("create-copyset", "--pool=1", "--copyset=2", "--peers=1.2.3:4")[0]
