@@ -33,6 +33,10 @@
 #define TCP_RBUF_MIN_TAIL (4u << 10)
 /* Accepts per readiness event (fairness with other work on loop 0). */
 #define TCP_ACCEPT_BATCH_MAX 64
+/* When accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), the
+ * listener stops polling for this long: the pending connection stays in the backlog and the
+ * level-triggered poll would otherwise spin at 100% CPU, logging on every iteration. */
+#define TCP_ACCEPT_RETRY_MS 100u
 /* listen(2) backlog. */
 #define TCP_LISTEN_BACKLOG 1024
 /* Bytes queued for sending on one connection beyond which the peer is considered stuck (it
@@ -505,6 +509,8 @@ struct rpc_listener {
     int fd;
     int port;
     uv_poll_t poll;
+    uv_timer_t retry; /* resumes polling after an accept failed for lack of resources */
+    unsigned open_handles; /* poll + retry timer, counted down by their close callbacks */
     const rpc_conn_handler *h;
     void *ud;
     rpc_frame_limits lim;
@@ -560,6 +566,18 @@ err_after_msg:
     free(am);
 }
 
+static void listener_poll_cb(uv_poll_t *p, int status, int events);
+
+static void listener_retry_cb(uv_timer_t *timer)
+{
+    rpc_listener *l = timer->data;
+    int rc = uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
+    if (rc < 0) {
+        CLOG_WARN("rpc tcp: cannot resume accepting on port %d: %s", l->port, uv_strerror(rc));
+        uv_timer_start(&l->retry, listener_retry_cb, TCP_ACCEPT_RETRY_MS, 0);
+    }
+}
+
 static void listener_poll_cb(uv_poll_t *p, int status, int events)
 {
     rpc_listener *l = p->data;
@@ -570,8 +588,15 @@ static void listener_poll_cb(uv_poll_t *p, int status, int events)
     for (int i = 0; i < TCP_ACCEPT_BATCH_MAX; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                CLOG_WARN("rpc tcp: accept on port %d: %s", l->port, strerror(errno));
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                CLOG_WARN("rpc tcp: accept on port %d: %s; pausing accepts for %u ms", l->port,
+                          strerror(err), TCP_ACCEPT_RETRY_MS);
+                uv_poll_stop(&l->poll);
+                uv_timer_start(&l->retry, listener_retry_cb, TCP_ACCEPT_RETRY_MS, 0);
+            } else if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+                CLOG_WARN("rpc tcp: accept on port %d: %s", l->port, strerror(err));
+            }
             return;
         }
         accept_msg *am = malloc(sizeof(*am));
@@ -593,6 +618,22 @@ static void listener_poll_cb(uv_poll_t *p, int status, int events)
     }
 }
 
+static void listener_handle_closed_cb(uv_handle_t *h)
+{
+    rpc_listener *l = h->data;
+    CURVE_ASSERT(l->open_handles > 0);
+    if (--l->open_handles == 0)
+        curve_completion_signal(&l->closed, 0);
+}
+
+static void listener_close_handles(rpc_listener *l)
+{
+    uv_poll_stop(&l->poll);
+    uv_timer_stop(&l->retry);
+    uv_close((uv_handle_t *)&l->poll, listener_handle_closed_cb);
+    uv_close((uv_handle_t *)&l->retry, listener_handle_closed_cb);
+}
+
 static void listener_start_run(void *arg)
 {
     rpc_listener *l = arg;
@@ -600,9 +641,13 @@ static void listener_start_run(void *arg)
     if (l->start_rc < 0)
         return;
     l->poll.data = l;
+    int rc = uv_timer_init(curve_loop_uv(l->loop0), &l->retry);
+    CURVE_ASSERT(rc == 0); /* cannot fail in libuv */
+    l->retry.data = l;
+    l->open_handles = 2;
     l->start_rc = uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
     if (l->start_rc < 0)
-        uv_close((uv_handle_t *)&l->poll, NULL);
+        listener_close_handles(l); /* tcp_listen waits for `closed` before freeing l */
 }
 
 static int tcp_listen(curve_loop_group *loops, const char *addr, const rpc_conn_handler *h,
@@ -642,8 +687,11 @@ static int tcp_listen(curve_loop_group *loops, const char *addr, const rpc_conn_
     rc = curve_loop_call_sync(l->loop0, listener_start_run, l);
     if (rc == 0)
         rc = l->start_rc;
-    if (rc < 0)
+    if (rc < 0) {
+        if (l->open_handles > 0) /* handles were set up and are closing on loop 0 */
+            curve_completion_wait(&l->closed, 0);
         goto err_after_completion;
+    }
     *out = l;
     return 0;
 
@@ -661,17 +709,9 @@ static int tcp_listener_port(const rpc_listener *l)
     return l->port;
 }
 
-static void listener_poll_close_cb(uv_handle_t *h)
-{
-    rpc_listener *l = h->data;
-    curve_completion_signal(&l->closed, 0);
-}
-
 static void listener_close_run(void *arg)
 {
-    rpc_listener *l = arg;
-    uv_poll_stop(&l->poll);
-    uv_close((uv_handle_t *)&l->poll, listener_poll_close_cb);
+    listener_close_handles(arg);
 }
 
 static void tcp_listener_close(rpc_listener *l)

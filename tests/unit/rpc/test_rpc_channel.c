@@ -16,11 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/failpoint.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "curve/errors.h"
 #include "rpc/echo_service.h"
@@ -981,6 +985,99 @@ static void test_close_with_stuck_peer(void **state)
     close(lfd);
 }
 
+/* ---- out of descriptors: the listener pauses instead of spinning ---- */
+
+static int highest_open_fd(void)
+{
+    int hi = -1;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] != '.' && fd > hi && fd != dirfd(d))
+            hi = fd;
+    }
+    closedir(d);
+    return hi;
+}
+
+static size_t count_in_file(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[4096];
+    size_t n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* accept() failing with EMFILE leaves the connection in the backlog, so a level-triggered poll
+ * fires again at once: without a pause the listener's loop spins, logging on every turn. */
+static void test_accept_emfile_pauses(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    assert_int_equal(echo_sync(e->ch, "warm", 0, 0, 0, 0, NULL), 0);
+    char dir[] = "/tmp/curve-rpc-emfile-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char logpath[128];
+    snprintf(logpath, sizeof(logpath), "%s/log", dir);
+    assert_int_equal(curve_log_open(logpath), 0);
+
+    int cfd = socket(AF_INET, SOCK_STREAM, 0); /* created before the descriptors run out */
+    assert_true(cfd >= 0);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = old;
+    low.rlim_cur = (rlim_t)highest_open_fd() + 1;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fillers[1024], nfill = 0;
+    while (nfill < 1024) { /* fill the holes below the limit */
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            break;
+        fillers[nfill++] = fd;
+    }
+    assert_true(nfill < 1024);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int crc = connect(cfd, (struct sockaddr *)&sa, sizeof(sa)); /* completes in the backlog */
+    /* A measuring window (not synchronisation): how often the listener retries meanwhile. */
+    usleep(500 * 1000);
+    for (int i = 0; i < nfill; i++)
+        close(fillers[i]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(crc, 0);
+    /* The listener comes back: the pending connection is accepted and served. */
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "after";
+    rpc_out *o;
+    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST, .corr_id = 5, .service_id = ECHO_SERVICE_ID,
+                       .method_id = ECHO_METHOD_ECHO};
+    rpc_frame_limits lim = {.body_max = 1 << 20, .attach_max = 1 << 20};
+    assert_int_equal(rpc_out_new(&h, &req.base, NULL, 0, NULL, &lim, &o), 0);
+    assert_int_equal(send(cfd, o->data, o->len, MSG_NOSIGNAL), (ssize_t)o->len);
+    rpc_out_free(o);
+    struct pollfd p = {.fd = cfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    uint8_t hb[RPC_FRAME_HDR_SIZE];
+    assert_int_equal(recv(cfd, hb, sizeof(hb), MSG_WAITALL), (ssize_t)sizeof(hb));
+    rpc_frame_hdr rh;
+    assert_int_equal(rpc_frame_hdr_decode(hb, &lim, &rh, NULL), 0);
+    assert_true(rh.corr_id == 5 && rh.status == 0);
+    close(cfd);
+
+    assert_int_equal(curve_log_open(NULL), 0);
+    size_t warnings = count_in_file(logpath, "accept on port");
+    print_message("accept warnings during 500 ms without descriptors: %zu\n", warnings);
+    assert_true(warnings >= 1);  /* the failure is reported */
+    assert_true(warnings <= 20); /* about one per TCP_ACCEPT_RETRY_MS, not one per loop turn */
+    unlink(logpath);
+    rmdir(dir);
+    env_free(e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1003,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_callback_cancels_sibling),
         cmocka_unit_test(test_callback_closes_channel),
         cmocka_unit_test(test_close_with_stuck_peer),
+        cmocka_unit_test(test_accept_emfile_pauses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
