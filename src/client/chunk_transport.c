@@ -235,10 +235,11 @@ static int send_chunk_rpc(tcall *tc)
     req.logical_pool_id = c->pool_id;
     req.copyset_id = c->copyset_id;
     req.chunk_id = c->chunk_id;
-    req.has_epoch = req.has_file_id = 1;
-    /* readers are not fenced by an exclusive writer: they send no epoch (0 = no fencing) */
-    req.epoch = t->writer ? c->epoch : 0;
+    req.has_file_id = 1;
     req.file_id = t->file_id;
+    /* readers are not fenced by an exclusive writer: they send no epoch at all */
+    req.has_epoch = t->writer;
+    req.epoch = t->writer ? c->epoch : 0;
     curve_iobuf att;
     curve_iobuf_init(&att);
     uint32_t method;

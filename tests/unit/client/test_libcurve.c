@@ -512,7 +512,7 @@ static void h_chunk(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a
         return;
     }
     /* like the real chunkserver: every op is fenced; epoch 0 means "no fencing" */
-    if (r->epoch != 0) {
+    if (r->has_epoch && r->epoch != 0) {
         if (r->epoch < F.cs_epoch[fid]) {
             chunk_reply(ctx, CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_EPOCH_TOO_OLD, NULL, NULL);
             pthread_mutex_unlock(&F.lock);
