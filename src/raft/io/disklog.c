@@ -9,6 +9,10 @@
  *           across their preads so that the IO thread cannot close a file under them.
  *   The two locks are never held together. The IO thread owns the staging buffer and is the
  *   only writer of segment files.
+ *   With a shared disk writer (rlog_disk), the disk's thread plays the IO thread of each of its
+ *   logs. disk->mu protects the disk's ready list, the rd_* fields of its logs, its counters
+ *   and `stopping`. Lock order: log->mu, then disk->mu; the disk thread never holds disk->mu
+ *   while taking a log's lock, and holds no lock while doing IO or running callbacks.
  */
 #include "raft/io/disklog.h"
 
@@ -293,6 +297,22 @@ typedef struct rlog_seg {
 
 enum { OP_APPEND, OP_TRUNCATE, OP_COMPACT, OP_RESET };
 
+typedef struct rlog_op rlog_op;
+
+struct rlog_disk {
+    char *name;
+    rlog_disk_opts o;
+    pthread_t thr;
+    bool thr_started;
+    pthread_mutex_t mu;      /* see file comment */
+    pthread_cond_t cv;       /* the disk thread waits for ready logs */
+    pthread_cond_t idle_cv;  /* closers wait for their log to leave the ready list and round */
+    rlog *ready_head, *ready_tail; /* logs with queued requests (FIFO, each at most once) */
+    uint64_t pending;        /* entries queued on all logs, not yet completed */
+    bool stopping;
+    rlog_disk_stats st;
+};
+
 typedef struct rlog_op {
     struct rlog_op *next;
     int type;
@@ -341,6 +361,17 @@ struct rlog {
     uint32_t *stage_offs; /* offsets relative to the stage start */
     size_t stage_offs_cap;
     bool need_sync;
+
+    /* shared disk writer (NULL: own thread). rd_next, rd_in_ready, rd_in_round under disk->mu;
+     * rd_round_next, rd_batch, rd_rc, rd_more belong to the disk thread. */
+    rlog_disk *disk;
+    rlog *rd_next;
+    bool rd_in_ready; /* on the disk's ready list */
+    bool rd_in_round; /* taken by the disk thread for the current round */
+    rlog *rd_round_next;
+    rlog_op *rd_batch;
+    int rd_rc;
+    bool rd_more;
 };
 
 void rlog_opts_default(rlog_opts *o)
@@ -351,6 +382,7 @@ void rlog_opts_default(rlog_opts *o)
     o->max_batch_entries = RLOG_DEFAULT_MAX_BATCH_ENTRIES;
     o->max_pending_entries = RLOG_DEFAULT_MAX_PENDING_ENTRIES;
     o->cache_bytes = RLOG_DEFAULT_CACHE_BYTES;
+    o->disk = NULL;
 }
 
 void rlog_entry_release(rlog_entry *e)
@@ -957,7 +989,9 @@ static int do_reset(rlog *log, uint64_t next)
     return rc;
 }
 
-static int io_process(rlog *log, rlog_op *ops)
+/* Processes a batch. With `sync` false the last write is left unsynced (need_sync): the shared
+ * disk writer syncs every log of a round after writing all of them. */
+static int io_process(rlog *log, rlog_op *ops, bool sync)
 {
     int rc = 0;
     for (rlog_op *op = ops; op && rc == 0; op = op->next) {
@@ -985,7 +1019,9 @@ static int io_process(rlog *log, rlog_op *ops)
             CURVE_UNREACHABLE();
         }
     }
-    return rc ? rc : flush_sync(log);
+    if (rc != 0)
+        return rc;
+    return sync ? flush_sync(log) : stage_flush(log);
 }
 
 static void op_free(rlog_op *op)
@@ -996,6 +1032,87 @@ static void op_free(rlog_op *op)
     free(op);
 }
 
+/* Takes the next batch of `log`: whole requests until the entry/byte bounds are reached.
+ * Called with log->mu held; NULL when the queue is empty. */
+static rlog_op *io_take(rlog *log, size_t *bytes_out)
+{
+    rlog_op *batch = log->q_head, *tail = batch;
+    if (!batch)
+        return NULL;
+    size_t ents = batch->n, bytes = batch->bytes;
+    while (tail->next && ents + tail->next->n <= log->o.max_batch_entries &&
+           bytes + tail->next->bytes <= log->o.max_batch_bytes) {
+        tail = tail->next;
+        ents += tail->n;
+        bytes += tail->bytes;
+    }
+    log->q_head = tail->next;
+    if (!log->q_head)
+        log->q_tail = NULL;
+    tail->next = NULL;
+    if (bytes_out)
+        *bytes_out = bytes;
+    return batch;
+}
+
+/* Records the outcome of a processed batch (durable index, stats, failure) and runs its
+ * callbacks in submission order. Takes log->mu (and disk->mu, in that order). */
+static void io_complete(rlog *log, rlog_op *batch, int rc)
+{
+    pthread_mutex_lock(&log->mu);
+    if (rc != 0) {
+        log->stage_len = 0;
+        log->stage_n = 0;
+        log->need_sync = false;
+    }
+    if (rc != 0 && log->failed == 0) {
+        log->failed = rc;
+        CLOG_ERROR("rlog: log in %s failed: %s; reopen to recover", log->dir, curve_strerror(rc));
+    }
+    size_t done = 0;
+    for (rlog_op *op = batch; op; op = op->next) {
+        /* A processed truncation is a barrier: everything before it is synced, so the
+         * entries below its cut are durable even if their appends belonged to an older
+         * epoch. */
+        if (op->type == OP_TRUNCATE && rc == 0 && op->epoch == log->epoch &&
+            op->arg - 1 > log->durable && op->arg - 1 <= log->last)
+            log->durable = op->arg - 1;
+        if (op->type != OP_APPEND)
+            continue;
+        log->pending -= op->n;
+        done += op->n;
+        if (rc == 0 && op->epoch == log->epoch && op->n) {
+            uint64_t l = op->ents[op->n - 1].index;
+            if (l > log->durable)
+                log->durable = l;
+        }
+    }
+    if (rc == 0 && done) {
+        log->st.entries += done;
+        log->st.batches++;
+        if (done > log->st.max_batch)
+            log->st.max_batch = done;
+    }
+    if (log->disk && done) {
+        pthread_mutex_lock(&log->disk->mu);
+        CURVE_ASSERT(log->disk->pending >= done);
+        log->disk->pending -= done;
+        if (rc == 0)
+            log->disk->st.entries += done;
+        pthread_mutex_unlock(&log->disk->mu);
+    }
+    cache_evict(log);
+    pthread_mutex_unlock(&log->mu);
+
+    while (batch) {
+        rlog_op *op = batch;
+        batch = op->next;
+        if (op->cb)
+            op->cb(op->cb_arg, rc);
+        op_free(op);
+    }
+}
+
 static void *io_main(void *arg)
 {
     rlog *log = arg;
@@ -1003,76 +1120,215 @@ static void *io_main(void *arg)
         pthread_mutex_lock(&log->mu);
         while (!log->q_head && !log->stopping)
             pthread_cond_wait(&log->cv, &log->mu);
-        if (!log->q_head) {
+        rlog_op *batch = io_take(log, NULL);
+        if (!batch) {
             pthread_mutex_unlock(&log->mu);
             break;
         }
-        /* Take a batch: whole requests until the entry/byte bounds are reached. */
-        rlog_op *batch = log->q_head, *tail = batch;
-        size_t ents = batch->n, bytes = batch->bytes;
-        while (tail->next && ents + tail->next->n <= log->o.max_batch_entries &&
-               bytes + tail->next->bytes <= log->o.max_batch_bytes) {
-            tail = tail->next;
-            ents += tail->n;
-            bytes += tail->bytes;
-        }
-        log->q_head = tail->next;
-        if (!log->q_head)
-            log->q_tail = NULL;
-        tail->next = NULL;
         int rc = log->failed;
         pthread_mutex_unlock(&log->mu);
 
         if (rc == 0)
-            rc = io_process(log, batch);
-
-        pthread_mutex_lock(&log->mu);
-        if (rc != 0) {
-            log->stage_len = 0;
-            log->stage_n = 0;
-            log->need_sync = false;
-        }
-        if (rc != 0 && log->failed == 0) {
-            log->failed = rc;
-            CLOG_ERROR("rlog: log in %s failed: %s; reopen to recover", log->dir,
-                       curve_strerror(rc));
-        }
-        size_t done = 0;
-        for (rlog_op *op = batch; op; op = op->next) {
-            /* A processed truncation is a barrier: everything before it is synced, so the
-             * entries below its cut are durable even if their appends belonged to an older
-             * epoch. */
-            if (op->type == OP_TRUNCATE && rc == 0 && op->epoch == log->epoch &&
-                op->arg - 1 > log->durable && op->arg - 1 <= log->last)
-                log->durable = op->arg - 1;
-            if (op->type != OP_APPEND)
-                continue;
-            log->pending -= op->n;
-            done += op->n;
-            if (rc == 0 && op->epoch == log->epoch && op->n) {
-                uint64_t l = op->ents[op->n - 1].index;
-                if (l > log->durable)
-                    log->durable = l;
-            }
-        }
-        if (rc == 0 && done) {
-            log->st.entries += done;
-            log->st.batches++;
-            if (done > log->st.max_batch)
-                log->st.max_batch = done;
-        }
-        cache_evict(log);
-        pthread_mutex_unlock(&log->mu);
-
-        while (batch) {
-            rlog_op *op = batch;
-            batch = op->next;
-            if (op->cb)
-                op->cb(op->cb_arg, rc);
-            op_free(op);
-        }
+            rc = io_process(log, batch, true);
+        io_complete(log, batch, rc);
     }
     return NULL;
+}
+
+/* ---- shared disk writer ------------------------------------------------------------------- */
+
+void rlog_disk_opts_default(rlog_disk_opts *o)
+{
+    o->max_pending_entries = RLOG_DISK_DEFAULT_MAX_PENDING_ENTRIES;
+    o->max_round_bytes = RLOG_DISK_DEFAULT_MAX_ROUND_BYTES;
+}
+
+/* Puts `log` on its disk's ready list (once) and wakes the disk thread. Called with log->mu
+ * held (lock order log->mu -> disk->mu). */
+static void disk_kick(rlog *log)
+{
+    rlog_disk *d = log->disk;
+    pthread_mutex_lock(&d->mu);
+    if (!log->rd_in_ready) {
+        log->rd_in_ready = true;
+        log->rd_next = NULL;
+        if (d->ready_tail)
+            d->ready_tail->rd_next = log;
+        else
+            d->ready_head = log;
+        d->ready_tail = log;
+        pthread_cond_signal(&d->cv);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Detaches the whole ready list as this round's logs (marked rd_in_round). Under d->mu. */
+static rlog *disk_take_ready(rlog_disk *d)
+{
+    rlog *round = d->ready_head;
+    for (rlog *l = round; l; l = l->rd_next) {
+        l->rd_in_ready = false;
+        l->rd_in_round = true;
+        l->rd_round_next = l->rd_next;
+    }
+    d->ready_head = d->ready_tail = NULL;
+    return round;
+}
+
+/* One round: take a batch from every ready log (bounded by max_round_bytes), write each
+ * log's batch, fdatasync every touched log, run the callbacks, then release the logs (a log
+ * with requests left goes back to the end of the ready list). */
+static void disk_round(rlog_disk *d, rlog *round)
+{
+    size_t round_bytes = 0;
+    uint64_t nlogs = 0, nsyncs = 0;
+    for (rlog *l = round; l; l = l->rd_round_next) {
+        l->rd_batch = NULL;
+        l->rd_rc = 0;
+        if (round_bytes >= d->o.max_round_bytes)
+            continue; /* left queued: the log goes back on the ready list below */
+        size_t bytes = 0;
+        pthread_mutex_lock(&l->mu);
+        l->rd_batch = io_take(l, &bytes);
+        l->rd_rc = l->failed;
+        pthread_mutex_unlock(&l->mu);
+        round_bytes += bytes;
+    }
+    /* Write phase: every log's batch, truncations/compactions/resets included (they sync
+     * what precedes them themselves); the final write of each log stays unsynced. */
+    for (rlog *l = round; l; l = l->rd_round_next) {
+        if (!l->rd_batch)
+            continue;
+        nlogs++;
+        if (l->rd_rc == 0)
+            l->rd_rc = io_process(l, l->rd_batch, false);
+    }
+    /* Sync phase: one fdatasync per log written in this round (different files). */
+    for (rlog *l = round; l; l = l->rd_round_next) {
+        if (!l->rd_batch || l->rd_rc != 0 || !l->need_sync)
+            continue;
+        l->rd_rc = seg_sync(l);
+        nsyncs++;
+    }
+    if (nlogs > 0) {
+        pthread_mutex_lock(&d->mu);
+        d->st.rounds++;
+        d->st.syncs += nsyncs;
+        if (nlogs > d->st.max_round_logs)
+            d->st.max_round_logs = nlogs;
+        pthread_mutex_unlock(&d->mu);
+    }
+    for (rlog *l = round; l; l = l->rd_round_next) {
+        if (l->rd_batch)
+            io_complete(l, l->rd_batch, l->rd_rc);
+        l->rd_batch = NULL;
+        pthread_mutex_lock(&l->mu);
+        l->rd_more = l->q_head != NULL;
+        pthread_mutex_unlock(&l->mu);
+    }
+    pthread_mutex_lock(&d->mu);
+    for (rlog *l = round, *next; l; l = next) {
+        next = l->rd_round_next; /* `l` may be freed by its closer once released */
+        l->rd_in_round = false;
+        if (l->rd_more && !l->rd_in_ready) {
+            l->rd_in_ready = true;
+            l->rd_next = NULL;
+            if (d->ready_tail)
+                d->ready_tail->rd_next = l;
+            else
+                d->ready_head = l;
+            d->ready_tail = l;
+        }
+    }
+    pthread_cond_broadcast(&d->idle_cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void *disk_main(void *arg)
+{
+    rlog_disk *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->ready_head && !d->stopping)
+            pthread_cond_wait(&d->cv, &d->mu);
+        if (!d->ready_head)
+            break; /* stopping; destroy asserted that no log is left */
+        rlog *round = disk_take_ready(d);
+        pthread_mutex_unlock(&d->mu);
+        disk_round(d, round);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+int rlog_disk_create(const char *name, const rlog_disk_opts *opts, rlog_disk **out)
+{
+    rlog_disk_opts o;
+    if (opts)
+        o = *opts;
+    else
+        rlog_disk_opts_default(&o);
+    if (!out || o.max_pending_entries == 0 || o.max_round_bytes == 0) {
+        CLOG_ERROR("rlog: disk writer bounds must be > 0");
+        return -EINVAL;
+    }
+    rlog_disk *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->o = o;
+    d->name = strdup(name ? name : "");
+    if (!d->name) {
+        free(d);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    pthread_cond_init(&d->idle_cv, NULL);
+    int rc = pthread_create(&d->thr, NULL, disk_main, d);
+    if (rc != 0) {
+        CLOG_ERROR("rlog: cannot start the disk writer thread for %s: %s", d->name,
+                   curve_strerror(-rc));
+        goto err_after_init;
+    }
+    pthread_setname_np(d->thr, "rlog-disk");
+    d->thr_started = true;
+    *out = d;
+    return 0;
+
+err_after_init:
+    pthread_cond_destroy(&d->idle_cv);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d->name);
+    free(d);
+    return -rc;
+}
+
+void rlog_disk_destroy(rlog_disk *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    CURVE_ASSERT(d->st.logs == 0 && d->ready_head == NULL && d->pending == 0);
+    d->stopping = true;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    if (d->thr_started)
+        pthread_join(d->thr, NULL);
+    pthread_cond_destroy(&d->idle_cv);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d->name);
+    free(d);
+}
+
+void rlog_disk_get_stats(rlog_disk *d, rlog_disk_stats *out)
+{
+    pthread_mutex_lock(&d->mu);
+    *out = d->st;
+    out->pending = d->pending;
+    pthread_mutex_unlock(&d->mu);
 }
 
 /* ---- queueing (under mu) ------------------------------------------------------------------ */
@@ -1085,7 +1341,10 @@ static void enqueue(rlog *log, rlog_op *op)
     else
         log->q_head = op;
     log->q_tail = op;
-    pthread_cond_signal(&log->cv);
+    if (log->disk)
+        disk_kick(log);
+    else
+        pthread_cond_signal(&log->cv);
 }
 
 static int check_usable(rlog *log)
@@ -1157,6 +1416,15 @@ int rlog_append(rlog *log, const rlog_entry *entries, size_t n, rlog_cb cb, void
     if (rc == 0)
         rc = grow((void **)&log->terms, &log->terms_cap, log->last + 1 - log->first + n,
                   sizeof(uint64_t));
+    if (rc == 0 && log->disk) { /* the per-disk bound, reserved last (nothing to undo after) */
+        pthread_mutex_lock(&log->disk->mu);
+        if (log->disk->pending > 0 &&
+            log->disk->pending + n > log->disk->o.max_pending_entries)
+            rc = CURVE_ERR_BUSY;
+        else
+            log->disk->pending += n;
+        pthread_mutex_unlock(&log->disk->mu);
+    }
     if (rc != 0) {
         pthread_mutex_unlock(&log->mu);
         op_free(op);
@@ -1700,13 +1968,24 @@ int rlog_open(const char *dir, const rlog_opts *opts, rlog **out, rlog_info *inf
         info->last_term = log->last >= log->first ? log->terms[log->last - log->first] : 0;
         info->segments = (uint32_t)log->nsegs;
     }
-    rc = pthread_create(&log->thr, NULL, io_main, log);
-    if (rc != 0) {
-        rc = -rc;
-        goto err;
+    if (o.disk) {
+        pthread_mutex_lock(&o.disk->mu);
+        rc = o.disk->stopping ? CURVE_ERR_SHUTDOWN : 0;
+        if (rc == 0)
+            o.disk->st.logs++;
+        pthread_mutex_unlock(&o.disk->mu);
+        if (rc != 0)
+            goto err;
+        log->disk = o.disk;
+    } else {
+        rc = pthread_create(&log->thr, NULL, io_main, log);
+        if (rc != 0) {
+            rc = -rc;
+            goto err;
+        }
+        pthread_setname_np(log->thr, "rlog-io");
+        log->thr_started = true;
     }
-    pthread_setname_np(log->thr, "rlog-io");
-    log->thr_started = true;
     CLOG_INFO("rlog: opened %s: entries [%" PRIu64 ", %" PRIu64 "] in %zu segments", dir,
               log->first, log->last, log->nsegs);
     *out = log;
@@ -1726,6 +2005,18 @@ void rlog_close(rlog *log)
     pthread_mutex_unlock(&log->mu);
     if (log->thr_started)
         pthread_join(log->thr, NULL);
+    if (log->disk) {
+        /* No request can be queued any more (stopping). A log with queued requests is on the
+         * ready list or in the current round and goes back on the list while requests remain,
+         * so once it is on neither, its queue is drained and the disk thread forgot it. */
+        rlog_disk *d = log->disk;
+        pthread_mutex_lock(&d->mu);
+        while (log->rd_in_ready || log->rd_in_round)
+            pthread_cond_wait(&d->idle_cv, &d->mu);
+        CURVE_ASSERT(d->st.logs > 0);
+        d->st.logs--;
+        pthread_mutex_unlock(&d->mu);
+    }
     CURVE_ASSERT(log->q_head == NULL && log->pending == 0);
     log_free(log);
 }

@@ -15,12 +15,14 @@
  *   with one write per segment and one fdatasync for the whole batch (group commit), then runs
  *   the callbacks of every request in that batch, in submission order.
  *   rlog_truncate_suffix(), rlog_compact_prefix() and rlog_reset() go through the same queue, so
- *   they are ordered with appends.
+ *   they are ordered with appends. With rlog_opts.disk set, the IO thread is the one shared
+ *   by every log of that disk (see "Shared disk writer" below); the contract is the same.
  *
  * Threads
  *   Every function may be called from any thread (an internal mutex serialises them), except
  *   rlog_close(), which must not race with other calls on the same log and must not be called
- *   from a callback. Callbacks run on the log's IO thread ("rlog-io"), never inside the caller's
+ *   from a callback. Callbacks run on the log's IO thread ("rlog-io", or "rlog-disk" when the
+ *   log is opened on a shared disk writer), never inside the caller's
  *   call; they must not block for long (an adapter posts a message to its loop) and may call
  *   rlog_append()/rlog_read() etc. but not rlog_close().
  *
@@ -57,6 +59,11 @@ extern "C" {
 #define RLOG_DEFAULT_MAX_PENDING_ENTRIES 65536u   /* queued, not yet durable; then CURVE_ERR_BUSY */
 #define RLOG_DEFAULT_CACHE_BYTES (16u << 20)      /* durable tail entries kept in memory */
 #define RLOG_MAX_APPEND_ENTRIES 65536u            /* entries in one rlog_append() call */
+#define RLOG_DISK_DEFAULT_MAX_PENDING_ENTRIES (1u << 20) /* queued on all logs of one disk */
+#define RLOG_DISK_DEFAULT_MAX_ROUND_BYTES (16u << 20)    /* gathered per disk round (one sync pass) */
+
+/* A shared disk writer (see "Shared disk writer" below). */
+typedef struct rlog_disk rlog_disk;
 
 typedef struct rlog_opts {
     uint32_t segment_bytes;       /* multiple of RLOG_PAGE_SIZE, in [MIN, MAX]_SEGMENT_BYTES */
@@ -65,9 +72,11 @@ typedef struct rlog_opts {
     uint32_t max_batch_entries;   /* > 0 */
     uint32_t max_pending_entries; /* > 0 */
     uint64_t cache_bytes;         /* 0 = cache only entries that are not yet durable */
+    rlog_disk *disk;              /* NULL (default): the log has its own IO thread; else the
+                                   * shared writer of its disk (borrowed; must outlive the log) */
 } rlog_opts;
 
-/* Fills `o` with the RLOG_DEFAULT_* values. */
+/* Fills `o` with the RLOG_DEFAULT_* values (disk = NULL). */
 void rlog_opts_default(rlog_opts *o);
 
 /* One log entry.
@@ -177,6 +186,50 @@ uint64_t rlog_last_index(rlog *log);   /* includes queued, not yet durable entri
 uint64_t rlog_durable_index(rlog *log); /* last index known durable in the current log */
 
 void rlog_get_stats(rlog *log, rlog_stats *out);
+
+/* ---- Shared disk writer --------------------------------------------------------------------
+ * One rlog_disk per data disk owns ONE IO thread ("rlog-disk") serving every log opened with
+ * rlog_opts.disk pointing to it, instead of one thread per log. Each round it takes the queued
+ * batch of every log with work (each bounded by that log's max_batch_*; the round by
+ * max_round_bytes), writes each log's batch to that log's open segment, then fdatasyncs every
+ * touched segment (one per log: they are different files) and only then runs the callbacks,
+ * log by log, in submission order. Per log, ordering and durability are exactly those of a log
+ * with its own thread (truncate / compact / reset stay ordered with appends; a failure fails
+ * only that log). Callbacks of every log of the disk run on the disk thread: they must not
+ * block (they delay every other log of the disk) and must not call rlog_close().
+ * Bounds: each log keeps its max_pending_entries; in addition rlog_append() returns
+ * CURVE_ERR_BUSY when the disk already has max_pending_entries entries queued (unless it has
+ * none: one request of any size up to RLOG_MAX_APPEND_ENTRIES is always accepted). */
+
+typedef struct rlog_disk_opts {
+    uint32_t max_pending_entries; /* > 0: entries queued, not yet durable, on all its logs */
+    uint32_t max_round_bytes;     /* > 0: batches taken per round until this many bytes */
+} rlog_disk_opts;
+
+/* Counters since rlog_disk_create(); read with rlog_disk_get_stats(). */
+typedef struct rlog_disk_stats {
+    uint64_t rounds;         /* rounds that wrote or synced something */
+    uint64_t syncs;          /* fdatasyncs of the sync pass (one per touched log and round) */
+    uint64_t entries;        /* entries made durable */
+    uint64_t max_round_logs; /* most logs with a batch in one round */
+    uint64_t logs;           /* logs open on the disk now */
+    uint64_t pending;        /* entries queued now */
+} rlog_disk_stats;
+
+/* Fills `o` with the RLOG_DISK_DEFAULT_* values. */
+void rlog_disk_opts_default(rlog_disk_opts *o);
+
+/* Creates a shared writer and starts its thread. `name` (may be NULL; copied, e.g. the data
+ * directory) only appears in log lines. `opts` may be NULL for defaults (copied).
+ * Returns 0, -EINVAL (bad options), -ENOMEM or a negative errno (thread creation). */
+int rlog_disk_create(const char *name, const rlog_disk_opts *opts, rlog_disk **out);
+
+/* Stops the thread and frees the writer. Every log opened on it must be closed first (asserted).
+ * NULL is ignored. Not from a callback. */
+void rlog_disk_destroy(rlog_disk *disk);
+
+/* Any thread. */
+void rlog_disk_get_stats(rlog_disk *disk, rlog_disk_stats *out);
 
 /* ---- internal, exposed for tests and the fuzz target ---------------------------------------
  * On-disk record header, little-endian (docs/raft-log.md):

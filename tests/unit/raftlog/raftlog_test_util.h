@@ -13,7 +13,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "raft/io/disklog.h"
+
 #define RT_WAIT_DEADLINE_S 60 /* bound for any wait on a callback */
+
+/* RAFTLOG_SHARED_DISK=1 (set by the *_shared CTest variants): the model and crash tests open
+ * their logs on a shared disk writer instead of a thread per log. Returns the writer (destroy
+ * it with rlog_disk_destroy) or NULL in the default mode; exits on a creation failure. */
+static inline rlog_disk *rt_env_disk(void)
+{
+    const char *s = getenv("RAFTLOG_SHARED_DISK");
+    if (!s || !*s || strcmp(s, "0") == 0)
+        return NULL;
+    rlog_disk *d = NULL;
+    if (rlog_disk_create("test", NULL, &d) != 0) {
+        fprintf(stderr, "rlog_disk_create failed\n");
+        exit(1);
+    }
+    return d;
+}
 
 static inline char *rt_mkdtemp(void)
 {

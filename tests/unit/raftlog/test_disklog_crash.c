@@ -74,6 +74,7 @@ static _Noreturn void child_main(const char *dir, int fd, uint64_t term, uint64_
 {
     rlog_opts o;
     crash_opts(&o);
+    o.disk = rt_env_disk(); /* created in the child: threads do not survive fork() */
     rlog *log = NULL;
     rlog_info info;
     if (rlog_open(dir, &o, &log, &info) != 0)
@@ -145,6 +146,9 @@ static void test_kill9_rounds(void **state)
     assert_non_null(dir);
     rlog_opts o;
     crash_opts(&o);
+    rlog_disk *disk = rt_env_disk();
+    o.disk = disk;
+    print_message("raftlog crash: %s\n", disk ? "shared disk writer" : "IO thread per log");
     uint64_t acked_total = 0;
     for (uint64_t round = 1; round <= CRASH_ROUNDS; round++) {
         int pfd[2];
@@ -201,6 +205,7 @@ static void test_kill9_rounds(void **state)
         acked_total = info.last_index;
         rlog_close(log);
     }
+    rlog_disk_destroy(disk);
     rt_rmtree(dir);
 }
 

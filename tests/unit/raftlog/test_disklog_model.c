@@ -132,6 +132,9 @@ static void test_model(void **state)
     o.max_entry_bytes = 8u << 10;
     o.cache_bytes = 8u << 10;
     o.max_batch_entries = 64;
+    rlog_disk *disk = rt_env_disk();
+    o.disk = disk;
+    print_message("raftlog model: %s\n", disk ? "shared disk writer" : "IO thread per log");
     model m = {.first = 1, .last = 0, .term = 1};
     m.terms = calloc(MODEL_MAX_INDEX + MODEL_BATCH_MAX + 64, sizeof(uint64_t));
     assert_non_null(m.terms);
@@ -232,6 +235,7 @@ static void test_model(void **state)
                   st.segments_created);
     assert_int_equal(atomic_load(&rc_.bad), 0);
     rlog_close(log);
+    rlog_disk_destroy(disk);
     rt_waiter_destroy(&w);
     free(m.terms);
     rt_rmtree(dir);
