@@ -643,6 +643,8 @@ static void sweep_cb(curve_timer *t, void *arg)
 static void sweep_start_run(void *arg)
 {
     srv_loop *sl = arg;
+    if (sl->sweep_on) /* a start that failed to listen is being retried */
+        return;
     if (curve_timer_init(sl->loop, &sl->sweep, sweep_cb, sl) < 0)
         return;
     uint64_t every = sl->srv->o.frame_timeout_ms < RPC_SERVER_SWEEP_INTERVAL_MS

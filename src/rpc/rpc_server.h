@@ -92,8 +92,9 @@ int rpc_server_new(curve_loop_group *loops, const rpc_server_opts *opts, rpc_ser
  * RPC_SERVER_SERVICES_MAX). */
 int rpc_server_add_service(rpc_server *s, const rpc_service_def *svc);
 
-/* Listens on `addr` ("ip:port", port 0 = ephemeral). Returns 0 or a negative errno.
- * Not from one of the server's loops. */
+/* Listens on `addr` ("ip:port", port 0 = ephemeral). Returns 0 or a negative errno (e.g.
+ * -EADDRINUSE; the call may then be repeated, with another address). Once it returned 0, not
+ * again. Not from one of the server's loops. */
 int rpc_server_start(rpc_server *s, const char *addr);
 
 /* The bound port (after start). */

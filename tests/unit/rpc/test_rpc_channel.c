@@ -1078,6 +1078,29 @@ static void test_accept_emfile_pauses(void **state)
     env_free(e);
 }
 
+/* ---- a failed start may be retried ---- */
+
+static void test_start_retry_after_failure(void **state)
+{
+    env *e = env_new(NULL, NULL);
+    /* A second server on the first one's port fails (address in use), then starts elsewhere. */
+    rpc_server *s2;
+    assert_int_equal(rpc_server_new(e->srv_loops, NULL, &s2), 0);
+    echo_service svc2;
+    echo_service_init(&svc2, NULL);
+    assert_int_equal(rpc_server_add_service(s2, &svc2.def), 0);
+    assert_int_equal(rpc_server_start(s2, e->addr), -EADDRINUSE);
+    assert_int_equal(rpc_server_start(s2, "127.0.0.1:0"), 0);
+    char addr2[64];
+    snprintf(addr2, sizeof(addr2), "127.0.0.1:%d", rpc_server_port(s2));
+    rpc_channel *ch2;
+    assert_int_equal(rpc_channel_new(e->cli_loop, addr2, NULL, &ch2), 0);
+    assert_int_equal(echo_sync(ch2, "second", 0, 0, 10, 0, NULL), 0);
+    rpc_channel_close_sync(ch2);
+    rpc_server_free(s2);
+    env_free(e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1101,6 +1124,7 @@ int main(void)
         cmocka_unit_test(test_callback_closes_channel),
         cmocka_unit_test(test_close_with_stuck_peer),
         cmocka_unit_test(test_accept_emfile_pauses),
+        cmocka_unit_test(test_start_retry_after_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
