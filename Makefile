@@ -5,7 +5,7 @@ SAN     := build/asan
 SEEDS   ?= 20000
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release asan check check-quick run stop format bench bench-rpc bench-raft bench-raftlog sim clean
+.PHONY: all deps release asan check check-quick run stop format bench bench-rpc bench-raft bench-raftlog bench-chunkserver bench-mds bench-nbd chaos sim clean
 
 all: release
 
@@ -32,6 +32,9 @@ check-quick: release
 
 run: release
 	@bash scripts/run.sh
+
+stop:
+	@bash tools/curve-demo.sh --stop $(REL)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
