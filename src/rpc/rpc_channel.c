@@ -56,6 +56,7 @@ struct rpc_channel {
     ch_state state;
     rpc_conn *conn;
     uint32_t backoff_ms;
+    int connect_err; /* a connect that failed synchronously, reported by connect_timer */
     bool timers_init;
     curve_timer deadline_timer, backoff_timer, connect_timer;
     uint64_t armed_deadline; /* UINT64_MAX when the deadline timer is idle */
@@ -73,6 +74,7 @@ struct rpc_channel {
 
 static void ch_unref(rpc_channel *ch);
 static void ch_connect(rpc_channel *ch);
+static void ch_connect_failed(rpc_channel *ch, int reason);
 
 /* ---- hash of pending calls, keyed by correlation id ---- */
 
@@ -391,8 +393,12 @@ static void ch_backoff_cb(curve_timer *t, void *arg)
 static void ch_connect_timeout_cb(curve_timer *t, void *arg)
 {
     rpc_channel *ch = arg;
-    if (ch->state == CH_CONNECTING && ch->conn)
+    if (ch->state != CH_CONNECTING)
+        return;
+    if (ch->conn)
         rpc_conn_close(ch->conn, -ETIMEDOUT);
+    else /* the transport refused to start the attempt (ch_connect) */
+        ch_connect_failed(ch, ch->connect_err);
 }
 
 static void ch_timer_closed(curve_timer *t)
@@ -513,17 +519,7 @@ static void ch_on_close(rpc_conn *conn, int reason, void *ud)
     curve_timer_stop(&ch->connect_timer);
     ch_state was = ch->state;
     if (was == CH_CONNECTING) {
-        ch->state = CH_BACKOFF;
-        uint32_t delay = ch->backoff_ms ? ch->backoff_ms : ch->o.backoff_initial_ms;
-        ch->backoff_ms = delay * 2 < ch->o.backoff_max_ms ? delay * 2 : ch->o.backoff_max_ms;
-        CLOG_INFO("rpc channel: connect to %s failed: %s; next attempt in %u ms", ch->addr,
-                  curve_strerror(reason), delay);
-        curve_timer_start(&ch->backoff_timer, delay, 0);
-        /* Calls waiting for this attempt fail now (they would otherwise just time out).
-         * Mark them first: callbacks may start new calls, which wait for the next attempt. */
-        for (ccall *c = ch->wq_head; c; c = c->wnext)
-            ch_doom(ch, c, CURVE_ERR_RPC_CONN, "connect to the server failed", reason);
-        ch_complete_doomed(ch);
+        ch_connect_failed(ch, reason);
     } else if (was == CH_CONNECTED) {
         ch->state = CH_IDLE;
         CLOG_INFO("rpc channel: connection to %s lost: %s", ch->addr, curve_strerror(reason));
@@ -533,6 +529,23 @@ static void ch_on_close(rpc_conn *conn, int reason, void *ud)
     }
     ch_arm_deadline(ch);
     ch_unref(ch); /* the connection's reference */
+}
+
+/* The current connect attempt failed (state CONNECTING, no connection left): back off, and fail
+ * the calls waiting for this attempt (they would otherwise just time out). */
+static void ch_connect_failed(rpc_channel *ch, int reason)
+{
+    CURVE_ASSERT(ch->state == CH_CONNECTING && ch->conn == NULL);
+    ch->state = CH_BACKOFF;
+    uint32_t delay = ch->backoff_ms ? ch->backoff_ms : ch->o.backoff_initial_ms;
+    ch->backoff_ms = delay * 2 < ch->o.backoff_max_ms ? delay * 2 : ch->o.backoff_max_ms;
+    CLOG_INFO("rpc channel: connect to %s failed: %s; next attempt in %u ms", ch->addr,
+              curve_strerror(reason), delay);
+    curve_timer_start(&ch->backoff_timer, delay, 0);
+    /* Mark them first: callbacks may start new calls, which wait for the next attempt. */
+    for (ccall *c = ch->wq_head; c; c = c->wnext)
+        ch_doom(ch, c, CURVE_ERR_RPC_CONN, "connect to the server failed", reason);
+    ch_complete_doomed(ch);
 }
 
 static const rpc_conn_handler ch_handler = {
@@ -547,12 +560,12 @@ static void ch_connect(rpc_channel *ch)
     rpc_conn *conn;
     int rc = ch->o.transport->connect(ch->loop, ch->addr, &ch_handler, ch, &ch->o.limits, &conn);
     if (rc < 0) {
-        /* Cannot even start: fail the waiting calls and back off like a failed attempt. */
-        ch->state = CH_BACKOFF;
-        uint32_t delay = ch->backoff_ms ? ch->backoff_ms : ch->o.backoff_initial_ms;
-        ch->backoff_ms = delay * 2 < ch->o.backoff_max_ms ? delay * 2 : ch->o.backoff_max_ms;
-        curve_timer_start(&ch->backoff_timer, delay, 0);
-        ch_fail_calls(ch, false, CURVE_ERR_RPC_CONN, "cannot connect", rc);
+        /* Cannot even start (e.g. no descriptor left). Report it like a failed attempt, from
+         * the connect timer: failing the waiting calls here would run a callback inside the
+         * rpc_channel_call() that triggered the attempt, before it returned 0. */
+        ch->state = CH_CONNECTING;
+        ch->connect_err = rc;
+        curve_timer_start(&ch->connect_timer, 0, 0);
         return;
     }
     atomic_fetch_add(&ch->refs, 1);

@@ -1101,6 +1101,71 @@ static void test_start_retry_after_failure(void **state)
     env_free(e);
 }
 
+/* ---- a connect that fails synchronously still completes calls later ---- */
+
+static int refusing_connect(curve_loop *loop, const char *addr, const rpc_conn_handler *h,
+                            void *ud, const rpc_frame_limits *lim, rpc_conn **out)
+{
+    return -EMFILE; /* e.g. no descriptor left for the socket */
+}
+
+typedef struct sync_fail {
+    rpc_channel *ch;
+    bool returned;         /* rpc_channel_call returned (loop thread only) */
+    bool ran_inside_call;  /* the callback ran before rpc_channel_call returned */
+    int status;
+    char errmsg[RPC_CHANNEL_ERRMSG_MAX];
+    atomic_int calls;
+    curve_completion done;
+} sync_fail;
+
+static void sync_fail_cb(rpc_result *r, void *arg)
+{
+    sync_fail *f = arg;
+    f->ran_inside_call = !f->returned;
+    f->status = r->status;
+    snprintf(f->errmsg, sizeof(f->errmsg), "%s", r->errmsg);
+    if (atomic_fetch_add(&f->calls, 1) == 0)
+        curve_completion_signal(&f->done, 0);
+}
+
+static void sync_fail_start(void *arg)
+{
+    sync_fail *f = arg;
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "x";
+    f->returned = false;
+    int rc = rpc_channel_call(f->ch, ECHO_SERVICE_ID, ECHO_METHOD_ECHO, &req.base, NULL, NULL,
+                              5000, sync_fail_cb, f, NULL);
+    assert_int_equal(rc, 0);
+    f->returned = true;
+}
+
+static void test_sync_connect_failure_completes_later(void **state)
+{
+    rpc_transport_ops ops = *rpc_transport_tcp();
+    ops.connect = refusing_connect;
+    rpc_channel_opts co = {.transport = &ops, .backoff_initial_ms = 10, .backoff_max_ms = 10};
+    curve_loop *loop;
+    assert_int_equal(curve_loop_new("tsyncf", &loop), 0);
+    assert_int_equal(curve_loop_start(loop), 0);
+    sync_fail f = {0};
+    assert_int_equal(rpc_channel_new(loop, "127.0.0.1:9", &co, &f.ch), 0);
+    for (int round = 0; round < 2; round++) { /* the second attempt follows a backoff */
+        curve_completion_init(&f.done);
+        atomic_store(&f.calls, 0);
+        assert_int_equal(curve_loop_call_sync(loop, sync_fail_start, &f), 0);
+        assert_int_equal(curve_completion_wait(&f.done, WAIT_MS), 0);
+        assert_false(f.ran_inside_call); /* "returns 0 => the callback runs later" */
+        assert_int_equal(f.status, CURVE_ERR_RPC_CONN);
+        assert_non_null(strstr(f.errmsg, "connect"));
+        curve_completion_destroy(&f.done);
+    }
+    rpc_channel_close_sync(f.ch);
+    assert_int_equal(atomic_load(&f.calls), 1);
+    curve_loop_free(loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1125,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_close_with_stuck_peer),
         cmocka_unit_test(test_accept_emfile_pauses),
         cmocka_unit_test(test_start_retry_after_failure),
+        cmocka_unit_test(test_sync_connect_failure_completes_later),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
