@@ -1123,9 +1123,34 @@ static void xfer_send(struct raft *r, struct raft_progress *p, uint8_t kind, uin
     p->last_send_ms = now_ms(r);
 }
 
+/* Moves the transfer to the node's current snapshot when that one is newer than the snapshot the
+ * transfer started with: the state machine may have deleted the older snapshot's files (it owns
+ * them), and the follower needs only some snapshot covering the compacted prefix. */
+static bool xfer_renew(struct raft *r, struct raft_progress *p)
+{
+    struct raft_xfer *x = p->x;
+    struct raft_snap *s = r->snap;
+    if (r->o.debug_unsafe & RAFT_UNSAFE_STUCK_TRANSFER)
+        return false;
+    if (s == NULL || s == x->s || s->enc == NULL || s->meta.index <= x->s->meta.index)
+        return false;
+    CLOG_INFO("raft %llu/%llu: snapshot transfer to %llu moves from snapshot %llu to %llu",
+              (unsigned long long)r->o.group_id, (unsigned long long)r->id,
+              (unsigned long long)p->id, (unsigned long long)x->s->meta.index,
+              (unsigned long long)s->meta.index);
+    s->refs++;
+    snap_unref(x->s);
+    x->s = s;
+    x->read_failures = 0;
+    r->xfer_switches++;
+    return true;
+}
+
+/* (Re)starts the transfer from BEGIN, with the newest snapshot that has a manifest. */
 static void xfer_restart(struct raft *r, struct raft_progress *p)
 {
     struct raft_xfer *x = p->x;
+    (void)xfer_renew(r, p);
     x->phase = RAFT_XFER_BEGIN;
     x->file = 0;
     x->off = 0;
@@ -1134,11 +1159,45 @@ static void xfer_restart(struct raft *r, struct raft_progress *p)
     xfer_send(r, p, RAFT_SNAP_BEGIN, 0, 0, x->s->enc_len, x->s->enc);
 }
 
+/* fsm->snapshot_read failed on the transfer's snapshot. If a newer snapshot exists (its files
+ * are what the state machine keeps), restart the transfer with it. Otherwise retry at the next
+ * tick, at most RAFT_MAX_SNAPSHOT_READ_FAILURES times in a row; then abandon the transfer, ask
+ * for a fresh snapshot and start over after one election timeout. */
+static void snapshot_read_failed(struct raft *r, struct raft_progress *p, int err)
+{
+    struct raft_xfer *x = p->x;
+    const struct raft_manifest *mf = &x->s->dec.m;
+    CLOG_WARN("raft %llu/%llu: snapshot_read %s@%llu of snapshot %llu failed: %s",
+              (unsigned long long)r->o.group_id, (unsigned long long)r->id,
+              mf->files[x->file].name, (unsigned long long)x->off,
+              (unsigned long long)x->s->meta.index, curve_strerror(err));
+    if (xfer_renew(r, p)) {
+        xfer_restart(r, p);
+        return;
+    }
+    if (r->o.debug_unsafe & RAFT_UNSAFE_STUCK_TRANSFER)
+        return; /* test-only mutation: retried at the next tick, forever */
+    if (++x->read_failures < RAFT_MAX_SNAPSHOT_READ_FAILURES)
+        return; /* retried at the next tick */
+    CLOG_WARN("raft %llu/%llu: snapshot transfer to %llu abandoned after %u read errors",
+              (unsigned long long)r->o.group_id, (unsigned long long)r->id,
+              (unsigned long long)p->id, (unsigned)x->read_failures);
+    xfer_free(x);
+    p->x = NULL;
+    p->ninflight = 0;
+    p->xfer_retry_ms = now_ms(r) + r->o.election_timeout_ms;
+    r->xfer_abandons++;
+    r->want_snapshot = true; /* a newer snapshot, if anything was applied since */
+    maybe_snapshot(r, true);
+}
+
 static void snapshot_pump(struct raft *r, struct raft_progress *p)
 {
     uint64_t now = now_ms(r);
     uint64_t timeout = r->o.election_timeout_ms;
     if (p->x == NULL) {
+        if (now < p->xfer_retry_ms)
+            return; /* the previous transfer was abandoned: back off */
         if (r->snap == NULL || r->snap->enc == NULL || r->snap->meta.index < r->log.offset) {
             r->want_snapshot = true;
             maybe_snapshot(r, true);
@@ -1193,13 +1252,17 @@ static void snapshot_pump(struct raft *r, struct raft_progress *p)
     }
     uint64_t burst = (uint64_t)r->o.snapshot_piece_bytes * r->o.snapshot_max_inflight;
     if (r->o.snapshot_bytes_per_sec) {
-        x->tokens += (now - x->tokens_ms) * r->o.snapshot_bytes_per_sec / 1000;
-        if (x->tokens > burst)
-            x->tokens = burst;
+        /* Advance the bucket's clock only when whole bytes were added: at rates below 1000 B/s
+         * per tick interval the per-tick increment rounds to zero and would never accumulate. */
+        uint64_t add = (now - x->tokens_ms) * r->o.snapshot_bytes_per_sec / 1000;
+        if (add > 0 || x->tokens >= burst) {
+            x->tokens = min_u64(burst, x->tokens + add);
+            x->tokens_ms = now;
+        }
     } else {
         x->tokens = burst;
+        x->tokens_ms = now;
     }
-    x->tokens_ms = now;
     while (x->ninflight < r->o.snapshot_max_inflight) {
         while (x->file < mf->nfiles && x->off >= mf->files[x->file].size) {
             x->file++;
@@ -1213,11 +1276,10 @@ static void snapshot_pump(struct raft *r, struct raft_progress *p)
             break;
         int got = r->fsm->snapshot_read(r->fsm, mf->files[x->file].name, x->off, x->buf, len);
         if (got < 0) {
-            CLOG_WARN("raft %llu/%llu: snapshot_read %s@%llu failed: %s",
-                      (unsigned long long)r->o.group_id, (unsigned long long)r->id,
-                      mf->files[x->file].name, (unsigned long long)x->off, curve_strerror(got));
-            return; /* retried at the next tick */
+            snapshot_read_failed(r, p, got);
+            return;
         }
+        x->read_failures = 0;
         if ((uint32_t)got < len)
             len = (uint32_t)got; /* file shorter than the manifest says: send what exists */
         x->tokens -= len;

@@ -42,6 +42,11 @@ extern "C" {
 #define RAFT_MAX_FILE_NAME 255           /* bytes of a snapshot file name */
 #define RAFT_MAX_PIECES_INFLIGHT 32      /* hard cap of snapshot pieces in flight per follower */
 #define RAFT_MAX_DEFERRED_MSGS 16        /* replies held until term/vote are durable */
+/* Consecutive fsm->snapshot_read errors (one attempt per tick) a transfer tolerates on a
+ * snapshot that is still the newest; then it is abandoned, a fresh snapshot is requested and a
+ * new transfer starts one election timeout later. (An error while a newer snapshot exists
+ * switches the transfer to it at once: docs/raft.md §6.) */
+#define RAFT_MAX_SNAPSHOT_READ_FAILURES 8
 #define RAFT_MAX_PENDING_APPENDS 4096    /* io->append requests not yet completed */
 /* Entries handed to io->append and not yet completed. An io implementation must accept at
  * least this many queued entries (the disk log's default bound is 65536). */
@@ -325,12 +330,14 @@ struct raft_options {
     /* Test-only fault injection proving the simulator's checker can fail. Never set in
      * production. Bit 0: commit entries of older terms by counting (Raft Figure 8 bug).
      * Bit 1: grant votes without the log up-to-date check. Bit 2: no leader stickiness (breaks
-     * the lease). */
+     * the lease). Bit 3: a snapshot transfer keeps its snapshot and retries a failed
+     * snapshot_read forever (the stuck-transfer bug: breaks liveness). */
     uint32_t debug_unsafe;
 };
 #define RAFT_UNSAFE_COMMIT_OLD_TERMS 1u
 #define RAFT_UNSAFE_VOTE_ANY_LOG 2u
 #define RAFT_UNSAFE_NO_STICKINESS 4u
+#define RAFT_UNSAFE_STUCK_TRANSFER 8u
 
 /* Fills defaults: election 1000 ms, heartbeat 100 ms, drift 50‰, pre-vote and check-quorum on,
  * 4 MiB per entry, 64 entries / 1 MiB per message, 8 in flight, 4096 proposals, 1024 reads,

@@ -59,6 +59,8 @@ struct raft_xfer {
     uint32_t ninflight;
     uint64_t tokens, tokens_ms; /* throttle (token bucket in bytes) */
     uint8_t *buf;               /* one piece */
+    uint32_t read_failures;     /* consecutive snapshot_read errors on `s` (bound:
+                                   RAFT_MAX_SNAPSHOT_READ_FAILURES) */
 };
 
 struct raft_progress {
@@ -72,6 +74,7 @@ struct raft_progress {
     uint64_t last_send_ms, last_ack_ms, last_progress_ms;
     uint64_t ack_seq, ack_ts;
     struct raft_xfer *x;
+    uint64_t xfer_retry_ms; /* no new transfer before this time (after an abandoned one) */
 };
 
 struct raft_proposal {
@@ -133,6 +136,8 @@ struct raft {
     uint64_t applied_bytes;     /* payload applied since the last snapshot */
     uint64_t saving_bytes_mark; /* applied_bytes when the save in flight was requested */
     bool want_snapshot; /* a follower needs one and we have no manifest */
+    uint64_t xfer_switches;  /* transfers moved to a newer snapshot (stats, tests) */
+    uint64_t xfer_abandons;  /* transfers abandoned after RAFT_MAX_SNAPSHOT_READ_FAILURES */
 
     /* elections */
     uint64_t election_deadline, last_leader_contact;

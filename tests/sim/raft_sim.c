@@ -17,7 +17,8 @@
  * command commits within a bounded simulated time; then all members converge to the same state.
  *
  * Usage: raft_sim --seeds N [--start S]   |   raft_sim --seed S [--verbose]
- *        [--unsafe commit-old-terms|vote-any-log|no-stickiness] [--expect-violation]
+ *        [--unsafe commit-old-terms|vote-any-log|no-stickiness|stuck-transfer]
+ *        [--expect-violation]
  * A failing seed prints the command that replays it.
  */
 #include <errno.h>
@@ -32,6 +33,7 @@
 #include "common/log.h"
 #include "curve/errors.h"
 #include "raft/raft.h"
+#include "raft/raft_internal.h" /* transfer counters (coverage only) */
 
 /* ---- bounds of the simulation ---- */
 #define SIM_MAX_NODES 8      /* ids 1..8 */
@@ -258,6 +260,9 @@ struct sim_fsm {
     uint8_t files[SIM_NFILES][SIM_FILE_BYTES];
     bool installing;
     uint8_t stage[SIM_NFILES][SIM_FILE_BYTES];
+    /* versioned snapshots: the files of snapshot `snap_files` exist, older ones were deleted
+     * when it was saved or installed (snapshot_read of an older snapshot fails) */
+    uint64_t snap_files;
     /* pending snapshot save */
     bool saving;
     uint64_t save_at, save_hash;
@@ -315,6 +320,8 @@ static struct {
     uint32_t idle_pm; /* per 100 ms: client traffic pauses for a while */
     uint64_t idle_until;
     uint64_t heal_at;
+    bool versioned_snaps;  /* snapshot files named per snapshot; a new one deletes the old */
+    uint32_t read_err_pm;  /* snapshot_read fails with -EIO (per read) */
 } g_f;
 
 static struct raft_options g_opts;
@@ -323,6 +330,7 @@ static struct raft_options g_opts;
 static struct {
     uint64_t acked, reads, lease_checks, installs, crashes, torn, elections, conf_changes,
         transfers, partitions, dropped, duplicated;
+    uint64_t stale_reads, read_errors, xfer_switches, xfer_abandons;
 } g_stats;
 
 /* ---- helpers ---- */
@@ -587,21 +595,50 @@ static int fsm_snapshot_save(struct raft_fsm *f, const struct raft_snapshot_meta
 static const char *g_file_names[SIM_NFILES] = {"data/chunk_0", "data/chunk_1", "data/chunk_2",
                                                "data/chunk_3"};
 
-static int file_idx(const char *name)
+#define SIM_NAME_MAX 48
+
+/* Name of file i of snapshot `index`: versioned "snap_<index>/chunk_<i>" or a fixed name. */
+static const char *file_name(char buf[SIM_NAME_MAX], uint64_t index, int i)
 {
-    for (int i = 0; i < SIM_NFILES; i++)
-        if (strcmp(name, g_file_names[i]) == 0)
-            return i;
-    return -1;
+    if (!g_f.versioned_snaps)
+        return g_file_names[i];
+    snprintf(buf, SIM_NAME_MAX, "snap_%" PRIu64 "/chunk_%d", index, i);
+    return buf;
+}
+
+/* File number of `name` (-1 if invalid); *index receives its snapshot (versioned names). */
+static int file_idx(const char *name, uint64_t *index)
+{
+    *index = 0;
+    if (!g_f.versioned_snaps) {
+        for (int i = 0; i < SIM_NFILES; i++)
+            if (strcmp(name, g_file_names[i]) == 0)
+                return i;
+        return -1;
+    }
+    int i = -1, used = 0;
+    if (sscanf(name, "snap_%" SCNu64 "/chunk_%d%n", index, &i, &used) != 2 ||
+        name[used] != '\0' || i < 0 || i >= SIM_NFILES)
+        return -1;
+    return i;
 }
 
 static int fsm_snapshot_read(struct raft_fsm *f, const char *name, uint64_t off, void *buf,
                              uint32_t len)
 {
     struct sim_fsm *s = (struct sim_fsm *)f;
-    int i = file_idx(name);
+    uint64_t idx;
+    int i = file_idx(name, &idx);
     if (i < 0)
         return -ENOENT;
+    if (g_f.versioned_snaps && idx != s->snap_files) {
+        g_stats.stale_reads++; /* replaced by a newer snapshot: its files are gone */
+        return -ENOENT;
+    }
+    if (g_f.read_err_pm && chance(g_f.read_err_pm)) {
+        g_stats.read_errors++;
+        return -EIO;
+    }
     if (off >= SIM_FILE_BYTES)
         return 0;
     if (off + len > SIM_FILE_BYTES)
@@ -625,7 +662,8 @@ static int fsm_install_write(struct raft_fsm *f, const char *name, uint64_t off,
                              uint32_t len)
 {
     struct sim_fsm *s = (struct sim_fsm *)f;
-    int i = file_idx(name);
+    uint64_t idx;
+    int i = file_idx(name, &idx);
     if (!s->installing || i < 0 || off + len > SIM_FILE_BYTES)
         return -EINVAL;
     memcpy(s->stage[i] + off, buf, len);
@@ -652,6 +690,7 @@ static int fsm_install_finish(struct raft_fsm *f, const struct raft_snapshot_met
     memcpy(s->files, s->stage, sizeof(s->files));
     s->applied = idx;
     s->hash = h;
+    s->snap_files = idx; /* our older snapshot's files are deleted */
     /* durable at once (the real store renames a staged directory) */
     struct durable *d = &s->n->disk;
     memcpy(d->files, s->files, sizeof(d->files));
@@ -811,9 +850,11 @@ static void fsm_save_run(struct node *n)
     uint8_t meta[16];
     memcpy(meta, &s->save_meta.index, 8);
     memcpy(meta + 8, &s->save_hash, 8);
+    s->snap_files = s->save_meta.index; /* the previous snapshot's files are deleted */
     struct raft_snapshot_file files[SIM_NFILES];
+    char names[SIM_NFILES][SIM_NAME_MAX];
     for (int i = 0; i < SIM_NFILES; i++) {
-        files[i].name = g_file_names[i];
+        files[i].name = file_name(names[i], s->save_meta.index, i);
         files[i].size = SIM_FILE_BYTES;
     }
     struct raft_manifest m = {.meta = meta, .meta_len = 16, .nfiles = SIM_NFILES, .files = files};
@@ -864,6 +905,7 @@ static void node_start(struct node *n, bool bootstrap)
     if (d->has_snap) {
         s->applied = d->snap.index;
         s->hash = d->snap_hash;
+        s->snap_files = d->snap.index;
     }
     n->io = (struct raft_io){
         .version = RAFT_IO_VERSION,
@@ -911,6 +953,8 @@ static void node_crash(struct node *n, bool torn)
         return;
     vlog("node %" PRIu64 " crashes", n->id);
     g_stats.crashes += torn;
+    g_stats.xfer_switches += n->r->xfer_switches;
+    g_stats.xfer_abandons += n->r->xfer_abandons;
     raft_free(n->r);
     n->r = NULL;
     n->up = false;
@@ -1382,6 +1426,12 @@ static int run_seed(uint64_t seed)
     g_f.idle_pm = (uint32_t)rnd_range(0, 300);
     g_f.idle_until = 0;
     uint64_t fault_ms = rnd_range(2000, 6000);
+    /* drawn from a second stream so the schedules above stay what they were per seed */
+    uint64_t r2 = g_rng;
+    g_rng = seed * 0xD1B54A32D192ED03ULL + 0x9E37ULL;
+    g_f.versioned_snaps = chance(500);
+    g_f.read_err_pm = chance(250) ? (uint32_t)rnd_range(10, 300) : 0;
+    g_rng = r2;
 
     g_initial = chance(250) ? 5 : 3;
     for (uint32_t i = 0; i < SIM_MAX_NODES; i++) {
@@ -1470,7 +1520,7 @@ static int run_seed(uint64_t seed)
 static void usage(void)
 {
     fprintf(stderr, "usage: raft_sim --seeds N [--start S] | --seed S [--verbose]\n"
-                    "       [--unsafe commit-old-terms|vote-any-log|no-stickiness]"
+                    "       [--unsafe commit-old-terms|vote-any-log|no-stickiness|stuck-transfer]"
                     " [--expect-violation]\n");
 }
 
@@ -1504,6 +1554,8 @@ int main(int argc, char **argv)
                 g_unsafe = RAFT_UNSAFE_VOTE_ANY_LOG;
             else if (strcmp(v, "no-stickiness") == 0)
                 g_unsafe = RAFT_UNSAFE_NO_STICKINESS;
+            else if (strcmp(v, "stuck-transfer") == 0)
+                g_unsafe = RAFT_UNSAFE_STUCK_TRANSFER;
             else {
                 usage();
                 return 2;
@@ -1550,9 +1602,12 @@ int main(int argc, char **argv)
            " lease-valid checks, %" PRIu64 " elections, %" PRIu64 " leader transfers, %" PRIu64
            " membership changes, %" PRIu64 " snapshot installs, %" PRIu64 " crashes (%" PRIu64
            " torn log tails), %" PRIu64 " partitions, %" PRIu64 " messages dropped, %" PRIu64
-           " duplicated\n",
+           " duplicated, %" PRIu64 " reads of replaced snapshots, %" PRIu64
+           " injected read errors, %" PRIu64 " transfers moved to a newer snapshot, %" PRIu64
+           " abandoned\n",
            g_stats.acked, g_stats.reads, g_stats.lease_checks, g_stats.elections,
            g_stats.transfers, g_stats.conf_changes, g_stats.installs, g_stats.crashes, g_stats.torn,
-           g_stats.partitions, g_stats.dropped, g_stats.duplicated);
+           g_stats.partitions, g_stats.dropped, g_stats.duplicated, g_stats.stale_reads,
+           g_stats.read_errors, g_stats.xfer_switches, g_stats.xfer_abandons);
     return 0;
 }

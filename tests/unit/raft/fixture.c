@@ -1,6 +1,7 @@
 #include "fixture.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,13 +168,36 @@ static int fsm_snapshot_save(struct raft_fsm *f, const struct raft_snapshot_meta
 }
 
 
+/* Slot of snapshot file `name` (0 or 1), or -1. With versioned files, `current` also requires
+ * the name to belong to the node's current snapshot (the older ones were deleted). */
+static int file_slot(struct fx_node *n, const char *name, bool current)
+{
+    if (!n->fx->versioned_files)
+        return strcmp(name, "a") == 0 ? 0 : strcmp(name, "b") == 0 ? 1 : -1;
+    char f = 0;
+    unsigned long long idx = 0;
+    int used = 0;
+    if (sscanf(name, "%c.%llu%n", &f, &idx, &used) != 2 || name[used] != '\0')
+        return -1;
+    if (current && idx != n->snap_files)
+        return -1;
+    return f == 'a' ? 0 : f == 'b' ? 1 : -1;
+}
+
 static int fsm_snapshot_read(struct raft_fsm *f, const char *name, uint64_t off, void *buf,
                              uint32_t len)
 {
     struct fx_node *n = f->data;
-    int i = strcmp(name, "a") == 0 ? 0 : strcmp(name, "b") == 0 ? 1 : -1;
-    if (i < 0 || off > FX_FILE_BYTES)
+    if (n->read_errors > 0) {
+        n->read_errors--;
+        n->failed_reads++;
+        return -EIO;
+    }
+    int i = file_slot(n, name, true);
+    if (i < 0 || off > FX_FILE_BYTES) {
+        n->failed_reads++;
         return -ENOENT;
+    }
     if (off + len > FX_FILE_BYTES)
         len = (uint32_t)(FX_FILE_BYTES - off);
     memcpy(buf, n->files[i] + off, len);
@@ -192,7 +216,7 @@ static int fsm_install_write(struct raft_fsm *f, const char *name, uint64_t off,
                              uint32_t len)
 {
     struct fx_node *n = f->data;
-    int i = strcmp(name, "a") == 0 ? 0 : strcmp(name, "b") == 0 ? 1 : -1;
+    int i = file_slot(n, name, false);
     if (i < 0 || off + len > FX_FILE_BYTES)
         return -EINVAL;
     memcpy(n->stage[i] + off, buf, len);
@@ -209,6 +233,7 @@ static int fsm_install_finish(struct raft_fsm *f, const struct raft_snapshot_met
     n->installs++;
     n->has_snap = true;
     n->snap = *meta;
+    n->snap_files = meta->index;
     return 0;
 }
 
@@ -383,8 +408,14 @@ void fx_step(struct fx *fx)
             raft_io_append_done(n->r, as[k], 0);
         if (n->saving) {
             n->saving = false;
-            struct raft_snapshot_file files[FX_NFILES] = {{"a", FX_FILE_BYTES},
-                                                          {"b", FX_FILE_BYTES}};
+            char fa[32] = "a", fb[32] = "b";
+            if (fx->versioned_files) {
+                snprintf(fa, sizeof(fa), "a.%llu", (unsigned long long)n->save_index);
+                snprintf(fb, sizeof(fb), "b.%llu", (unsigned long long)n->save_index);
+            }
+            n->snap_files = n->save_index; /* the previous snapshot's files are gone */
+            struct raft_snapshot_file files[FX_NFILES] = {{fa, FX_FILE_BYTES},
+                                                          {fb, FX_FILE_BYTES}};
             struct raft_manifest m = {.meta = "m", .meta_len = 1, .nfiles = FX_NFILES,
                                       .files = files};
             raft_snapshot_saved(n->r, n->save_index, 0, &m);

@@ -51,6 +51,9 @@ struct fx_node {
     uint32_t installs;
     uint32_t sent_snapshot_pieces;
     uint32_t state_changes; /* cbs.state_changed calls (found through raft_cbs_data) */
+    uint64_t snap_files;    /* versioned_files: index whose snapshot files exist */
+    uint32_t read_errors;   /* snapshot_read fails with -EIO while > 0 (decremented) */
+    uint32_t failed_reads;  /* snapshot_read calls that failed */
 };
 
 struct fx_msg {
@@ -68,6 +71,9 @@ struct fx {
     uint32_t nq, capq;
     bool cut[FX_MAX + 1][FX_MAX + 1]; /* [from][to] by id */
     struct raft_options opts;
+    /* Snapshot files are named "a.<index>", "b.<index>"; saving (or installing) a snapshot
+     * deletes the previous one's files, so snapshot_read of an older snapshot fails. */
+    bool versioned_files;
     /* completions seen */
     uint64_t props_ok, props_failed, reads_ok, reads_failed;
     int last_prop_status, last_read_status;

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "curve/errors.h"
 #include "fixture.h"
+#include "raft/raft_internal.h" /* transfer counters */
 
 static struct fx g_fx;
 
@@ -338,6 +339,118 @@ static void test_snapshot_install(void **state)
     last = raft_last_index(l->r);
     assert_true(fx_run_until(fx, fx_all_applied, &last, 2000));
     assert_memory_equal(n->files, l->files, sizeof(n->files));
+}
+
+/* A leader whose snapshot transfer is running (slow throttle) and whose state machine replaces
+ * the snapshot meanwhile (the older files are deleted): snapshot_read of the old snapshot fails,
+ * and the transfer must move to the newer snapshot and finish with it (not retry forever). */
+static struct raft_options snapshot_opts(struct fx *fx)
+{
+    struct raft_options o = fx->opts;
+    o.snapshot_threshold = 20;
+    o.snapshot_trailing = 2;
+    o.snapshot_piece_bytes = 32; /* 2 files x 128 bytes: 8 pieces */
+    o.snapshot_max_inflight = 1;
+    o.snapshot_bytes_per_sec = 500; /* 32 bytes every 64 ms: the transfer takes ~0.5 s */
+    return o;
+}
+
+struct pieces_arg {
+    uint64_t leader;
+    uint32_t min;
+};
+
+static bool pieces_sent(struct fx *fx, void *arg)
+{
+    struct pieces_arg *a = arg;
+    return fx_node(fx, a->leader)->sent_snapshot_pieces >= a->min;
+}
+
+static bool leader_applied(struct fx *fx, void *arg)
+{
+    struct pieces_arg *a = arg;
+    return fx_node(fx, a->leader)->applied >= a->min;
+}
+
+/* Isolates a follower, commits 60 entries (snapshots, log compacted), reconnects it. */
+static struct fx_node *lagging_follower(struct fx *fx, uint64_t *lagger)
+{
+    struct raft_options o = snapshot_opts(fx);
+    fx_free(fx);
+    fx_init(fx, 3, 3, &o);
+    fx->versioned_files = true;
+    struct fx_node *l = elect(fx);
+    *lagger = l->id % 3 + 1;
+    fx_isolate(fx, *lagger, true);
+    for (uint64_t v = 1; v <= 60; v++) {
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+        fx_step(fx);
+    }
+    fx_run(fx, 50);
+    struct raft_status st;
+    raft_status(l->r, &st);
+    assert_true(st.snapshot_index >= 40 && st.first_index > 2);
+    fx_isolate(fx, *lagger, false);
+    return l;
+}
+
+static void test_snapshot_transfer_moves_to_newer(void **state)
+{
+    struct fx *fx = *state;
+    uint64_t lagger;
+    struct fx_node *l = lagging_follower(fx, &lagger);
+    uint64_t old_snap = l->snap_files;
+    struct pieces_arg pa = {l->id, l->sent_snapshot_pieces + 2};
+    assert_true(fx_run_until(fx, pieces_sent, &pa, 2000)); /* the transfer is in its pieces */
+    assert_int_equal(fx_node(fx, lagger)->installs, 0);
+    for (uint64_t v = 100; v < 125; v++) { /* the leader snapshots again: old files deleted */
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+        fx_step(fx);
+    }
+    uint64_t last = raft_last_index(l->r);
+    struct pieces_arg aa = {l->id, (uint32_t)last};
+    assert_true(fx_run_until(fx, leader_applied, &aa, 200));
+    assert_true(l->snap_files > old_snap);
+    assert_int_equal(fx_node(fx, lagger)->installs, 0); /* still transferring */
+    assert_true(fx_run_until(fx, installed, &lagger, 3000));
+    struct fx_node *n = fx_node(fx, lagger);
+    assert_int_equal(n->snap.index, l->snap_files); /* the newer snapshot was installed */
+    assert_true(l->failed_reads >= 1);
+    assert_true(l->r->xfer_switches >= 1);
+    assert_int_equal(l->r->xfer_abandons, 0);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 2000));
+    assert_memory_equal(n->files, l->files, sizeof(n->files));
+}
+
+/* snapshot_read keeps failing on the newest snapshot: the transfer gives up after
+ * RAFT_MAX_SNAPSHOT_READ_FAILURES attempts, backs off one election timeout, and succeeds once
+ * the reads work again. */
+static void test_snapshot_read_failures_bounded(void **state)
+{
+    struct fx *fx = *state;
+    uint64_t lagger;
+    struct fx_node *l = lagging_follower(fx, &lagger);
+    l->read_errors = 1000;
+    assert_true(fx_run_until(fx, fx_has_leader, NULL, 10)); /* leader still */
+    uint32_t before = l->failed_reads;
+    for (uint32_t i = 0; i < 2000 && l->r->xfer_abandons == 0; i++)
+        fx_step(fx);
+    assert_int_equal(l->r->xfer_abandons, 1);
+    assert_int_equal(l->failed_reads - before, RAFT_MAX_SNAPSHOT_READ_FAILURES);
+    /* backing off: no read for most of an election timeout */
+    uint32_t mark = l->failed_reads;
+    fx_run(fx, fx->opts.election_timeout_ms - 10);
+    assert_int_equal(l->failed_reads, mark);
+    assert_int_equal(fx_node(fx, lagger)->installs, 0);
+    /* then it tries again, gives up again, ... until the reads work */
+    for (uint32_t i = 0; i < 2000 && l->r->xfer_abandons < 2; i++)
+        fx_step(fx);
+    assert_int_equal(l->r->xfer_abandons, 2);
+    l->read_errors = 0;
+    assert_true(fx_run_until(fx, installed, &lagger, 3000));
+    uint64_t last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 2000));
+    assert_memory_equal(fx_node(fx, lagger)->files, l->files, sizeof(l->files));
 }
 
 static void test_reset_peers(void **state)
@@ -724,6 +837,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_membership, setup5, teardown),
         cmocka_unit_test_setup_teardown(test_leader_transfer, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_transfer_moves_to_newer, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_read_failures_bounded, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_reset_peers, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_bad_messages, setup3, teardown),
