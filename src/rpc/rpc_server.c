@@ -252,8 +252,9 @@ int rpc_call_reply(rpc_call_ctx *ctx, int status, const ProtobufCMessage *resp, 
         char text[RPC_SERVER_ERRTEXT_MAX];
         int n = snprintf(text, sizeof(text), "server could not build the reply: %s",
                          curve_strerror(rc));
+        size_t tlen = n < 0 ? 0 : ((size_t)n >= sizeof(text) ? sizeof(text) - 1 : (size_t)n);
         h.status = CURVE_ERR_RPC_INTERNAL;
-        if (rpc_out_new(&h, NULL, text, n > 0 ? (size_t)n : 0, NULL, &s->o.limits, &ctx->out) < 0)
+        if (rpc_out_new(&h, NULL, text, tlen, NULL, &s->o.limits, &ctx->out) < 0)
             ctx->out = NULL; /* out of memory: the client times out */
     }
     if (attach)
