@@ -322,9 +322,10 @@ static void glue_install_abort(void *ctx)
 static void glue_state_changed(void *ctx, int role, uint64_t term, uint64_t leader)
 {
     cs_copyset *cs = ctx;
-    int old = atomic_exchange(&cs->role, role);
+    /* term before role: a reader that sees the new role then reads the new term */
     atomic_store(&cs->term, term);
     atomic_store(&cs->leader, leader);
+    int old = atomic_exchange(&cs->role, role);
     cs__learn_peer(cs->mgr, leader);
     if (old != role)
         CLOG_INFO("copyset %u.%u: %s in term %" PRIu64 " (leader %" PRIx64 ")", cs->pool, cs->id,

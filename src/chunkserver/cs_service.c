@@ -52,6 +52,7 @@ typedef struct chunk_req {
     cs_mgr *m;
     rpc_call_ctx *ctx;
     cs_copyset *cs;
+    uint64_t term; /* the leader term seen when the request was checked (DESIGN §3 step 3) */
     int op;
     uint64_t t0_ns;
     const Curve__Chunk__ChunkRequest *req;
@@ -208,7 +209,7 @@ static int propose_write(chunk_req *r, curve_iobuf *attach)
                 .file_id = q->has_file_id ? q->file_id : 0, .len = q->size,
                 .data = buf + CS_CMD_HDR_SIZE};
     cs_cmd_encode_hdr(&c, NULL, 0, buf);
-    int rc = raftrt_propose(r->cs->group, buf, (uint32_t)len, write_done, r);
+    int rc = raftrt_propose_term(r->cs->group, buf, (uint32_t)len, r->term, write_done, r);
     free(buf);
     return rc;
 }
@@ -218,7 +219,7 @@ static int propose_delete(chunk_req *r)
     uint8_t buf[CS_CMD_HDR_SIZE];
     cs_cmd c = {.type = CS_CMD_DELETE, .chunk_id = r->req->chunk_id};
     CURVE_ASSERT(cs_cmd_encode(&c, buf, sizeof(buf)) == (int)CS_CMD_HDR_SIZE);
-    return raftrt_propose(r->cs->group, buf, sizeof(buf), write_done, r);
+    return raftrt_propose_term(r->cs->group, buf, sizeof(buf), r->term, write_done, r);
 }
 
 static void chunk_handle(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_iobuf *attach,
@@ -265,7 +266,9 @@ static void chunk_handle(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_i
         rc = CURVE_ERR_DISK_FAIL;
         goto fail;
     }
-    if (atomic_load(&cs->role) != RAFT_LEADER) {
+    int role = atomic_load(&cs->role); /* role before term (see glue_state_changed) */
+    r->term = atomic_load(&cs->term);
+    if (role != RAFT_LEADER) {
         rc = CURVE_ERR_REDIRECTED;
         leader = atomic_load(&cs->leader);
         goto fail;
