@@ -2,7 +2,9 @@
  * libFuzzer target for the RPC frame decoder (src/rpc/rpc_frame.c).
  *
  * The first input byte picks how the rest is split into receive pieces (as a socket would
- * deliver them, low 7 bits) and, with its high bit set, "repairs" the header crc of every frame
+ * deliver them, low 6 bits), whether the pieces are separate buffers or consecutive ranges of one
+ * buffer (bit 6: the TCP transport's case, where the decoder extends slices), and, with its high
+ * bit set, "repairs" the header crc of every frame
  * the stream appears to contain, so that the fuzzer gets past the crc check and explores the
  * field and length validation. Every delivered frame is checked for consistency with its
  * header and the body accessor is exercised. Small limits make the length checks reachable.
@@ -40,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    size_t chunk = (size_t)(data[0] & 0x7f) + 1;
+    size_t chunk = (size_t)(data[0] & 0x3f) + 1;
+    bool shared = data[0] & 0x40;
     bool repair = data[0] & 0x80;
     data++;
     size--;
@@ -69,15 +72,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rpc_frame_decoder_init(&d, &lim);
     unsigned frames = 0;
     int rc = 0;
+    curve_buf *whole = NULL;
+    if (shared) {
+        whole = curve_buf_new(size ? size : 1);
+        if (!whole) {
+            free(copy);
+            return 0;
+        }
+        memcpy(curve_buf_data(whole), data, size);
+        curve_buf_set_len(whole, size);
+    }
     for (size_t off = 0; off < size && rc == 0; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;
-        curve_buf *b = curve_buf_new(n);
-        if (!b)
-            break;
-        memcpy(curve_buf_data(b), data + off, n);
-        curve_buf_set_len(b, n);
-        rc = rpc_frame_decoder_feed(&d, b, 0, n, on_frame, &frames);
-        curve_buf_unref(b);
+        if (shared) {
+            rc = rpc_frame_decoder_feed(&d, whole, off, n, on_frame, &frames);
+        } else {
+            curve_buf *b = curve_buf_new(n);
+            if (!b)
+                break;
+            memcpy(curve_buf_data(b), data + off, n);
+            curve_buf_set_len(b, n);
+            rc = rpc_frame_decoder_feed(&d, b, 0, n, on_frame, &frames);
+            curve_buf_unref(b);
+        }
         if (rc < 0) {
             CURVE_ASSERT(d.why != NULL);
             /* Sticky: further input is refused. */
@@ -86,6 +103,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CURVE_ASSERT(rpc_frame_decoder_want(&d) >= 1);
     rpc_frame_decoder_reset(&d);
+    if (whole) {
+        CURVE_ASSERT(curve_buf_refcount(whole) == 1); /* every slice was released */
+        curve_buf_unref(whole);
+    }
     free(copy);
     return 0;
 }
