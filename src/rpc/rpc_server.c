@@ -73,7 +73,8 @@ struct rpc_server {
     atomic_bool stopping;                /* set by rpc_server_stop */
     atomic_int refs;                     /* owner + one per srv_conn */
     bool stopped;                        /* owner thread only */
-    /* Protects nothing but the wait for inflight == 0 during stop (cond + its predicate). */
+    /* Protects nothing but the waits of stop (inflight == 0, then conns == 0): cond and its
+     * predicates. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
 };
@@ -490,7 +491,13 @@ static void srv_on_close(rpc_conn *conn, int reason, void *ud)
         return;
     CLOG_DEBUG("rpc server: connection from %s closed: %s", conn->peer, curve_strerror(reason));
     sc->closed = true;
-    atomic_fetch_sub(&sc->srv->conns, 1);
+    rpc_server *s = sc->srv;
+    unsigned old = atomic_fetch_sub(&s->conns, 1);
+    if (old == 1 && atomic_load(&s->stopping)) { /* rpc_server_stop may wait for this */
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+    }
     if (sc->prev)
         sc->prev->next = sc->next;
     else
@@ -700,6 +707,29 @@ static void close_loop_conns(void *arg)
 
 static void barrier_run(void *arg) {}
 
+/* Waits (condition s->cond, predicate read under s->lock) until `*counter` is 0 or `deadline`
+ * (CLOCK_MONOTONIC) passed. Returns the last value seen. */
+static unsigned srv_wait_zero(rpc_server *s, atomic_uint *counter, const struct timespec *deadline)
+{
+    pthread_mutex_lock(&s->lock);
+    while (atomic_load(counter) > 0) {
+        if (pthread_cond_timedwait(&s->cond, &s->lock, deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return atomic_load(counter);
+}
+
+static struct timespec deadline_after_ms(uint32_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)(ms % 1000) * 1000000u;
+    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return ts;
+}
+
 void rpc_server_stop(rpc_server *s, uint32_t grace_ms)
 {
     if (s->stopped)
@@ -711,25 +741,22 @@ void rpc_server_stop(rpc_server *s, uint32_t grace_ms)
         s->listener = NULL;
     }
     /* Let handlers finish, up to the grace period. */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)(grace_ms % 1000) * 1000000u;
-    ts.tv_sec += (time_t)(grace_ms / 1000 + ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
-    pthread_mutex_lock(&s->lock);
-    while (atomic_load(&s->inflight) > 0) {
-        if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
-            break;
-    }
-    pthread_mutex_unlock(&s->lock);
-    unsigned left = atomic_load(&s->inflight);
+    struct timespec ts = deadline_after_ms(grace_ms);
+    unsigned left = srv_wait_zero(s, &s->inflight, &ts);
     if (left)
         CLOG_WARN("rpc server: %u calls still in handlers after %u ms; their replies are "
                   "dropped",
                   left, grace_ms);
     for (unsigned i = 0; i < s->nloops; i++)
         (void)curve_loop_call_sync(s->sl[i].loop, close_loop_conns, &s->sl[i]);
-    /* One more round so that the close callbacks of those connections have run. */
+    /* Wait until they are closed: queued replies are flushed (bounded by the transport, e.g.
+     * 2 s for a peer that does not read), then on_close has run for each. */
+    ts = deadline_after_ms(RPC_SERVER_CLOSE_WAIT_MS);
+    left = srv_wait_zero(s, &s->conns, &ts);
+    if (left)
+        CLOG_WARN("rpc server: %u connections still open %u ms after stop", left,
+                  RPC_SERVER_CLOSE_WAIT_MS);
+    /* One more round on every loop, so that nothing of the closing runs concurrently. */
     for (unsigned i = 0; i < s->nloops; i++)
         (void)curve_loop_call_sync(s->sl[i].loop, barrier_run, NULL);
     for (unsigned i = 0; i < s->nloops; i++) {

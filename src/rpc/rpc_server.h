@@ -10,7 +10,8 @@
  *
  * Shutdown (rpc_server_stop): stop accepting, answer new requests with CURVE_ERR_SHUTDOWN, wait
  * up to grace_ms for handlers to reply, then close every connection (replies that come later
- * are dropped).
+ * are dropped) and wait, at most RPC_SERVER_CLOSE_WAIT_MS, until they are closed (queued
+ * replies are flushed first, for a bounded time).
  */
 #ifndef CURVE_RPC_SERVER_H
 #define CURVE_RPC_SERVER_H
@@ -34,6 +35,7 @@ typedef struct rpc_call_ctx rpc_call_ctx;
 #define RPC_SERVER_CONNS_DEFAULT                   10000u
 #define RPC_SERVER_FRAME_TIMEOUT_DEFAULT_MS        30000u
 #define RPC_SERVER_SWEEP_INTERVAL_MS               1000u
+#define RPC_SERVER_CLOSE_WAIT_MS                   5000u /* stop: bound on closing connections */
 #define RPC_SERVER_SERVICES_MAX                    64u
 #define RPC_SERVER_ERRTEXT_MAX                     256u /* error text sent with a failed status */
 

@@ -1166,6 +1166,62 @@ static void test_sync_connect_failure_completes_later(void **state)
     curve_loop_free(loop);
 }
 
+/* ---- stop returns once every connection is closed, even towards a peer that does not read ---- */
+
+static bool metrics_has(curve_metrics *reg, const char *line)
+{
+    char *text;
+    size_t len;
+    assert_int_equal(curve_metrics_render_prometheus(reg, &text, &len), 0);
+    bool found = strstr(text, line) != NULL;
+    free(text);
+    return found;
+}
+
+static void test_stop_closes_connections_of_stuck_peers(void **state)
+{
+    curve_metrics *reg;
+    assert_int_equal(curve_metrics_new(&reg), 0);
+    rpc_server_opts so = {.metrics = reg, .metrics_name = "stuck"};
+    env *e = env_new(&so, NULL);
+    /* A raw client sends one echo with a 32 MiB attachment and never reads the reply. */
+    enum { BIG = 32 << 20 };
+    int fd = raw_connect(e->port);
+    Curve__Echo__EchoRequest req = CURVE__ECHO__ECHO_REQUEST__INIT;
+    req.message = "big";
+    rpc_frame_hdr h = {.type = RPC_FRAME_REQUEST, .corr_id = 1, .service_id = ECHO_SERVICE_ID,
+                       .method_id = ECHO_METHOD_ECHO};
+    curve_iobuf att;
+    curve_iobuf_init(&att);
+    curve_buf *b = curve_buf_new(BIG);
+    memset(curve_buf_data(b), 0x3c, BIG);
+    curve_buf_set_len(b, BIG);
+    assert_int_equal(curve_iobuf_append(&att, b, 0, BIG), 0);
+    rpc_frame_limits lim = {.body_max = 1 << 20, .attach_max = BIG};
+    rpc_out *o;
+    assert_int_equal(rpc_out_new(&h, &req.base, NULL, 0, &att, &lim, &o), 0);
+    assert_int_equal(send(fd, o->data, o->len, MSG_NOSIGNAL), (ssize_t)o->len);
+    for (size_t off = 0; off < BIG;) {
+        ssize_t n = send(fd, curve_buf_data(b) + off, BIG - off, MSG_NOSIGNAL);
+        assert_true(n > 0);
+        off += (size_t)n;
+    }
+    rpc_out_free(o);
+    curve_buf_unref(b);
+    /* The reply has been handed to the transport (and mostly sits in its queue). */
+    uint64_t deadline = curve_now_mono_ms() + WAIT_MS;
+    while (!metrics_has(reg, "curve_rpc_server_handler_seconds_count{server=\"stuck\"} 1\n")) {
+        assert_true(curve_now_mono_ms() < deadline);
+        usleep(1000); /* polling a condition with a deadline */
+    }
+    assert_true(metrics_has(reg, "curve_rpc_server_connections{server=\"stuck\"} 1\n"));
+    rpc_server_stop(e->srv, 0);
+    assert_true(metrics_has(reg, "curve_rpc_server_connections{server=\"stuck\"} 0\n"));
+    close(fd);
+    env_free(e);
+    curve_metrics_free(reg);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1191,6 +1247,7 @@ int main(void)
         cmocka_unit_test(test_accept_emfile_pauses),
         cmocka_unit_test(test_start_retry_after_failure),
         cmocka_unit_test(test_sync_connect_failure_completes_later),
+        cmocka_unit_test(test_stop_closes_connections_of_stuck_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
