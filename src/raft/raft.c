@@ -799,12 +799,6 @@ static void become_leader(struct raft *r)
  * Commit and apply
  * ========================================================================================== */
 
-static int cmp_desc(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 /* The largest value v such that a quorum of voters has value >= v. self_val is ours. */
 static uint64_t quorum_value(struct raft *r, uint64_t self_val, int which)
 {
@@ -820,7 +814,14 @@ static uint64_t quorum_value(struct raft *r, uint64_t self_val, int which)
     uint32_t q = quorum(r);
     if (n < q || q == 0)
         return 0;
-    qsort(v, n, sizeof(v[0]), cmp_desc);
+    /* insertion sort, descending: n <= RAFT_MAX_SERVERS, and this runs on every lease check */
+    for (uint32_t i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        uint32_t j = i;
+        for (; j > 0 && v[j - 1] < x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
     return v[q - 1];
 }
 
@@ -2102,7 +2103,8 @@ bool raft_lease_valid(struct raft *r)
 {
     if (r->failed)
         return false;
-    return now_ms(r) < lease_until(r);
+    uint64_t until = lease_until(r); /* 0 (no lease) for most nodes: skip the clock read */
+    return until != 0 && now_ms(r) < until;
 }
 
 static int conf_change_check(struct raft *r)

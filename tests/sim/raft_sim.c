@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,13 +275,13 @@ struct node {
     bool exists;  /* part of the simulation (initial member or added) */
     bool up;
     bool removed; /* decommissioned after its removal committed */
+    bool wiped;   /* lost in the forced-reset scenario: never comes back, its messages vanish */
     uint64_t add_term, add_index; /* where the leader appended its add-learner entry */
     uint64_t incarnation;
     struct raft *r;
     struct raft_io io;
     struct sim_fsm fsm;
     struct durable disk;
-    struct disk_op ops[SIM_MAX_DISK_OPS];
     uint32_t ops_head, nops;
     uint64_t disk_last_done;
     bool slow_disk;
@@ -289,6 +290,8 @@ struct node {
     uint32_t rate; /* clock rate in 1/1000 */
     uint64_t clock_off;
     int last_role;
+    /* last: a seed's reset clears only what precedes it (op_push initializes each op) */
+    struct disk_op ops[SIM_MAX_DISK_OPS];
 };
 
 static struct node g_nodes[SIM_MAX_NODES];
@@ -321,6 +324,12 @@ static struct {
     uint64_t idle_until;
     uint64_t heal_at;
     bool versioned_snaps;  /* snapshot files named per snapshot; a new one deletes the old */
+    uint64_t reset_at;     /* forced-reset scenario (0: none): the majority is lost then */
+    uint64_t reset_node;   /* its survivor, once chosen */
+    uint64_t reset_applied; /* the survivor's applied index then */
+    /* slots written by entries the reset lost: a snapshot's live files may already hold their
+     * data, so until a later entry overwrites such a slot its content is not checked */
+    bool lost_slot[SIM_SLOTS];
     uint32_t read_err_pm;  /* snapshot_read fails with -EIO (per read) */
 } g_f;
 
@@ -330,7 +339,7 @@ static struct raft_options g_opts;
 static struct {
     uint64_t acked, reads, lease_checks, installs, crashes, torn, elections, conf_changes,
         transfers, partitions, dropped, duplicated;
-    uint64_t stale_reads, read_errors, xfer_switches, xfer_abandons;
+    uint64_t stale_reads, read_errors, xfer_switches, xfer_abandons, resets;
 } g_stats;
 
 /* ---- helpers ---- */
@@ -1019,6 +1028,7 @@ static int propose_on(struct node *n)
 static void check_invariants(void)
 {
     uint32_t leases = 0;
+    bool lease[SIM_MAX_NODES] = {false};
     for (int i = 0; i < SIM_MAX_NODES; i++) {
         struct node *n = &g_nodes[i];
         if (!n->up)
@@ -1055,6 +1065,7 @@ static void check_invariants(void)
         }
         n->last_role = role;
         if (raft_lease_valid(n->r)) {
+            lease[i] = true;
             leases++;
             g_stats.lease_checks++;
             if (raft_applied_index(n->r) < g_hist.max_acked)
@@ -1071,7 +1082,7 @@ static void check_invariants(void)
     /* stronger: while a node holds a lease in term t, nobody can have won a later election */
     for (int i = 0; leases && i < SIM_MAX_NODES; i++) {
         struct node *a = &g_nodes[i];
-        if (!a->up || !raft_lease_valid(a->r))
+        if (!lease[i])
             continue;
         for (int j = 0; j < SIM_MAX_NODES; j++) {
             struct node *b = &g_nodes[j];
@@ -1189,7 +1200,7 @@ static void deliver(struct sim_msg *sm)
 {
     struct node *to = &g_nodes[sm->to];
     struct node *from = node_of(sm->m.from);
-    bool blocked = g_f.faults && from && g_block[from - g_nodes][sm->to];
+    bool blocked = from && ((g_f.faults && g_block[from - g_nodes][sm->to]) || from->wiped);
     if (to->up && !blocked) {
         int rc = raft_recv(to->r, &sm->m);
         if (rc != 0)
@@ -1233,6 +1244,98 @@ static void fault_actions(void)
         g_stats.transfers += rc == 0;
         vlog("transfer leadership from %" PRIu64 ": %d", l->id, rc);
     }
+}
+
+/* ============================================================================================
+ * Forced reset scenario (raft_reset_peers). The operator tool is unsafe by nature: entries held
+ * only by the lost majority may be lost, and the lost servers must never come back. So the
+ * scenario decommissions every member but one (for good: wiped), rebases the checker on what the
+ * survivor has applied (history above it, terms above its term and their leaders are forgotten),
+ * and calls raft_reset_peers on it. Every property is checked from then on, as usual: election
+ * safety, log matching and state-machine safety in the new terms, no command acknowledged after
+ * the reset lost, leases, and liveness: the survivor leads, new (empty) members join it, all
+ * converge. If a crash loses the reset's configuration entry before it is durable, the operator
+ * runs the reset again.
+ * ========================================================================================== */
+static void hist_truncate_after(uint64_t applied)
+{
+    struct vec *vs[] = {&g_hist.term, &g_hist.hash, &g_hist.slot, &g_hist.value,
+                        &g_hist.acked_term};
+    for (uint64_t i = applied + 1; i < g_hist.slot.n; i++)
+        if (vec_get(&g_hist.slot, i))
+            g_f.lost_slot[vec_get(&g_hist.slot, i) - 1] = true;
+    for (size_t k = 0; k < sizeof(vs) / sizeof(vs[0]); k++)
+        for (uint64_t i = applied + 1; i < vs[k]->n; i++)
+            vec_set(vs[k], i, 0);
+    g_hist.max_applied = applied < g_hist.max_applied ? applied : g_hist.max_applied;
+    g_hist.max_acked = 0;
+    for (uint64_t i = 1; i <= applied && i < g_hist.acked_term.n; i++)
+        if (vec_get(&g_hist.acked_term, i))
+            g_hist.max_acked = i;
+}
+
+static void lm_forget_terms_above(uint64_t term)
+{
+    struct lm_slot *old = g_lm;
+    uint64_t cap = g_lm_cap;
+    g_lm = calloc(cap, sizeof(*g_lm));
+    CURVE_ASSERT(g_lm);
+    g_lm_n = 0;
+    for (uint64_t i = 0; i < cap; i++)
+        if (old[i].index && old[i].term <= term)
+            lm_insert_raw(old[i].index, old[i].term, old[i].hash, old[i].prev_term);
+    free(old);
+}
+
+static void reset_scenario(void)
+{
+    struct node *sv = NULL;
+    if (g_f.reset_node == 0) {
+        uint32_t start = (uint32_t)(rnd() % SIM_MAX_NODES);
+        for (uint32_t k = 0; k < SIM_MAX_NODES && sv == NULL; k++) {
+            struct node *n = &g_nodes[(start + k) % SIM_MAX_NODES];
+            const struct raft_server *me = n->up ? raft_config_get(raft_config(n->r), n->id) : NULL;
+            if (n->exists && !n->removed && me && me->role == RAFT_VOTER)
+                sv = n;
+        }
+        if (sv == NULL)
+            return; /* no live voter now: try again later */
+        g_f.reset_node = sv->id;
+        uint64_t applied = raft_applied_index(sv->r), term = raft_term(sv->r);
+        vlog("=== forced reset: node %" PRIu64 " survives (term %" PRIu64 ", applied %" PRIu64
+             "), every other member is lost ===",
+             sv->id, term, applied);
+        for (int i = 0; i < SIM_MAX_NODES; i++) {
+            struct node *n = &g_nodes[i];
+            if (n == sv || !n->exists || n->removed)
+                continue;
+            node_crash(n, false);
+            n->removed = n->wiped = true;
+        }
+        g_f.reset_applied = applied;
+        hist_truncate_after(applied);
+        for (uint64_t t = term + 1; t < g_hist.leader_of_term.n; t++)
+            vec_set(&g_hist.leader_of_term, t, 0);
+        lm_forget_terms_above(term);
+    } else {
+        sv = node_of(g_f.reset_node);
+        if (!sv->up)
+            return;
+        /* re-run only if the reset's configuration entry was lost (a wiped voter is back in it) */
+        const struct raft_config *c = raft_config(sv->r);
+        bool lost = false;
+        for (uint32_t i = 0; i < c->n; i++)
+            lost |= node_of(c->s[i].id)->wiped;
+        if (!lost)
+            return;
+        vlog("forced reset of node %" PRIu64 " lost in a crash: run again", sv->id);
+    }
+    int rc = raft_reset_peers(sv->r);
+    vlog("raft_reset_peers(%" PRIu64 "): %d", sv->id, rc);
+    if (rc == 0)
+        g_stats.resets++;
+    else if (rc != CURVE_ERR_BUSY)
+        violation("raft_reset_peers on node %" PRIu64 ": %s", sv->id, curve_strerror(rc));
 }
 
 static void heal(void)
@@ -1303,7 +1406,7 @@ static void sim_reset(void)
             node_crash(n, false);
         free_sim_entries(n->disk.log, n->disk.n);
         free(n->disk.log);
-        memset(n, 0, sizeof(*n));
+        memset(n, 0, offsetof(struct node, ops)); /* ops[] is 450 KiB per node: not cleared */
     }
     while (g_heap_n)
         msg_free(heap_pop());
@@ -1346,23 +1449,30 @@ static void check_files(uint64_t at)
 {
     uint8_t ref[SIM_NFILES][SIM_FILE_BYTES];
     memset(ref, 0, sizeof(ref));
+    bool lax[SIM_SLOTS]; /* forced reset: slots of lost entries not overwritten since */
+    memcpy(lax, g_f.lost_slot, sizeof(lax));
     for (uint64_t k = 1; k <= at; k++) {
         uint64_t s = vec_get(&g_hist.slot, k);
         if (s) {
             uint64_t v = vec_get(&g_hist.value, k);
             memcpy(&ref[0][0] + (s - 1) * 8, &v, 8);
+            if (g_f.reset_node && k > g_f.reset_applied)
+                lax[s - 1] = false;
         }
     }
     struct node *l = find_leader();
     const struct raft_config *conf = raft_config(l->r);
     for (uint32_t i = 0; i < conf->n; i++) {
         struct node *n = node_of(conf->s[i].id);
-        if (memcmp(n->fsm.files, ref, sizeof(ref)) != 0) {
+        bool differs = false;
+        for (uint64_t sl = 0; sl < SIM_SLOTS; sl++)
+            differs |= !lax[sl] && memcmp(&n->fsm.files[0][0] + sl * 8, &ref[0][0] + sl * 8, 8);
+        if (differs) {
             for (uint64_t sl = 0; g_verbose && sl < SIM_SLOTS; sl++) {
                 uint64_t have, want;
                 memcpy(&have, &n->fsm.files[0][0] + sl * 8, 8);
                 memcpy(&want, &ref[0][0] + sl * 8, 8);
-                if (have == want)
+                if (have == want || lax[sl])
                     continue;
                 uint64_t wi = 0, hi = 0;
                 for (uint64_t k = 1; k <= g_hist.max_applied; k++) {
@@ -1431,6 +1541,10 @@ static int run_seed(uint64_t seed)
     g_rng = seed * 0xD1B54A32D192ED03ULL + 0x9E37ULL;
     g_f.versioned_snaps = chance(500);
     g_f.read_err_pm = chance(250) ? (uint32_t)rnd_range(10, 300) : 0;
+    g_f.reset_at = chance(100) ? rnd_range(300, fault_ms - 500) : 0;
+    g_f.reset_node = 0;
+    g_f.reset_applied = 0;
+    memset(g_f.lost_slot, 0, sizeof(g_f.lost_slot));
     g_rng = r2;
 
     g_initial = chance(250) ? 5 : 3;
@@ -1468,6 +1582,8 @@ static int run_seed(uint64_t seed)
         if (g_now >= next_fault) {
             next_fault = g_now + 100;
             fault_actions();
+            if (g_f.reset_at && g_now >= g_f.reset_at)
+                reset_scenario();
             reap_removed();
         }
     }
@@ -1604,10 +1720,10 @@ int main(int argc, char **argv)
            " torn log tails), %" PRIu64 " partitions, %" PRIu64 " messages dropped, %" PRIu64
            " duplicated, %" PRIu64 " reads of replaced snapshots, %" PRIu64
            " injected read errors, %" PRIu64 " transfers moved to a newer snapshot, %" PRIu64
-           " abandoned\n",
+           " abandoned, %" PRIu64 " forced resets\n",
            g_stats.acked, g_stats.reads, g_stats.lease_checks, g_stats.elections,
            g_stats.transfers, g_stats.conf_changes, g_stats.installs, g_stats.crashes, g_stats.torn,
            g_stats.partitions, g_stats.dropped, g_stats.duplicated, g_stats.stale_reads,
-           g_stats.read_errors, g_stats.xfer_switches, g_stats.xfer_abandons);
+           g_stats.read_errors, g_stats.xfer_switches, g_stats.xfer_abandons, g_stats.resets);
     return 0;
 }
