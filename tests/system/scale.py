@@ -1,0 +1,140 @@
+"""Scale scenario of the chaos harness: 9 chunkservers with ~100 copysets each and 50 volumes
+open at once (one nbdkit per volume), every volume written and verified by blkcheck; reports
+the RSS of every chunkserver (bounded memory per copyset).
+
+Built on `curve cluster up` (3 chunkservers, 24 copysets): the harness adds 6 servers
+(127.0.0.4..9, two per zone) and their chunkservers, waits for them to register, then adds a
+logical pool of 300 copysets (9 x 100 / 3 replicas).
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+
+from cluster import Daemon, wait_until
+from load import Exports
+
+EXTRA_CS = 6
+LP2_COPYSETS = 300
+VOLUMES = 50
+CHECK_SLOTS = 256          # 1 MiB per volume
+CHECK_SECONDS = 5
+BATCH = 10                 # blkcheck processes at once (2-core machine)
+REGISTER_TIMEOUT_S = 120
+PLACE_TIMEOUT_S = 300
+
+
+def free_port(ip):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        m = re.search(r"VmRSS:\s+(\d+)", f.read())
+        return int(m.group(1)) if m else None
+
+
+def run_scale(cluster, tmp, plugin, blkcheck, log):
+    res = {"name": "scale", "title": "scale: 9 chunkservers, ~100 copysets each, %d volumes open"
+           % VOLUMES, "tolerated": True, "notes": [], "failed_checks": [], "hold_s": 0,
+           "stall_ms": 0}
+    with open(os.path.join(cluster.dir, "topology.json")) as f:
+        topo = json.load(f)
+    zones = [z["name"] for z in topo["zones"]]
+    base = cluster.chunkservers()[0]
+    for i in range(EXTRA_CS):
+        host = "127.0.0.%d" % (4 + i)
+        topo["servers"].append({"name": "chaos-s%d" % (4 + i), "zone": zones[i % len(zones)],
+                                "host": host})
+    path = os.path.join(tmp, "topology-scale.json")
+    with open(path, "w") as f:
+        json.dump(topo, f)
+    cluster.cli("cluster", "apply", path, "--conf=" + cluster.conf)
+    for i in range(EXTRA_CS):
+        host = "127.0.0.%d" % (4 + i)
+        name = "cs%d" % (4 + i)
+        data = os.path.join(cluster.dir, name)
+        os.makedirs(data, exist_ok=True)
+        argv = []
+        port = free_port(host)
+        for a in base.argv:
+            if a.startswith("--data_dir="):
+                a = "--data_dir=" + data
+            elif a.startswith("--ip="):
+                a = "--ip=" + host
+            elif a.startswith("--port="):
+                a = "--port=%d" % port
+            argv.append(a)
+        d = Daemon(name, 0, argv, port, os.path.join(cluster.dir, "logs", name + ".log"))
+        d.pid = -1  # not started yet (alive() is False)
+        cluster.daemons[name] = d
+        d.start()
+    wait_until(lambda: (cluster.status() or {}).get("chunkservers", {}).get("online") ==
+               3 + EXTRA_CS, REGISTER_TIMEOUT_S, interval=0.5, what="9 chunkservers online")
+    topo["logical_pools"].append({"name": "chaos-lp2", "physical_pool":
+                                  topo["logical_pools"][0]["physical_pool"], "replicas": 3,
+                                  "copysets": LP2_COPYSETS})
+    with open(path, "w") as f:
+        json.dump(topo, f)
+    t = time.monotonic()
+    cluster.cli("cluster", "apply", path, "--conf=" + cluster.conf)
+    want = 24 + LP2_COPYSETS
+
+    def placed():
+        st = cluster.status() or {}
+        c = st.get("copysets", {})
+        return c.get("total", 0) >= want and c.get("healthy") == c.get("total")
+    try:
+        wait_until(placed, PLACE_TIMEOUT_S, interval=1, what="%d healthy copysets" % want)
+        res["healthy_s"] = round(time.monotonic() - t, 1)
+    except TimeoutError as e:
+        res["healthy_s"] = None
+        res["notes"].append(str(e) + ": " + json.dumps((cluster.status() or {}).get("copysets")))
+    per_cs = {}
+    try:
+        rows = cluster.jcli("bs", "list", "chunkserver")
+        rows = rows if isinstance(rows, list) else rows.get("chunkservers", [])
+        for r in rows:
+            per_cs[str(r.get("id"))] = r.get("copysets")
+    except Exception as e:  # the listing is informative only
+        res["notes"].append("list chunkserver: %s" % e)
+    t = time.monotonic()
+    exports = Exports(cluster, tmp, plugin, ["scale%02d" % i for i in range(VOLUMES)])
+    res["open_s"] = round(time.monotonic() - t, 1)
+    errors, bad, checked = 0, 0, 0
+    try:
+        vols = list(exports.vols)
+        while vols:
+            batch, vols = vols[:BATCH], vols[BATCH:]
+            ps = [subprocess.Popen([blkcheck, v["uri"], str(CHECK_SLOTS), str(CHECK_SECONDS)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL) for v in batch]
+            for v, p in zip(batch, ps):
+                out, err = p.communicate(timeout=CHECK_SECONDS + 120)
+                try:
+                    c = json.loads(out.decode().strip().splitlines()[-1])
+                except (ValueError, IndexError):
+                    c = {"write_errors": 1, "bad": 1}
+                    res["notes"].append("%s: %s" % (v["vol"], err.decode()[-200:]))
+                errors += c.get("write_errors", 0) + c.get("read_errors", 0)
+                bad += c.get("bad", 0)
+                checked += c.get("checked", 0)
+        rss = {d.name: rss_kib(d.pid) for d in cluster.chunkservers() if d.alive()}
+    finally:
+        exports.close()
+    res.update({"errors": errors, "verify_ok": bad == 0 and checked == VOLUMES * CHECK_SLOTS,
+                "rss_kib": rss, "copysets_per_cs": per_cs, "checked": checked})
+    res["notes"].append("RSS per chunkserver (MiB): " + ", ".join(
+        "%s %.0f" % (n, v / 1024.0) for n, v in sorted(rss.items()) if v))
+    res["notes"].append("copysets per chunkserver id: " + ", ".join(
+        "%s:%s" % kv for kv in sorted(per_cs.items())))
+    res["notes"].append("%d volumes opened in %.1f s, %d blocks verified" % (
+        VOLUMES, res["open_s"], checked))
+    log("scale: %d volumes open in %s s, errors %d, bad %d, RSS (KiB) %s, copysets per cs %s"
+        % (VOLUMES, res["open_s"], errors, bad, rss, per_cs))
+    return res
