@@ -62,11 +62,16 @@ static uint32_t get_u32(const uint8_t *p)
 const char *raft_role_name(int role)
 {
     switch (role) {
-    case RAFT_FOLLOWER: return "follower";
-    case RAFT_PRE_CANDIDATE: return "pre-candidate";
-    case RAFT_CANDIDATE: return "candidate";
-    case RAFT_LEADER: return "leader";
-    default: return "?";
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_PRE_CANDIDATE:
+        return "pre-candidate";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
+    default:
+        return "?";
     }
 }
 
@@ -440,8 +445,8 @@ static int io_append(struct raft *r, uint64_t first, uint64_t last)
     q->last = last;
     q->n = (uint32_t)(last - first + 1);
     r->append_entries_inflight += q->n;
-    int rc = r->io->append(r->io, seq, first, log_get(&r->log, first),
-                           (uint32_t)(last - first + 1));
+    int rc =
+        r->io->append(r->io, seq, first, log_get(&r->log, first), (uint32_t)(last - first + 1));
     if (rc != 0)
         set_failed(r, rc, "append");
     return rc;
@@ -893,9 +898,9 @@ static void maybe_snapshot(struct raft *r, bool force)
     if (r->fsm->snapshot_save == NULL || r->saving || r->failed)
         return;
     uint64_t base = r->has_snap ? r->snap_meta.index : 0;
-    bool need = (r->o.snapshot_threshold && r->applied >= base + r->o.snapshot_threshold) ||
-                (r->o.snapshot_threshold_bytes &&
-                 r->applied_bytes >= r->o.snapshot_threshold_bytes);
+    bool need =
+        (r->o.snapshot_threshold && r->applied >= base + r->o.snapshot_threshold) ||
+        (r->o.snapshot_threshold_bytes && r->applied_bytes >= r->o.snapshot_threshold_bytes);
     if (force && (r->snap == NULL || r->snap->meta.index < r->applied || r->snap->enc == NULL))
         need = true;
     if (!need || r->applied == 0)
@@ -1169,9 +1174,9 @@ static void snapshot_read_failed(struct raft *r, struct raft_progress *p, int er
     struct raft_xfer *x = p->x;
     const struct raft_manifest *mf = &x->s->dec.m;
     CLOG_WARN("raft %llu/%llu: snapshot_read %s@%llu of snapshot %llu failed: %s",
-              (unsigned long long)r->o.group_id, (unsigned long long)r->id,
-              mf->files[x->file].name, (unsigned long long)x->off,
-              (unsigned long long)x->s->meta.index, curve_strerror(err));
+              (unsigned long long)r->o.group_id, (unsigned long long)r->id, mf->files[x->file].name,
+              (unsigned long long)x->off, (unsigned long long)x->s->meta.index,
+              curve_strerror(err));
     if (xfer_renew(r, p)) {
         xfer_restart(r, p);
         return;
@@ -1271,8 +1276,8 @@ static void snapshot_pump(struct raft *r, struct raft_progress *p)
         }
         if (x->file >= mf->nfiles)
             break;
-        uint32_t len = (uint32_t)min_u64(r->o.snapshot_piece_bytes,
-                                         mf->files[x->file].size - x->off);
+        uint32_t len =
+            (uint32_t)min_u64(r->o.snapshot_piece_bytes, mf->files[x->file].size - x->off);
         if (x->tokens < len)
             break;
         int got = r->fsm->snapshot_read(r->fsm, mf->files[x->file].name, x->off, x->buf, len);
@@ -1458,8 +1463,8 @@ static void recv_snap(struct raft *r, const struct raft_msg *m)
             rc = -EINVAL;
             break;
         }
-        rc = r->fsm->install_write(r->fsm, r->inst.dec.m.files[m->snap.file].name,
-                                   m->snap.offset, m->snap.data, m->snap.len);
+        rc = r->fsm->install_write(r->fsm, r->inst.dec.m.files[m->snap.file].name, m->snap.offset,
+                                   m->snap.data, m->snap.len);
         break;
     case RAFT_SNAP_FINISH:
         if (!same) {
@@ -1802,8 +1807,8 @@ static int validate_msg(struct raft *r, const struct raft_msg *m)
     switch (m->type) {
     case RAFT_MSG_APPEND_ENTRIES: {
         if (m->ae.n > RAFT_MAX_ENTRIES_PER_MSG || (m->ae.n && m->ae.entries == NULL) ||
-            m->ae.prev_index > UINT64_MAX - RAFT_MAX_ENTRIES_PER_MSG ||
-            m->ae.prev_term > m->term || (m->ae.prev_index == 0 && m->ae.prev_term != 0))
+            m->ae.prev_index > UINT64_MAX - RAFT_MAX_ENTRIES_PER_MSG || m->ae.prev_term > m->term ||
+            (m->ae.prev_index == 0 && m->ae.prev_term != 0))
             return CURVE_ERR_RPC_BADREQ;
         uint64_t t = m->ae.prev_term;
         for (uint32_t i = 0; i < m->ae.n; i++) {
@@ -1823,8 +1828,7 @@ static int validate_msg(struct raft *r, const struct raft_msg *m)
         if (m->snap.kind < RAFT_SNAP_BEGIN || m->snap.kind > RAFT_SNAP_FINISH ||
             m->snap.meta.index == 0 || m->snap.meta.term == 0 || m->snap.meta.term > m->term ||
             m->snap.meta.conf_index > m->snap.meta.index ||
-            config_validate(&m->snap.meta.conf) != 0 ||
-            (m->snap.len && m->snap.data == NULL) ||
+            config_validate(&m->snap.meta.conf) != 0 || (m->snap.len && m->snap.data == NULL) ||
             (m->snap.kind == RAFT_SNAP_BEGIN && m->snap.len > RAFT_MAX_MANIFEST_BYTES) ||
             (m->snap.kind == RAFT_SNAP_PIECE && m->snap.len > r->o.max_entry_bytes) ||
             m->snap.offset > UINT64_MAX / 2)
@@ -1848,8 +1852,8 @@ int raft_recv(struct raft *r, const struct raft_msg *m)
     if (r->failed || !r->started)
         return 0;
     bool is_rv = m->type == RAFT_MSG_REQUEST_VOTE;
-    bool from_leader = m->type == RAFT_MSG_APPEND_ENTRIES ||
-                       m->type == RAFT_MSG_INSTALL_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
+    bool from_leader = m->type == RAFT_MSG_APPEND_ENTRIES || m->type == RAFT_MSG_INSTALL_SNAPSHOT ||
+                       m->type == RAFT_MSG_TIMEOUT_NOW;
     if (m->term > r->term) {
         if (is_rv && !m->rv.transfer && in_lease(r))
             return 0; /* leader stickiness: ignore a disruptive candidate */
@@ -1879,10 +1883,18 @@ int raft_recv(struct raft *r, const struct raft_msg *m)
         return 0;
     }
     switch (m->type) {
-    case RAFT_MSG_REQUEST_VOTE: recv_rv(r, m); break;
-    case RAFT_MSG_REQUEST_VOTE_RESULT: recv_rvr(r, m); break;
-    case RAFT_MSG_APPEND_ENTRIES: recv_ae(r, m); break;
-    case RAFT_MSG_APPEND_ENTRIES_RESULT: recv_aer(r, m); break;
+    case RAFT_MSG_REQUEST_VOTE:
+        recv_rv(r, m);
+        break;
+    case RAFT_MSG_REQUEST_VOTE_RESULT:
+        recv_rvr(r, m);
+        break;
+    case RAFT_MSG_APPEND_ENTRIES:
+        recv_ae(r, m);
+        break;
+    case RAFT_MSG_APPEND_ENTRIES_RESULT:
+        recv_aer(r, m);
+        break;
     case RAFT_MSG_INSTALL_SNAPSHOT:
         if (r->role == RAFT_LEADER)
             break;
@@ -1892,8 +1904,12 @@ int raft_recv(struct raft *r, const struct raft_msg *m)
         reset_election_timer(r);
         recv_snap(r, m);
         break;
-    case RAFT_MSG_INSTALL_SNAPSHOT_RESULT: recv_snapr(r, m); break;
-    case RAFT_MSG_TIMEOUT_NOW: recv_timeout_now(r, m); break;
+    case RAFT_MSG_INSTALL_SNAPSHOT_RESULT:
+        recv_snapr(r, m);
+        break;
+    case RAFT_MSG_TIMEOUT_NOW:
+        recv_timeout_now(r, m);
+        break;
     }
     check_invariants(r);
     return 0;
@@ -2233,8 +2249,8 @@ int raft_reset_peers(struct raft *r)
     c.s[0].role = RAFT_VOTER;
     uint8_t buf[RAFT_CONFIG_ENCODED_MAX];
     size_t len = raft_config_encode(&c, buf);
-    struct raft_entry e = {.term = r->term, .type = RAFT_ENTRY_CONFIG, .len = (uint32_t)len,
-                           .data = buf};
+    struct raft_entry e = {
+        .term = r->term, .type = RAFT_ENTRY_CONFIG, .len = (uint32_t)len, .data = buf};
     int rc = append_mem(r, &e);
     if (rc == 0)
         rc = io_append(r, log_last(&r->log), log_last(&r->log));
@@ -2299,15 +2315,14 @@ int raft_new(const struct raft_options *o, struct raft_io *io, struct raft_fsm *
              const struct raft_cbs *cbs, struct raft **out)
 {
     const char *why = options_check(o);
-    if (why == NULL && (io == NULL || io->version != RAFT_IO_VERSION || io->now_ms == NULL ||
-                        io->random == NULL || io->persist_meta == NULL || io->append == NULL ||
-                        io->truncate == NULL || io->compact == NULL || io->reset_log == NULL ||
-                        io->send == NULL))
+    if (why == NULL &&
+        (io == NULL || io->version != RAFT_IO_VERSION || io->now_ms == NULL || io->random == NULL ||
+         io->persist_meta == NULL || io->append == NULL || io->truncate == NULL ||
+         io->compact == NULL || io->reset_log == NULL || io->send == NULL))
         why = "incomplete raft_io";
     if (why == NULL && (fsm == NULL || fsm->version != RAFT_FSM_VERSION || fsm->apply == NULL ||
-                        (fsm->snapshot_save &&
-                         (!fsm->snapshot_read || !fsm->install_begin || !fsm->install_write ||
-                          !fsm->install_finish))))
+                        (fsm->snapshot_save && (!fsm->snapshot_read || !fsm->install_begin ||
+                                                !fsm->install_write || !fsm->install_finish))))
         why = "incomplete raft_fsm";
     if (why != NULL) {
         CLOG_ERROR("raft_new: %s", why);
@@ -2417,8 +2432,8 @@ int raft_start(struct raft *r, const struct raft_boot *b)
         }
         uint8_t buf[RAFT_CONFIG_ENCODED_MAX];
         size_t len = raft_config_encode(b->bootstrap, buf);
-        struct raft_entry e = {.term = 1, .type = RAFT_ENTRY_CONFIG, .len = (uint32_t)len,
-                               .data = buf};
+        struct raft_entry e = {
+            .term = 1, .type = RAFT_ENTRY_CONFIG, .len = (uint32_t)len, .data = buf};
         if (log_append(&r->log, &e) != 0)
             return -ENOMEM;
         if (io_append(r, 1, 1) != 0)
@@ -2485,17 +2500,47 @@ void raft_status(struct raft *r, struct raft_status *st)
     }
 }
 
-int raft_role(const struct raft *r) { return r->role; }
-uint64_t raft_term(const struct raft *r) { return r->term; }
-uint64_t raft_leader(const struct raft *r) { return r->leader; }
-uint64_t raft_commit_index(const struct raft *r) { return r->commit; }
-uint64_t raft_applied_index(const struct raft *r) { return r->applied; }
-uint64_t raft_last_index(const struct raft *r) { return log_last(&r->log); }
-uint64_t raft_term_at(const struct raft *r, uint64_t index) { return log_term_at(&r->log, index); }
+int raft_role(const struct raft *r)
+{
+    return r->role;
+}
+uint64_t raft_term(const struct raft *r)
+{
+    return r->term;
+}
+uint64_t raft_leader(const struct raft *r)
+{
+    return r->leader;
+}
+uint64_t raft_commit_index(const struct raft *r)
+{
+    return r->commit;
+}
+uint64_t raft_applied_index(const struct raft *r)
+{
+    return r->applied;
+}
+uint64_t raft_last_index(const struct raft *r)
+{
+    return log_last(&r->log);
+}
+uint64_t raft_term_at(const struct raft *r, uint64_t index)
+{
+    return log_term_at(&r->log, index);
+}
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 {
     return log_get(&r->log, index);
 }
-const struct raft_config *raft_config(const struct raft *r) { return &r->conf; }
-int raft_failed(const struct raft *r) { return r->failed; }
-void *raft_cbs_data(const struct raft *r) { return r->cbs.data; }
+const struct raft_config *raft_config(const struct raft *r)
+{
+    return &r->conf;
+}
+int raft_failed(const struct raft *r)
+{
+    return r->failed;
+}
+void *raft_cbs_data(const struct raft *r)
+{
+    return r->cbs.data;
+}

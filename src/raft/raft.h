@@ -33,21 +33,21 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------
  * Bounds (TigerBeetle style: every queue and batch is bounded; defaults in raft_options)
  * ------------------------------------------------------------------------------------------- */
-#define RAFT_MAX_SERVERS 9              /* voters + learners in one configuration */
-#define RAFT_MAX_INFLIGHT 64            /* hard cap of pipelined AppendEntries per follower */
-#define RAFT_MAX_ENTRIES_PER_MSG 1024   /* hard cap of entries in one AppendEntries */
-#define RAFT_MAX_ENTRY_BYTES (64u << 20) /* one entry's payload */
-#define RAFT_MAX_MANIFEST_BYTES (4u << 20) /* encoded snapshot manifest */
-#define RAFT_MAX_SNAPSHOT_FILES 65536    /* files in one manifest */
-#define RAFT_MAX_FILE_NAME 255           /* bytes of a snapshot file name */
-#define RAFT_MAX_PIECES_INFLIGHT 32      /* hard cap of snapshot pieces in flight per follower */
-#define RAFT_MAX_DEFERRED_MSGS 16        /* replies held until term/vote are durable */
+#define RAFT_MAX_SERVERS         9           /* voters + learners in one configuration */
+#define RAFT_MAX_INFLIGHT        64          /* hard cap of pipelined AppendEntries per follower */
+#define RAFT_MAX_ENTRIES_PER_MSG 1024        /* hard cap of entries in one AppendEntries */
+#define RAFT_MAX_ENTRY_BYTES     (64u << 20) /* one entry's payload */
+#define RAFT_MAX_MANIFEST_BYTES  (4u << 20)  /* encoded snapshot manifest */
+#define RAFT_MAX_SNAPSHOT_FILES  65536       /* files in one manifest */
+#define RAFT_MAX_FILE_NAME       255         /* bytes of a snapshot file name */
+#define RAFT_MAX_PIECES_INFLIGHT 32 /* hard cap of snapshot pieces in flight per follower */
+#define RAFT_MAX_DEFERRED_MSGS   16 /* replies held until term/vote are durable */
 /* Consecutive fsm->snapshot_read errors (one attempt per tick) a transfer tolerates on a
  * snapshot that is still the newest; then it is abandoned, a fresh snapshot is requested and a
  * new transfer starts one election timeout later. (An error while a newer snapshot exists
  * switches the transfer to it at once: docs/raft.md §6.) */
 #define RAFT_MAX_SNAPSHOT_READ_FAILURES 8
-#define RAFT_MAX_PENDING_APPENDS 4096    /* io->append requests not yet completed */
+#define RAFT_MAX_PENDING_APPENDS        4096 /* io->append requests not yet completed */
 /* Entries handed to io->append and not yet completed. An io implementation must accept at
  * least this many queued entries (the disk log's default bound is 65536). */
 #define RAFT_MAX_PENDING_APPEND_ENTRIES 16384
@@ -65,9 +65,9 @@ enum raft_entry_type {
  * the API (io->append, io->send, fsm->apply, raft_recv): valid only during that call. */
 struct raft_entry {
     uint64_t term;
-    uint8_t type;      /* enum raft_entry_type */
-    uint32_t len;      /* <= RAFT_MAX_ENTRY_BYTES */
-    const void *data;  /* len bytes (NULL when len == 0) */
+    uint8_t type;     /* enum raft_entry_type */
+    uint32_t len;     /* <= RAFT_MAX_ENTRY_BYTES */
+    const void *data; /* len bytes (NULL when len == 0) */
 };
 
 enum raft_server_role {
@@ -98,8 +98,8 @@ const struct raft_server *raft_config_get(const struct raft_config *c, uint64_t 
  * Snapshots (owned by the state machine)
  * ------------------------------------------------------------------------------------------- */
 struct raft_snapshot_meta {
-    uint64_t index;     /* last log index covered */
-    uint64_t term;      /* term of that entry */
+    uint64_t index;      /* last log index covered */
+    uint64_t term;       /* term of that entry */
     uint64_t conf_index; /* index of the configuration entry in effect at `index` */
     struct raft_config conf;
 };
@@ -168,7 +168,7 @@ struct raft_msg {
             uint64_t seq, ts;    /* echoed from the AppendEntries */
         } aer;
         struct {
-            uint8_t kind; /* enum raft_snap_kind */
+            uint8_t kind;                   /* enum raft_snap_kind */
             struct raft_snapshot_meta meta; /* BEGIN/PIECE/FINISH: index+term identify it */
             uint32_t file;
             uint64_t offset;
@@ -253,7 +253,10 @@ struct raft_fsm {
 
     /* Leader side of a transfer: read up to len bytes at `offset` of snapshot file `name` into
      * buf. Synchronous. Returns bytes read (>= 0; fewer than len only at end of file, files may
-     * have grown or been rewritten since the snapshot: newer content is fine) or an error. */
+     * have grown or been rewritten since the snapshot: newer content is fine) or an error. On an
+     * error the core moves the transfer to a newer snapshot if there is one (so the state machine
+     * may delete an older snapshot's files once a newer one is saved), otherwise retries at the
+     * next tick, at most RAFT_MAX_SNAPSHOT_READ_FAILURES times in a row (docs/raft.md §6). */
     int (*snapshot_read)(struct raft_fsm *f, const char *name, uint64_t offset, void *buf,
                          uint32_t len);
 
@@ -303,30 +306,30 @@ struct raft_cbs {
 
 struct raft_options {
     uint64_t group_id;
-    uint64_t id;                     /* this server, != 0 */
-    uint32_t election_timeout_ms;    /* base T: timeouts are random in [T, 2T) */
-    uint32_t heartbeat_ms;           /* < election_timeout_ms / 2 */
+    uint64_t id;                       /* this server, != 0 */
+    uint32_t election_timeout_ms;      /* base T: timeouts are random in [T, 2T) */
+    uint32_t heartbeat_ms;             /* < election_timeout_ms / 2 */
     uint32_t max_clock_drift_permille; /* clock rate drift bound, lease = T × (1 − drift) */
     bool pre_vote;
     bool check_quorum;
-    uint32_t max_entry_bytes;        /* largest command (<= RAFT_MAX_ENTRY_BYTES and <= what
-                                        the io's log accepts) */
+    uint32_t max_entry_bytes; /* largest command (<= RAFT_MAX_ENTRY_BYTES and <= what
+                                 the io's log accepts) */
     uint32_t max_entries_per_msg;
-    uint32_t max_bytes_per_msg;      /* at least one entry is always sent */
-    uint32_t max_inflight_msgs;      /* pipelined AppendEntries per follower */
-    uint32_t max_pending_proposals;  /* raft_propose → CURVE_ERR_BUSY beyond */
-    uint32_t max_pending_reads;      /* raft_read_index → CURVE_ERR_BUSY beyond */
-    uint64_t snapshot_threshold;     /* take a snapshot every N applied entries (0: never) */
+    uint32_t max_bytes_per_msg;        /* at least one entry is always sent */
+    uint32_t max_inflight_msgs;        /* pipelined AppendEntries per follower */
+    uint32_t max_pending_proposals;    /* raft_propose → CURVE_ERR_BUSY beyond */
+    uint32_t max_pending_reads;        /* raft_read_index → CURVE_ERR_BUSY beyond */
+    uint64_t snapshot_threshold;       /* take a snapshot every N applied entries (0: never) */
     uint64_t snapshot_threshold_bytes; /* ... or once the in-memory log holds this many payload
                                           bytes (0: no byte trigger). Bounds the memory of the
                                           log: entries are kept in memory until compacted */
-    uint64_t snapshot_trailing;      /* keep up to N entries behind a snapshot for slow
-                                        followers ... */
-    uint64_t snapshot_trailing_bytes; /* ... and at most this many payload bytes of them */
-    uint32_t snapshot_piece_bytes;   /* bytes per file piece */
-    uint32_t snapshot_max_inflight;  /* pieces in flight per follower */
-    uint64_t snapshot_bytes_per_sec; /* transfer throttle per follower (0: unlimited) */
-    uint32_t promote_max_lag;        /* raft_promote: learner within N entries of last index */
+    uint64_t snapshot_trailing;        /* keep up to N entries behind a snapshot for slow
+                                          followers ... */
+    uint64_t snapshot_trailing_bytes;  /* ... and at most this many payload bytes of them */
+    uint32_t snapshot_piece_bytes;     /* bytes per file piece */
+    uint32_t snapshot_max_inflight;    /* pieces in flight per follower */
+    uint64_t snapshot_bytes_per_sec;   /* transfer throttle per follower (0: unlimited) */
+    uint32_t promote_max_lag;          /* raft_promote: learner within N entries of last index */
     /* Test-only fault injection proving the simulator's checker can fail. Never set in
      * production. Bit 0: commit entries of older terms by counting (Raft Figure 8 bug).
      * Bit 1: grant votes without the log up-to-date check. Bit 2: no leader stickiness (breaks
@@ -335,9 +338,9 @@ struct raft_options {
     uint32_t debug_unsafe;
 };
 #define RAFT_UNSAFE_COMMIT_OLD_TERMS 1u
-#define RAFT_UNSAFE_VOTE_ANY_LOG 2u
-#define RAFT_UNSAFE_NO_STICKINESS 4u
-#define RAFT_UNSAFE_STUCK_TRANSFER 8u
+#define RAFT_UNSAFE_VOTE_ANY_LOG     2u
+#define RAFT_UNSAFE_NO_STICKINESS    4u
+#define RAFT_UNSAFE_STUCK_TRANSFER   8u
 
 /* Fills defaults: election 1000 ms, heartbeat 100 ms, drift 50‰, pre-vote and check-quorum on,
  * 4 MiB per entry, 64 entries / 1 MiB per message, 8 in flight, 4096 proposals, 1024 reads,
@@ -427,10 +430,10 @@ int raft_reset_peers(struct raft *r);
 
 struct raft_peer_status {
     uint64_t id;
-    uint8_t role;           /* enum raft_server_role */
-    uint64_t match, next;   /* leader only */
-    uint8_t progress;       /* 1 probe, 2 pipeline, 3 snapshot (leader only) */
-    uint64_t last_ack_ms;   /* leader only: now_ms of the last response */
+    uint8_t role;         /* enum raft_server_role */
+    uint64_t match, next; /* leader only */
+    uint8_t progress;     /* 1 probe, 2 pipeline, 3 snapshot (leader only) */
+    uint64_t last_ack_ms; /* leader only: now_ms of the last response */
 };
 
 struct raft_status {

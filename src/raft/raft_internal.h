@@ -102,7 +102,6 @@ struct raft_inst {
     struct raft_mdec dec;
 };
 
-
 struct raft {
     struct raft_options o;
     struct raft_io *io;
@@ -135,9 +134,9 @@ struct raft {
     bool saving;
     uint64_t applied_bytes;     /* payload applied since the last snapshot */
     uint64_t saving_bytes_mark; /* applied_bytes when the save in flight was requested */
-    bool want_snapshot; /* a follower needs one and we have no manifest */
-    uint64_t xfer_switches;  /* transfers moved to a newer snapshot (stats, tests) */
-    uint64_t xfer_abandons;  /* transfers abandoned after RAFT_MAX_SNAPSHOT_READ_FAILURES */
+    bool want_snapshot;         /* a follower needs one and we have no manifest */
+    uint64_t xfer_switches;     /* transfers moved to a newer snapshot (stats, tests) */
+    uint64_t xfer_abandons;     /* transfers abandoned after RAFT_MAX_SNAPSHOT_READ_FAILURES */
 
     /* elections */
     uint64_t election_deadline, last_leader_contact;

@@ -37,14 +37,14 @@
 #include "raft/raft_internal.h" /* transfer counters (coverage only) */
 
 /* ---- bounds of the simulation ---- */
-#define SIM_MAX_NODES 8      /* ids 1..8 */
-#define SIM_NFILES 4         /* state-machine "chunk files" */
-#define SIM_FILE_BYTES 256   /* bytes per file */
-#define SIM_SLOTS (SIM_NFILES * SIM_FILE_BYTES / 8)
+#define SIM_MAX_NODES    8   /* ids 1..8 */
+#define SIM_NFILES       4   /* state-machine "chunk files" */
+#define SIM_FILE_BYTES   256 /* bytes per file */
+#define SIM_SLOTS        (SIM_NFILES * SIM_FILE_BYTES / 8)
 #define SIM_MAX_DISK_OPS 8192 /* pending disk operations per node */
-#define SIM_TICK_MS 5
-#define SIM_LIVENESS_MS 6000  /* after healing: leader + commit within this */
-#define SIM_CONVERGE_MS 8000  /* after that: every member applied the same state */
+#define SIM_TICK_MS      5
+#define SIM_LIVENESS_MS  6000 /* after healing: leader + commit within this */
+#define SIM_CONVERGE_MS  8000 /* after that: every member applied the same state */
 
 /* ============================================================================================
  * PRNG
@@ -272,7 +272,7 @@ struct sim_fsm {
 
 struct node {
     uint64_t id;
-    bool exists;  /* part of the simulation (initial member or added) */
+    bool exists; /* part of the simulation (initial member or added) */
     bool up;
     bool removed; /* decommissioned after its removal committed */
     bool wiped;   /* lost in the forced-reset scenario: never comes back, its messages vanish */
@@ -314,7 +314,7 @@ static struct {
     bool faults;
     uint32_t drop_pm, dup_pm;
     uint32_t delay_max;
-    uint32_t crash_pm;     /* per 100 ms */
+    uint32_t crash_pm; /* per 100 ms */
     uint32_t leader_crash_pm;
     uint32_t partition_pm; /* per 100 ms */
     uint32_t member_pm;    /* per 100 ms */
@@ -323,14 +323,14 @@ static struct {
     uint32_t idle_pm; /* per 100 ms: client traffic pauses for a while */
     uint64_t idle_until;
     uint64_t heal_at;
-    bool versioned_snaps;  /* snapshot files named per snapshot; a new one deletes the old */
-    uint64_t reset_at;     /* forced-reset scenario (0: none): the majority is lost then */
-    uint64_t reset_node;   /* its survivor, once chosen */
+    bool versioned_snaps;   /* snapshot files named per snapshot; a new one deletes the old */
+    uint64_t reset_at;      /* forced-reset scenario (0: none): the majority is lost then */
+    uint64_t reset_node;    /* its survivor, once chosen */
     uint64_t reset_applied; /* the survivor's applied index then */
     /* slots written by entries the reset lost: a snapshot's live files may already hold their
      * data, so until a later entry overwrites such a slot its content is not checked */
     bool lost_slot[SIM_SLOTS];
-    uint32_t read_err_pm;  /* snapshot_read fails with -EIO (per read) */
+    uint32_t read_err_pm; /* snapshot_read fails with -EIO (per read) */
 } g_f;
 
 static struct raft_options g_opts;
@@ -396,8 +396,8 @@ static int io_persist_meta(struct raft_io *io, uint64_t term, uint64_t vote)
     return 0;
 }
 
-static int io_append(struct raft_io *io, uint64_t seq, uint64_t first,
-                     const struct raft_entry *e, uint32_t cnt)
+static int io_append(struct raft_io *io, uint64_t seq, uint64_t first, const struct raft_entry *e,
+                     uint32_t cnt)
 {
     struct node *n = io->data;
     struct disk_op *op = op_push(n, OP_APPEND);
@@ -577,8 +577,8 @@ static int fsm_apply(struct raft_fsm *f, uint64_t index, const struct raft_entry
         if (index > g_hist.max_applied)
             g_hist.max_applied = index;
     } else if (t != e->term || vec_get(&g_hist.hash, index) != s->hash) {
-        violation("state machine safety: node %" PRIu64 " applied (index %" PRIu64
-                  ", term %" PRIu64 ") but history has term %" PRIu64 " / different hash",
+        violation("state machine safety: node %" PRIu64 " applied (index %" PRIu64 ", term %" PRIu64
+                  ") but history has term %" PRIu64 " / different hash",
                   s->n->id, index, e->term, t);
     }
     uint64_t at = vec_get(&g_hist.acked_term, index);
@@ -626,8 +626,8 @@ static int file_idx(const char *name, uint64_t *index)
         return -1;
     }
     int i = -1, used = 0;
-    if (sscanf(name, "snap_%" SCNu64 "/chunk_%d%n", index, &i, &used) != 2 ||
-        name[used] != '\0' || i < 0 || i >= SIM_NFILES)
+    if (sscanf(name, "snap_%" SCNu64 "/chunk_%d%n", index, &i, &used) != 2 || name[used] != '\0' ||
+        i < 0 || i >= SIM_NFILES)
         return -1;
     return i;
 }
@@ -752,8 +752,8 @@ static void cb_read_done(struct raft *r, void *cookie, uint64_t index, int statu
     if (status == 0)
         g_stats.reads++;
     if (status == 0 && raft_applied_index(r) < ck->acked_at_request)
-        violation("ReadIndex on node %" PRIu64 " completed at applied %" PRIu64
-                  " < %" PRIu64 " acknowledged before the read",
+        violation("ReadIndex on node %" PRIu64 " completed at applied %" PRIu64 " < %" PRIu64
+                  " acknowledged before the read",
                   ck->node, raft_applied_index(r), ck->acked_at_request);
     free(ck);
 }
@@ -1233,8 +1233,7 @@ static void fault_actions(void)
     if (chance(g_f.partition_pm)) {
         set_partition();
         g_stats.partitions++;
-    }
-    else if (chance(120))
+    } else if (chance(120))
         memset(g_block, 0, sizeof(g_block));
     struct node *l = find_leader();
     if (l && chance(g_f.member_pm))
@@ -1721,8 +1720,8 @@ int main(int argc, char **argv)
            " duplicated, %" PRIu64 " reads of replaced snapshots, %" PRIu64
            " injected read errors, %" PRIu64 " transfers moved to a newer snapshot, %" PRIu64
            " abandoned, %" PRIu64 " forced resets\n",
-           g_stats.acked, g_stats.reads, g_stats.lease_checks, g_stats.elections,
-           g_stats.transfers, g_stats.conf_changes, g_stats.installs, g_stats.crashes, g_stats.torn,
+           g_stats.acked, g_stats.reads, g_stats.lease_checks, g_stats.elections, g_stats.transfers,
+           g_stats.conf_changes, g_stats.installs, g_stats.crashes, g_stats.torn,
            g_stats.partitions, g_stats.dropped, g_stats.duplicated, g_stats.stale_reads,
            g_stats.read_errors, g_stats.xfer_switches, g_stats.xfer_abandons, g_stats.resets);
     return 0;

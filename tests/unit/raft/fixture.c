@@ -167,7 +167,6 @@ static int fsm_snapshot_save(struct raft_fsm *f, const struct raft_snapshot_meta
     return 0;
 }
 
-
 /* Slot of snapshot file `name` (0 or 1), or -1. With versioned files, `current` also requires
  * the name to belong to the node's current snapshot (the older ones were deleted). */
 static int file_slot(struct fx_node *n, const char *name, bool current)
@@ -237,9 +236,7 @@ static int fsm_install_finish(struct raft_fsm *f, const struct raft_snapshot_met
     return 0;
 }
 
-static void fsm_install_abort(struct raft_fsm *f)
-{
-}
+static void fsm_install_abort(struct raft_fsm *f) {}
 
 /* ---- callbacks ---- */
 static void cb_prop(struct raft *r, void *cookie, uint64_t index, int status)
@@ -334,8 +331,8 @@ void fx_start(struct fx *fx, uint64_t id)
     n->applied = n->has_snap ? n->snap.index : 0;
     struct raft_entry *ents = calloc(n->n + 1, sizeof(*ents));
     for (uint64_t i = 0; i < n->n; i++)
-        ents[i] = (struct raft_entry){n->log[i].term, n->log[i].type, n->log[i].len,
-                                      n->log[i].data};
+        ents[i] =
+            (struct raft_entry){n->log[i].term, n->log[i].type, n->log[i].len, n->log[i].data};
     struct raft_config c = {0};
     for (uint32_t i = 0; i < fx->voters; i++) {
         c.s[c.n].id = i + 1;
@@ -414,10 +411,9 @@ void fx_step(struct fx *fx)
                 snprintf(fb, sizeof(fb), "b.%llu", (unsigned long long)n->save_index);
             }
             n->snap_files = n->save_index; /* the previous snapshot's files are gone */
-            struct raft_snapshot_file files[FX_NFILES] = {{fa, FX_FILE_BYTES},
-                                                          {fb, FX_FILE_BYTES}};
-            struct raft_manifest m = {.meta = "m", .meta_len = 1, .nfiles = FX_NFILES,
-                                      .files = files};
+            struct raft_snapshot_file files[FX_NFILES] = {{fa, FX_FILE_BYTES}, {fb, FX_FILE_BYTES}};
+            struct raft_manifest m = {
+                .meta = "m", .meta_len = 1, .nfiles = FX_NFILES, .files = files};
             raft_snapshot_saved(n->r, n->save_index, 0, &m);
         }
     }
@@ -438,8 +434,7 @@ void fx_step(struct fx *fx)
             raft_tick(fx->nodes[i].r);
 }
 
-bool fx_run_until(struct fx *fx, bool (*pred)(struct fx *fx, void *arg), void *arg,
-                  uint32_t max_ms)
+bool fx_run_until(struct fx *fx, bool (*pred)(struct fx *fx, void *arg), void *arg, uint32_t max_ms)
 {
     for (uint32_t i = 0; i < max_ms; i++) {
         if (pred(fx, arg))

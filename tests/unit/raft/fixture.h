@@ -12,9 +12,9 @@
 
 #include "raft/raft.h"
 
-#define FX_MAX 6
+#define FX_MAX        6
 #define FX_FILE_BYTES 128
-#define FX_NFILES 2
+#define FX_NFILES     2
 
 struct fx_entry {
     uint64_t term;

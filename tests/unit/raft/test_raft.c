@@ -59,7 +59,7 @@ static void test_election(void **state)
     assert_non_null(l);
     assert_int_equal(count_leaders(fx), 1);
     assert_ptr_equal(raft_cbs_data(l->r), l); /* cbs.data, as given to raft_new */
-    assert_true(l->state_changes > 0);       /* state_changed found its node through it */
+    assert_true(l->state_changes > 0);        /* state_changed found its node through it */
     uint64_t t = raft_term(l->r);
     assert_true(t >= 2); /* bootstrap term 1, then one campaign */
     /* the others follow it in the same term */
@@ -137,7 +137,7 @@ static void test_prevote_prevents_disruption(void **state)
     uint64_t term = raft_term(l->r);
     uint64_t f = l->id % 3 + 1;
     fx_isolate(fx, f, true);
-    fx_run(fx, 1000); /* ~10 election timeouts alone */
+    fx_run(fx, 1000);                                     /* ~10 election timeouts alone */
     assert_int_equal(raft_term(fx_node(fx, f)->r), term); /* pre-votes never won: no bump */
     fx_isolate(fx, f, false);
     fx_run(fx, 200);
@@ -172,8 +172,8 @@ static void test_lease(void **state)
     assert_true(fx_run_until(fx, lease_valid_pred, l, 200));
     struct raft_status st;
     raft_status(l->r, &st);
-    uint64_t lease = (uint64_t)fx->opts.election_timeout_ms *
-                     (1000 - fx->opts.max_clock_drift_permille) / 1000;
+    uint64_t lease =
+        (uint64_t)fx->opts.election_timeout_ms * (1000 - fx->opts.max_clock_drift_permille) / 1000;
     assert_true(st.lease_remaining_ms > 0 && (uint64_t)st.lease_remaining_ms <= lease);
     /* followers never hold a lease */
     for (uint32_t i = 0; i < fx->n; i++)
@@ -698,8 +698,8 @@ static void test_log_matching_follower(void **state)
     /* the new leader overwrites the conflicting suffix 3..4 with term-3 entries */
     struct raft_entry e3[2];
     for (int i = 0; i < 2; i++)
-        e3[i] = (struct raft_entry){.term = 3, .type = RAFT_ENTRY_COMMAND, .len = 8,
-                                    .data = &v[4 + i]};
+        e3[i] =
+            (struct raft_entry){.term = 3, .type = RAFT_ENTRY_COMMAND, .len = 8, .data = &v[4 + i]};
     m = ae_msg(3, 2, 2, 2, e3, 2);
     m.from = 3;
     assert_int_equal(raft_recv(r, &m), 0);
