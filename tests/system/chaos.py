@@ -481,6 +481,19 @@ def random_mode(cluster, exports, blkcheck, tmp, rounds, seed):
     return res
 
 
+def guarded(name, title, fn):
+    """Runs one scenario; a harness or cluster failure becomes a failed result (the other
+    scenarios still run and the table is still written)."""
+    try:
+        return fn()
+    except Exception as e:  # recorded as a failed scenario
+        log("%s: scenario failed: %s: %s" % (name, type(e).__name__, str(e)[:500]))
+        return {"name": name, "title": title, "tolerated": True, "stall_ms": 0, "errors": 0,
+                "verify_ok": False, "healthy_s": None, "hold_s": 0,
+                "notes": ["harness: %s: %s" % (type(e).__name__, str(e)[:300])],
+                "failed_checks": ["scenario completed"], "blkcheck": {}}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     g = ap.add_mutually_exclusive_group()
@@ -543,12 +556,15 @@ def main():
                 log("%s: not run (%s)" % (f.name, f.why))
                 continue
             log("=== %s: %s" % (f.name, f.title))
-            results.append(run_scenario(f, cluster, exports, blkcheck, tmp, a.quick))
+            results.append(guarded(f.name, f.title, lambda f=f: run_scenario(
+                f, cluster, exports, blkcheck, tmp, a.quick)))
         if a.random:
-            results.append(random_mode(cluster, exports, blkcheck, tmp, a.rounds, seed))
+            results.append(guarded("random", "random mode", lambda: random_mode(
+                cluster, exports, blkcheck, tmp, a.rounds, seed)))
         if a.scale:
             from scale import run_scale
-            results.append(run_scale(cluster, tmp, plugin, blkcheck, log))
+            results.append(guarded("scale", "scale", lambda: run_scale(
+                cluster, tmp, plugin, blkcheck, log)))
     finally:
         if exports is not None:
             exports.close()

@@ -23,6 +23,7 @@ VOLUMES = 50
 CHECK_SLOTS = 256          # 1 MiB per volume
 CHECK_SECONDS = 5
 BATCH = 10                 # blkcheck processes at once (2-core machine)
+CHECK_TIMEOUT_S = 120      # a blkcheck of CHECK_SLOTS blocks must finish within this
 REGISTER_TIMEOUT_S = 120
 PLACE_TIMEOUT_S = 300
 
@@ -107,6 +108,7 @@ def run_scale(cluster, tmp, plugin, blkcheck, log):
     exports = Exports(cluster, tmp, plugin, ["scale%02d" % i for i in range(VOLUMES)])
     res["open_s"] = round(time.monotonic() - t, 1)
     errors, bad, checked = 0, 0, 0
+    hung = []
     try:
         vols = list(exports.vols)
         while vols:
@@ -114,19 +116,29 @@ def run_scale(cluster, tmp, plugin, blkcheck, log):
             ps = [subprocess.Popen([blkcheck, v["uri"], str(CHECK_SLOTS), str(CHECK_SECONDS)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    stdin=subprocess.DEVNULL) for v in batch]
+            deadline = time.monotonic() + CHECK_SECONDS + CHECK_TIMEOUT_S
             for v, p in zip(batch, ps):
-                out, err = p.communicate(timeout=CHECK_SECONDS + 120)
+                try:
+                    out, err = p.communicate(timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    out, err = p.communicate(timeout=10)
+                    hung.append(v["vol"])
                 try:
                     c = json.loads(out.decode().strip().splitlines()[-1])
                 except (ValueError, IndexError):
-                    c = {"write_errors": 1, "bad": 1}
-                    res["notes"].append("%s: %s" % (v["vol"], err.decode()[-200:]))
+                    c = {"write_errors": 1, "bad": 0}
+                    res["notes"].append("%s: blkcheck gave no report (%s)" % (
+                        v["vol"], "hung > %d s" % (CHECK_SECONDS + CHECK_TIMEOUT_S)
+                        if v["vol"] in hung else err.decode(errors="replace")[-200:]))
                 errors += c.get("write_errors", 0) + c.get("read_errors", 0)
                 bad += c.get("bad", 0)
                 checked += c.get("checked", 0)
         rss = {d.name: rss_kib(d.pid) for d in cluster.chunkservers() if d.alive()}
     finally:
         exports.close()
+    if hung:
+        res["failed_checks"].append("IO hung on %d volume(s): %s" % (len(hung), ", ".join(hung)))
     res.update({"errors": errors, "verify_ok": bad == 0 and checked == VOLUMES * CHECK_SLOTS,
                 "rss_kib": rss, "copysets_per_cs": per_cs, "checked": checked})
     res["notes"].append("RSS per chunkserver (MiB): " + ", ".join(
