@@ -217,6 +217,7 @@ int main(int argc, char **argv)
     printf("# mds_bench: n=%" PRIu64 " concurrency=%u volume size=%" PRIu64 "\n", B.n, conc,
            B.size);
     etcd_put_result pr;
+    etcd_delete(B.etcd, "/bench/fence", NULL, false, false, NULL); /* new create revision */
     if (etcd_put(B.etcd, "/bench/fence", "f", 1, 0, false, &pr) < 0) {
         fprintf(stderr, "mds_bench: etcd put failed: %s\n", etcd_last_error());
         return 1;

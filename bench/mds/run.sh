@@ -87,7 +87,8 @@ echo "# mds benchmark: N=$N, concurrency $CONC, $ROUNDS rounds, $(nproc) cores, 
 echo "# (shared machine: compare the MDS with raw etcd within a round; TARGETs use the median round)"
 declare -A RATIOS=()
 for r in $(seq "$ROUNDS"); do
-    OUT=$("$BENCH" --mds="$ADDR" --etcd="$EP" --n="$N" --concurrency="$CONC" --round="$r")
+    OUT=$("$BENCH" --mds="$ADDR" --etcd="$EP" --n="$N" --concurrency="$CONC" --round="$r") || \
+        echo "# round $r: mds_bench reported errors (see first_error)"
     echo "$OUT" | sed "s/^/round $r: /"
     rate() { awk -v p="$1" '$1=="RESULT" {for(i=2;i<=NF;i++){split($i,kv,"="); v[kv[1]]=kv[2]}
             if (v["phase"]==p) print v["ops_per_s"]}' <<<"$OUT"; }

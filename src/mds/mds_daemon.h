@@ -59,6 +59,8 @@
 #define MDS_NSCACHE_MAX 32768   /* namespace entries cached by (parent id, name) */
 #define MDS_SEGCACHE_MAX 16384  /* segment records cached by (file id, offset) */
 #define MDS_SEGCACHE_REC_MAX 4096 /* larger segment records are not cached */
+#define MDS_PREPARED_MAX 4096   /* operators remembered as prepared (ring) */
+#define MDS_PREPARE_PER_RUN 64  /* CreateCopyset RPCs for new peers per background run */
 #define MDS_SESSION_FILES_MAX 65536 /* slots of the "may have sessions" set (half usable) */
 #define MDS_ADDR_MAX 96 /* "host:port:0" with a host of up to MDS_HOST_MAX */
 
@@ -109,6 +111,11 @@ struct mds_daemon {
     mds_rng rng;
     mds_hb_result *hbres;
     uint64_t pending_purge;
+    /* ids of add/change operators whose new peer already has the copyset (CreateCopyset with
+     * no peers: it joins as a learner); only those are sent to leaders. Ring of
+     * MDS_PREPARED_MAX, under `lock`. */
+    uint64_t prepared[MDS_PREPARED_MAX];
+    size_t nprepared;
     pthread_mutex_t persist_lock;
 
     mds_ns_size_cfg sizes;
@@ -116,6 +123,7 @@ struct mds_daemon {
     mds_sched_cfg schedcfg;
     uint32_t session_lease_ms;
     uint64_t placement_wait_ms;
+    bool prepare_peers; /* CreateCopyset on a new peer before its operator is sent */
     atomic_uint_fast64_t last_topo_change_ms; /* monotonic: last apply or registration */
 
     pthread_t bg;
@@ -190,6 +198,10 @@ int mds_persist_unlock(mds_daemon *d, char **keys, char **vals, size_t n);
 int mds_place_pending(mds_daemon *d, uint32_t *placed, size_t max);
 /* Logs and counts finished operators (mds_heartbeat_svc.c). Any thread. */
 void mds_log_op_events(mds_daemon *d, const mds_op_event *ev, size_t n);
+
+/* True when operator `op` may be sent to the copyset leader: not an add/change, or its new
+ * peer was prepared. Call with d->lock held (mds_scheduler_run.c). */
+bool mds_op_prepared(const mds_daemon *d, const mds_operator *op);
 
 /* ---- background (mds_scheduler_run.c) ---- */
 int mds_bg_start(mds_daemon *d);

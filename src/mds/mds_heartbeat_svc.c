@@ -185,12 +185,14 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
             h->leader = req->chunkserver_id;
         h->term = ci->term;
         h->epoch = ci->epoch;
-        if (ci->has_change_type && ci->change_type != CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_NONE) {
+        if (ci->has_change_type &&
+            ci->change_type != CURVE__HEARTBEAT__CONFIG_CHANGE_TYPE__CONFIG_NONE) {
             /* The wire enum and mds_op_type share their values (1..4). */
             h->change_type = (uint32_t)ci->change_type;
             h->change_peer = ci->change_peer ? peer_id(d, ci->change_peer) : 0;
-            h->change_failed = ci->has_change_state &&
-                               ci->change_state == CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_FAILED;
+            h->change_failed =
+                ci->has_change_state &&
+                ci->change_state == CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_FAILED;
         }
     }
     mds_chunkserver *me = mds_topo_cs(&d->topo, req->chunkserver_id);
@@ -206,22 +208,31 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
     if (rc < 0) {
         pthread_mutex_unlock(&d->lock);
         curve_counter_inc(d->m.hb_err);
-        resp.status = rc == CURVE_ERR_NOT_FOUND    ? CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_UNKNOWN_CHUNKSERVER
-                      : rc == CURVE_ERR_PERMISSION || rc == CURVE_ERR_FENCED
-                          ? CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_BAD_TOKEN
-                      : rc == -EINVAL ? CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_INVALID_REQUEST
-                                      : CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_FAILED;
+        if (rc == CURVE_ERR_NOT_FOUND)
+            resp.status = CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_UNKNOWN_CHUNKSERVER;
+        else if (rc == CURVE_ERR_PERMISSION || rc == CURVE_ERR_FENCED)
+            resp.status = CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_BAD_TOKEN;
+        else if (rc == -EINVAL)
+            resp.status = CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_INVALID_REQUEST;
+        else
+            resp.status = CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_FAILED;
         resp.error = err;
         mds_reply_ok(d, ctx, &resp.base);
         goto out;
     }
     curve_counter_inc(d->m.hb);
     log_events(d, res->events, res->nevents);
+    size_t nops = 0;
     for (size_t i = 0; i < res->nops; i++) {
-        op_pb(d, &res->ops[i], &obufs[i]);
-        pops[i] = &obufs[i].op;
+        /* A new peer must have the copyset before the leader adds it (else the group would
+         * count a member that cannot vote): held back until the background thread made it. */
+        if (!mds_op_prepared(d, &res->ops[i]))
+            continue;
+        op_pb(d, &res->ops[i], &obufs[nops]);
+        pops[nops] = &obufs[nops].op;
+        nops++;
     }
-    resp.n_operators = res->nops;
+    resp.n_operators = nops;
     resp.operators = pops;
     for (size_t i = 0; i < res->ngc; i++) {
         curve__heartbeat__copyset_info__init(&gcs[i]);

@@ -55,6 +55,8 @@ static const curve_cfg_def mds_cfg_defs[] = {
     {"copyset_balance", CURVE_CFG_BOOL, "true", 0, 0, "run the copyset balance scheduler"},
     {"placement_wait", CURVE_CFG_DURATION_MS, "10s", 0, 3600000,
      "place copysets once every server registered or the topology was quiet this long"},
+    {"prepare_peers", CURVE_CFG_BOOL, "true", 0, 0,
+     "create the copyset on a new peer before sending its add/change operator"},
     {"session_lease", CURVE_CFG_DURATION_MS, "5s", 2000, 600000, "volume session lease"},
     {"workers", CURVE_CFG_INT, "16", 1, 64, "worker threads running RPC handlers"},
     {"rpc_threads", CURVE_CFG_INT, "2", 1, 64, "RPC event loops"},
@@ -404,6 +406,7 @@ static int load_config(mds_daemon *d, int argc, char **argv)
     d->schedcfg.leader_range_pct = (uint32_t)curve_config_int(d->cfg, "leader_range_pct");
     d->session_lease_ms = (uint32_t)curve_config_duration_ms(d->cfg, "session_lease");
     d->placement_wait_ms = (uint64_t)curve_config_duration_ms(d->cfg, "placement_wait");
+    d->prepare_peers = curve_config_bool(d->cfg, "prepare_peers");
     d->chunk_id_batch = (uint64_t)curve_config_int(d->cfg, "chunk_id_batch");
     d->file_id_batch = (uint64_t)curve_config_int(d->cfg, "file_id_batch");
     if (d->chunk_id_batch < 4) {

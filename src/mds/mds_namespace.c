@@ -1141,8 +1141,8 @@ out:
     return rc;
 }
 
-static void h_segment_common(mds_daemon *d, rpc_call_ctx *ctx, const Curve__Mds__SegmentRequest *req,
-                             bool allocate)
+static void h_segment_common(mds_daemon *d, rpc_call_ctx *ctx,
+                             const Curve__Mds__SegmentRequest *req, bool allocate)
 {
     char err[512] = "";
     mds_ns_path p;
@@ -1444,4 +1444,5 @@ const rpc_method_def mds_namespace_methods[] = {
     {14, "GetSegment", D(segment_request), D(segment_response), r_gseg},
 };
 #undef D
-const size_t mds_namespace_nmethods = sizeof(mds_namespace_methods) / sizeof(mds_namespace_methods[0]);
+const size_t mds_namespace_nmethods =
+    sizeof(mds_namespace_methods) / sizeof(mds_namespace_methods[0]);

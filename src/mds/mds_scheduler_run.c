@@ -172,6 +172,73 @@ static void create_copysets(mds_daemon *d)
     free(jobs);
 }
 
+bool mds_op_prepared(const mds_daemon *d, const mds_operator *op)
+{
+    if (!d->prepare_peers || (op->type != MDS_OP_ADD_PEER && op->type != MDS_OP_CHANGE_PEER))
+        return true;
+    size_t n = d->nprepared < MDS_PREPARED_MAX ? d->nprepared : MDS_PREPARED_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (d->prepared[i] == op->id)
+            return true;
+    return false;
+}
+
+/* CreateCopyset with no peers on the new peer of every add/change operator not prepared yet. */
+static void prepare_new_peers(mds_daemon *d)
+{
+    typedef struct prep {
+        uint64_t op_id;
+        uint32_t pool, id;
+        char addr[MDS_ADDR_MAX];
+    } prep;
+    prep *jobs = calloc(MDS_PREPARE_PER_RUN, sizeof(*jobs));
+    if (!jobs)
+        return;
+    size_t nj = 0;
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < d->ops.n && nj < MDS_PREPARE_PER_RUN; i++) {
+        const mds_operator *op = &d->ops.v[i];
+        if (mds_op_prepared(d, op))
+            continue;
+        const mds_chunkserver *cs = mds_topo_cs(&d->topo, op->new_peer);
+        if (!cs)
+            continue;
+        jobs[nj] = (prep){.op_id = op->id, .pool = op->pool_id, .id = op->copyset_id};
+        snprintf(jobs[nj].addr, MDS_ADDR_MAX, "%s:%u", cs->host, cs->port);
+        nj++;
+    }
+    pthread_mutex_unlock(&d->lock);
+    for (size_t i = 0; i < nj && !atomic_load(&d->stop_bg); i++) {
+        rpc_channel *ch = mds_channel(d, jobs[i].addr);
+        if (!ch)
+            continue;
+        Curve__Copyset__CreateCopysetRequest req = CURVE__COPYSET__CREATE_COPYSET_REQUEST__INIT;
+        req.logical_pool_id = jobs[i].pool;
+        req.copyset_id = jobs[i].id;
+        create_call cc = {.status = -1, .cst = -1};
+        curve_completion_init(&cc.done);
+        int rc = rpc_channel_call(ch, MDS_COPYSET_SERVICE_ID, 1, &req.base, NULL,
+                                  &curve__copyset__copyset_response__descriptor, 2000, create_cb,
+                                  &cc, NULL);
+        if (rc == 0)
+            curve_completion_wait(&cc.done, 0);
+        curve_completion_destroy(&cc.done);
+        bool ok = rc == 0 && cc.status == 0 &&
+                  (cc.cst == CURVE__COPYSET__COPYSET_STATUS__COPYSET_OK ||
+                   cc.cst == CURVE__COPYSET__COPYSET_STATUS__COPYSET_EXIST);
+        if (!ok) {
+            CLOG_DEBUG("mds: preparing copyset (%u, %u) on %s for operator %" PRIu64
+                       ": rpc %s, status %d", jobs[i].pool, jobs[i].id, jobs[i].addr,
+                       jobs[i].op_id, curve_strerror(rc ? rc : cc.status), cc.cst);
+            continue;
+        }
+        pthread_mutex_lock(&d->lock);
+        d->prepared[d->nprepared++ % MDS_PREPARED_MAX] = jobs[i].op_id;
+        pthread_mutex_unlock(&d->lock);
+    }
+    free(jobs);
+}
+
 static void *bg_main(void *arg)
 {
     mds_daemon *d = arg;
@@ -186,6 +253,7 @@ static void *bg_main(void *arg)
         tick(d, bal);
         uint32_t placed[16];
         mds_place_pending(d, placed, 16);
+        prepare_new_peers(d);
         /* Creation RPCs at most every 2 s: chunkservers need a heartbeat to report them. */
         if (now - last_create >= 2000) {
             create_copysets(d);

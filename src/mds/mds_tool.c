@@ -58,7 +58,8 @@ static json_t *field_json(const ProtobufCFieldDescriptor *f, const void *p)
         return v ? json_string(v->name) : json_integer(*(const int *)p);
     }
     case PROTOBUF_C_TYPE_STRING: return json_string(*(char *const *)p ? *(char *const *)p : "");
-    case PROTOBUF_C_TYPE_BYTES: return json_integer((json_int_t)((const ProtobufCBinaryData *)p)->len);
+    case PROTOBUF_C_TYPE_BYTES:
+        return json_integer((json_int_t)((const ProtobufCBinaryData *)p)->len);
     case PROTOBUF_C_TYPE_MESSAGE: return msg_json(*(ProtobufCMessage *const *)p);
     }
     return json_null();

@@ -122,7 +122,8 @@ class MdsCluster:
 
 @pytest.fixture
 def cluster(procs):
-    c = MdsCluster(procs)
+    # Simulated chunkservers serve no CreateCopyset: operators go out unprepared.
+    c = MdsCluster(procs, extra=["--prepare-peers=false"])
     try:
         yield c
     finally:
