@@ -77,10 +77,14 @@ int rpc_parse_addr(const char *addr, struct sockaddr_in *sa)
     char ip[INET_ADDRSTRLEN];
     memcpy(ip, addr, (size_t)(colon - addr));
     ip[colon - addr] = 0;
-    char *end;
-    errno = 0;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (colon[1] == 0 || *end != 0 || errno || port > 65535)
+    /* 1..5 decimal digits only: strtoul alone would take a sign, spaces, or wrap "-18446..."
+     * around to a small port. */
+    const char *digits = colon + 1;
+    size_t ndigits = strspn(digits, "0123456789");
+    if (ndigits == 0 || ndigits > 5 || digits[ndigits] != 0)
+        return -EINVAL;
+    unsigned long port = strtoul(digits, NULL, 10);
+    if (port > 65535)
         return -EINVAL;
     memset(sa, 0, sizeof(*sa));
     sa->sin_family = AF_INET;

@@ -355,7 +355,12 @@ static void test_parse_addr(void **state)
                          "127.0.0.1:8x",
                          "300.0.0.1:1",
                          "localhost:1",
-                         "1234567890123456789:1"};
+                         "1234567890123456789:1",
+                         "127.0.0.1:+80",
+                         "127.0.0.1: 80",
+                         "127.0.0.1:-1",
+                         "127.0.0.1:-18446744073709551615", /* strtoul wraps this to 1 */
+                         "127.0.0.1:000000000000000000080"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(rpc_parse_addr(bad[i], &sa), -EINVAL);
     assert_int_equal(rpc_parse_addr(NULL, &sa), -EINVAL);
