@@ -644,7 +644,7 @@ static int fsm_snapshot_read(struct raft_fsm *f, const char *name, uint64_t off,
         g_stats.stale_reads++; /* replaced by a newer snapshot: its files are gone */
         return -ENOENT;
     }
-    if (g_f.read_err_pm && chance(g_f.read_err_pm)) {
+    if (g_f.faults && g_f.read_err_pm && chance(g_f.read_err_pm)) { /* until healing */
         g_stats.read_errors++;
         return -EIO;
     }
@@ -1540,6 +1540,8 @@ static int run_seed(uint64_t seed)
     g_rng = seed * 0xD1B54A32D192ED03ULL + 0x9E37ULL;
     g_f.versioned_snaps = chance(500);
     g_f.read_err_pm = chance(250) ? (uint32_t)rnd_range(10, 300) : 0;
+    if (g_f.read_err_pm && chance(300))
+        g_f.read_err_pm = (uint32_t)rnd_range(600, 950); /* transfers get abandoned */
     g_f.reset_at = chance(100) ? rnd_range(300, fault_ms - 500) : 0;
     g_f.reset_node = 0;
     g_f.reset_applied = 0;
