@@ -3,7 +3,14 @@
  * (src/raft/rt) on loopback TCP, against one 4 KiB pwrite + fdatasync on the same disk measured
  * in the same run (the machine is shared and noisy).
  *
- *   raft_bench [--seconds=N] [--entry-bytes=N] [--dir=PATH]
+ *   raft_bench [--seconds=N] [--entry-bytes=N] [--dir=PATH] [--groups=G]
+ *              [--log-thread-per-group]
+ *
+ * --groups=G (G > 1) adds a phase with G groups (copysets) on the same three hosts, each with 4
+ * proposals in flight at its own leader: aggregate commits/s, latency, fdatasyncs and the
+ * process's thread count. --log-thread-per-group gives every group's disk log its own IO
+ * thread instead of the shared writer of each host's data dir (raftrt_host_opts); bench/raft/
+ * run.sh runs both in the same run.
  *
  * Three hosts (server ids 1..3) run in this process, each with its own RPC port, loop, worker
  * pool and disk log in <dir>/n<i>. The leader gets `inflight` proposals of entry-bytes at a time
@@ -15,6 +22,7 @@
  *   TARGET raft_p50_commit_1_inflight measured=<p50 / baseline p50> goal=2.0 MET|MISSED
  *   TARGET raft_batching_32_inflight measured=<entries per fdatasync> goal=8 MET|MISSED
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -42,6 +50,10 @@
 
 static double g_seconds = 3;
 static uint32_t g_entry = 4096;
+static unsigned g_groups = 1;
+static bool g_per_group;
+#define MAX_GROUPS      256u
+#define MULTI_INFLIGHT  4u /* proposals in flight per group in the multi-group phase */
 
 /* ---- latency samples ------------------------------------------------------------------------ */
 typedef struct lat {
@@ -243,6 +255,102 @@ static void run_phase(raftrt_group **groups, unsigned leader, unsigned inflight,
     pthread_mutex_destroy(&ph.mu);
 }
 
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* G groups at once, MULTI_INFLIGHT proposals each at the group's leader. */
+static void run_multi(raftrt_group *(*mg)[NREPLICAS], const int *leaders, unsigned ng,
+                      uint8_t *payload, struct result *res)
+{
+    phase *ph = calloc(ng, sizeof(*ph));
+    slot *slots = calloc((size_t)ng * MULTI_INFLIGHT, sizeof(*slots));
+    if (ph == NULL || slots == NULL)
+        exit(1);
+    raftrt_group_stats *before = calloc((size_t)ng * NREPLICAS, sizeof(*before));
+    if (before == NULL)
+        exit(1);
+    for (unsigned k = 0; k < ng; k++)
+        for (unsigned i = 0; i < NREPLICAS; i++)
+            raftrt_group_get_stats(mg[k][i], &before[k * NREPLICAS + i]);
+    uint64_t start = curve_now_mono_ns();
+    for (unsigned k = 0; k < ng; k++) {
+        ph[k].g = mg[k][leaders[k]];
+        ph[k].payload = payload;
+        ph[k].end_ns = start + (uint64_t)(g_seconds * 1e9);
+        pthread_mutex_init(&ph[k].mu, NULL);
+        pthread_cond_init(&ph[k].cond, NULL);
+        ph[k].l.v = malloc((LAT_MAX / ng) * sizeof(uint64_t));
+        if (ph[k].l.v == NULL)
+            exit(1);
+    }
+    for (unsigned k = 0; k < ng; k++)
+        for (unsigned j = 0; j < MULTI_INFLIGHT; j++) {
+            slot *sl = &slots[k * MULTI_INFLIGHT + j];
+            sl->ph = &ph[k];
+            pthread_mutex_lock(&ph[k].mu);
+            ph[k].outstanding++;
+            pthread_mutex_unlock(&ph[k].mu);
+            if (submit(sl) != 0) {
+                pthread_mutex_lock(&ph[k].mu);
+                ph[k].outstanding--;
+                pthread_mutex_unlock(&ph[k].mu);
+            }
+        }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += (time_t)g_seconds + DRAIN_TIMEOUT_MS / 1000;
+    lat all = {.v = malloc(LAT_MAX * sizeof(uint64_t))};
+    if (all.v == NULL)
+        exit(1);
+    uint64_t errors = 0;
+    for (unsigned k = 0; k < ng; k++) {
+        pthread_mutex_lock(&ph[k].mu);
+        while (ph[k].outstanding > 0)
+            if (pthread_cond_timedwait(&ph[k].cond, &ph[k].mu, &dl) == ETIMEDOUT) {
+                fprintf(stderr, "raft_bench: group %u: %u proposals did not complete\n", k,
+                        ph[k].outstanding);
+                exit(1);
+            }
+        pthread_mutex_unlock(&ph[k].mu);
+    }
+    double secs = (double)(curve_now_mono_ns() - start) / 1e9;
+    uint64_t entries = 0, syncs = 0;
+    for (unsigned k = 0; k < ng; k++) {
+        for (size_t j = 0; j < ph[k].l.n && all.n < LAT_MAX; j++)
+            all.v[all.n++] = ph[k].l.v[j];
+        errors += ph[k].errors;
+        for (unsigned i = 0; i < NREPLICAS; i++) {
+            raftrt_group_stats a;
+            raftrt_group_get_stats(mg[k][i], &a);
+            entries += a.log.entries - before[k * NREPLICAS + i].log.entries;
+            syncs += a.log.syncs - before[k * NREPLICAS + i].log.syncs;
+        }
+        free(ph[k].l.v);
+        pthread_cond_destroy(&ph[k].cond);
+        pthread_mutex_destroy(&ph[k].mu);
+    }
+    res->commits_s = (double)all.n / secs;
+    res->p50 = pct_us(&all, 0.50);
+    res->p99 = pct_us(&all, 0.99);
+    res->batch = syncs ? (double)entries / (double)syncs : 0;
+    res->errors = errors;
+    free(all.v);
+    free(before);
+    free(slots);
+    free(ph);
+}
+
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     return remove(path);
@@ -254,6 +362,8 @@ int main(int argc, char **argv)
     static const struct option lo[] = {{"seconds", required_argument, NULL, 's'},
                                        {"entry-bytes", required_argument, NULL, 'e'},
                                        {"dir", required_argument, NULL, 'd'},
+                                       {"groups", required_argument, NULL, 'g'},
+                                       {"log-thread-per-group", no_argument, NULL, 't'},
                                        {NULL, 0, NULL, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -267,13 +377,22 @@ int main(int argc, char **argv)
         case 'd':
             dir_opt = optarg;
             break;
+        case 'g':
+            g_groups = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 't':
+            g_per_group = true;
+            break;
         default:
-            fprintf(stderr, "usage: raft_bench [--seconds=N] [--entry-bytes=N] [--dir=PATH]\n");
+            fprintf(stderr, "usage: raft_bench [--seconds=N] [--entry-bytes=N] [--dir=PATH] "
+                            "[--groups=G] [--log-thread-per-group]\n");
             return 2;
         }
     }
-    if (g_seconds <= 0 || g_seconds > 600 || g_entry == 0 || g_entry > (1u << 20)) {
-        fprintf(stderr, "raft_bench: --seconds in (0, 600], --entry-bytes in [1, 1 MiB]\n");
+    if (g_seconds <= 0 || g_seconds > 600 || g_entry == 0 || g_entry > (1u << 20) ||
+        g_groups == 0 || g_groups > MAX_GROUPS) {
+        fprintf(stderr, "raft_bench: --seconds in (0, 600], --entry-bytes in [1, 1 MiB], "
+                        "--groups in [1, %u]\n", MAX_GROUPS);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -310,8 +429,11 @@ int main(int argc, char **argv)
                       .install_abort = fsm_abort};
     struct raft_config conf = {.n = NREPLICAS};
     for (unsigned i = 0; i < NREPLICAS; i++) {
-        raftrt_host_opts ho = {
-            .self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1, .nworkers = 1};
+        raftrt_host_opts ho = {.self_id = i + 1,
+                               .listen_addr = "127.0.0.1:0",
+                               .nloops = 1,
+                               .nworkers = 1,
+                               .log_thread_per_group = g_per_group};
         if (raftrt_host_new(&ho, &hosts[i]) != 0 || raftrt_host_start(hosts[i]) != 0) {
             fprintf(stderr, "raft_bench: cannot start host %u\n", i + 1);
             return 1;
@@ -364,9 +486,60 @@ int main(int argc, char **argv)
         return 1;
     memset(payload, 0x5a, g_entry);
 
-    struct result r1, r32;
+    struct result r1, r32, rm = {0};
     run_phase(groups, (unsigned)leader, 1, payload, &r1);
     run_phase(groups, (unsigned)leader, 32, payload, &r32);
+    /* the multi-group phase: groups GROUP_ID + 1 .. GROUP_ID + G - 1 plus the first one */
+    unsigned ng = g_groups;
+    raftrt_group *(*mg)[NREPLICAS] = calloc(ng, sizeof(*mg));
+    int *leaders = calloc(ng, sizeof(int));
+    if (mg == NULL || leaders == NULL)
+        return 1;
+    int threads_multi = 0;
+    if (ng > 1) {
+        for (unsigned i = 0; i < NREPLICAS; i++)
+            mg[0][i] = groups[i];
+        leaders[0] = leader;
+        for (unsigned k = 1; k < ng; k++)
+            for (unsigned i = 0; i < NREPLICAS; i++) {
+                char ddir[4200];
+                snprintf(ddir, sizeof(ddir), "%s/n%u", dir, i + 1);
+                raftrt_group_opts go;
+                raftrt_group_opts_default(&go);
+                go.group_id = GROUP_ID + k;
+                go.data_dir = ddir;
+                go.bootstrap = &conf;
+                go.fsm = &fsm;
+                go.raft.snapshot_threshold = 0;
+                go.raft.max_inflight_msgs = 32;
+                go.raft.election_timeout_ms = 500;
+                go.raft.heartbeat_ms = 50;
+                if (raftrt_group_open(hosts[i], &go, &mg[k][i]) != 0) {
+                    fprintf(stderr, "raft_bench: cannot open group %u on host %u\n", k + 1, i + 1);
+                    return 1;
+                }
+            }
+        for (unsigned k = 1; k < ng; k++) {
+            leaders[k] = -1;
+            deadline = curve_now_mono_ns() + LEADER_TIMEOUT_NS;
+            while (leaders[k] < 0 && curve_now_mono_ns() < deadline) {
+                for (unsigned i = 0; i < NREPLICAS && leaders[k] < 0; i++) {
+                    struct raft_status st;
+                    raftrt_group_status(mg[k][i], &st);
+                    if (st.role == RAFT_LEADER && st.commit >= st.last_index)
+                        leaders[k] = (int)i;
+                }
+                if (leaders[k] < 0)
+                    usleep(10000); /* polling interval of a bounded wait for the election */
+            }
+            if (leaders[k] < 0) {
+                fprintf(stderr, "raft_bench: group %u has no leader\n", k + 1);
+                return 1;
+            }
+        }
+        threads_multi = count_threads();
+        run_multi(mg, leaders, ng, payload, &rm);
+    }
     baseline(bfd, &base[1], g_seconds / 2);
     close(bfd);
     unlink(bpath);
@@ -388,10 +561,27 @@ int main(int argc, char **argv)
            r1.commits_s, r1.batch);
     printf("%-38s %10.1f %10.1f %12.0f %14.2f\n", "raft commit, 32 in flight", r32.p50, r32.p99,
            r32.commits_s, r32.batch);
+    if (ng > 1) {
+        char name[64];
+        snprintf(name, sizeof(name), "raft commit, %u groups x %u in flight", ng,
+                 MULTI_INFLIGHT);
+        printf("%-38s %10.1f %10.1f %12.0f %14.2f\n", name, rm.p50, rm.p99, rm.commits_s,
+               rm.batch);
+        printf("log writers: %s; process threads with %u groups on 3 hosts: %d\n",
+               g_per_group ? "an IO thread per group" : "one shared writer per host data dir",
+               ng, threads_multi);
+        if (rm.errors)
+            printf("proposal errors: %" PRIu64 " (%u groups)\n", rm.errors, ng);
+    }
     if (r1.errors || r32.errors)
         printf("proposal errors: %" PRIu64 " (1 in flight), %" PRIu64 " (32 in flight)\n",
                r1.errors, r32.errors);
 
+    for (unsigned k = 1; k < ng; k++)
+        for (unsigned i = 0; i < NREPLICAS; i++)
+            raftrt_group_stop(mg[k][i]);
+    free(mg);
+    free(leaders);
     for (unsigned i = 0; i < NREPLICAS; i++)
         raftrt_group_stop(groups[i]);
     for (unsigned i = 0; i < NREPLICAS; i++)

@@ -27,6 +27,7 @@
 #define BENCH_GOAL_BATCH 8.0
 
 static double g_seconds = 3.0;
+static int g_sync_threads = -1; /* -1: rlog_disk default */
 static uint32_t g_entry_bytes = 4096;
 
 typedef struct lat {
@@ -172,6 +173,76 @@ static void *appender(void *arg)
     return NULL;
 }
 
+/* Many logs on one disk, one closed-loop appender per log: a thread per log (disk NULL) or a
+ * shared disk writer. Prints appends/s, latency and fdatasyncs; returns appends/s. */
+static double run_many(const char *dir, int nlogs, bool shared, lat *l)
+{
+    rlog_disk *disk = NULL;
+    rlog_disk_opts dopts;
+    rlog_disk_opts_default(&dopts);
+    if (g_sync_threads >= 0)
+        dopts.sync_threads = (uint32_t)g_sync_threads;
+    if (shared && rlog_disk_create(dir, &dopts, &disk) != 0) {
+        fprintf(stderr, "rlog_disk_create failed\n");
+        exit(1);
+    }
+    phase *ps = calloc((size_t)nlogs, sizeof(*ps));
+    pthread_t *th = calloc((size_t)nlogs, sizeof(*th));
+    if (!ps || !th)
+        exit(1);
+    rlog_opts o;
+    rlog_opts_default(&o);
+    o.disk = disk;
+    uint64_t start = curve_now_mono_ns();
+    uint64_t end = start + (uint64_t)(g_seconds * 1e9);
+    for (int i = 0; i < nlogs; i++) {
+        char sub[4096];
+        snprintf(sub, sizeof(sub), "%s/many-%s-%d", dir, shared ? "shared" : "own", i);
+        if (rlog_open(sub, &o, &ps[i].log, NULL) != 0) {
+            fprintf(stderr, "rlog_open %s failed\n", sub);
+            exit(1);
+        }
+        ps[i].next = 1;
+        ps[i].l = l;
+        pthread_mutex_init(&ps[i].idx_mu, NULL);
+        pthread_mutex_init(&ps[i].done_mu, NULL);
+    }
+    start = curve_now_mono_ns();
+    end = start + (uint64_t)(g_seconds * 1e9);
+    for (int i = 0; i < nlogs; i++) {
+        ps[i].end_ns = end;
+        pthread_create(&th[i], NULL, appender, &ps[i]);
+    }
+    uint64_t done = 0, syncs = 0, entries = 0;
+    for (int i = 0; i < nlogs; i++)
+        pthread_join(th[i], NULL);
+    double secs = (double)(curve_now_mono_ns() - start) / 1e9;
+    for (int i = 0; i < nlogs; i++) {
+        rlog_stats st;
+        rlog_get_stats(ps[i].log, &st);
+        syncs += st.syncs;
+        entries += st.entries;
+        done += ps[i].done;
+        rlog_close(ps[i].log);
+    }
+    double ops = (double)done / secs;
+    printf("raftlog %3d logs, %-16s %9.0f appends/s  p50 %7.1f us  p99 %8.1f us  "
+           "%" PRIu64 " fdatasyncs (%.2f entries each)",
+           nlogs, shared ? "shared writer:" : "thread per log:", ops, lat_pct(l, 0.5),
+           lat_pct(l, 0.99), syncs, syncs ? (double)entries / (double)syncs : 0);
+    if (disk) {
+        rlog_disk_stats ds;
+        rlog_disk_get_stats(disk, &ds);
+        printf("  rounds=%" PRIu64 " (%.1f logs each)", ds.rounds,
+               ds.rounds ? (double)ds.syncs / (double)ds.rounds : 0);
+        rlog_disk_destroy(disk);
+    }
+    printf("\n");
+    free(ps);
+    free(th);
+    return ops;
+}
+
 static void run_phase(const char *dir, int threads, lat *l, double *ops_s, double *per_sync)
 {
     char sub[4096];
@@ -205,6 +276,7 @@ static void run_phase(const char *dir, int threads, lat *l, double *ops_s, doubl
 int main(int argc, char **argv)
 {
     const char *dir_arg = NULL;
+    int nlogs = 32;
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "--seconds=", 10) == 0)
             g_seconds = atof(argv[i] + 10);
@@ -212,13 +284,20 @@ int main(int argc, char **argv)
             g_entry_bytes = (uint32_t)strtoul(argv[i] + 14, NULL, 0);
         else if (strncmp(argv[i], "--dir=", 6) == 0)
             dir_arg = argv[i] + 6;
+        else if (strncmp(argv[i], "--logs=", 7) == 0)
+            nlogs = atoi(argv[i] + 7);
+        else if (strncmp(argv[i], "--sync-threads=", 15) == 0)
+            g_sync_threads = atoi(argv[i] + 15);
         else {
-            fprintf(stderr, "usage: %s [--seconds=N] [--entry-bytes=N] [--dir=PATH]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds=N] [--entry-bytes=N] [--dir=PATH] [--logs=N] "
+                    "[--sync-threads=N]\n",
+                    argv[0]);
             return 2;
         }
     }
-    if (g_seconds <= 0 || g_seconds > 600 || g_entry_bytes > RLOG_DEFAULT_MAX_ENTRY_BYTES) {
-        fprintf(stderr, "bad --seconds or --entry-bytes\n");
+    if (g_seconds <= 0 || g_seconds > 600 || g_entry_bytes > RLOG_DEFAULT_MAX_ENTRY_BYTES ||
+        nlogs < 0 || nlogs > BENCH_MAX_THREADS) {
+        fprintf(stderr, "bad --seconds, --entry-bytes or --logs (0..%d)\n", BENCH_MAX_THREADS);
         return 2;
     }
     char tmpl[4096];
@@ -248,6 +327,14 @@ int main(int argc, char **argv)
            "%.2f entries/fdatasync  (%.1fx baseline)\n",
            g_entry_bytes, ops32, lat_pct(&l, 0.5), lat_pct(&l, 0.99), ps32,
            base_ops > 0 ? ops32 / base_ops : 0);
+    if (nlogs > 0) { /* same run, same disk: a thread per log, then one shared writer */
+        l.n = 0;
+        double own = run_many(dir, nlogs, false, &l);
+        l.n = 0;
+        double shared = run_many(dir, nlogs, true, &l);
+        printf("raftlog %3d logs: shared writer / thread per log = %.2fx appends/s\n", nlogs,
+               own > 0 ? shared / own : 0);
+    }
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     free(l.v);
     printf("TARGET raftlog_batching measured=%.2f goal=%.0f %s\n", ps32, BENCH_GOAL_BATCH,

@@ -311,6 +311,12 @@ struct rlog_disk {
     uint64_t pending;        /* entries queued on all logs, not yet completed */
     bool stopping;
     rlog_disk_stats st;
+    /* sync helpers: logs written by the disk thread wait here (FIFO, linked by rd_sync_next)
+     * for a helper to fdatasync them and run their callbacks */
+    pthread_t *helpers;
+    unsigned nhelpers;
+    pthread_cond_t sync_cv; /* helpers wait for logs to sync */
+    rlog *sync_head, *sync_tail;
 };
 
 typedef struct rlog_op {
@@ -369,6 +375,7 @@ struct rlog {
     bool rd_in_ready; /* on the disk's ready list */
     bool rd_in_round; /* taken by the disk thread for the current round */
     rlog *rd_round_next;
+    rlog *rd_sync_next; /* on the sync queue (under disk->mu) or the disk thread's own list */
     rlog_op *rd_batch;
     int rd_rc;
     bool rd_more;
@@ -1141,6 +1148,19 @@ void rlog_disk_opts_default(rlog_disk_opts *o)
 {
     o->max_pending_entries = RLOG_DISK_DEFAULT_MAX_PENDING_ENTRIES;
     o->max_round_bytes = RLOG_DISK_DEFAULT_MAX_ROUND_BYTES;
+    o->sync_threads = RLOG_DISK_DEFAULT_SYNC_THREADS;
+}
+
+/* Appends `l` to the disk's ready list. Under d->mu. */
+static void ready_push(rlog_disk *d, rlog *l)
+{
+    l->rd_in_ready = true;
+    l->rd_next = NULL;
+    if (d->ready_tail)
+        d->ready_tail->rd_next = l;
+    else
+        d->ready_head = l;
+    d->ready_tail = l;
 }
 
 /* Puts `log` on its disk's ready list (once) and wakes the disk thread. Called with log->mu
@@ -1149,14 +1169,10 @@ static void disk_kick(rlog *log)
 {
     rlog_disk *d = log->disk;
     pthread_mutex_lock(&d->mu);
-    if (!log->rd_in_ready) {
-        log->rd_in_ready = true;
-        log->rd_next = NULL;
-        if (d->ready_tail)
-            d->ready_tail->rd_next = log;
-        else
-            d->ready_head = log;
-        d->ready_tail = log;
+    /* A taken log (rd_in_round) is put back by disk_finish_log() if requests remain: it must
+     * never be on the ready list while a thread works on it. */
+    if (!log->rd_in_ready && !log->rd_in_round) {
+        ready_push(d, log);
         pthread_cond_signal(&d->cv);
     }
     pthread_mutex_unlock(&d->mu);
@@ -1175,73 +1191,123 @@ static rlog *disk_take_ready(rlog_disk *d)
     return round;
 }
 
-/* One round: take a batch from every ready log (bounded by max_round_bytes), write each
- * log's batch, fdatasync every touched log, run the callbacks, then release the logs (a log
- * with requests left goes back to the end of the ready list). */
+/* Last step for a log taken by the disk thread: fdatasync its batch's final write (unless
+ * failed), run its callbacks, then give the log back (to the ready list if requests remain;
+ * its closer may free it as soon as d->mu is released). Runs on a sync helper, or on the disk
+ * thread when it has none. No lock held on entry. */
+static void disk_finish_log(rlog_disk *d, rlog *l)
+{
+    if (l->rd_batch && l->rd_rc == 0 && l->need_sync) {
+        l->rd_rc = seg_sync(l);
+        pthread_mutex_lock(&d->mu);
+        d->st.syncs++;
+        pthread_mutex_unlock(&d->mu);
+    }
+    if (l->rd_batch)
+        io_complete(l, l->rd_batch, l->rd_rc);
+    l->rd_batch = NULL;
+    /* Both locks (in order), so that an rlog_append() racing with us either sees the log
+     * released (and kicks it) or is seen here. */
+    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(&d->mu);
+    l->rd_in_round = false;
+    CURVE_ASSERT(!l->rd_in_ready);
+    if (l->q_head) {
+        ready_push(d, l);
+        pthread_cond_signal(&d->cv);
+    }
+    pthread_cond_broadcast(&d->idle_cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Takes the next log waiting for its sync, or NULL. Under d->mu. */
+static rlog *sync_pop(rlog_disk *d)
+{
+    rlog *l = d->sync_head;
+    if (l) {
+        d->sync_head = l->rd_sync_next;
+        if (!d->sync_head)
+            d->sync_tail = NULL;
+    }
+    return l;
+}
+
+static void *disk_helper_main(void *arg)
+{
+    rlog_disk *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->sync_head && !d->stopping)
+            pthread_cond_wait(&d->sync_cv, &d->mu);
+        rlog *l = sync_pop(d);
+        if (!l)
+            break; /* stopping (destroy asserted that no log is left) */
+        pthread_mutex_unlock(&d->mu);
+        disk_finish_log(d, l);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+/* One pass of the disk thread over the logs that were ready: take each log's batch (the pass
+ * is bounded by max_round_bytes; logs beyond it go back to the ready list), write it, and hand
+ * the log to the sync helpers, which fdatasync it and run its callbacks while this thread
+ * writes the next logs. A log stays taken (rd_in_round) until its callbacks have run, so its
+ * requests are written, synced and completed strictly in order, batch after batch. Without
+ * helpers this thread syncs and completes the pass's logs itself after writing all of them. */
 static void disk_round(rlog_disk *d, rlog *round)
 {
     size_t round_bytes = 0;
-    uint64_t nlogs = 0, nsyncs = 0;
-    for (rlog *l = round; l; l = l->rd_round_next) {
+    uint64_t nlogs = 0;
+    rlog *mine = NULL, **mine_tail = &mine; /* no helpers: finished here after the pass */
+    for (rlog *l = round, *next; l; l = next) {
+        next = l->rd_round_next;
         l->rd_batch = NULL;
         l->rd_rc = 0;
-        if (round_bytes >= d->o.max_round_bytes)
-            continue; /* left queued: the log goes back on the ready list below */
-        size_t bytes = 0;
-        pthread_mutex_lock(&l->mu);
-        l->rd_batch = io_take(l, &bytes);
-        l->rd_rc = l->failed;
-        pthread_mutex_unlock(&l->mu);
-        round_bytes += bytes;
-    }
-    /* Write phase: every log's batch, truncations/compactions/resets included (they sync
-     * what precedes them themselves); the final write of each log stays unsynced. */
-    for (rlog *l = round; l; l = l->rd_round_next) {
-        if (!l->rd_batch)
+        if (round_bytes < d->o.max_round_bytes) {
+            size_t bytes = 0;
+            pthread_mutex_lock(&l->mu);
+            l->rd_batch = io_take(l, &bytes);
+            l->rd_rc = l->failed;
+            pthread_mutex_unlock(&l->mu);
+            round_bytes += bytes;
+        }
+        if (l->rd_batch) {
+            nlogs++;
+            /* Every request of the batch is written; truncations/compactions/resets sync what
+             * precedes them themselves; the final write stays unsynced (need_sync). */
+            if (l->rd_rc == 0)
+                l->rd_rc = io_process(l, l->rd_batch, false);
+        }
+        if (d->nhelpers == 0 || !l->rd_batch) {
+            l->rd_sync_next = NULL;
+            *mine_tail = l;
+            mine_tail = &l->rd_sync_next;
             continue;
-        nlogs++;
-        if (l->rd_rc == 0)
-            l->rd_rc = io_process(l, l->rd_batch, false);
-    }
-    /* Sync phase: one fdatasync per log written in this round (different files). */
-    for (rlog *l = round; l; l = l->rd_round_next) {
-        if (!l->rd_batch || l->rd_rc != 0 || !l->need_sync)
-            continue;
-        l->rd_rc = seg_sync(l);
-        nsyncs++;
+        }
+        pthread_mutex_lock(&d->mu);
+        l->rd_sync_next = NULL;
+        if (d->sync_tail)
+            d->sync_tail->rd_sync_next = l;
+        else
+            d->sync_head = l;
+        d->sync_tail = l;
+        pthread_cond_signal(&d->sync_cv);
+        pthread_mutex_unlock(&d->mu);
     }
     if (nlogs > 0) {
         pthread_mutex_lock(&d->mu);
         d->st.rounds++;
-        d->st.syncs += nsyncs;
         if (nlogs > d->st.max_round_logs)
             d->st.max_round_logs = nlogs;
         pthread_mutex_unlock(&d->mu);
     }
-    for (rlog *l = round; l; l = l->rd_round_next) {
-        if (l->rd_batch)
-            io_complete(l, l->rd_batch, l->rd_rc);
-        l->rd_batch = NULL;
-        pthread_mutex_lock(&l->mu);
-        l->rd_more = l->q_head != NULL;
-        pthread_mutex_unlock(&l->mu);
+    for (rlog *l = mine, *next; l; l = next) {
+        next = l->rd_sync_next; /* `l` may be freed once finished */
+        disk_finish_log(d, l);
     }
-    pthread_mutex_lock(&d->mu);
-    for (rlog *l = round, *next; l; l = next) {
-        next = l->rd_round_next; /* `l` may be freed by its closer once released */
-        l->rd_in_round = false;
-        if (l->rd_more && !l->rd_in_ready) {
-            l->rd_in_ready = true;
-            l->rd_next = NULL;
-            if (d->ready_tail)
-                d->ready_tail->rd_next = l;
-            else
-                d->ready_head = l;
-            d->ready_tail = l;
-        }
-    }
-    pthread_cond_broadcast(&d->idle_cv);
-    pthread_mutex_unlock(&d->mu);
 }
 
 static void *disk_main(void *arg)
@@ -1269,8 +1335,10 @@ int rlog_disk_create(const char *name, const rlog_disk_opts *opts, rlog_disk **o
         o = *opts;
     else
         rlog_disk_opts_default(&o);
-    if (!out || o.max_pending_entries == 0 || o.max_round_bytes == 0) {
-        CLOG_ERROR("rlog: disk writer bounds must be > 0");
+    if (!out || o.max_pending_entries == 0 || o.max_round_bytes == 0 ||
+        o.sync_threads > RLOG_DISK_MAX_SYNC_THREADS) {
+        CLOG_ERROR("rlog: disk writer bounds must be > 0 and sync_threads <= %u",
+                   RLOG_DISK_MAX_SYNC_THREADS);
         return -EINVAL;
     }
     rlog_disk *d = calloc(1, sizeof(*d));
@@ -1285,18 +1353,42 @@ int rlog_disk_create(const char *name, const rlog_disk_opts *opts, rlog_disk **o
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
     pthread_cond_init(&d->idle_cv, NULL);
-    int rc = pthread_create(&d->thr, NULL, disk_main, d);
-    if (rc != 0) {
-        CLOG_ERROR("rlog: cannot start the disk writer thread for %s: %s", d->name,
-                   curve_strerror(-rc));
-        goto err_after_init;
+    pthread_cond_init(&d->sync_cv, NULL);
+    int rc = 0;
+    if (o.sync_threads > 0) {
+        d->helpers = calloc(o.sync_threads, sizeof(pthread_t));
+        if (!d->helpers) {
+            rc = ENOMEM;
+            goto err_after_init;
+        }
     }
+    for (unsigned i = 0; i < o.sync_threads; i++) {
+        rc = pthread_create(&d->helpers[i], NULL, disk_helper_main, d);
+        if (rc != 0)
+            goto err_after_helpers;
+        pthread_setname_np(d->helpers[i], "rlog-sync");
+        d->nhelpers++;
+    }
+    rc = pthread_create(&d->thr, NULL, disk_main, d);
+    if (rc != 0)
+        goto err_after_helpers;
     pthread_setname_np(d->thr, "rlog-disk");
     d->thr_started = true;
     *out = d;
     return 0;
 
+err_after_helpers:
+    CLOG_ERROR("rlog: cannot start the disk writer threads for %s: %s", d->name,
+               curve_strerror(-rc));
+    pthread_mutex_lock(&d->mu);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->sync_cv);
+    pthread_mutex_unlock(&d->mu);
+    for (unsigned i = 0; i < d->nhelpers; i++)
+        pthread_join(d->helpers[i], NULL);
 err_after_init:
+    free(d->helpers);
+    pthread_cond_destroy(&d->sync_cv);
     pthread_cond_destroy(&d->idle_cv);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
@@ -1310,12 +1402,18 @@ void rlog_disk_destroy(rlog_disk *d)
     if (!d)
         return;
     pthread_mutex_lock(&d->mu);
-    CURVE_ASSERT(d->st.logs == 0 && d->ready_head == NULL && d->pending == 0);
+    CURVE_ASSERT(d->st.logs == 0 && d->ready_head == NULL && d->sync_head == NULL &&
+                 d->pending == 0);
     d->stopping = true;
     pthread_cond_signal(&d->cv);
+    pthread_cond_broadcast(&d->sync_cv);
     pthread_mutex_unlock(&d->mu);
     if (d->thr_started)
         pthread_join(d->thr, NULL);
+    for (unsigned i = 0; i < d->nhelpers; i++)
+        pthread_join(d->helpers[i], NULL);
+    free(d->helpers);
+    pthread_cond_destroy(&d->sync_cv);
     pthread_cond_destroy(&d->idle_cv);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);

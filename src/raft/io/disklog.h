@@ -21,8 +21,8 @@
  * Threads
  *   Every function may be called from any thread (an internal mutex serialises them), except
  *   rlog_close(), which must not race with other calls on the same log and must not be called
- *   from a callback. Callbacks run on the log's IO thread ("rlog-io", or "rlog-disk" when the
- *   log is opened on a shared disk writer), never inside the caller's
+ *   from a callback. Callbacks run on the log's IO thread ("rlog-io", or one of the threads of
+ *   its shared disk writer, "rlog-disk" / "rlog-sync"), never inside the caller's
  *   call; they must not block for long (an adapter posts a message to its loop) and may call
  *   rlog_append()/rlog_read() etc. but not rlog_close().
  *
@@ -61,6 +61,8 @@ extern "C" {
 #define RLOG_MAX_APPEND_ENTRIES 65536u            /* entries in one rlog_append() call */
 #define RLOG_DISK_DEFAULT_MAX_PENDING_ENTRIES (1u << 20) /* queued on all logs of one disk */
 #define RLOG_DISK_DEFAULT_MAX_ROUND_BYTES (16u << 20)    /* gathered per disk round (one sync pass) */
+#define RLOG_DISK_DEFAULT_SYNC_THREADS 7u  /* helpers running a round's fdatasyncs in parallel */
+#define RLOG_DISK_MAX_SYNC_THREADS 64u
 
 /* A shared disk writer (see "Shared disk writer" below). */
 typedef struct rlog_disk rlog_disk;
@@ -188,15 +190,20 @@ uint64_t rlog_durable_index(rlog *log); /* last index known durable in the curre
 void rlog_get_stats(rlog *log, rlog_stats *out);
 
 /* ---- Shared disk writer --------------------------------------------------------------------
- * One rlog_disk per data disk owns ONE IO thread ("rlog-disk") serving every log opened with
- * rlog_opts.disk pointing to it, instead of one thread per log. Each round it takes the queued
- * batch of every log with work (each bounded by that log's max_batch_*; the round by
- * max_round_bytes), writes each log's batch to that log's open segment, then fdatasyncs every
- * touched segment (one per log: they are different files) and only then runs the callbacks,
- * log by log, in submission order. Per log, ordering and durability are exactly those of a log
- * with its own thread (truncate / compact / reset stay ordered with appends; a failure fails
- * only that log). Callbacks of every log of the disk run on the disk thread: they must not
- * block (they delay every other log of the disk) and must not call rlog_close().
+ * One rlog_disk per data disk serves every log opened with rlog_opts.disk pointing to it, with
+ * a fixed set of threads whatever the number of logs: one writer thread ("rlog-disk") and
+ * `sync_threads` sync helpers ("rlog-sync"), instead of one IO thread per log. The writer takes
+ * the queued batch of every log with work (each bounded by that log's max_batch_*; one pass by
+ * max_round_bytes) and writes each log's batch to that log's open segment; the log then goes to
+ * the helpers, which fdatasync its segment (one per log: different files; concurrent
+ * fdatasyncs share journal commits and cache flushes in the kernel) and run its callbacks,
+ * while the writer goes on with the next logs. A log is taken by one thread at a time, from its
+ * batch's write until its callbacks have run, so per log, ordering and durability are exactly
+ * those of a log with its own thread (truncate / compact / reset stay ordered with appends; a
+ * failure fails only that log). With sync_threads = 0 the writer itself syncs the logs of a
+ * pass, one after the other, after writing all of them, and runs their callbacks.
+ * Callbacks run on one of the disk's threads, never on two at once for one log: they must not
+ * block (they hold a thread the other logs share) and must not call rlog_close().
  * Bounds: each log keeps its max_pending_entries; in addition rlog_append() returns
  * CURVE_ERR_BUSY when the disk already has max_pending_entries entries queued (unless it has
  * none: one request of any size up to RLOG_MAX_APPEND_ENTRIES is always accepted). */
@@ -204,14 +211,18 @@ void rlog_get_stats(rlog *log, rlog_stats *out);
 typedef struct rlog_disk_opts {
     uint32_t max_pending_entries; /* > 0: entries queued, not yet durable, on all its logs */
     uint32_t max_round_bytes;     /* > 0: batches taken per round until this many bytes */
+    uint32_t sync_threads;        /* <= RLOG_DISK_MAX_SYNC_THREADS helper threads that run the
+                                   * fdatasyncs of a round in parallel with the disk thread
+                                   * (0: the disk thread syncs the logs one after the other) */
 } rlog_disk_opts;
 
 /* Counters since rlog_disk_create(); read with rlog_disk_get_stats(). */
 typedef struct rlog_disk_stats {
-    uint64_t rounds;         /* rounds that wrote or synced something */
-    uint64_t syncs;          /* fdatasyncs of the sync pass (one per touched log and round) */
+    uint64_t rounds;         /* writer passes that took at least one batch */
+    uint64_t syncs;          /* fdatasyncs after a log's batch (one per log and batch; the
+                              * syncs before a segment roll are only in rlog_stats) */
     uint64_t entries;        /* entries made durable */
-    uint64_t max_round_logs; /* most logs with a batch in one round */
+    uint64_t max_round_logs; /* most logs with a batch in one writer pass */
     uint64_t logs;           /* logs open on the disk now */
     uint64_t pending;        /* entries queued now */
 } rlog_disk_stats;

@@ -36,6 +36,11 @@ struct peer {
     rpc_channel *ch; /* created lazily; never closed before the host is freed */
 };
 
+struct log_disk {
+    char data_dir[RAFTRT_PATH_MAX];
+    rlog_disk *disk;
+};
+
 struct raftrt_host {
     raftrt_host_opts o;
     char listen[RAFTRT_ADDR_MAX];
@@ -51,6 +56,10 @@ struct raftrt_host {
     unsigned nretired;
     raftrt_group **groups;
     unsigned ngroups;
+    /* shared log writers, one per data_dir (created on first use, freed with the host);
+     * protected by `lock` */
+    struct log_disk disks[RAFTRT_MAX_LOG_DISKS];
+    unsigned ndisks;
 };
 
 struct lat_slot {
@@ -1350,6 +1359,8 @@ void raftrt_host_free(raftrt_host *h)
         rpc_channel_close_sync(h->retired[i]);
     free(h->retired);
     free(h->groups);
+    for (unsigned i = 0; i < h->ndisks; i++) /* every log closed: every group stopped above */
+        rlog_disk_destroy(h->disks[i].disk);
     curve_workpool_free(h->wp);
     curve_loop_group_free(h->loops);
     pthread_mutex_destroy(&h->lock);
@@ -1359,6 +1370,49 @@ void raftrt_host_free(raftrt_host *h)
 /* ============================================================================================
  * Groups
  * ========================================================================================== */
+
+/* The shared log writer of `data_dir`, created on first use; NULL: a thread per group (the
+ * option, too many data dirs, or a creation failure — logged; the group still opens). */
+static rlog_disk *host_log_disk(raftrt_host *h, const char *data_dir)
+{
+    if (h->o.log_thread_per_group || strlen(data_dir) >= RAFTRT_PATH_MAX)
+        return NULL;
+    rlog_disk *d = NULL;
+    pthread_mutex_lock(&h->lock);
+    for (unsigned i = 0; i < h->ndisks && !d; i++)
+        if (strcmp(h->disks[i].data_dir, data_dir) == 0)
+            d = h->disks[i].disk;
+    if (!d && h->ndisks < RAFTRT_MAX_LOG_DISKS) {
+        int rc = rlog_disk_create(data_dir, NULL, &d);
+        if (rc == 0) {
+            struct log_disk *ld = &h->disks[h->ndisks++];
+            snprintf(ld->data_dir, sizeof(ld->data_dir), "%s", data_dir);
+            ld->disk = d;
+        } else {
+            CLOG_WARN("raftrt: no shared log writer for %s (%s): a log thread per group",
+                      data_dir, curve_strerror(rc));
+        }
+    } else if (!d) {
+        CLOG_WARN("raftrt: more than %u data dirs: groups in %s get a log thread each",
+                  RAFTRT_MAX_LOG_DISKS, data_dir);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return d;
+}
+
+int raftrt_host_log_disk_stats(raftrt_host *h, const char *data_dir, rlog_disk_stats *st)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&h->lock);
+    for (unsigned i = 0; i < h->ndisks && rc != 0; i++) {
+        if (strcmp(h->disks[i].data_dir, data_dir) == 0) {
+            rlog_disk_get_stats(h->disks[i].disk, st);
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
 
 void raftrt_group_opts_default(raftrt_group_opts *o)
 {
@@ -1593,6 +1647,7 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
     /* the core keeps the entries since the last snapshot in memory and the runtime reads the
      * log only at boot: the disk log's read cache would be a second copy */
     lo.cache_bytes = 0;
+    lo.disk = host_log_disk(h, o->data_dir);
     rlog_info info;
     rc = rlog_open(logdir, &lo, &g->log, &info);
     if (rc != 0) {

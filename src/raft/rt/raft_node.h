@@ -9,7 +9,9 @@
  *   of event loops (each Raft group is bound to one of them by its id), a worker pool (term/vote
  *   and snapshot-meta fsyncs), an address book server id -> "ip:port" and one RPC channel per
  *   peer address shared by all groups. Each group has its own directory
- *   <data_dir>/<group id>/{log,meta,snapshot} and its own disk log.
+ *   <data_dir>/<group id>/{log,meta,snapshot} and its own disk log; by default the logs of all
+ *   groups with the same data_dir are written by one shared writer thread (rlog_disk, see
+ *   raftrt_host_opts.log_thread_per_group).
  *
  *   Transport: every Raft message is one RPC request (service 20, method 1, curve.raft.Message
  *   with the group id; entry payloads / snapshot bytes in the attachment). The receiver answers
@@ -49,6 +51,8 @@
 #define RAFTRT_SEND_TIMEOUT_MS  2000u /* timeout of one message RPC */
 #define RAFTRT_CHANNEL_INFLIGHT 8192u /* messages in flight per peer channel */
 #define RAFTRT_LOOPS_MAX        64u
+#define RAFTRT_MAX_LOG_DISKS    16u   /* shared log writers (distinct data_dirs) per host; more
+                                       * data_dirs fall back to a log thread per group */
 #define RAFTRT_SNAP_META_FILE   "raft_snapshot_meta" /* in <group>/snapshot */
 
 typedef struct raftrt_host raftrt_host;
@@ -60,6 +64,10 @@ typedef struct raftrt_host_opts {
     unsigned nloops;         /* loops shared by groups and RPC connections (0: 2) */
     unsigned nworkers;       /* worker pool threads (0: 2) */
     curve_metrics *metrics;  /* borrowed; NULL: no metrics */
+    /* false (default): the disk logs of all groups with the same data_dir share one writer
+     * thread (rlog_disk: one write per group and one fdatasync per touched group per round);
+     * true: every group's log has its own IO thread (the behaviour before shared writers). */
+    bool log_thread_per_group;
 } raftrt_host_opts;
 
 /* Creates a host: loops, worker pool, RPC server with the Raft service (not listening yet).
@@ -195,6 +203,11 @@ typedef struct raftrt_group_stats {
     uint64_t snapshots_saved, snapshots_installed;
 } raftrt_group_stats;
 void raftrt_group_get_stats(raftrt_group *g, raftrt_group_stats *st);
+
+/* Counters of the shared log writer of `data_dir` (as passed to raftrt_group_open). Returns 0,
+ * or -ENOENT when this host has no shared writer for it (log_thread_per_group, or no group
+ * opened there yet). Any thread. */
+int raftrt_host_log_disk_stats(raftrt_host *h, const char *data_dir, rlog_disk_stats *st);
 
 /* ---- internal, exposed for tests and the fuzz target ---- */
 /* Snapshot meta file codec: "RSNM" u32 magic, u32 version, u64 index, u64 term, u64 conf_index,

@@ -155,8 +155,10 @@ static void test_thread_count(void **state)
 
     /* Shared: one writer thread, no thread per log. */
     rlog_disk *disk = NULL;
+    int before_disk = count_threads();
     assert_int_equal(rlog_disk_create(root, NULL, &disk), 0);
     int base = count_threads();
+    assert_int_equal(base, before_disk + 1 + RLOG_DISK_DEFAULT_SYNC_THREADS);
     assert_true(base > 0);
     open_many(dirs, logs, N, disk, after);
     for (unsigned i = 0; i < N; i++)
@@ -175,7 +177,7 @@ static void test_thread_count(void **state)
     assert_int_equal(ds.logs, 0);
     assert_int_equal(ds.pending, 0);
     rlog_disk_destroy(disk);
-    assert_int_equal(wait_threads(base - 1), base - 1);
+    assert_int_equal(wait_threads(before_disk), before_disk);
 
     /* Without a disk: one thread per log (the counter does see them). */
     base = count_threads();
@@ -253,7 +255,10 @@ static void test_one_round_many_logs(void **state)
     char *root = rt_mkdtemp();
     assert_non_null(root);
     rlog_disk *disk = NULL;
-    assert_int_equal(rlog_disk_create(root, NULL, &disk), 0);
+    rlog_disk_opts dopts;
+    rlog_disk_opts_default(&dopts);
+    dopts.sync_threads = 0; /* callbacks run on the disk thread: the gate holds the writer */
+    assert_int_equal(rlog_disk_create(root, &dopts, &disk), 0);
     rlog *logs[N];
     char *dirs[N];
     for (unsigned i = 0; i < N; i++) {
@@ -301,6 +306,54 @@ static void test_one_round_many_logs(void **state)
     }
     rlog_disk_destroy(disk);
     rt_waiter_destroy(&w);
+    rt_rmtree(root);
+}
+
+/* With sync helpers, a log whose callback blocks holds one helper only: other logs of the
+ * disk keep completing meanwhile. */
+static void test_helpers_pipeline(void **state)
+{
+    (void)state;
+    char *root = rt_mkdtemp();
+    assert_non_null(root);
+    rlog_disk_opts dopts;
+    rlog_disk_opts_default(&dopts);
+    dopts.sync_threads = 2;
+    rlog_disk *disk = NULL;
+    int before = count_threads();
+    assert_int_equal(rlog_disk_create(root, &dopts, &disk), 0);
+    assert_int_equal(count_threads(), before + 3); /* the disk thread and 2 helpers */
+    char *da, *db;
+    assert_true(asprintf(&da, "%s/a", root) > 0);
+    assert_true(asprintf(&db, "%s/b", root) > 0);
+    rlog *a, *b;
+    rlog_opts o;
+    small_opts(&o, disk);
+    assert_int_equal(rlog_open(da, &o, &a, NULL), 0);
+    assert_int_equal(rlog_open(db, &o, &b, NULL), 0);
+    gate g;
+    gate_init(&g);
+    rt_waiter w;
+    rt_waiter_init(&w);
+    assert_int_equal(append_n(a, 1, 1, 1, gate_cb, &g), 0);
+    gate_wait_entered(&g);
+    assert_int_equal(append_n(a, 2, 2, 1, rt_cb, &w), 0); /* queued behind the blocked batch */
+    for (uint64_t i = 1; i <= 20; i += 4)
+        assert_int_equal(append_n(b, i, 4, 1, rt_cb, &w), 0);
+    assert_int_equal(rt_wait(&w, 5), 0); /* b completes while a's callback still blocks */
+    assert_int_equal(rlog_durable_index(b), 20);
+    assert_int_equal(rlog_durable_index(a), 1);
+    gate_open(&g);
+    assert_int_equal(rt_wait(&w, 6), 0);
+    assert_int_equal(w.errors, 0);
+    assert_int_equal(rlog_durable_index(a), 3);
+    rlog_close(a);
+    rlog_close(b);
+    rlog_disk_destroy(disk);
+    assert_int_equal(wait_threads(before), before);
+    rt_waiter_destroy(&w);
+    free(da);
+    free(db);
     rt_rmtree(root);
 }
 
@@ -564,6 +617,7 @@ static void test_disk_bound_and_close(void **state)
     rlog_disk *disk = NULL;
     assert_int_equal(rlog_disk_create(root, &bad, &disk), -EINVAL);
     dopts.max_pending_entries = 10;
+    dopts.sync_threads = 0; /* callbacks run on the disk thread: the gate holds the writer */
     assert_int_equal(rlog_disk_create(root, &dopts, &disk), 0);
     char *da, *db;
     assert_true(asprintf(&da, "%s/a", root) > 0);
@@ -629,6 +683,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_thread_count),
         cmocka_unit_test(test_one_round_many_logs),
+        cmocka_unit_test(test_helpers_pipeline),
         cmocka_unit_test(test_interleaved_threads),
         cmocka_unit_test(test_ops_and_restart),
         cmocka_unit_test(test_disk_bound_and_close),

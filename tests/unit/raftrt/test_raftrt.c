@@ -1,12 +1,15 @@
 /* Unit tests of the Raft runtime (src/raft/rt): the snapshot-meta codec, the wire decoder, and
  * an in-process 3-host cluster over loopback TCP (election, proposals, reads, NOT_LEADER hints,
  * leader transfer, stop + recovery from disk, group removal). Every wait is bounded. */
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,24 @@
 
 #define N       3
 #define WAIT_MS 20000u
+
+/* RAFTRT_LOG_THREAD_PER_GROUP=1 (the raftrt_runtime_thread_per_group CTest variant) runs every
+ * test with a log IO thread per group instead of the shared writer per data dir (default). */
+static bool g_per_group;
+
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
 
 /* ---- snapshot meta codec ---- */
 static void test_snapmeta_codec(void **state)
@@ -171,7 +192,8 @@ static void cluster_start(struct cluster *c)
     c->conf.n = N;
     for (unsigned i = 0; i < N; i++) {
         raftrt_host_opts ho = {
-            .self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1, .nworkers = 1};
+            .self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1, .nworkers = 1,
+            .log_thread_per_group = g_per_group};
         assert_int_equal(raftrt_host_new(&ho, &c->h[i]), 0);
         assert_int_equal(raftrt_host_start(c->h[i]), 0);
         c->conf.s[i] = (struct raft_server){.id = i + 1, .role = RAFT_VOTER};
@@ -422,6 +444,8 @@ static void test_many_groups(void **state)
     static struct counter_fsm mf[MANY_GROUPS][N];
     raftrt_fsm mfsm[MANY_GROUPS][N];
     raftrt_group *mg[MANY_GROUPS][N];
+    int threads_before = count_threads();
+    assert_true(threads_before > 0);
     for (unsigned k = 0; k < MANY_GROUPS; k++) {
         for (unsigned i = 0; i < N; i++) {
             memset(&mf[k][i], 0, sizeof(mf[k][i]));
@@ -442,6 +466,9 @@ static void test_many_groups(void **state)
             assert_int_equal(raftrt_group_open(c.h[i], &go, &mg[k][i]), 0);
         }
     }
+    /* Shared writer: one log thread per data dir whatever the number of groups; otherwise one
+     * per group (which shows that the count sees them). */
+    assert_int_equal(count_threads(), threads_before + (g_per_group ? MANY_GROUPS * N : 0));
     struct waiter w;
     waiter_init(&w);
     uint64_t end = curve_now_mono_ms() + WAIT_MS;
@@ -483,6 +510,22 @@ static void test_many_groups(void **state)
     /* group 7 saw none of them */
     for (unsigned i = 0; i < N; i++)
         assert_int_equal(c.f[i].sum, 0);
+    for (unsigned i = 0; i < N; i++) {
+        char d[300];
+        snprintf(d, sizeof(d), "%s/n%u", c.dir, i + 1);
+        rlog_disk_stats ds;
+        int rc = raftrt_host_log_disk_stats(c.h[i], d, &ds);
+        if (g_per_group) {
+            assert_int_equal(rc, -ENOENT);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(ds.logs, MANY_GROUPS + 1);
+        assert_true(ds.entries >= MANY_GROUPS * PER_GROUP && ds.syncs > 0);
+        print_message("host %u: shared log writer %" PRIu64 " entries, %" PRIu64
+                      " fdatasyncs, %" PRIu64 " rounds, up to %" PRIu64 " groups per round\n",
+                      i + 1, ds.entries, ds.syncs, ds.rounds, ds.max_round_logs);
+    }
     for (unsigned k = 0; k < MANY_GROUPS; k++)
         for (unsigned i = 0; i < N; i++)
             raftrt_group_stop(mg[k][i]);
@@ -492,6 +535,8 @@ static void test_many_groups(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    const char *pg = getenv("RAFTRT_LOG_THREAD_PER_GROUP");
+    g_per_group = pg && *pg && strcmp(pg, "0") != 0;
     if (getenv("CURVE_LOG_LEVEL") == NULL)
         curve_log_set_level(CURVE_LOG_WARN);
     const struct CMUnitTest tests[] = {
