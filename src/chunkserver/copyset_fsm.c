@@ -139,7 +139,11 @@ int cs_cmd_decode(const void *buf, size_t len, cs_cmd *out)
 typedef struct install_file {
     uint64_t chunk_id;
     uint64_t size;
-    uint64_t received;          /* bytes written (pieces may repeat: an upper estimate) */
+    uint64_t received;          /* distinct bytes received (sum of the ranges below) */
+    /* received byte ranges [start, end), sorted and merged (pieces may repeat or come out of
+     * order; a gap must never be installed as zeros) */
+    uint64_t (*iv)[2];
+    uint32_t niv, cap;
     curve_chunk_install *inst;  /* NULL until the first piece */
 } install_file;
 
@@ -397,6 +401,7 @@ static void install_drop(cs_fsm *f)
     for (uint32_t i = 0; i < f->nfiles; i++) {
         if (f->files[i].inst != NULL)
             curve_chunkstore_install_abort(f->files[i].inst);
+        free(f->files[i].iv);
     }
     free(f->files);
     f->files = NULL;
@@ -593,6 +598,53 @@ static int file_cmp(const void *a, const void *b)
     return x->chunk_id < y->chunk_id ? -1 : x->chunk_id > y->chunk_id;
 }
 
+/* Bound on disjoint received ranges per file (pieces arriving far out of order). */
+#define CS_FSM_INSTALL_RANGES_MAX 4096u
+
+/* Adds [off, off+len) to the file's received ranges. Returns 0, -ENOMEM or -E2BIG. */
+static int range_add(install_file *file, uint64_t off, uint64_t len)
+{
+    uint64_t a = off, b = off + len;
+    uint32_t i = 0;
+    while (i < file->niv && file->iv[i][1] < a)
+        i++;
+    uint32_t j = i; /* ranges [i, j) overlap or touch [a, b) */
+    while (j < file->niv && file->iv[j][0] <= b) {
+        a = file->iv[j][0] < a ? file->iv[j][0] : a;
+        b = file->iv[j][1] > b ? file->iv[j][1] : b;
+        j++;
+    }
+    if (i == j) { /* insert a new range at i */
+        if (file->niv >= CS_FSM_INSTALL_RANGES_MAX)
+            return -E2BIG;
+        if (file->niv == file->cap) {
+            uint32_t cap = file->cap ? file->cap * 2 : 4;
+            void *p = realloc(file->iv, cap * sizeof(*file->iv));
+            if (p == NULL)
+                return -ENOMEM;
+            file->iv = p;
+            file->cap = cap;
+        }
+        memmove(&file->iv[i + 1], &file->iv[i], (file->niv - i) * sizeof(*file->iv));
+        file->niv++;
+    } else if (j - i > 1) { /* merge [i, j) into i */
+        memmove(&file->iv[i + 1], &file->iv[j], (file->niv - j) * sizeof(*file->iv));
+        file->niv -= j - i - 1;
+    }
+    file->iv[i][0] = a;
+    file->iv[i][1] = b;
+    uint64_t sum = 0;
+    for (uint32_t k = 0; k < file->niv; k++)
+        sum += file->iv[k][1] - file->iv[k][0];
+    file->received = sum;
+    return 0;
+}
+
+static bool range_complete(const install_file *file)
+{
+    return file->niv == 1 && file->iv[0][0] == 0 && file->iv[0][1] == file->size;
+}
+
 static install_file *install_find(cs_fsm *f, uint64_t id)
 {
     install_file key = {.chunk_id = id};
@@ -667,10 +719,10 @@ int cs_fsm_install_write(void *ctx, const char *name, uint64_t offset, const voi
     if (len == 0)
         return 0;
     int rc = curve_chunkstore_install_write(file->inst, offset, buf, len);
-    if (rc == 0) {
-        file->received += len;
+    if (rc == 0)
+        rc = range_add(file, offset, len);
+    if (rc == 0)
         atomic_fetch_add(&f->install_bytes, len);
-    }
     return rc;
 }
 
@@ -702,7 +754,7 @@ int cs_fsm_install_finish(void *ctx, const struct raft_snapshot_meta *meta,
     int rc = 0;
     for (uint32_t i = 0; i < f->nfiles && rc == 0; i++) {
         install_file *file = &f->files[i];
-        if (file->inst == NULL || file->received < file->size) {
+        if (file->inst == NULL || !range_complete(file)) {
             CLOG_ERROR("copyset %" PRIu64 ": snapshot %" PRIu64 " chunk %" PRIu64
                        " incomplete (%" PRIu64 "/%" PRIu64 " bytes)",
                        f->group_id, meta->index, file->chunk_id, file->received, file->size);
