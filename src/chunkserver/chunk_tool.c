@@ -359,12 +359,19 @@ static int cmd_admin(tool *t, const char *cmd)
     return rc == 0 ? 0 : 1;
 }
 
+static volatile sig_atomic_t stop_flag;
+static void on_term(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
 /* Sends one chunk request to the leader, following hints and rotating peers, until SUCCESS or
  * a final status. Returns the final chunk status (>= 0) or a negative transport error. */
 static int leader_call(tool *t, uint32_t method, Curve__Chunk__ChunkRequest *req,
                        const uint8_t *data, curve_iobuf *rattach)
 {
-    for (int attempt = 0; attempt < TOOL_RETRY_MAX; attempt++) {
+    for (int attempt = 0; attempt < TOOL_RETRY_MAX && !stop_flag; attempt++) {
         curve_iobuf d;
         curve_iobuf_init(&d);
         if (data != NULL)
@@ -401,14 +408,7 @@ static int leader_call(tool *t, uint32_t method, Curve__Chunk__ChunkRequest *req
             return st;
         }
     }
-    return CURVE_ERR_TIMEOUT;
-}
-
-static volatile sig_atomic_t stop_flag;
-static void on_term(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
+    return stop_flag ? CURVE_ERR_CANCELED : CURVE_ERR_TIMEOUT;
 }
 
 static int cmd_write_stream(tool *t)
@@ -436,6 +436,8 @@ static int cmd_write_stream(tool *t)
         req.size = (uint32_t)size;
         pattern(buf, size, i, 0);
         int st = leader_call(t, 1, &req, buf, &ra);
+        if (st == CURVE_ERR_CANCELED)
+            break; /* SIGTERM while retrying: this write is not acknowledged */
         if (st != 0) {
             printf("{\"failed\": %" PRIu64 ", \"status\": %d}\n", i, st);
             rc = 1;
