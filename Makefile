@@ -50,6 +50,9 @@ bench-raft: release
 bench-raftlog: release
 	@bash bench/raftlog/run.sh $(REL)
 
+bench-chunkserver: release
+	@bash bench/chunkserver/run.sh $(REL)
+
 sim: release
 	@$(REL)/tests/sim/raft_sim --seeds $(SEEDS)
 
