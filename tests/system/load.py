@@ -54,10 +54,13 @@ class Exports:
             sock = os.path.join(tmp, name + ".sock")
             pidf = os.path.join(tmp, name + ".pid")
             log = open(os.path.join(tmp, name + ".nbdkit.log"), "w")
+            env = dict(os.environ)
+            if os.environ.get("CHAOS_CLIENT_LOG_LEVEL"):  # e.g. debug: libcurve in nbdkit only
+                env["CURVE_LOG_LEVEL"] = os.environ["CHAOS_CLIENT_LOG_LEVEL"]
             p = subprocess.Popen(["nbdkit", "-f", "--unix", sock, "--pidfile", pidf, plugin,
                                   "volume=" + vol, "conf=" + cluster.conf],
                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
+                                 start_new_session=True, env=env)
             log.close()
             self.procs.append(p)
 
