@@ -55,6 +55,17 @@ class RoleSampler:
         return self.dual
 
 
+def start_in_order(cluster, n):
+    """Starts n MDS one after the other: the first leads, the others queue in start order."""
+    ms = [cluster.start_mds()]
+    ms[0].wait_leader(20)
+    for _ in range(n - 1):
+        m = cluster.start_mds()
+        m.proc.wait_for_line(r"^follower", timeout=20)
+        ms.append(m)
+    return ms
+
+
 @pytest.fixture
 def cluster(procs):
     c = h.MdsCluster(procs, ttl=TTL)
@@ -87,10 +98,7 @@ def wait_new_leader(cluster, exclude, timeout):
 
 
 def test_leader_killed_follower_takes_over(cluster):
-    ms = [cluster.start_mds() for _ in range(3)]
-    ms[0].wait_leader(20)
-    for m in ms[1:]:
-        m.proc.wait_for_line(r"^follower", timeout=20)
+    ms = start_in_order(cluster, 3)
     h.ok(h.tool(ms[0].addr, "mkdir", "/before"))
     sampler = RoleSampler(cluster)
     t0 = time.monotonic()
@@ -106,10 +114,7 @@ def test_leader_killed_follower_takes_over(cluster):
 
 
 def test_middle_standby_killed(cluster):
-    ms = [cluster.start_mds() for _ in range(3)]
-    ms[0].wait_leader(20)
-    ms[1].proc.wait_for_line(r"^follower", timeout=20)
-    ms[2].proc.wait_for_line(r"^follower", timeout=20)
+    ms = start_in_order(cluster, 3)
     t0 = time.monotonic()
     ms[1].proc.kill()
     # The last one re-reads the prefix once the middle key expires and watches the leader.
@@ -128,10 +133,8 @@ def test_middle_standby_killed(cluster):
 
 
 def test_leader_paused_past_ttl(cluster):
-    ms = [cluster.start_mds() for _ in range(2)]
+    ms = start_in_order(cluster, 2)
     old = ms[0]
-    old.wait_leader(20)
-    ms[1].proc.wait_for_line(r"^follower", timeout=20)
     sampler = RoleSampler(cluster)
     old.proc.signal(signal.SIGSTOP)
     t0 = time.monotonic()
@@ -162,9 +165,7 @@ def test_leader_paused_past_ttl(cluster):
 
 
 def test_etcd_down_stops_serving_and_recovers(cluster):
-    ms = [cluster.start_mds() for _ in range(2)]
-    ms[0].wait_leader(20)
-    ms[1].proc.wait_for_line(r"^follower", timeout=20)
+    ms = start_in_order(cluster, 2)
     h.ok(h.tool(ms[0].addr, "mkdir", "/kept"))
     t0 = time.monotonic()
     cluster.etcd.kill_all()
@@ -197,8 +198,7 @@ def test_etcd_down_stops_serving_and_recovers(cluster):
 def test_namespace_across_failover(cluster):
     """Creates volumes while the leader is killed twice; every acknowledged create exists
     exactly once afterwards, ids are unique, and nothing unacknowledged appears twice."""
-    ms = [cluster.start_mds() for _ in range(3)]
-    ms[0].wait_leader(20)
+    ms = start_in_order(cluster, 3)
     h.ok(h.tool(ms[0].addr, "mkdir", "/fo"))
     acked, ambiguous = set(), set()
     state = {"addr": ms[0].addr}
