@@ -1216,9 +1216,10 @@ static void disk_finish_log(rlog_disk *d, rlog *l)
         ready_push(d, l);
         pthread_cond_signal(&d->cv);
     }
+    /* l->mu first: a closer waiting on idle_cv frees `l` as soon as it gets d->mu. */
+    pthread_mutex_unlock(&l->mu);
     pthread_cond_broadcast(&d->idle_cv);
     pthread_mutex_unlock(&d->mu);
-    pthread_mutex_unlock(&l->mu);
 }
 
 /* Takes the next log waiting for its sync, or NULL. Under d->mu. */

@@ -51,8 +51,13 @@ typedef struct child_ctx {
 
 typedef struct child_req {
     child_ctx *c;
-    uint64_t last;
+    uint64_t last; /* acknowledged index, | NB_TAG for the neighbour log */
 } child_req;
+
+/* Shared-writer mode: the child also appends to a neighbour log "<dir>/nb" on the same writer;
+ * its acknowledgements carry this bit. */
+#define NB_TAG (1ull << 63)
+static uint64_t g_nb_acked; /* parent: highest acknowledged index of the neighbour log */
 
 static void child_cb(void *arg, int status)
 {
@@ -70,20 +75,47 @@ static void child_cb(void *arg, int status)
     pthread_mutex_unlock(&c->mu);
 }
 
+static int append_req(rlog *log, child_ctx *c, uint64_t first, size_t n, uint64_t term,
+                      uint64_t tag)
+{
+    static uint8_t bufs[8][CRASH_MAX_LEN];
+    rlog_entry ents[8];
+    for (size_t k = 0; k < n; k++) {
+        uint64_t i = first + k;
+        uint32_t len = crash_len(i, term);
+        rt_fill(bufs[k], len, i, term);
+        ents[k] = (rlog_entry){.index = i, .term = term, .type = 1, .data = bufs[k], .len = len};
+    }
+    child_req *r = malloc(sizeof(*r));
+    if (!r)
+        _exit(5);
+    *r = (child_req){c, (first + n - 1) | tag};
+    return rlog_append(log, ents, n, child_cb, r);
+}
+
+static void nb_path(const char *dir, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/nb", dir);
+}
+
 static _Noreturn void child_main(const char *dir, int fd, uint64_t term, uint64_t seed)
 {
     rlog_opts o;
     crash_opts(&o);
     o.disk = rt_env_disk(); /* created in the child: threads do not survive fork() */
-    rlog *log = NULL;
-    rlog_info info;
+    rlog *log = NULL, *nb = NULL;
+    rlog_info info, nb_info = {0};
     if (rlog_open(dir, &o, &log, &info) != 0)
         _exit(2);
+    char nbdir[600];
+    nb_path(dir, nbdir, sizeof(nbdir));
+    if (o.disk && rlog_open(nbdir, &o, &nb, &nb_info) != 0)
+        _exit(2);
+    uint64_t nb_next = nb_info.last_index + 1;
     child_ctx c = {.fd = fd, .inflight = 0};
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
     uint64_t next = info.last_index + 1, x = seed | 1;
-    static uint8_t bufs[8][CRASH_MAX_LEN];
     for (;;) {
         pthread_mutex_lock(&c.mu);
         while (c.inflight >= CRASH_INFLIGHT)
@@ -94,19 +126,14 @@ static _Noreturn void child_main(const char *dir, int fd, uint64_t term, uint64_
         x ^= x >> 7;
         x ^= x << 17;
         size_t n = 1 + x % 8;
-        rlog_entry ents[8];
-        for (size_t k = 0; k < n; k++) {
-            uint64_t i = next + k;
-            uint32_t len = crash_len(i, term);
-            rt_fill(bufs[k], len, i, term);
-            ents[k] = (rlog_entry){.index = i, .term = term, .type = 1, .data = bufs[k],
-                                   .len = len};
+        /* Interleaved with the main log on the same writer: the neighbour log. */
+        if (nb && (x >> 8) % 2 == 0) {
+            if (append_req(nb, &c, nb_next, n, term, NB_TAG) != 0)
+                _exit(6);
+            nb_next += n;
+            continue;
         }
-        child_req *r = malloc(sizeof(*r));
-        if (!r)
-            _exit(5);
-        *r = (child_req){&c, next + n - 1};
-        if (rlog_append(log, ents, n, child_cb, r) != 0)
+        if (append_req(log, &c, next, n, term, 0) != 0)
             _exit(6);
         next += n;
     }
@@ -128,6 +155,11 @@ static uint64_t read_acks(int fd, uint64_t target, int timeout_ms)
         ssize_t n = read(fd, &v, sizeof(v));
         if (n != (ssize_t)sizeof(v))
             return best;
+        if (v & NB_TAG) {
+            if ((v & ~NB_TAG) > g_nb_acked)
+                g_nb_acked = v & ~NB_TAG;
+            continue;
+        }
         if (v > best)
             best = v;
     }
@@ -206,6 +238,34 @@ static void test_kill9_rounds(void **state)
         print_message("round %" PRIu64 ": acknowledged %" PRIu64 ", recovered %" PRIu64
                       " (%u segments)\n",
                       round, acked, info.last_index, info.segments);
+        if (disk) { /* the neighbour log written by the same writer */
+            char nbdir[600];
+            nb_path(dir, nbdir, sizeof(nbdir));
+            rlog *nb = NULL;
+            rlog_info ni;
+            assert_int_equal(rlog_open(nbdir, &o, &nb, &ni), 0);
+            if (ni.last_index < g_nb_acked)
+                fail_msg("round %" PRIu64 ": neighbour acknowledged %" PRIu64
+                         " but recovered %" PRIu64, round, g_nb_acked, ni.last_index);
+            uint64_t pt = 0;
+            for (uint64_t i = ni.first_index; i <= ni.last_index; i++) {
+                rlog_entry e;
+                assert_int_equal(rlog_read(nb, i, &e), 0);
+                uint8_t exp[CRASH_MAX_LEN];
+                uint32_t len = crash_len(i, e.term);
+                rt_fill(exp, len, i, e.term);
+                assert_true(e.term >= pt && e.term <= round);
+                assert_int_equal(e.len, len);
+                if (len)
+                    assert_memory_equal(e.data, exp, len);
+                pt = e.term;
+                rlog_entry_release(&e);
+            }
+            print_message("round %" PRIu64 ": neighbour acknowledged %" PRIu64
+                          ", recovered %" PRIu64 "\n", round, g_nb_acked, ni.last_index);
+            g_nb_acked = ni.last_index;
+            rlog_close(nb);
+        }
         acked_total = info.last_index;
         rlog_close(log);
         rlog_disk_destroy(disk);
