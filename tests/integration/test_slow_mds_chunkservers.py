@@ -95,9 +95,8 @@ def test_recovery_and_rebalance_with_real_chunkservers(procs, tmp_dir):
                        for c in cur)
         try:
             wait_until(recovered, 120, interval=0.5, what="copysets rebuilt without the victim")
-        except TimeoutError:
-            print(json.dumps(copysets(a), indent=None))
-            print("\n".join(l for l in m.proc.stderr_lines if "mds:" in l)[-6000:])
+        except Exception:
+            print(m.proc.describe())
             for s_, (p_, _) in cs.items():
                 print(s_, "\n".join(p_.stderr_lines[-15:]))
             raise
