@@ -9,10 +9,14 @@
  *           across their preads so that the IO thread cannot close a file under them.
  *   The two locks are never held together. The IO thread owns the staging buffer and is the
  *   only writer of segment files.
- *   With a shared disk writer (rlog_disk), the disk's thread plays the IO thread of each of its
- *   logs. disk->mu protects the disk's ready list, the rd_* fields of its logs, its counters
- *   and `stopping`. Lock order: log->mu, then disk->mu; the disk thread never holds disk->mu
- *   while taking a log's lock, and holds no lock while doing IO or running callbacks.
+ *   With a shared disk writer (rlog_disk), the disk's threads play the IO thread of each of its
+ *   logs: the writer thread takes and writes a log's batch, then one sync helper fdatasyncs it
+ *   and runs its callbacks; a log is *taken* (rd_in_round) by exactly one of them at a time,
+ *   so the IO-thread-only fields above (stage, need_sync, the open segment) still have a
+ *   single user, handed over under disk->mu. disk->mu protects the disk's ready list and sync
+ *   queue, rd_next / rd_in_ready / rd_in_round / rd_sync_next of its logs, its counters and
+ *   `stopping`. Lock order: log->mu, then disk->mu; no thread holds disk->mu while taking a
+ *   log's lock, and none holds a lock while doing IO or running callbacks.
  */
 #include "raft/io/disklog.h"
 
@@ -368,17 +372,16 @@ struct rlog {
     size_t stage_offs_cap;
     bool need_sync;
 
-    /* shared disk writer (NULL: own thread). rd_next, rd_in_ready, rd_in_round under disk->mu;
-     * rd_round_next, rd_batch, rd_rc, rd_more belong to the disk thread. */
+    /* shared disk writer (NULL: own thread). rd_next, rd_in_ready, rd_in_round, rd_sync_next
+     * under disk->mu; rd_round_next, rd_batch, rd_rc belong to the thread that took the log. */
     rlog_disk *disk;
     rlog *rd_next;
     bool rd_in_ready; /* on the disk's ready list */
-    bool rd_in_round; /* taken by the disk thread for the current round */
+    bool rd_in_round; /* taken: being written, synced or completed by one disk thread */
     rlog *rd_round_next;
-    rlog *rd_sync_next; /* on the sync queue (under disk->mu) or the disk thread's own list */
+    rlog *rd_sync_next; /* on the sync queue (under disk->mu) or the writer's own list */
     rlog_op *rd_batch;
     int rd_rc;
-    bool rd_more;
 };
 
 void rlog_opts_default(rlog_opts *o)
