@@ -19,9 +19,11 @@
 
 #define CS_FSM_META_MAGIC 0x454d5343u /* "CSME" */
 /* cs_snapshot file: u32 magic, u32 version, u64 index, u64 term, u64 epoch, u64 group_id,
- * u32 nchunks, u32 reserved, nchunks x u64 chunk id, u32 crc32c of everything before. */
+ * u32 nchunks, u32 nvol (version 1: reserved, 0), nchunks x u64 chunk id,
+ * nvol x (u64 file_id, u64 epoch), u32 crc32c of everything before. */
 #define CS_SNAPFILE_HDR 48u
-#define CS_SNAPFILE_MAX (CS_SNAPFILE_HDR + 8u * RAFT_MAX_SNAPSHOT_FILES + 4u)
+#define CS_SNAPFILE_MAX                                                                          \
+    (CS_SNAPFILE_HDR + 8u * RAFT_MAX_SNAPSHOT_FILES + 16u * CS_FSM_VOL_EPOCHS_MAX + 4u)
 
 /* ---- little-endian helpers ------------------------------------------------------------- */
 
@@ -158,6 +160,11 @@ struct cs_fsm {
     /* install in progress (loop only) */
     bool installing;
     uint64_t inst_index, inst_epoch;
+    cs_vol_epoch *inst_vols; /* CS_FSM_VOL_EPOCHS_MAX entries, from the manifest meta */
+    uint32_t inst_nvol;
+    /* protects vols: the volume-epoch table (apply thread writes, snapshot builds read) */
+    pthread_mutex_t vol_lock;
+    cs_vol_epoch vols[CS_FSM_VOL_EPOCHS_MAX]; /* epoch 0 = free slot */
     install_file *files; /* sorted by chunk_id */
     uint32_t nfiles;
     /* counters (loop writes, any thread reads: relaxed atomics) */
@@ -174,33 +181,122 @@ struct cs_fsm_snap {
     struct raft_manifest m;
     struct raft_snapshot_file *files;
     char (*names)[32];
-    uint8_t meta[CS_FSM_MANIFEST_META_SIZE];
+    uint8_t *meta; /* encoded manifest meta (owned) */
 };
 
-void cs_fsm__meta_encode(uint64_t epoch, uint64_t group_id, uint32_t chunk_size,
-                         uint8_t out[CS_FSM_MANIFEST_META_SIZE])
+size_t cs_fsm__meta_encode(uint64_t epoch, uint64_t group_id, uint32_t chunk_size,
+                           const cs_vol_epoch *vols, uint32_t nvol, uint8_t *out)
 {
+    CURVE_ASSERT(nvol <= CS_FSM_VOL_EPOCHS_MAX && (nvol == 0 || vols != NULL));
+    size_t len = CS_FSM_MANIFEST_META_SIZE(nvol);
     put32(out, CS_FSM_META_MAGIC);
-    put32(out + 4, 1);
+    put32(out + 4, 2);
     put64(out + 8, epoch);
     put64(out + 16, group_id);
     put32(out + 24, chunk_size);
-    put32(out + 28, curve_crc32c(0, out, 28));
+    put32(out + 28, nvol);
+    for (uint32_t i = 0; i < nvol; i++) {
+        put64(out + 32 + 16 * i, vols[i].file_id);
+        put64(out + 40 + 16 * i, vols[i].epoch);
+    }
+    put32(out + len - 4, curve_crc32c(0, out, len - 4));
+    return len;
+}
+
+/* Decodes nvol (file_id, epoch) pairs at p into vols (may be NULL); an epoch 0 is refused. */
+static int vols_decode(const uint8_t *p, uint32_t nvol, cs_vol_epoch *vols)
+{
+    for (uint32_t i = 0; i < nvol; i++) {
+        cs_vol_epoch v = {.file_id = get64(p + 16 * i), .epoch = get64(p + 8 + 16 * i)};
+        if (v.epoch == 0)
+            return CURVE_ERR_CORRUPT;
+        if (vols != NULL)
+            vols[i] = v;
+    }
+    return 0;
 }
 
 int cs_fsm__meta_decode(const void *buf, size_t len, uint64_t *epoch, uint64_t *group_id,
-                        uint32_t *chunk_size)
+                        uint32_t *chunk_size, cs_vol_epoch *vols, uint32_t *nvol)
 {
     const uint8_t *p = buf;
-    if (buf == NULL || len != CS_FSM_MANIFEST_META_SIZE)
+    if (buf == NULL || len < 32 || len > CS_FSM_MANIFEST_META_MAX || get32(p) != CS_FSM_META_MAGIC)
         return CURVE_ERR_CORRUPT;
-    if (get32(p) != CS_FSM_META_MAGIC || get32(p + 4) != 1 ||
-        get32(p + 28) != curve_crc32c(0, p, 28))
+    uint32_t version = get32(p + 4), n = 0;
+    if (version == 1) {
+        if (len != 32 || get32(p + 28) != curve_crc32c(0, p, 28))
+            return CURVE_ERR_CORRUPT;
+    } else if (version == 2) {
+        n = get32(p + 28);
+        if (n > CS_FSM_VOL_EPOCHS_MAX || len != CS_FSM_MANIFEST_META_SIZE(n) ||
+            get32(p + len - 4) != curve_crc32c(0, p, len - 4) || vols_decode(p + 32, n, vols) != 0)
+            return CURVE_ERR_CORRUPT;
+    } else {
         return CURVE_ERR_CORRUPT;
+    }
     *epoch = get64(p + 8);
     *group_id = get64(p + 16);
     *chunk_size = get32(p + 24);
+    if (nvol != NULL)
+        *nvol = n;
     return 0;
+}
+
+/* ---- volume-epoch table -------------------------------------------------------------------- */
+
+static uint32_t vol_hash(uint64_t file_id)
+{
+    return (uint32_t)((file_id * 0x9e3779b97f4a7c15ull) >> 40) % CS_FSM_VOL_EPOCHS_MAX;
+}
+
+/* Raises file_id's entry to at least epoch (> 0). Returns true when the table changed. */
+static bool vol_note(cs_fsm *f, uint64_t file_id, uint64_t epoch)
+{
+    bool changed = false;
+    pthread_mutex_lock(&f->vol_lock);
+    uint32_t h = vol_hash(file_id), victim = h;
+    cs_vol_epoch *slot = NULL;
+    for (uint32_t i = 0; i < CS_FSM_VOL_PROBE; i++) {
+        cs_vol_epoch *v = &f->vols[(h + i) % CS_FSM_VOL_EPOCHS_MAX];
+        if (v->epoch == 0 || v->file_id == file_id) {
+            slot = v;
+            break;
+        }
+        if (v->epoch < f->vols[victim].epoch)
+            victim = (h + i) % CS_FSM_VOL_EPOCHS_MAX;
+    }
+    if (slot == NULL) {
+        slot = &f->vols[victim];
+        slot->epoch = 0;
+    }
+    if (slot->epoch == 0 || slot->epoch < epoch) {
+        *slot = (cs_vol_epoch){.file_id = file_id, .epoch = epoch};
+        changed = true;
+    }
+    pthread_mutex_unlock(&f->vol_lock);
+    return changed;
+}
+
+/* Merges a received/loaded table and raises the chunkserver's fences with it. */
+static void vol_merge(cs_fsm *f, const cs_vol_epoch *vols, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        vol_note(f, vols[i].file_id, vols[i].epoch);
+        if (f->epoch_seen != NULL)
+            f->epoch_seen(f->epoch_arg, vols[i].file_id, vols[i].epoch);
+    }
+}
+
+uint32_t cs_fsm_vol_epochs(const cs_fsm *f0, cs_vol_epoch *out, uint32_t cap)
+{
+    cs_fsm *f = (cs_fsm *)f0;
+    uint32_t n = 0;
+    pthread_mutex_lock(&f->vol_lock);
+    for (uint32_t i = 0; i < CS_FSM_VOL_EPOCHS_MAX && n < cap; i++)
+        if (f->vols[i].epoch != 0)
+            out[n++] = f->vols[i];
+    pthread_mutex_unlock(&f->vol_lock);
+    return n;
 }
 
 int cs_fsm__parse_chunk_name(const char *name, uint64_t *id)
@@ -241,6 +337,7 @@ static int snapfile_load(cs_fsm *f)
         return errno == ENOENT ? 0 : -errno;
     struct stat st;
     uint8_t *buf = NULL;
+    cs_vol_epoch *vols = NULL;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
         goto out;
@@ -261,32 +358,46 @@ static int snapfile_load(cs_fsm *f)
         goto out;
     }
     uint64_t epoch;
-    rc = cs_fsm__snapfile_decode(buf, len, f->group_id, &epoch);
+    uint32_t nvol = 0;
+    vols = malloc(CS_FSM_VOL_EPOCHS_MAX * sizeof(*vols));
+    if (vols == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = cs_fsm__snapfile_decode(buf, len, f->group_id, &epoch, vols, &nvol);
     if (rc != 0)
         goto out;
     atomic_store(&f->epoch, epoch);
+    vol_merge(f, vols, nvol);
     f->snap_stored_index = get64(buf + 8);
     rc = 0;
 out:
     if (rc != 0)
         CLOG_ERROR("copyset %" PRIu64 ": cannot load %s: %s", f->group_id, path,
                    curve_strerror(rc));
+    free(vols);
     free(buf);
     close(fd);
     return rc;
 }
 
-int cs_fsm__snapfile_decode(const uint8_t *buf, size_t len, uint64_t group_id, uint64_t *epoch)
+int cs_fsm__snapfile_decode(const uint8_t *buf, size_t len, uint64_t group_id, uint64_t *epoch,
+                            cs_vol_epoch *vols, uint32_t *nvol)
 {
     if (buf == NULL || len < CS_SNAPFILE_HDR + 4 || len > CS_SNAPFILE_MAX)
         return CURVE_ERR_CORRUPT;
-    uint32_t nchunks = get32(buf + 40);
-    if (get32(buf) != CS_FSM_SNAP_MAGIC || get32(buf + 4) != CS_FSM_SNAP_VERSION ||
-        nchunks > RAFT_MAX_SNAPSHOT_FILES || len != CS_SNAPFILE_HDR + 8u * nchunks + 4u ||
-        get32(buf + len - 4) != curve_crc32c(0, buf, len - 4) || get64(buf + 32) != group_id ||
-        get32(buf + 44) != 0)
+    uint32_t version = get32(buf + 4), nchunks = get32(buf + 40), n = get32(buf + 44);
+    if (get32(buf) != CS_FSM_SNAP_MAGIC || (version != 1 && version != 2) ||
+        (version == 1 && n != 0) || nchunks > RAFT_MAX_SNAPSHOT_FILES ||
+        n > CS_FSM_VOL_EPOCHS_MAX ||
+        len != CS_SNAPFILE_HDR + 8u * (size_t)nchunks + 16u * (size_t)n + 4u ||
+        get32(buf + len - 4) != curve_crc32c(0, buf, len - 4) || get64(buf + 32) != group_id)
+        return CURVE_ERR_CORRUPT;
+    if (vols_decode(buf + CS_SNAPFILE_HDR + 8u * (size_t)nchunks, n, vols) != 0)
         return CURVE_ERR_CORRUPT;
     *epoch = get64(buf + 24);
+    if (nvol != NULL)
+        *nvol = n;
     return 0;
 }
 
@@ -302,15 +413,17 @@ static int fsync_dir(const char *dir)
 
 /* Writes cs_snapshot durably: tmp file, fdatasync, rename, directory fsync. */
 static int snapfile_store_locked(cs_fsm *f, uint64_t index, uint64_t term, uint64_t epoch,
-                                 const uint64_t *ids, size_t n);
+                                 const uint64_t *ids, size_t n, const cs_vol_epoch *vols,
+                                 uint32_t nvol);
 
 static int snapfile_store(cs_fsm *f, uint64_t index, uint64_t term, uint64_t epoch,
-                          const uint64_t *ids, size_t n)
+                          const uint64_t *ids, size_t n, const cs_vol_epoch *vols,
+                          uint32_t nvol)
 {
     pthread_mutex_lock(&f->snap_lock);
     int rc = 0;
     if (index >= f->snap_stored_index) {
-        rc = snapfile_store_locked(f, index, term, epoch, ids, n);
+        rc = snapfile_store_locked(f, index, term, epoch, ids, n, vols, nvol);
         if (rc == 0)
             f->snap_stored_index = index;
     }
@@ -319,7 +432,8 @@ static int snapfile_store(cs_fsm *f, uint64_t index, uint64_t term, uint64_t epo
 }
 
 static int snapfile_store_locked(cs_fsm *f, uint64_t index, uint64_t term, uint64_t epoch,
-                                 const uint64_t *ids, size_t n)
+                                 const uint64_t *ids, size_t n, const cs_vol_epoch *vols,
+                                 uint32_t nvol)
 {
     char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
     int rc = snapfile_path(f, "", path, sizeof(path));
@@ -327,9 +441,9 @@ static int snapfile_store_locked(cs_fsm *f, uint64_t index, uint64_t term, uint6
         rc = snapfile_path(f, ".tmp", tmp, sizeof(tmp));
     if (rc != 0)
         return rc;
-    if (n > RAFT_MAX_SNAPSHOT_FILES)
+    if (n > RAFT_MAX_SNAPSHOT_FILES || nvol > CS_FSM_VOL_EPOCHS_MAX)
         return -E2BIG;
-    size_t len = CS_SNAPFILE_HDR + 8u * n + 4u;
+    size_t len = CS_SNAPFILE_HDR + 8u * n + 16u * nvol + 4u;
     uint8_t *buf = calloc(1, len);
     if (buf == NULL)
         return -ENOMEM;
@@ -340,9 +454,13 @@ static int snapfile_store_locked(cs_fsm *f, uint64_t index, uint64_t term, uint6
     put64(buf + 24, epoch);
     put64(buf + 32, f->group_id);
     put32(buf + 40, (uint32_t)n);
-    put32(buf + 44, 0);
+    put32(buf + 44, nvol);
     for (size_t i = 0; i < n; i++)
         put64(buf + CS_SNAPFILE_HDR + 8 * i, ids[i]);
+    for (uint32_t i = 0; i < nvol; i++) {
+        put64(buf + CS_SNAPFILE_HDR + 8 * n + 16 * i, vols[i].file_id);
+        put64(buf + CS_SNAPFILE_HDR + 8 * n + 16 * i + 8, vols[i].epoch);
+    }
     put32(buf + len - 4, curve_crc32c(0, buf, len - 4));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -386,8 +504,10 @@ int cs_fsm_open(const cs_fsm_opts *o, cs_fsm **out)
     f->epoch_arg = o->epoch_arg;
     snprintf(f->snap_dir, sizeof(f->snap_dir), "%s", o->snapshot_dir);
     pthread_mutex_init(&f->snap_lock, NULL);
+    pthread_mutex_init(&f->vol_lock, NULL);
     int rc = snapfile_load(f);
     if (rc != 0) {
+        pthread_mutex_destroy(&f->vol_lock);
         pthread_mutex_destroy(&f->snap_lock);
         free(f);
         return rc;
@@ -406,6 +526,9 @@ static void install_drop(cs_fsm *f)
     free(f->files);
     f->files = NULL;
     f->nfiles = 0;
+    free(f->inst_vols);
+    f->inst_vols = NULL;
+    f->inst_nvol = 0;
     f->installing = false;
 }
 
@@ -414,6 +537,7 @@ void cs_fsm_close(cs_fsm *f)
     if (f == NULL)
         return;
     install_drop(f);
+    pthread_mutex_destroy(&f->vol_lock);
     pthread_mutex_destroy(&f->snap_lock);
     free(f);
 }
@@ -467,8 +591,11 @@ int cs_fsm_apply(void *ctx, uint64_t index, const struct raft_entry *e)
             break;
         }
         if (c.type == CS_CMD_WRITE) {
-            if (c.epoch != 0 && f->epoch_seen != NULL)
-                f->epoch_seen(f->epoch_arg, c.file_id, c.epoch);
+            if (c.epoch != 0) {
+                vol_note(f, c.file_id, c.epoch);
+                if (f->epoch_seen != NULL)
+                    f->epoch_seen(f->epoch_arg, c.file_id, c.epoch);
+            }
             rc = curve_chunkstore_write(f->store, c.chunk_id, c.sn, c.offset, c.data, c.len);
             atomic_fetch_add(&f->writes, 1);
         } else {
@@ -512,7 +639,13 @@ int cs_fsm_snapshot_build(cs_fsm *f, const struct raft_snapshot_meta *meta, uint
     }
     cs_fsm_snap *s = calloc(1, sizeof(*s));
     uint64_t *ids = calloc(n + 1, sizeof(*ids));
-    if (s == NULL || ids == NULL)
+    /* the table as of now (>= the one at meta->index: fences only rise, harmless) */
+    cs_vol_epoch *vols = malloc(CS_FSM_VOL_EPOCHS_MAX * sizeof(*vols));
+    if (s == NULL || ids == NULL || vols == NULL)
+        goto err_nomem;
+    uint32_t nvol = cs_fsm_vol_epochs(f, vols, CS_FSM_VOL_EPOCHS_MAX);
+    s->meta = malloc(CS_FSM_MANIFEST_META_SIZE(nvol));
+    if (s->meta == NULL)
         goto err_nomem;
     s->files = calloc(n + 1, sizeof(*s->files));
     s->names = calloc(n + 1, sizeof(*s->names));
@@ -525,12 +658,14 @@ int cs_fsm_snapshot_build(cs_fsm *f, const struct raft_snapshot_meta *meta, uint
         s->files[i].size = ents[i].file_size;
         ids[i] = ents[i].chunk_id;
     }
-    cs_fsm__meta_encode(epoch, f->group_id, curve_chunkstore_chunk_size(f->store), s->meta);
+    size_t mlen = cs_fsm__meta_encode(epoch, f->group_id, curve_chunkstore_chunk_size(f->store),
+                                      vols, nvol, s->meta);
     s->m.meta = s->meta;
-    s->m.meta_len = CS_FSM_MANIFEST_META_SIZE;
+    s->m.meta_len = (uint32_t)mlen;
     s->m.nfiles = (uint32_t)n;
     s->m.files = s->files;
-    rc = snapfile_store(f, meta->index, meta->term, epoch, ids, n);
+    rc = snapfile_store(f, meta->index, meta->term, epoch, ids, n, vols, nvol);
+    free(vols);
     free(ids);
     free(ents);
     if (rc != 0) {
@@ -541,6 +676,7 @@ int cs_fsm_snapshot_build(cs_fsm *f, const struct raft_snapshot_meta *meta, uint
     *out = s;
     return 0;
 err_nomem:
+    free(vols);
     free(ids);
     free(ents);
     cs_fsm_snap_free(s);
@@ -558,6 +694,7 @@ void cs_fsm_snap_free(cs_fsm_snap *s)
         return;
     free(s->files);
     free(s->names);
+    free(s->meta);
     free(s);
 }
 
@@ -666,20 +803,28 @@ int cs_fsm_install_begin(void *ctx, const struct raft_snapshot_meta *meta,
     cs_fsm *f = ctx;
     install_drop(f);
     uint64_t epoch, gid;
-    uint32_t csize;
+    uint32_t csize, nvol = 0;
+    cs_vol_epoch *vols = malloc(CS_FSM_VOL_EPOCHS_MAX * sizeof(*vols));
+    if (vols == NULL)
+        return -ENOMEM;
     if (meta == NULL || m == NULL ||
-        cs_fsm__meta_decode(m->meta, m->meta_len, &epoch, &gid, &csize) != 0 ||
+        cs_fsm__meta_decode(m->meta, m->meta_len, &epoch, &gid, &csize, vols, &nvol) != 0 ||
         gid != f->group_id || csize != curve_chunkstore_chunk_size(f->store) ||
-        m->nfiles > RAFT_MAX_SNAPSHOT_FILES || (m->nfiles > 0 && m->files == NULL))
+        m->nfiles > RAFT_MAX_SNAPSHOT_FILES || (m->nfiles > 0 && m->files == NULL)) {
+        free(vols);
         return CURVE_ERR_CORRUPT;
+    }
     uint64_t fsize = (uint64_t)CURVE_CHUNK_HEADER_SIZE + csize;
     install_file *files = calloc(m->nfiles + 1u, sizeof(*files));
-    if (files == NULL)
+    if (files == NULL) {
+        free(vols);
         return -ENOMEM;
+    }
     for (uint32_t i = 0; i < m->nfiles; i++) {
         if (cs_fsm__parse_chunk_name(m->files[i].name, &files[i].chunk_id) != 0 ||
             m->files[i].size != fsize) {
             free(files);
+            free(vols);
             return CURVE_ERR_CORRUPT;
         }
         files[i].size = fsize;
@@ -688,6 +833,7 @@ int cs_fsm_install_begin(void *ctx, const struct raft_snapshot_meta *meta,
     for (uint32_t i = 1; i < m->nfiles; i++) {
         if (files[i].chunk_id == files[i - 1].chunk_id) {
             free(files);
+            free(vols);
             return CURVE_ERR_CORRUPT;
         }
     }
@@ -696,6 +842,8 @@ int cs_fsm_install_begin(void *ctx, const struct raft_snapshot_meta *meta,
     f->installing = true;
     f->inst_index = meta->index;
     f->inst_epoch = epoch;
+    f->inst_vols = vols;
+    f->inst_nvol = nvol;
     CLOG_INFO("copyset %" PRIu64 ": installing snapshot %" PRIu64 " (%u chunks, epoch %" PRIu64
               ")", f->group_id, meta->index, m->nfiles, epoch);
     return 0;
@@ -775,7 +923,12 @@ int cs_fsm_install_finish(void *ctx, const struct raft_snapshot_meta *meta,
     if (rc == 0) {
         for (uint32_t i = 0; i < f->nfiles; i++)
             ids[i] = f->files[i].chunk_id;
-        rc = snapfile_store(f, meta->index, meta->term, f->inst_epoch, ids, f->nfiles);
+        /* The installed table: the received one merged into ours (a fence never goes down,
+         * even if this replica had learned a newer epoch than the leader's snapshot). */
+        vol_merge(f, f->inst_vols, f->inst_nvol);
+        uint32_t nvol = cs_fsm_vol_epochs(f, f->inst_vols, CS_FSM_VOL_EPOCHS_MAX);
+        rc = snapfile_store(f, meta->index, meta->term, f->inst_epoch, ids, f->nfiles,
+                            f->inst_vols, nvol);
     }
     free(ids);
     if (rc == 0) {

@@ -79,10 +79,25 @@ int cs_cmd_decode(const void *buf, size_t len, cs_cmd *out);
 
 #define CS_FSM_SNAPSHOT_FILE "cs_snapshot"
 #define CS_FSM_SNAP_MAGIC 0x50414e53u /* "SNAP" */
-#define CS_FSM_SNAP_VERSION 1u
-/* Encoded manifest meta (the opaque bytes in struct raft_manifest.meta):
- *   u32 magic "CSME", u32 version, u64 epoch, u64 group_id, u32 chunk_size, u32 crc32c. */
-#define CS_FSM_MANIFEST_META_SIZE 32u
+#define CS_FSM_SNAP_VERSION 2u /* 1: no volume-epoch table (still read) */
+/* Volume-epoch table of one copyset: the highest volume epoch (the MDS's per-volume fencing
+ * epoch, DESIGN §7) seen in an applied write, per file id. It is part of the snapshot (manifest
+ * meta and cs_snapshot) so that a fence survives a snapshot install, log truncation and
+ * restarts. Bound: CS_FSM_VOL_EPOCHS_MAX slots, open addressing probing CS_FSM_VOL_PROBE slots;
+ * when all are taken the lowest epoch among them is replaced (that volume loses its fence on
+ * this copyset: only with more than CS_FSM_VOL_EPOCHS_MAX fenced volumes in one copyset). */
+#define CS_FSM_VOL_EPOCHS_MAX 1024u
+#define CS_FSM_VOL_PROBE 8u
+typedef struct cs_vol_epoch {
+    uint64_t file_id;
+    uint64_t epoch; /* > 0 */
+} cs_vol_epoch;
+/* Encoded manifest meta (the opaque bytes in struct raft_manifest.meta), version 2:
+ *   u32 magic "CSME", u32 version 2, u64 epoch, u64 group_id, u32 chunk_size, u32 nvol,
+ *   nvol x (u64 file_id, u64 epoch), u32 crc32c of everything before.
+ * Version 1 (32 bytes: no nvol, no table) is still decoded. */
+#define CS_FSM_MANIFEST_META_SIZE(nvol) (36u + 16u * (nvol))
+#define CS_FSM_MANIFEST_META_MAX CS_FSM_MANIFEST_META_SIZE(CS_FSM_VOL_EPOCHS_MAX)
 
 typedef struct cs_fsm cs_fsm;
 
@@ -92,7 +107,8 @@ typedef struct cs_fsm_opts {
     const char *snapshot_dir; /* <group>/snapshot (created if missing); copied */
     /* Optional: called (on the apply thread) with the volume epoch of every applied write
      * whose epoch is non-zero, so that every replica — and so a future leader — learns the
-     * epoch fence from the log. */
+     * epoch fence from the log; also for every entry of the volume-epoch table loaded from
+     * cs_snapshot (in cs_fsm_open) or received with a snapshot (install finish). */
     void (*epoch_seen)(void *arg, uint64_t file_id, uint64_t epoch);
     void *epoch_arg;
 } cs_fsm_opts;
@@ -136,17 +152,27 @@ const struct raft_manifest *cs_fsm_snap_manifest(const cs_fsm_snap *s);
 void cs_fsm_snap_free(cs_fsm_snap *s);
 
 uint64_t cs_fsm_epoch(const cs_fsm *f);
+/* Copies up to cap entries of the volume-epoch table into out; returns the number copied.
+ * Any thread. */
+uint32_t cs_fsm_vol_epochs(const cs_fsm *f, cs_vol_epoch *out, uint32_t cap);
 void cs_fsm_get_stats(const cs_fsm *f, cs_fsm_stats *out);
 curve_chunkstore *cs_fsm_store(const cs_fsm *f);
 
 /* Manifest meta codec (exposed for tests and the fuzz target). */
-void cs_fsm__meta_encode(uint64_t epoch, uint64_t group_id, uint32_t chunk_size,
-                         uint8_t out[CS_FSM_MANIFEST_META_SIZE]);
+/* Encodes manifest meta version 2 into out (CS_FSM_MANIFEST_META_SIZE(nvol) bytes);
+ * nvol <= CS_FSM_VOL_EPOCHS_MAX. Returns the length. */
+size_t cs_fsm__meta_encode(uint64_t epoch, uint64_t group_id, uint32_t chunk_size,
+                           const cs_vol_epoch *vols, uint32_t nvol, uint8_t *out);
+/* Decodes manifest meta (version 1 or 2). vols (CS_FSM_VOL_EPOCHS_MAX entries) may be NULL;
+ * *nvol gets the table size (0 for version 1). Returns 0 or CURVE_ERR_CORRUPT (bad magic,
+ * version, length, crc, nvol > CS_FSM_VOL_EPOCHS_MAX or an entry with epoch 0). */
 int cs_fsm__meta_decode(const void *buf, size_t len, uint64_t *epoch, uint64_t *group_id,
-                        uint32_t *chunk_size);
-/* cs_snapshot file codec: returns 0 and the epoch, or CURVE_ERR_CORRUPT (bad magic, version,
- * length, crc, group id or reserved bytes). */
-int cs_fsm__snapfile_decode(const uint8_t *buf, size_t len, uint64_t group_id, uint64_t *epoch);
+                        uint32_t *chunk_size, cs_vol_epoch *vols, uint32_t *nvol);
+/* cs_snapshot file codec: returns 0, the epoch and the volume-epoch table (vols: NULL or
+ * CS_FSM_VOL_EPOCHS_MAX entries; *nvol may be NULL), or CURVE_ERR_CORRUPT. Version 1 files
+ * (reserved word 0, no table) are accepted. */
+int cs_fsm__snapfile_decode(const uint8_t *buf, size_t len, uint64_t group_id, uint64_t *epoch,
+                            cs_vol_epoch *vols, uint32_t *nvol);
 /* Parses "chunk_<decimal id>" strictly. Returns 0 or -EINVAL. */
 int cs_fsm__parse_chunk_name(const char *name, uint64_t *id);
 

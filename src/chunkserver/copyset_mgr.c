@@ -413,6 +413,16 @@ static int copyset_open(cs_mgr *m, uint64_t gid, const struct raft_config *boot,
     rc = raftrt_group_open(m->host, &go, &cs->group);
     if (rc != 0)
         goto err_after_fsm;
+    /* A restarted group's configuration may come from entries before its snapshot (never
+     * applied again) or not yet applied: learn its members' addresses now, or a leader never
+     * contacts a member added before the last snapshot. */
+    struct raft_status *st = malloc(sizeof(*st));
+    if (st != NULL) {
+        raftrt_group_status(cs->group, st);
+        for (uint32_t i = 0; i < st->npeers && i < RAFT_MAX_SERVERS; i++)
+            cs__learn_peer(m, st->peers[i].id);
+        free(st);
+    }
     *out = cs;
     return 0;
 err_after_fsm:

@@ -149,10 +149,14 @@ static cs_epoch_slot *epoch_slot(cs_mgr *m, uint64_t file_id)
     return &m->epochs[s];
 }
 
-/* Epoch fence (DESIGN §7): remembers the highest epoch per volume; older ones are refused. */
-static int epoch_check(cs_mgr *m, uint64_t file_id, uint64_t epoch, uint64_t *seen)
+/* Epoch fence (DESIGN §7): remembers the highest epoch per volume; older ones are refused.
+ * A request that carries an epoch is compared even at epoch 0 (new volumes start at 0, so an
+ * old writer at 0 must be refused once an exclusive open elsewhere raised the epoch); a
+ * request without one (readers) is not fenced. Epoch 0 is never recorded (nothing to fence). */
+static int epoch_check(cs_mgr *m, bool has_epoch, uint64_t file_id, uint64_t epoch,
+                       uint64_t *seen)
 {
-    if (epoch == 0)
+    if (!has_epoch)
         return 0;
     int rc = 0;
     pthread_mutex_lock(&m->epoch_lock);
@@ -160,7 +164,7 @@ static int epoch_check(cs_mgr *m, uint64_t file_id, uint64_t epoch, uint64_t *se
     if (e->file_id == file_id && e->epoch > epoch) {
         rc = CURVE_ERR_EPOCH_TOO_OLD;
         *seen = e->epoch;
-    } else if (e->file_id != file_id || e->epoch < epoch) {
+    } else if (epoch > 0 && (e->file_id != file_id || e->epoch < epoch)) {
         e->file_id = file_id;
         e->epoch = epoch;
     }
@@ -249,7 +253,7 @@ static void chunk_handle(rpc_call_ctx *ctx, const ProtobufCMessage *msg, curve_i
         goto fail;
     }
     r->cs = cs;
-    rc = epoch_check(m, q->has_file_id ? q->file_id : 0, q->has_epoch ? q->epoch : 0, &seen);
+    rc = epoch_check(m, q->has_epoch, q->has_file_id ? q->file_id : 0, q->epoch, &seen);
     if (rc != 0)
         goto fail;
     if (op == CS_OP_WRITE || op == CS_OP_READ) {

@@ -8,6 +8,11 @@
 #include "chunkserver/cs_heartbeat.h"
 #include "common/assert.h"
 
+static uint32_t get_version(const uint8_t *p)
+{
+    return (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cs_cmd c;
@@ -21,9 +26,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     uint64_t epoch, gid;
     uint32_t csize;
-    (void)cs_fsm__meta_decode(data, size, &epoch, &gid, &csize);
+    static cs_vol_epoch vols[CS_FSM_VOL_EPOCHS_MAX];
+    uint32_t nvol;
+    if (cs_fsm__meta_decode(data, size, &epoch, &gid, &csize, vols, &nvol) == 0 &&
+        get_version(data) == 2) {
+        /* a decoded version-2 meta re-encodes to the same bytes */
+        static uint8_t buf[CS_FSM_MANIFEST_META_MAX];
+        size_t n = cs_fsm__meta_encode(epoch, gid, csize, vols, nvol, buf);
+        CURVE_ASSERT(n == size && memcmp(buf, data, n) == 0);
+    }
     uint64_t snap_epoch;
-    (void)cs_fsm__snapfile_decode(data, size, 1, &snap_epoch);
+    (void)cs_fsm__snapfile_decode(data, size, 1, &snap_epoch, vols, &nvol);
     struct raft_config conf;
     (void)cs_peers_decode(data, size, &conf);
     uint32_t id;

@@ -308,6 +308,15 @@ def test_bad_requests(procs, tmp_dir):
     assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 5, r
     r = cl.io(leader, "write", 1, 0, 4096, "--epoch=4", "--file-id=78")
     assert r["status"] == "SUCCESS", r
+    # epoch 0 (a new volume) is fenced too once epoch 1 was seen; readers send no epoch
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=0", "--file-id=79")
+    assert r["status"] == "SUCCESS", r
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=1", "--file-id=79")
+    assert r["status"] == "SUCCESS", r
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=0", "--file-id=79")
+    assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 1, r
+    r = cl.io(leader, "read", 1, 0, 4096)
+    assert r["status"] == "SUCCESS", r
     # the fence travels through the log: a new leader refuses the old epoch too
     target = [c for c in cl.cs if c is not leader][0]
     applied = leader.copyset()["applied"]
@@ -317,6 +326,8 @@ def test_bad_requests(procs, tmp_dir):
     leader = cl.wait_leader(exclude=leader)
     r = cl.io(leader, "write", 1, 0, 4096, "--epoch=4", "--file-id=77")
     assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 5, r
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=0", "--file-id=79")
+    assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 1, r
     # garbage on the RPC port, bad CLI/copyset arguments
     garbage_frames(leader.addr)
     # well-formed frames with a body that is not the request message, unknown methods

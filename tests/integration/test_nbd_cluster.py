@@ -192,10 +192,9 @@ def test_exclusive_open_fences_the_first_export(export, procs, tmp_dir):  # noqa
     assert "fail" not in after.lower(), after
 
 
-@pytest.mark.xfail(strict=True, reason="libcurve/chunkserver: a writer whose segment is cached "
-                   "keeps writing after an exclusive open elsewhere (epoch not fenced on the "
-                   "chunkserver path); reported to client/chunkserver")
 def test_exclusive_open_fences_cached_writer(export, procs, tmp_dir):  # noqa: F811
+    # The first export's segment is cached and it writes at epoch 0 (a new volume): the
+    # chunkserver, having seen the exclusive writer's epoch 1, refuses it (EPOCH_TOO_OLD).
     out, after = fence_scenario(export, procs, tmp_dir, 0)
     assert "Operation not permitted" in out, out
     assert "fail" not in after.lower(), after

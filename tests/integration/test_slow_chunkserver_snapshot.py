@@ -15,6 +15,10 @@ SNAP = ["--raft.snapshot-threshold=64", "--raft.snapshot-trailing=8",
 def test_replace_replica_through_snapshot(procs, tmp_dir):
     cl = CsCluster(procs, tmp_dir, extra=SNAP, pool_files=32)
     leader = cl.create_copyset()
+    # a volume fence set before the snapshot: the log behind it is compacted, so the new
+    # replica can only learn it from the snapshot (and must keep it across a restart)
+    r = cl.io(leader, "write", 1, 0, 4096, "--epoch=5", "--file-id=77")
+    assert r["status"] == "SUCCESS", r
     out = os.path.join(tmp_dir, "acked.txt")
     r = tool(cl.peers_arg(), "write-stream", "--pool=1", "--copyset=1", "--count=600",
              "--chunk-size=%d" % CHUNK_SIZE, "--out=" + out)
@@ -53,6 +57,28 @@ def test_replace_replica_through_snapshot(procs, tmp_dir):
     # it caught up through a snapshot: its log starts after index 1
     assert new.copyset()["snapshot_index"] > 0, new.copyset()
     acked = acked_lines(out)
+    # the fence came with the snapshot: as leader, the new replica refuses the old epoch
+    # (whether or not it had learned it from the log too) — and again after a restart
+    def fenced_on_new():
+        nonlocal leader
+        if leader is not new:
+            r = leader.tool("transfer-leader", "--pool=1", "--copyset=1",
+                            "--peer=" + new.addr + ":0")[0]
+            assert r["status"] == "CLI_OK", r
+            leader = cl.wait_leader(members)
+        assert leader is new
+        r = cl.io(new, "write", 1, 0, 4096, "--epoch=4", "--file-id=77")
+        assert r["status"] == "EPOCH_TOO_OLD" and r["epoch"] == 5, r
+    fenced_on_new()
+    for c in members:
+        assert c.proc.stop() == 0, c.proc.describe()
+    for c in members:
+        c.restart()
+    try:
+        leader = cl.wait_leader(members)
+    except TimeoutError:
+        raise AssertionError("\n".join(c.proc.describe() for c in members))
+    fenced_on_new()
     for c in members:
         assert c.proc.stop() == 0, c.proc.describe()
     compare_replicas(cl, members)

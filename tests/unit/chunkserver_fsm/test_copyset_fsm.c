@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "chunkserver/copyset_fsm.h"
+#include "common/crc32c.h"
 #include "common/failpoint.h"
 #include "curve/errors.h"
 
@@ -45,11 +47,24 @@ static void path(char *out, size_t len, const char *a, const char *b)
     assert_true(n > 0 && (size_t)n < len);
 }
 
+/* Volume epoch of the writes apply_write proposes, and what epoch_seen reported last. */
+static uint64_t w_file = 9, w_epoch = 3;
+static uint64_t seen_file, seen_epoch, seen_calls;
+
+static void seen_cb(void *arg, uint64_t file_id, uint64_t epoch)
+{
+    (void)arg;
+    seen_file = file_id;
+    seen_epoch = epoch;
+    seen_calls++;
+}
+
 static void open_fsm(node *n)
 {
     char p[512];
     path(p, sizeof(p), n->dir, "copysets/4294967298/snapshot");
-    cs_fsm_opts o = {.group_id = GID, .store = n->store, .snapshot_dir = p};
+    cs_fsm_opts o = {.group_id = GID, .store = n->store, .snapshot_dir = p,
+                     .epoch_seen = seen_cb};
     assert_int_equal(cs_fsm_open(&o, &n->fsm), 0);
 }
 
@@ -107,7 +122,7 @@ static int apply_write(node *n, uint64_t index, uint64_t chunk, uint64_t off, co
 {
     static uint8_t buf[CS_CMD_HDR_SIZE + CHUNK_SIZE];
     cs_cmd c = {.type = CS_CMD_WRITE, .chunk_id = chunk, .offset = off, .len = len,
-                .data = data, .epoch = 3, .file_id = 9};
+                .data = data, .epoch = w_epoch, .file_id = w_file};
     int total = cs_cmd_encode(&c, buf, sizeof(buf));
     assert_true(total > 0);
     struct raft_entry e = {.term = 1, .type = RAFT_ENTRY_COMMAND, .len = (uint32_t)total,
@@ -257,9 +272,14 @@ static void test_snapshot_build(void **state)
     assert_string_equal(m->files[2].name, "chunk_300");
     assert_int_equal(m->files[1].size, FILE_SIZE);
     uint64_t epoch, gid;
-    uint32_t csize;
-    assert_int_equal(cs_fsm__meta_decode(m->meta, m->meta_len, &epoch, &gid, &csize), 0);
+    uint32_t csize, nvol;
+    static cs_vol_epoch vols[CS_FSM_VOL_EPOCHS_MAX];
+    assert_int_equal(
+        cs_fsm__meta_decode(m->meta, m->meta_len, &epoch, &gid, &csize, vols, &nvol), 0);
     assert_int_equal(epoch, 2);
+    assert_int_equal(nvol, 1); /* the volume-epoch table travels with the snapshot */
+    assert_int_equal(vols[0].file_id, 9);
+    assert_int_equal(vols[0].epoch, 3);
     assert_int_equal(gid, GID);
     assert_int_equal(csize, CHUNK_SIZE);
     cs_fsm_snap_free(s);
@@ -269,10 +289,17 @@ static void test_snapshot_build(void **state)
     meta.index = 6;
     assert_int_not_equal(cs_fsm_snapshot_build(n.fsm, &meta, 2, &s), 0);
     curve_failpoint_clear_all();
-    /* reopen: the epoch comes back from cs_snapshot */
+    /* reopen: the epoch and the volume fences come back from cs_snapshot */
     cs_fsm_close(n.fsm);
+    seen_calls = seen_file = seen_epoch = 0;
     open_fsm(&n);
     assert_int_equal(cs_fsm_epoch(n.fsm), 2);
+    assert_int_equal(cs_fsm_vol_epochs(n.fsm, vols, CS_FSM_VOL_EPOCHS_MAX), 1);
+    assert_int_equal(vols[0].file_id, 9);
+    assert_int_equal(vols[0].epoch, 3);
+    assert_int_equal(seen_calls, 1);
+    assert_int_equal(seen_file, 9);
+    assert_int_equal(seen_epoch, 3);
     /* a damaged cs_snapshot is refused */
     cs_fsm_close(n.fsm);
     n.fsm = NULL;
@@ -348,26 +375,50 @@ static void test_install(void **state)
     static uint8_t d[CHUNK_SIZE];
     for (uint64_t c = 1; c <= 4; c++) {
         fill(d, 65536, (uint32_t)c);
+        w_file = 70 + c % 2; /* volumes 70 (epoch 5) and 71 (epoch 6) */
+        w_epoch = 5 + c % 2;
         assert_int_equal(apply_write(&a, c, c, (c - 1) * 65536, d, 65536), 0);
     }
+    w_file = 9;
+    w_epoch = 3;
     apply_config(&a, 5);
     /* the follower has a stale chunk 2 and a chunk 9 the leader deleted */
     fill(d, 4096, 99);
     assert_int_equal(apply_write(&b, 1, 2, 0, d, 4096), 0);
     assert_int_equal(apply_write(&b, 2, 9, 0, d, 4096), 0);
+    seen_calls = 0;
     assert_int_equal(transfer(&a, &b, 5, 100000, false), 0);
     assert_same_chunks(&a, &b);
     assert_int_equal(cs_fsm_epoch(b.fsm), 1);
+    /* the fences came with the snapshot (reported to the chunkserver) and are merged with the
+     * follower's own (volume 9 at epoch 3, learned from its stale writes) */
+    assert_int_equal(seen_calls, 2);
+    static cs_vol_epoch vols[CS_FSM_VOL_EPOCHS_MAX];
+    uint32_t nv = cs_fsm_vol_epochs(b.fsm, vols, CS_FSM_VOL_EPOCHS_MAX);
+    assert_int_equal(nv, 3);
+    uint64_t want[3][2] = {{9, 3}, {70, 5}, {71, 6}};
+    for (int w = 0; w < 3; w++) {
+        bool found = false;
+        for (uint32_t i = 0; i < nv; i++)
+            found |= vols[i].file_id == want[w][0] && vols[i].epoch == want[w][1];
+        assert_true(found);
+    }
     cs_fsm_stats st;
     cs_fsm_get_stats(b.fsm, &st);
     assert_int_equal(st.installs, 1);
     assert_int_equal(st.applied_index, 5);
+    /* and they survive a restart of the follower */
+    cs_fsm_close(b.fsm);
+    open_fsm(&b);
+    assert_int_equal(cs_fsm_vol_epochs(b.fsm, vols, CS_FSM_VOL_EPOCHS_MAX), 3);
+    cs_fsm_get_stats(b.fsm, &st);
+    assert_int_equal(st.installs, 0);
 
     /* a missing piece makes finish fail and leaves the installed state as it was */
     assert_int_equal(apply_write(&a, 6, 3, 0, d, 4096), 0);
     assert_int_not_equal(transfer(&a, &b, 6, 65536, true), 0);
     cs_fsm_get_stats(b.fsm, &st);
-    assert_int_equal(st.installs, 1);
+    assert_int_equal(st.installs, 0); /* counted since the reopen */
 
     /* duplicates do not make up for a gap: every byte must have been received */
     {
@@ -413,17 +464,17 @@ static void test_install(void **state)
 
     /* bad manifests are refused */
     struct raft_snapshot_file files[2] = {{"chunk_1", FILE_SIZE}, {"chunk_1", FILE_SIZE}};
-    uint8_t mm[CS_FSM_MANIFEST_META_SIZE];
-    cs_fsm__meta_encode(1, GID, CHUNK_SIZE, mm);
+    uint8_t mm[CS_FSM_MANIFEST_META_SIZE(0)];
+    cs_fsm__meta_encode(1, GID, CHUNK_SIZE, NULL, 0, mm);
     struct raft_manifest bad = {.meta = mm, .meta_len = sizeof(mm), .nfiles = 2, .files = files};
     assert_int_equal(cs_fsm_install_begin(b.fsm, &meta, &bad), CURVE_ERR_CORRUPT); /* dup */
     bad.nfiles = 1;
     files[0].size = 5;
     assert_int_equal(cs_fsm_install_begin(b.fsm, &meta, &bad), CURVE_ERR_CORRUPT); /* size */
     files[0].size = FILE_SIZE;
-    cs_fsm__meta_encode(1, GID + 1, CHUNK_SIZE, mm);
+    cs_fsm__meta_encode(1, GID + 1, CHUNK_SIZE, NULL, 0, mm);
     assert_int_equal(cs_fsm_install_begin(b.fsm, &meta, &bad), CURVE_ERR_CORRUPT); /* group */
-    cs_fsm__meta_encode(1, GID, CHUNK_SIZE, mm);
+    cs_fsm__meta_encode(1, GID, CHUNK_SIZE, NULL, 0, mm);
     mm[3] ^= 1;
     assert_int_equal(cs_fsm_install_begin(b.fsm, &meta, &bad), CURVE_ERR_CORRUPT); /* crc */
     mm[3] ^= 1;
@@ -441,10 +492,52 @@ static void test_install(void **state)
     node_close(&b);
 }
 
+/* Manifest meta: version 2 round trip, every bit flip refused, version 1 still read, and a
+ * zero epoch or an oversized table refused. */
+static void test_meta_codec(void **state)
+{
+    (void)state;
+    cs_vol_epoch in[3] = {{1, 4}, {0, 7}, {UINT64_MAX, UINT64_MAX}};
+    static uint8_t buf[CS_FSM_MANIFEST_META_MAX];
+    size_t len = cs_fsm__meta_encode(9, GID, CHUNK_SIZE, in, 3, buf);
+    assert_int_equal(len, CS_FSM_MANIFEST_META_SIZE(3));
+    static cs_vol_epoch out[CS_FSM_VOL_EPOCHS_MAX];
+    uint64_t epoch, gid;
+    uint32_t csize, nvol;
+    assert_int_equal(cs_fsm__meta_decode(buf, len, &epoch, &gid, &csize, out, &nvol), 0);
+    assert_int_equal(epoch, 9);
+    assert_int_equal(nvol, 3);
+    assert_memory_equal(in, out, sizeof(in));
+    for (size_t bit = 0; bit < len * 8; bit++) {
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        assert_int_equal(cs_fsm__meta_decode(buf, len, &epoch, &gid, &csize, out, &nvol),
+                         CURVE_ERR_CORRUPT);
+        buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    }
+    for (size_t l = 0; l < len; l++)
+        assert_int_equal(cs_fsm__meta_decode(buf, l, &epoch, &gid, &csize, out, &nvol),
+                         CURVE_ERR_CORRUPT);
+    /* an entry with epoch 0 is refused even with a valid crc */
+    in[1].epoch = 0;
+    len = cs_fsm__meta_encode(9, GID, CHUNK_SIZE, in, 3, buf);
+    assert_int_equal(cs_fsm__meta_decode(buf, len, &epoch, &gid, &csize, out, &nvol),
+                     CURVE_ERR_CORRUPT);
+    /* version 1 (32 bytes, no table) */
+    uint8_t v1[32] = {0x43, 0x53, 0x4d, 0x45, 1, 0, 0, 0, 7};
+    uint32_t crc = curve_crc32c(0, v1, 28);
+    for (int i = 0; i < 4; i++)
+        v1[28 + i] = (uint8_t)(crc >> (8 * i));
+    nvol = 99;
+    assert_int_equal(cs_fsm__meta_decode(v1, sizeof(v1), &epoch, &gid, &csize, NULL, &nvol), 0);
+    assert_int_equal(epoch, 7);
+    assert_int_equal(nvol, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmd_codec),
+        cmocka_unit_test(test_meta_codec),
         cmocka_unit_test_setup_teardown(test_apply_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_build, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install, setup, teardown),
