@@ -35,6 +35,7 @@
 #   TARGET nbd_randwrite_4k_qd32_iops_vs_local            measured=<x> goal=>=0.20x MET|MISSED
 #   TARGET nbd_randread_4k_qd32_iops_vs_local             measured=<x> goal=>=0.40x MET|MISSED
 # Everything started (cluster, two nbdkit) is stopped by PID on exit, whatever happens.
+# shellcheck disable=SC2317 # stop_pid and cleanup run from the EXIT trap
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
