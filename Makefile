@@ -39,7 +39,11 @@ stop:
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
-bench: bench-rpc
+# The headline benchmark: fio over NBD on a local cluster vs the local disk and nbdkit file.
+bench: bench-nbd
+
+bench-nbd: release
+	@bash bench/nbd/run.sh $(REL)
 
 bench-rpc: release
 	@bash bench/rpc/run.sh $(REL)
