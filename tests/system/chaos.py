@@ -379,6 +379,9 @@ def targets(results):
             continue
         n = r["name"]
         f = next((x for x in ALL if x.name == n), None)
+        if "scenario completed" in r.get("failed_checks", []):  # harness failure: no numbers
+            out.append(("%s_completed" % n, "no", "yes", False))
+            continue
         if r.get("tolerated", True):
             out.append(("%s_client_errors" % n, r["errors"], 0, r["errors"] == 0))
             out.append(("%s_verify" % n, "pass" if r["verify_ok"] else "fail", "pass",
@@ -427,10 +430,15 @@ def write_table(path, results, meta):
             lines.append("| %s | — | not run | %s | — | — | — | — | %s |" % (
                 r["title"], CURVE_STALL.get(r["name"], "—"), r["why"]))
             continue
-        lat = ("%.0f → %.0f µs" % (r["lat_base_us"], r["lat_fault_us"])
+        lat = ("%.1f → %.1f ms" % (r["lat_base_us"] / 1000, r["lat_fault_us"] / 1000)
                if r.get("lat_base_us") and r.get("lat_fault_us") else "—")
         notes = "; ".join([("target " + r["target"]) if r.get("target") else ""] +
-                          [n.replace("|", "/")[:200] for n in r["notes"]]).strip("; ")
+                          [" ".join(n.replace("|", "/").split())[:240]
+                           for n in r["notes"]]).strip("; ")
+        if "scenario completed" in r.get("failed_checks", []):  # the harness failed
+            lines.append("| %s | — | not measured | %s | — | — | — | — | %s |" % (
+                r["title"], CURVE_STALL.get(r["name"], "—"), notes))
+            continue
         lines.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s |" % (
             r["title"], ("%d s" % r["hold_s"]) if r["hold_s"] else "—",
             fmt_s(r["stall_ms"]) if r["name"] != "scale" else "—", CURVE_STALL.get(r["name"], "—"),
@@ -521,8 +529,21 @@ def main():
     ap.add_argument("--build-dir", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--table", default=None)
+    ap.add_argument("--merge", default=None, help="results JSON of an earlier run: its "
+                    "scenarios not run now are kept (table of several runs)")
     ap.add_argument("--logs", default=None, help="copy daemon, nbdkit and fio logs here")
+    ap.add_argument("--table-from", default=None, help="only rewrite --table from a results "
+                    "JSON of an earlier run (no cluster)")
     a = ap.parse_args()
+    if a.table_from:
+        with open(a.table_from) as f:
+            j = json.load(f)
+        tl = targets(j["results"])
+        for n, v, g_, ok in tl:
+            print("TARGET %s measured=%s goal=%s %s" % (n, v, g_, "MET" if ok else "MISSED"))
+        if a.table:
+            write_table(a.table, j["results"], j["meta"])
+        return 0 if all(ok for _, _, _, ok in tl) else 1
     src = os.path.dirname(os.path.dirname(HERE))
     build = a.build_dir or os.environ.get("CURVE_BUILD_DIR") or os.path.join(src, "build",
                                                                              "release")
@@ -570,6 +591,13 @@ def main():
             log("=== %s: %s" % (f.name, f.title))
             results.append(guarded(f.name, f.title, lambda f=f: run_scenario(
                 f, cluster, exports, blkcheck, tmp, a.quick)))
+            if results[-1]["errors"] or not results[-1]["verify_ok"]:
+                log("%s: client errors or failed scenario: reopening the NBD exports" % f.name)
+                try:
+                    settle(cluster)
+                except TimeoutError as e:
+                    log("warning: %s" % e)
+                exports = exports.reopen()
         if a.random:
             results.append(guarded("random", "random mode", lambda: random_mode(
                 cluster, exports, blkcheck, tmp, a.rounds, seed)))
@@ -588,6 +616,14 @@ def main():
                         shutil.copy(os.path.join(src_dir, n), a.logs)
         cluster.down()
         shutil.rmtree(tmp, ignore_errors=True)
+    if a.merge:
+        with open(a.merge) as f:
+            old = json.load(f)["results"]
+        now = {r["name"] for r in results}
+        kept = [r for r in old if r["name"] not in now]
+        order = [f.name for f in ALL] + ["random", "scale"]
+        results = sorted(kept + results, key=lambda r: order.index(r["name"])
+                         if r["name"] in order else len(order))
     tl = targets(results)
     for n, v, g_, ok in tl:
         print("TARGET %s measured=%s goal=%s %s" % (n, v, g_, "MET" if ok else "MISSED"),

@@ -43,17 +43,21 @@ def compile_blkcheck(src_dir, build_dir, out_dir):
 
 
 class Exports:
-    def __init__(self, cluster, tmp, plugin, names):
-        self.cluster, self.tmp, self.plugin = cluster, tmp, plugin
+    def __init__(self, cluster, tmp, plugin, names, create=True):
+        self.cluster, self.tmp, self.plugin, self.names = cluster, tmp, plugin, names
         self.vols = []
         self.procs = []
         for name in names:
             vol = "/" + name
-            cluster.cli("bs", "create", "volume", vol, "--size=%d" % VOL_SIZE,
-                        "--conf=" + cluster.conf)
+            if create:
+                cluster.cli("bs", "create", "volume", vol, "--size=%d" % VOL_SIZE,
+                            "--conf=" + cluster.conf)
+            for f in (name + ".sock", name + ".pid"):
+                if os.path.exists(os.path.join(tmp, f)):
+                    os.unlink(os.path.join(tmp, f))
             sock = os.path.join(tmp, name + ".sock")
             pidf = os.path.join(tmp, name + ".pid")
-            log = open(os.path.join(tmp, name + ".nbdkit.log"), "w")
+            log = open(os.path.join(tmp, name + ".nbdkit.log"), "a")
             env = dict(os.environ)
             if os.environ.get("CHAOS_CLIENT_LOG_LEVEL"):  # e.g. debug: libcurve in nbdkit only
                 env["CURVE_LOG_LEVEL"] = os.environ["CHAOS_CLIENT_LOG_LEVEL"]
@@ -70,6 +74,11 @@ class Exports:
                 return os.path.exists(pidf)
             wait_until(ready, NBDKIT_START_S, what="nbdkit pidfile for " + vol)
             self.vols.append({"name": name, "vol": vol, "uri": "nbd+unix:///?socket=" + sock})
+
+    def reopen(self):
+        """New nbdkit processes for the same volumes (after a scenario broke the old ones)."""
+        self.close()
+        return Exports(self.cluster, self.tmp, self.plugin, self.names, create=False)
 
     def close(self):
         for p in self.procs:
