@@ -243,22 +243,26 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
     resp.n_stale_copysets = res->ngc;
     resp.stale_copysets = pgcs;
     resp.status = CURVE__HEARTBEAT__HEARTBEAT_STATUS__HB_OK;
-    /* Reply first (packed now), then store what changed. */
+    /* Reply first (packed now), then store what changed. The reply releases the request:
+     * keep what is still needed. */
+    const uint32_t cs_id = req->chunkserver_id;
+    const size_t ncps = req->n_copysets;
     mds_reply_ok(d, ctx, &resp.base);
+    req = NULL;
 
     if (res->changed_overflow)
-        keycap = req->n_copysets + 2;
+        keycap = ncps + 2;
     keys = calloc(keycap, sizeof(char *));
     vals = calloc(keycap, sizeof(char *));
     if (!keys || !vals) {
         pthread_mutex_unlock(&d->lock);
         goto out;
     }
-    me = mds_topo_cs(&d->topo, req->chunkserver_id);
+    me = mds_topo_cs(&d->topo, cs_id);
     if (me && me->state != before)
         mds_store_record(MDS_TOPO_CS, me, &keys[nkeys], &vals[nkeys]) == 0 ? nkeys++ : 0;
     if (res->changed_overflow) {
-        for (size_t i = 0; i < req->n_copysets; i++) {
+        for (size_t i = 0; i < ncps; i++) {
             const mds_copyset *c = mds_topo_copyset(&d->topo, cps[i].pool_id, cps[i].copyset_id);
             if (c && mds_store_record(MDS_TOPO_COPYSET, c, &keys[nkeys], &vals[nkeys]) == 0)
                 nkeys++;
@@ -274,7 +278,7 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
     rc = mds_persist_unlock(d, keys, vals, nkeys);
     if (rc < 0)
         CLOG_WARN("mds: storing heartbeat changes of chunkserver %u failed: %s",
-                  req->chunkserver_id, curve_strerror(rc));
+                  cs_id, curve_strerror(rc));
     curve_latency_record(d->m.hb_lat, (curve_now_mono_ns() - t0) / 1000);
 out:
     free(keys);

@@ -59,6 +59,22 @@ static void tick(mds_daemon *d, bool balance)
         if (cs && mds_store_record(MDS_TOPO_CS, cs, &keys[nk], &vals[nk]) == 0)
             nk++;
     }
+    /* An operator whose target went offline (or was retired) cannot finish: drop it now
+     * instead of at its deadline, so that the copyset and the disk are free for recovery. */
+    for (size_t i = 0; i < d->ops.n;) {
+        const mds_operator *op = &d->ops.v[i];
+        const mds_chunkserver *t = mds_topo_cs(&d->topo, op->new_peer);
+        if (op->type != MDS_OP_REMOVE_PEER &&
+            (!t || t->state == MDS_CS_OFFLINE || t->state == MDS_CS_RETIRED)) {
+            CLOG_INFO("mds: operator %" PRIu64 " %s copyset (%u, %u) %u->%u: canceled, target "
+                      "%s", op->id, mds_op_type_name(op->type), op->pool_id, op->copyset_id,
+                      op->old_peer, op->new_peer, t ? mds_cs_state_name(t->state) : "unknown");
+            curve_counter_inc(d->m.ops_failed);
+            mds_optable_remove(&d->ops, op->pool_id, op->copyset_id);
+            continue; /* the table shifted: same index again */
+        }
+        i++;
+    }
     size_t ne = mds_optable_expire(&d->ops, now, evs, MDS_HB_MAX_EVENTS);
     mds_log_op_events(d, evs, ne < MDS_HB_MAX_EVENTS ? ne : MDS_HB_MAX_EVENTS);
     if (mds_sched_recovery(&d->topo, &d->ops, now, &d->schedcfg, &res) == 0)

@@ -53,6 +53,17 @@ def copysets(a):
 
 
 def test_recovery_and_rebalance_with_real_chunkservers(procs, tmp_dir):
+    try:
+        _run(procs, tmp_dir)
+    except Exception:
+        for p in procs.procs:
+            if p.name.startswith("mds"):
+                print(p.describe())
+                print("\n".join([x for x in p.stderr_lines if "mds:" in x][-80:]))
+        raise
+
+
+def _run(procs, tmp_dir):
     cl = h.MdsCluster(procs, extra=["--offline-time=6s", "--unstable-time=2s",
                                     "--placement-wait=1s", "--balance-interval=1s"])
     try:
@@ -120,7 +131,13 @@ def test_recovery_and_rebalance_with_real_chunkservers(procs, tmp_dir):
             st = h.ok(h.tool(a, "status"))
             return len(z2) == 2 and max(z2) - min(z2) <= 1 and st["healthy_copysets"] == 8 \
                 and st["operators"] == 0
-        wait_until(balanced, 120, interval=0.5, what="z2 rebalanced onto the new chunkserver")
+        try:
+            wait_until(balanced, 120, interval=0.5, what="z2 rebalanced onto the new chunkserver")
+        except TimeoutError:
+            print(json.dumps(h.ok(h.tool(a, "status"))))
+            print(json.dumps(h.ok(h.tool(a, "list-topology"))["chunkservers"]))
+            print(json.dumps(copysets(a)))
+            raise
         print("new chunkserver -> z2 balanced after %.1f s" % (time.monotonic() - t2))
     finally:
         procs.stop_all(kill=True)
