@@ -49,6 +49,12 @@ CURVE_STATIC_ASSERT(RLOG_DEFAULT_SEGMENT_BYTES % RLOG_PAGE_SIZE == 0, "segment i
 /* Closed segments are opened read-only on demand; at most this many stay open per log (the
  * least recently used is closed first), so ~100 copysets per disk stay far below fd limits. */
 #define RLOG_MAX_OPEN_CLOSED_SEGS 4
+/* The next segment is prepared ahead as a zero-filled file under this name (not "log_...", so
+ * never taken for a segment) and renamed into place when the log rolls; rlog_open() deletes it. */
+#define SPARE_NAME "spare_segment.tmp"
+/* Bytes of zeros written per spare-preparation step: bounds how long one step delays the next
+ * batch of its log (a step runs after a batch's callbacks, or while the log is idle). */
+#define SPARE_STEP_BYTES (256u << 10)
 
 /* ---- little-endian helpers ---------------------------------------------------------------- */
 
@@ -282,6 +288,8 @@ int rlog__inject_write_fault(const char *site)
         return CURVE_FAILPOINT("raftlog.sync");
     if (strcmp(site, "create") == 0)
         return CURVE_FAILPOINT("raftlog.create");
+    if (strcmp(site, "spare") == 0)
+        return CURVE_FAILPOINT("raftlog.spare");
     return 0;
 }
 
@@ -371,6 +379,11 @@ struct rlog {
     uint32_t *stage_offs; /* offsets relative to the stage start */
     size_t stage_offs_cap;
     bool need_sync;
+    /* pre-written spare segment (SPARE_NAME), see spare_step() */
+    int spare_fd;       /* -1: none */
+    uint64_t spare_off; /* bytes zero-filled so far */
+    bool spare_ready;   /* fully zero-filled and fsynced: the next roll renames it into place */
+    bool spare_failed;  /* preparation failed: not retried before the next roll */
 
     /* shared disk writer (NULL: own thread). rd_next, rd_in_ready, rd_in_round, rd_sync_next
      * under disk->mu; rd_round_next, rd_batch, rd_rc belong to the thread that took the log. */
@@ -696,6 +709,108 @@ static rlog_seg *last_seg(rlog *log)
     return log->nsegs ? log->segs[log->nsegs - 1] : NULL;
 }
 
+/* Drops the spare (closing and deleting its file). IO thread. */
+static void spare_drop(rlog *log)
+{
+    if (log->spare_fd >= 0) {
+        close(log->spare_fd);
+        log->spare_fd = -1;
+        if (unlinkat(log->dirfd, SPARE_NAME, 0) != 0 && errno != ENOENT)
+            CLOG_WARN("rlog: cannot remove %s/%s: %s", log->dir, SPARE_NAME,
+                      curve_strerror(-errno));
+    }
+    log->spare_off = 0;
+    log->spare_ready = false;
+}
+
+static bool spare_wanted(const rlog *log)
+{
+    return !log->spare_ready && !log->spare_failed;
+}
+
+/* One bounded step of preparing the spare segment: create it, write SPARE_STEP_BYTES of zeros
+ * (starting their writeback at once), or, once all of it is written, fsync it and mark it
+ * ready. Pre-written blocks make the appends into the segment pure overwrites: fdatasync then
+ * has no extent conversion (ext4 unwritten extents after fallocate) to commit. A failure only
+ * drops the spare: the next roll falls back to fallocate(). IO thread (or the disk thread that
+ * took the log). */
+static void spare_step(rlog *log)
+{
+    static const uint8_t zeros[SPARE_STEP_BYTES];
+    uint64_t size = log->o.segment_bytes;
+    if (!spare_wanted(log))
+        return;
+    int rc = rlog__inject_write_fault("spare");
+    if (rc == 0 && log->spare_fd < 0) {
+        /* O_TRUNC: a leftover of an earlier failed step is restarted from scratch */
+        log->spare_fd = openat(log->dirfd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                               0644);
+        log->spare_off = 0;
+        if (log->spare_fd < 0)
+            rc = -errno;
+    }
+    if (rc == 0 && log->spare_off < size) {
+        uint64_t n = size - log->spare_off < SPARE_STEP_BYTES ? size - log->spare_off
+                                                               : SPARE_STEP_BYTES;
+        rc = pwrite_all(log->spare_fd, zeros, (size_t)n, log->spare_off);
+        if (rc == 0) {
+            /* best effort: a filesystem without it just writes back later */
+            (void)sync_file_range(log->spare_fd, (off_t)log->spare_off, (off_t)n,
+                                  SYNC_FILE_RANGE_WRITE);
+            log->spare_off += n;
+        }
+        if (rc == 0 && log->spare_off < size)
+            return;
+    }
+    if (rc == 0 && fsync(log->spare_fd) != 0)
+        rc = -errno;
+    pthread_mutex_lock(&log->mu);
+    if (rc == 0)
+        log->st.spares_prepared++;
+    else
+        log->st.spare_failures++;
+    pthread_mutex_unlock(&log->mu);
+    if (rc == 0) {
+        log->spare_ready = true;
+        return;
+    }
+    CLOG_WARN("rlog: preparing spare segment %s/%s: %s; the next segment is preallocated "
+              "instead", log->dir, SPARE_NAME, curve_strerror(rc));
+    spare_drop(log);
+    log->spare_failed = true;
+}
+
+/* Renames the ready spare to segment `path` (name `first`) and hands over its fd. Returns 1
+ * when done, 0 when the spare cannot be used (the caller creates the file itself), or a
+ * negative error. */
+static int spare_take(rlog *log, uint64_t first, int *fd_out)
+{
+    if (!log->spare_ready)
+        return 0;
+    CURVE_ASSERT(log->spare_fd >= 0 && log->spare_off == log->o.segment_bytes);
+    char name[64];
+    snprintf(name, sizeof(name), SEG_NAME_PREFIX "%020" PRIu64, first);
+    /* NOREPLACE: like O_EXCL on the fallback path, an existing segment is never replaced */
+    if (renameat2(log->dirfd, SPARE_NAME, log->dirfd, name, RENAME_NOREPLACE) != 0) {
+        int rc = -errno;
+        if (rc == -EINVAL || rc == -ENOSYS) { /* filesystem without RENAME_NOREPLACE */
+            spare_drop(log);
+            log->spare_failed = true;
+            return 0;
+        }
+        return rc;
+    }
+    *fd_out = log->spare_fd;
+    log->spare_fd = -1;
+    log->spare_off = 0;
+    log->spare_ready = false;
+    return 1;
+}
+
+/* Makes segment `first` the newest one: the pre-written spare renamed into place when it is
+ * ready, else a new file reserved with fallocate(). The file and the directory are synced
+ * before the segment is used, so a crash leaves either no file or a complete zero-filled
+ * (or preallocated) one, which recovery reads as an empty segment. */
 static int seg_create(rlog *log, uint64_t first)
 {
     char path[4096];
@@ -710,14 +825,22 @@ static int seg_create(rlog *log, uint64_t first)
     }
     s->first = first;
     s->cap = log->o.segment_bytes;
-    s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (s->fd < 0) {
-        rc = -errno;
+    s->fd = -1;
+    int took = spare_take(log, first, &s->fd);
+    if (took < 0) {
+        rc = took;
         goto err_after_alloc;
     }
-    rc = preallocate(s->fd, s->cap);
-    if (rc == 0 && fsync(s->fd) != 0)
-        rc = -errno;
+    if (!took) {
+        s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (s->fd < 0) {
+            rc = -errno;
+            goto err_after_alloc;
+        }
+        rc = preallocate(s->fd, s->cap);
+        if (rc == 0 && fsync(s->fd) != 0)
+            rc = -errno;
+    }
     if (rc == 0)
         rc = fsync_dir(log);
     if (rc != 0)
@@ -733,8 +856,11 @@ static int seg_create(rlog *log, uint64_t first)
     pthread_mutex_unlock(&log->disk_mu);
     if (rc != 0)
         goto err_after_open;
+    log->spare_failed = false; /* try again for the next roll */
     pthread_mutex_lock(&log->mu);
     log->st.segments_created++;
+    if (took)
+        log->st.segments_from_spare++;
     pthread_mutex_unlock(&log->mu);
     return 0;
 
@@ -1128,19 +1254,27 @@ static void *io_main(void *arg)
     rlog *log = arg;
     for (;;) {
         pthread_mutex_lock(&log->mu);
-        while (!log->q_head && !log->stopping)
+        /* spare fields are this thread's own: reading them under mu is only for the wait */
+        while (!log->q_head && !log->stopping && (log->failed || !spare_wanted(log)))
             pthread_cond_wait(&log->cv, &log->mu);
         rlog_op *batch = io_take(log, NULL);
-        if (!batch) {
-            pthread_mutex_unlock(&log->mu);
-            break;
-        }
+        bool stop = log->stopping;
         int rc = log->failed;
         pthread_mutex_unlock(&log->mu);
+        if (!batch) {
+            if (stop)
+                break;
+            spare_step(log); /* idle: prepare the next segment, one bounded step at a time */
+            continue;
+        }
 
         if (rc == 0)
             rc = io_process(log, batch, true);
         io_complete(log, batch, rc);
+        /* Under a steady load the queue is never empty: one step per batch, after its
+         * callbacks, keeps the spare coming without a long stall. */
+        if (rc == 0)
+            spare_step(log);
     }
     return NULL;
 }
@@ -1208,6 +1342,10 @@ static void disk_finish_log(rlog_disk *d, rlog *l)
     }
     if (l->rd_batch)
         io_complete(l, l->rd_batch, l->rd_rc);
+    /* One bounded step towards the next pre-written segment, after the callbacks and while
+     * the log is still taken (spare fields belong to the thread that took it). */
+    if (l->rd_batch && l->rd_rc == 0)
+        spare_step(l);
     l->rd_batch = NULL;
     /* Both locks (in order), so that an rlog_append() racing with us either sees the log
      * released (and kicks it) or is seen here. */
@@ -2005,8 +2143,10 @@ static void log_free(rlog *log)
     free(log->terms);
     free(log->stage);
     free(log->stage_offs);
-    if (log->dirfd >= 0)
+    if (log->dirfd >= 0) {
+        spare_drop(log); /* a ready spare is not kept: rlog_open() would delete it anyway */
         close(log->dirfd);
+    }
     pthread_mutex_destroy(&log->mu);
     pthread_mutex_destroy(&log->disk_mu);
     pthread_cond_destroy(&log->cv);
@@ -2030,6 +2170,7 @@ int rlog_open(const char *dir, const rlog_opts *opts, rlog **out, rlog_info *inf
         return -ENOMEM;
     log->o = o;
     log->dirfd = -1;
+    log->spare_fd = -1;
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->disk_mu, NULL);
     pthread_cond_init(&log->cv, NULL);
@@ -2046,6 +2187,14 @@ int rlog_open(const char *dir, const rlog_opts *opts, rlog **out, rlog_info *inf
     if (log->dirfd < 0) {
         rc = -errno;
         CLOG_ERROR("rlog: open directory %s: %s", dir, curve_strerror(rc));
+        goto err;
+    }
+    /* A spare is never part of the log: whatever state a crash left it in, it goes. */
+    if (unlinkat(log->dirfd, SPARE_NAME, 0) == 0) {
+        CLOG_INFO("rlog: removed leftover spare segment %s/%s", dir, SPARE_NAME);
+    } else if (errno != ENOENT) {
+        rc = -errno;
+        CLOG_ERROR("rlog: cannot remove %s/%s: %s", dir, SPARE_NAME, curve_strerror(rc));
         goto err;
     }
     uint64_t *names = NULL;

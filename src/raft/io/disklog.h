@@ -121,6 +121,9 @@ typedef struct rlog_stats {
     uint64_t max_batch;      /* most entries in one batch (one fdatasync unless it rolled) */
     uint64_t segments_created;
     uint64_t segments_removed;
+    uint64_t segments_from_spare; /* created by renaming the pre-written spare into place */
+    uint64_t spares_prepared;     /* spare segments fully zero-filled and fsynced */
+    uint64_t spare_failures;      /* spare preparations abandoned (the roll preallocates) */
 } rlog_stats;
 
 typedef struct rlog rlog;
