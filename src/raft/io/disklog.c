@@ -55,6 +55,9 @@ CURVE_STATIC_ASSERT(RLOG_DEFAULT_SEGMENT_BYTES % RLOG_PAGE_SIZE == 0, "segment i
 /* Bytes of zeros written per spare-preparation step: bounds how long one step delays the next
  * batch of its log (a step runs after a batch's callbacks, or while the log is idle). */
 #define SPARE_STEP_BYTES (256u << 10)
+/* A step zero-fills at least this many bytes per byte the log wrote since the previous step, so
+ * that even with large batches the spare is ready once half of the open segment is used. */
+#define SPARE_FILL_FACTOR 2
 
 /* ---- little-endian helpers ---------------------------------------------------------------- */
 
@@ -384,6 +387,7 @@ struct rlog {
     uint64_t spare_off; /* bytes zero-filled so far */
     bool spare_ready;   /* fully zero-filled and fsynced: the next roll renames it into place */
     bool spare_failed;  /* preparation failed: not retried before the next roll */
+    uint64_t spare_due; /* bytes to zero-fill at the next step (SPARE_FILL_FACTOR x written) */
 
     /* shared disk writer (NULL: own thread). rd_next, rd_in_ready, rd_in_round, rd_sync_next
      * under disk->mu; rd_round_next, rd_batch, rd_rc belong to the thread that took the log. */
@@ -728,9 +732,9 @@ static bool spare_wanted(const rlog *log)
     return !log->spare_ready && !log->spare_failed;
 }
 
-/* One bounded step of preparing the spare segment: create it, write SPARE_STEP_BYTES of zeros
- * (starting their writeback at once), or, once all of it is written, fsync it and mark it
- * ready. Pre-written blocks make the appends into the segment pure overwrites: fdatasync then
+/* One bounded step of preparing the spare segment: create it, write max(SPARE_STEP_BYTES,
+ * spare_due) more zeros (starting their writeback at once), and once all of it is written,
+ * fsync it and mark it ready. Pre-written blocks make the appends into the segment pure overwrites: fdatasync then
  * has no extent conversion (ext4 unwritten extents after fallocate) to commit. A failure only
  * drops the spare: the next roll falls back to fallocate(). IO thread (or the disk thread that
  * took the log). */
@@ -738,8 +742,10 @@ static void spare_step(rlog *log)
 {
     static const uint8_t zeros[SPARE_STEP_BYTES];
     uint64_t size = log->o.segment_bytes;
-    if (!spare_wanted(log))
+    if (!spare_wanted(log)) {
+        log->spare_due = 0; /* counts from the first write after the next roll */
         return;
+    }
     int rc = rlog__inject_write_fault("spare");
     if (rc == 0 && log->spare_fd < 0) {
         /* O_TRUNC: a leftover of an earlier failed step is restarted from scratch */
@@ -749,7 +755,9 @@ static void spare_step(rlog *log)
         if (log->spare_fd < 0)
             rc = -errno;
     }
-    if (rc == 0 && log->spare_off < size) {
+    uint64_t budget = log->spare_due > SPARE_STEP_BYTES ? log->spare_due : SPARE_STEP_BYTES;
+    log->spare_due = 0;
+    while (rc == 0 && log->spare_off < size && budget > 0) {
         uint64_t n = size - log->spare_off < SPARE_STEP_BYTES ? size - log->spare_off
                                                                : SPARE_STEP_BYTES;
         rc = pwrite_all(log->spare_fd, zeros, (size_t)n, log->spare_off);
@@ -759,9 +767,10 @@ static void spare_step(rlog *log)
                                   SYNC_FILE_RANGE_WRITE);
             log->spare_off += n;
         }
-        if (rc == 0 && log->spare_off < size)
-            return;
+        budget = budget > n ? budget - n : 0;
     }
+    if (rc == 0 && log->spare_off < size)
+        return;
     if (rc == 0 && fsync(log->spare_fd) != 0)
         rc = -errno;
     pthread_mutex_lock(&log->mu);
@@ -901,6 +910,7 @@ static int stage_flush(rlog *log)
         return rc;
     s->write_off += padded;
     log->need_sync = true;
+    log->spare_due += SPARE_FILL_FACTOR * (uint64_t)padded;
     pthread_mutex_lock(&log->mu);
     log->st.writes++;
     log->st.bytes += padded;

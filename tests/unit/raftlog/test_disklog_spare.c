@@ -216,6 +216,60 @@ static void test_lifecycle_shared_writer(void **state)
     rlog_disk_destroy(d);
 }
 
+/* Large batches (a few per segment): the spare is zero-filled at twice the rate the log is
+ * written, so it is still ready at every roll. */
+#define BIG_SEG (2u << 20)
+#define BIG_BATCH 160 /* entries of LEN bytes per call: ~480 KB, four batches per segment */
+
+static void large_batches(rlog_disk *disk)
+{
+    char *dir = rt_mkdtemp();
+    rlog_opts o;
+    opts(&o, disk);
+    o.segment_bytes = BIG_SEG;
+    rlog *log = NULL;
+    rlog_info info;
+    assert_int_equal(rlog_open(dir, &o, &log, &info), 0);
+    static uint8_t bufs[BIG_BATCH][LEN];
+    rlog_entry ents[BIG_BATCH];
+    rt_waiter w;
+    rt_waiter_init(&w);
+    uint64_t n = 0;
+    unsigned calls = 0;
+    rlog_stats st;
+    do {
+        for (unsigned i = 0; i < BIG_BATCH; i++) {
+            n++;
+            rt_fill(bufs[i], LEN, n, 1);
+            ents[i] = (rlog_entry){.index = n, .term = 1, .data = bufs[i], .len = LEN};
+        }
+        assert_int_equal(rlog_append(log, ents, BIG_BATCH, rt_cb, &w), 0);
+        assert_int_equal(rt_wait(&w, ++calls), 0);
+        assert_int_equal(w.errors, 0);
+        rlog_get_stats(log, &st);
+    } while (st.segments_created < 5);
+    printf("large batches (%s): %" PRIu64 " segments, %" PRIu64 " from spares\n",
+           disk ? "shared writer" : "own thread", st.segments_created, st.segments_from_spare);
+    assert_true(st.segments_from_spare + 1 >= st.segments_created);
+    rlog_close(log);
+    assert_int_equal(rlog_open(dir, &o, &log, &info), 0);
+    assert_int_equal(info.last_index, n);
+    check(log, 1, n, 1);
+    rlog_close(log);
+    rt_waiter_destroy(&w);
+    rt_rmtree(dir);
+}
+
+static void test_large_batches(void **state)
+{
+    (void)state;
+    large_batches(NULL);
+    rlog_disk *d = NULL;
+    assert_int_equal(rlog_disk_create("spare", NULL, &d), 0);
+    large_batches(d);
+    rlog_disk_destroy(d);
+}
+
 static void write_file(const char *dir, const char *name, const uint8_t *buf, size_t len)
 {
     char p[600];
@@ -358,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_lifecycle_shared_writer),
         cmocka_unit_test_teardown(test_crash_with_spare_left, clear_failpoints),
         cmocka_unit_test(test_crash_after_rename),
+        cmocka_unit_test(test_large_batches),
         cmocka_unit_test_teardown(test_spare_fault, clear_failpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
