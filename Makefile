@@ -57,6 +57,9 @@ bench-raftlog: release
 bench-chunkserver: release
 	@bash bench/chunkserver/run.sh $(REL)
 
+bench-mds: release
+	@bash bench/mds/run.sh $(REL)
+
 sim: release
 	@$(REL)/tests/sim/raft_sim --seeds $(SEEDS)
 
