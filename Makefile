@@ -60,6 +60,10 @@ bench-chunkserver: release
 bench-mds: release
 	@bash bench/mds/run.sh $(REL)
 
+# The failure table (tests/system, docs/failure-table.md); needs root for iptables; ~15 min.
+chaos: release
+	python3 tests/system/chaos.py --all --random --scale --build-dir $(REL)
+
 sim: release
 	@$(REL)/tests/sim/raft_sim --seeds $(SEEDS)
 
