@@ -52,12 +52,13 @@ CURVE_STATIC_ASSERT(RLOG_DEFAULT_SEGMENT_BYTES % RLOG_PAGE_SIZE == 0, "segment i
 /* The next segment is prepared ahead as a zero-filled file under this name (not "log_...", so
  * never taken for a segment) and renamed into place when the log rolls; rlog_open() deletes it. */
 #define SPARE_NAME "spare_segment.tmp"
-/* Bytes of zeros written per spare-preparation step: bounds how long one step delays the next
- * batch of its log (a step runs after a batch's callbacks, or while the log is idle). */
-#define SPARE_STEP_BYTES (256u << 10)
-/* A step zero-fills at least this many bytes per byte the log wrote since the previous step, so
- * that even with large batches the spare is ready once half of the open segment is used. */
+/* A spare-preparation step (after each batch) zero-fills this many bytes per byte the log wrote
+ * since the previous step: the spare is ready once half of the open segment is used, whatever
+ * the batch size, and the extra disk traffic stays proportional to the log's own (no bursts of
+ * zero-filling across many logs). */
 #define SPARE_FILL_FACTOR 2
+/* Largest pwrite of zeros (size of the static zero buffer). */
+#define SPARE_WRITE_BYTES (256u << 10)
 
 /* ---- little-endian helpers ---------------------------------------------------------------- */
 
@@ -732,15 +733,14 @@ static bool spare_wanted(const rlog *log)
     return !log->spare_ready && !log->spare_failed;
 }
 
-/* One bounded step of preparing the spare segment: create it, write max(SPARE_STEP_BYTES,
- * spare_due) more zeros (starting their writeback at once), and once all of it is written,
- * fsync it and mark it ready. Pre-written blocks make the appends into the segment pure overwrites: fdatasync then
+/* One step of preparing the spare segment: create it, write spare_due more zeros (starting
+ * their writeback at once), and once all of it is written, fsync it and mark it ready. Pre-written blocks make the appends into the segment pure overwrites: fdatasync then
  * has no extent conversion (ext4 unwritten extents after fallocate) to commit. A failure only
  * drops the spare: the next roll falls back to fallocate(). IO thread (or the disk thread that
  * took the log). */
 static void spare_step(rlog *log)
 {
-    static const uint8_t zeros[SPARE_STEP_BYTES];
+    static uint8_t zeros[SPARE_WRITE_BYTES]; /* only read; not const so it stays in .bss */
     uint64_t size = log->o.segment_bytes;
     if (!spare_wanted(log)) {
         log->spare_due = 0; /* counts from the first write after the next roll */
@@ -755,11 +755,12 @@ static void spare_step(rlog *log)
         if (log->spare_fd < 0)
             rc = -errno;
     }
-    uint64_t budget = log->spare_due > SPARE_STEP_BYTES ? log->spare_due : SPARE_STEP_BYTES;
+    uint64_t budget = log->spare_due;
     log->spare_due = 0;
     while (rc == 0 && log->spare_off < size && budget > 0) {
-        uint64_t n = size - log->spare_off < SPARE_STEP_BYTES ? size - log->spare_off
-                                                               : SPARE_STEP_BYTES;
+        uint64_t n = size - log->spare_off;
+        n = n < budget ? n : budget;
+        n = n < SPARE_WRITE_BYTES ? n : SPARE_WRITE_BYTES;
         rc = pwrite_all(log->spare_fd, zeros, (size_t)n, log->spare_off);
         if (rc == 0) {
             /* best effort: a filesystem without it just writes back later */
@@ -767,7 +768,7 @@ static void spare_step(rlog *log)
                                   SYNC_FILE_RANGE_WRITE);
             log->spare_off += n;
         }
-        budget = budget > n ? budget - n : 0;
+        budget -= n;
     }
     if (rc == 0 && log->spare_off < size)
         return;
@@ -1264,25 +1265,20 @@ static void *io_main(void *arg)
     rlog *log = arg;
     for (;;) {
         pthread_mutex_lock(&log->mu);
-        /* spare fields are this thread's own: reading them under mu is only for the wait */
-        while (!log->q_head && !log->stopping && (log->failed || !spare_wanted(log)))
+        while (!log->q_head && !log->stopping)
             pthread_cond_wait(&log->cv, &log->mu);
         rlog_op *batch = io_take(log, NULL);
-        bool stop = log->stopping;
+        if (!batch) {
+            pthread_mutex_unlock(&log->mu);
+            break;
+        }
         int rc = log->failed;
         pthread_mutex_unlock(&log->mu);
-        if (!batch) {
-            if (stop)
-                break;
-            spare_step(log); /* idle: prepare the next segment, one bounded step at a time */
-            continue;
-        }
 
         if (rc == 0)
             rc = io_process(log, batch, true);
         io_complete(log, batch, rc);
-        /* Under a steady load the queue is never empty: one step per batch, after its
-         * callbacks, keeps the spare coming without a long stall. */
+        /* After the callbacks: zero-fill of the next segment, in proportion to this batch. */
         if (rc == 0)
             spare_step(log);
     }
