@@ -247,3 +247,56 @@ def test_namespace_across_failover(cluster):
     assert len(ids) == len(set(ids))
     assert acked <= set(names), sorted(acked - set(names))
     assert set(names) - acked <= ambiguous  # nothing appears that was never requested
+
+
+@pytest.fixture
+def cluster3(procs):
+    c = h.MdsCluster(procs, etcd_size=3, ttl=TTL)
+    try:
+        yield c
+    finally:
+        procs.stop_all(kill=True)
+        c.close()
+
+
+ETCD_FAILOVER_BOUND_S = TTL + 5  # etcd re-elects in ~1 s; the MDS may re-run its election
+
+
+@pytest.mark.parametrize("which", ["leader", "first_endpoint"])
+def test_etcd_member_killed_3_members(cluster3, which):
+    """3-member etcd whose raft leader (or the member of the first endpoint the MDS lists,
+    which its clients talk to first) is SIGKILLed: the MDS leader keeps serving, or exits
+    (lost leadership) and a standby takes over; writes succeed again within the bound, nothing
+    acknowledged before is lost and two MDS never serve at once."""
+    cluster = cluster3
+    ms = start_in_order(cluster, 2)
+    h.ok(h.tool(ms[0].addr, "mkdir", "/before"))
+    sampler = RoleSampler(cluster)
+    victim = cluster.etcd.leader_index() if which == "leader" else 0
+    is_leader = victim == cluster.etcd.leader_index()
+    t0 = time.monotonic()
+    cluster.etcd.kill(victim)
+
+    def write_ok():
+        for m in cluster.mds:
+            if m.proc.running() and m.proc.count_lines(r"^leader serving"):
+                m.addr = m.proc.wait_for_line(r"^leader serving (\S+)", 1).group(1)
+                r = h.tool(m.addr, "mkdir", "/after", timeout=10)
+                if r["ok"] or r.get("error") == "CURVE_ERR_EXISTS":
+                    return m
+        return None
+    m = wait_until(write_ok, ETCD_FAILOVER_BOUND_S, interval=0.05,
+                   what="an MDS leader accepting writes after the etcd leader died")
+    took = time.monotonic() - t0
+    kept = ms[0].proc.running()
+    print("\netcd member %d/3 (%s) SIGKILL -> %s accepts writes after %.2f s (%s)" %
+          (victim, "raft leader" if is_leader else "follower", m.name, took, "same leader kept serving" if kept and m is ms[0]
+           else "failover; old leader rc %s" % ms[0].proc.returncode()))
+    if m is not ms[0]:
+        # A clean failover: the old leader exited with "lost leadership" (3), never a crash.
+        assert ms[0].proc.wait(timeout=TTL + 5) == 3, ms[0].proc.describe()
+    assert h.ok(h.tool(m.addr, "stat", "/before"))["type"] == "FILE_DIR"
+    assert h.ok(h.tool(m.addr, "stat", "/after"))["type"] == "FILE_DIR"
+    # The standby (if still a standby) still follows, and no one else claims to serve.
+    assert serving(m)
+    assert sampler.stop() == [], "two leaders at once"
