@@ -27,8 +27,19 @@ static void step_peers(curve_chunkreq *r, uint64_t sleep_ms, curve_step *s)
     s->sleep_ms = sleep_ms;
     s->pool_id = r->pool_id;
     s->copyset_id = r->copyset_id;
-    s->npeers = ci.npeers;
-    memcpy(s->peers, ci.peers, ci.npeers * sizeof(ci.peers[0]));
+    /* The chunkserver the last attempt went to is asked last: after it failed it is the one
+     * least likely to answer (a stopped leader would cost a whole GetLeader timeout first). */
+    s->npeers = 0;
+    int last = -1;
+    for (uint32_t i = 0; i < ci.npeers; i++) {
+        if (last < 0 && r->target.addr[0] && strcmp(ci.peers[i].addr, r->target.addr) == 0)
+            last = (int)i;
+        else
+            s->peers[s->npeers++] = ci.peers[i];
+    }
+    if (last >= 0)
+        s->peers[s->npeers++] = ci.peers[last];
+    CURVE_ASSERT(s->npeers == ci.npeers);
     r->waiting = CURVE_STEP_GET_LEADER;
 }
 
@@ -51,6 +62,20 @@ static void step_send(curve_chunkreq *r, uint64_t sleep_ms, uint64_t timeout_ms,
     s->peer = p;
     r->target = p;
     r->waiting = CURVE_STEP_SEND;
+}
+
+/* After a successful resolve: when the cached leader is not where the failed attempt went, the
+ * leader has changed; when the peers still name a leader that just timed out, it is about to be
+ * replaced (Raft followers name only a leader they heard from within an election timeout) or
+ * merely slow. Either way the next attempt starts with a short timeout again (DESIGN §4: "back
+ * to 1 s while the leader may have changed", bounded by min_retries_force_timeout_backoff). */
+static void note_leader_change(curve_chunkreq *r, bool peers)
+{
+    curve_peer p;
+    if (curve_metacache_get_leader(r->env->mc, r->pool_id, r->copyset_id, &p, NULL) != 0)
+        return;
+    if (strcmp(p.addr, r->target.addr) != 0 || (peers && r->rs.last_status == CURVE_ERR_TIMEOUT))
+        curve_retry_leader_changed(&r->rs);
 }
 
 static void from_action(curve_chunkreq *r, const curve_retry_action *a, curve_step *s)
@@ -148,6 +173,8 @@ void curve_chunkreq_on_leader(curve_chunkreq *r, const char *leader_addr, uint64
         ok = rc == 0 || rc == -ESTALE; /* -ESTALE: a newer leader is cached already */
     }
     r->peers_failed = !ok;
+    if (ok)
+        note_leader_change(r, true);
     curve_retry_action a;
     curve_retry_on_resolved(&r->rs, CURVE_RESOLVE_PEERS, ok, &a);
     from_action(r, &a, step);
@@ -168,6 +195,8 @@ void curve_chunkreq_on_mds(curve_chunkreq *r, int rc, curve_step *step)
         }
         /* no leader anywhere (election in progress), or the MDS did not know the copyset */
         ok = lr == 0;
+        if (ok)
+            note_leader_change(r, false);
     }
     curve_retry_action a;
     curve_retry_on_resolved(&r->rs, CURVE_RESOLVE_MDS, ok, &a);

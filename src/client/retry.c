@@ -226,9 +226,11 @@ static uint64_t next_timeout(const curve_retry_state *st, bool leader_may_change
     /* Curve: while the leader may have changed, the next try probably reaches the new leader
      * quickly; a long timeout would only delay finding out. After a few retries the backoff
      * applies anyway, so a merely slow chunkserver still gets enough time. */
-    if (leader_may_change && st->retries < o->min_retries_force_timeout_backoff)
+    /* connection-level failures waited for nothing: they do not lengthen the timeout */
+    uint32_t n = st->retries - st->conn_fails;
+    if (leader_may_change && n < o->min_retries_force_timeout_backoff)
         return o->rpc_timeout_ms;
-    uint32_t pow = min_u32(st->retries, o->timeout_max_pow);
+    uint32_t pow = min_u32(n, o->timeout_max_pow);
     return min_u64(o->rpc_timeout_ms << pow, o->max_rpc_timeout_ms);
 }
 
@@ -358,7 +360,14 @@ void curve_retry_on_outcome(curve_retry_state *st, const curve_rpc_outcome *o,
     st->last_status = timed_out ? CURVE_ERR_TIMEOUT : s;
     st->same_cause = st->last_status == st->cause ? st->same_cause + 1 : 0;
     st->cause = st->last_status;
-    st->timeout_ms = next_timeout(st, o->leader_may_change);
+    /* A refused or reset connection says the leader's chunkserver is gone or restarting: the
+     * leader may have changed, and the next attempt (after re-resolving through the peers)
+     * probably goes elsewhere. Counting it as a timeout would leave a request that bounced off
+     * a dead leader during an election with a multi-second timeout at the new one. */
+    bool conn = !timed_out && is_conn_status(s);
+    if (conn)
+        st->conn_fails++;
+    st->timeout_ms = next_timeout(st, o->leader_may_change || conn);
 
     if (timed_out) {
         act->resolve = CURVE_RESOLVE_PEERS;
@@ -384,6 +393,13 @@ void curve_retry_on_outcome(curve_retry_state *st, const curve_rpc_outcome *o,
         act->sleep_ms = st->opts->op_retry_interval_ms;
     }
     finish_again(st, act);
+}
+
+void curve_retry_leader_changed(curve_retry_state *st)
+{
+    CURVE_ASSERT(st != NULL);
+    if (st->retries - st->conn_fails < st->opts->min_retries_force_timeout_backoff)
+        st->timeout_ms = st->opts->rpc_timeout_ms;
 }
 
 void curve_retry_on_resolved(curve_retry_state *st, curve_retry_resolve step, bool ok,

@@ -37,7 +37,12 @@
  *                                     op_retry_interval when the refresh failed or the previous
  *                                     attempt also got COPYSET_NOTEXIST (copyset being created
  *                                     or moved: do not hammer the MDS).
- *   connection-level failure          PEERS, then MDS, then sleep op_retry_interval.
+ *   connection-level failure          PEERS, then MDS, then sleep op_retry_interval. The
+ *   (refused, reset, unreachable, ...) leader may have changed: the next timeout is rpc_timeout,
+ *                                     and these failures do not count in the timeout backoff
+ *                                     (n above counts only the other failures), so a request
+ *                                     that spun on a dead leader during an election reaches the
+ *                                     new one with a short timeout.
  *   CHUNK_NOTEXIST                    read: ZEROS; discard: DONE (already gone); write: FAIL —
  *                                     chunkservers create chunks on first write, so this reply
  *                                     to a write is a protocol violation, not a transient error
@@ -158,6 +163,7 @@ typedef struct curve_retry_state {
     curve_retry_op op;
     uint64_t start_ns;   /* when the request started */
     uint32_t retries;    /* n: failed attempts so far */
+    uint32_t conn_fails; /* of them, connection-level failures (not in the timeout backoff) */
     uint64_t timeout_ms; /* RPC timeout of the next attempt */
     int last_status;     /* status of the last failed attempt (for error messages) */
     int cause;           /* status that started the current resolve chain */
@@ -185,6 +191,12 @@ void curve_retry_on_outcome(curve_retry_state *st, const curve_rpc_outcome *o,
  * op_retry_interval_ms otherwise) and send to whatever is cached. */
 void curve_retry_on_resolved(curve_retry_state *st, curve_retry_resolve step, bool ok,
                              curve_retry_action *act);
+
+/* The leader re-resolution after a failure says the leader has changed (it named another one)
+ * or may be changing: the next attempt uses rpc_timeout_ms again, while fewer than
+ * min_retries_force_timeout_backoff failures count in the backoff. Call it before
+ * curve_retry_on_resolved() for that resolve step. Same thread rules as the state. */
+void curve_retry_leader_changed(curve_retry_state *st);
 
 /* Whether `status` ends a request at once (never retried): INVALID_REQUEST, EPOCH_TOO_OLD, ... */
 bool curve_retry_status_is_fatal(int status);

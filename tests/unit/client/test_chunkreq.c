@@ -19,13 +19,16 @@
 #define MS         (1000000ull)
 #define NODES      6
 #define SCRIPT_MAX 32
-#define LOG_MAX    256
+#define LOG_MAX    1024
 #define STEPS_MAX  2000 /* a request taking more steps than this fails the test */
+#define CONN_COST_MS       20   /* a refused connection attempt (the channel's reconnect pause) */
+#define GETLEADER_TIMEOUT_MS 1000 /* GetLeader to a stopped peer waits this long */
 
 typedef struct fake_node {
     uint32_t id;
     char addr[CURVE_ADDR_MAX];
     bool down;              /* RPCs time out */
+    bool refused;           /* killed: connections are refused after CONN_COST_MS */
     int script[SCRIPT_MAX]; /* statuses returned first, in order */
     int nscript, pos;
 } fake_node;
@@ -35,6 +38,8 @@ typedef struct cluster {
     /* the truth */
     int leader; /* node index, -1 = none elected */
     uint64_t term;
+    uint64_t elect_at_ns; /* != 0: at this clock time `next_leader` wins an election */
+    int next_leader;
     int members[3]; /* node indexes */
     uint64_t epoch;
     bool mds_down;
@@ -139,6 +144,17 @@ static bool is_member(cluster *c, int idx)
     return idx == c->members[0] || idx == c->members[1] || idx == c->members[2];
 }
 
+/* The scheduled election happens once its time has come. */
+static void elect(fixture *f)
+{
+    cluster *c = &f->c;
+    if (c->elect_at_ns != 0 && curve_clock_mono_ns(&f->clock.base) >= c->elect_at_ns) {
+        c->leader = c->next_leader;
+        c->term++;
+        c->elect_at_ns = 0;
+    }
+}
+
 /* Runs one request to completion; returns the final step. */
 static curve_step run(fixture *f, curve_retry_op op)
 {
@@ -149,6 +165,7 @@ static curve_step run(fixture *f, curve_retry_op op)
     for (int steps = 0; s.kind != CURVE_STEP_DONE; steps++) {
         assert_true(steps < STEPS_MAX);
         curve_clock_manual_advance(&f->clock, s.sleep_ms * MS);
+        elect(f);
         switch (s.kind) {
         case CURVE_STEP_SEND: {
             logf_(c, "send %s t=%llu s=%llu", s.peer.addr, (unsigned long long)s.timeout_ms,
@@ -157,7 +174,10 @@ static curve_step run(fixture *f, curve_retry_op op)
             int i = node_by_addr(c, s.peer.addr);
             assert_true(i >= 0);
             fake_node *n = &c->n[i];
-            if (n->down) {
+            if (n->refused) {
+                curve_clock_manual_advance(&f->clock, CONN_COST_MS * MS);
+                curve_chunkreq_on_reply(&r, CURVE_ERR_RPC_CONN, false, NULL, &s);
+            } else if (n->down) {
                 curve_clock_manual_advance(&f->clock, s.timeout_ms * MS);
                 curve_chunkreq_on_reply(&r, 0, true, NULL, &s);
             } else if (n->pos < n->nscript) {
@@ -176,11 +196,21 @@ static curve_step run(fixture *f, curve_retry_op op)
         case CURVE_STEP_GET_LEADER: {
             logf_(c, "getleader s=%llu", (unsigned long long)s.sleep_ms);
             assert_true(s.npeers > 0);
-            /* any live member that is asked names the elected leader */
+            /* the peers are asked in order; any live member names the leader it knows (until
+             * the election, the old one); dead ones cost a refused connection or a timeout */
             const char *ans = NULL;
             for (uint32_t k = 0; k < s.npeers; k++) {
                 int i = node_by_addr(c, s.peers[k].addr);
-                if (i >= 0 && !c->n[i].down && is_member(c, i) && c->leader >= 0) {
+                if (i >= 0 && c->n[i].refused) {
+                    curve_clock_manual_advance(&f->clock, CONN_COST_MS * MS);
+                    continue;
+                }
+                if (i >= 0 && c->n[i].down) {
+                    curve_clock_manual_advance(&f->clock, GETLEADER_TIMEOUT_MS * MS);
+                    elect(f);
+                    continue;
+                }
+                if (i >= 0 && is_member(c, i) && c->leader >= 0) {
                     ans = c->n[c->leader].addr;
                     break;
                 }
@@ -262,8 +292,9 @@ static void test_dead_leader_reresolved(void **state)
     f->c.leader = 1; /* node 2 elected */
     curve_step s = run(f, CURVE_RETRY_OP_WRITE);
     assert_int_equal(s.result, 0);
+    /* the new leader: back to the short timeout */
     expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
-                                   "send 127.0.0.1:8202 t=2000 s=0", NULL});
+                                   "send 127.0.0.1:8202 t=1000 s=0", NULL});
 }
 
 static void test_overload_then_success(void **state)
@@ -294,7 +325,7 @@ static void test_copyset_moved(void **state)
     curve_step s = run(f, CURVE_RETRY_OP_WRITE);
     assert_int_equal(s.result, 0);
     expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "mds s=0",
-                                   "send 127.0.0.1:8205 t=2000 s=0", NULL});
+                                   "send 127.0.0.1:8205 t=1000 s=0", NULL});
 }
 
 static void test_read_missing_chunk_zeros(void **state)
@@ -420,6 +451,57 @@ static void test_election_in_progress(void **state)
     assert_true(slept >= 100);
 }
 
+/* The leader's chunkserver is killed (SIGKILL: connections refused); the other two elect a new
+ * leader ELECT_MS later and name the dead one until then. The client keeps re-resolving
+ * through the peers (asking the dead one last) and reaches the new leader right after the
+ * election with the first RPC timeout, not one grown by the refused attempts. */
+#define ELECT_MS 1600
+static void test_leader_killed_election(void **state)
+{
+    fixture *f = *state;
+    curve_log_level saved = curve_log_get_level();
+    curve_log_set_level(CURVE_LOG_ERROR);
+    assert_int_equal(mds_answer(f), 0);
+    uint64_t t0 = curve_clock_mono_ns(&f->clock.base);
+    f->c.n[0].refused = true;
+    f->c.elect_at_ns = t0 + ELECT_MS * MS;
+    f->c.next_leader = 1;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    uint64_t took_ms = (curve_clock_mono_ns(&f->clock.base) - t0) / MS;
+    assert_true(f->c.nlog >= 2);
+    const char *last = f->c.log[f->c.nlog - 1];
+    if (strcmp(last, "send 127.0.0.1:8202 t=1000 s=0") != 0)
+        fail_msg("reached the new leader with '%s' after %d steps", last, f->c.nlog);
+    /* done within a few refused round trips of the election */
+    assert_true(took_ms >= ELECT_MS);
+    assert_true(took_ms <= ELECT_MS + 4 * CONN_COST_MS);
+    curve_log_set_level(saved);
+}
+
+/* The leader's chunkserver is stopped (SIGSTOP / partition: RPCs time out). The live peers name
+ * it until the election; the client must not wait for it with a doubled timeout while they do,
+ * and must not spend a GetLeader timeout on it before asking them. */
+static void test_leader_stopped_election(void **state)
+{
+    fixture *f = *state;
+    curve_log_level saved = curve_log_get_level();
+    curve_log_set_level(CURVE_LOG_ERROR);
+    assert_int_equal(mds_answer(f), 0);
+    uint64_t t0 = curve_clock_mono_ns(&f->clock.base);
+    f->c.n[0].down = true;
+    f->c.elect_at_ns = t0 + ELECT_MS * MS;
+    f->c.next_leader = 1;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    uint64_t took_ms = (curve_clock_mono_ns(&f->clock.base) - t0) / MS;
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
+                                   "send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
+                                   "send 127.0.0.1:8202 t=1000 s=0", NULL});
+    assert_int_equal(took_ms, 2000);
+    curve_log_set_level(saved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +516,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unstable_keeps_timeout_short, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mds_down_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_election_in_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_killed_election, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_stopped_election, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -396,6 +396,8 @@ static void test_other_and_connection_errors(void **state)
         feed(f, conn[i], &a);
         assert_int_equal(a.resolve, CURVE_RESOLVE_PEERS);
         assert_int_equal(a.sleep_ms, 0);
+        /* the leader may have changed: no timeout growth from connection failures */
+        assert_int_equal(a.timeout_ms, 1000);
     }
     curve_retry_on_resolved(&f->st, CURVE_RESOLVE_PEERS, false, &a);
     assert_int_equal(a.resolve, CURVE_RESOLVE_MDS);
@@ -760,6 +762,43 @@ static void test_config_table(void **state)
     assert_int_equal(curve_retry_opts_validate(&o, err, sizeof(err)), CURVE_ERR_CONFIG);
 }
 
+/* A request bouncing off a dead leader (connection refused) during an election, then timing
+ * out: the refused attempts do not count in the timeout backoff; a resolve that finds the
+ * leader changed brings the timeout back to the base while n < 5. */
+static void test_conn_failures_keep_timeout_short(void **state)
+{
+    fixture *f = *state;
+    fx_start(f, CURVE_RETRY_OP_WRITE);
+    curve_retry_action a;
+    for (int i = 0; i < 20; i++) {
+        feed(f, i % 2 ? -ECONNREFUSED : CURVE_ERR_RPC_CONN, &a);
+        assert_int_equal(a.verdict, CURVE_RETRY_AGAIN);
+        assert_int_equal(a.resolve, CURVE_RESOLVE_PEERS);
+        assert_int_equal(a.timeout_ms, 1000);
+        curve_retry_on_resolved(&f->st, CURVE_RESOLVE_PEERS, true, &a);
+        assert_int_equal(a.timeout_ms, 1000);
+    }
+    /* the first real timeout backs off as the first failure would */
+    feed_timeout(f, false, &a);
+    assert_int_equal(a.timeout_ms, 2000);
+    feed_timeout(f, false, &a);
+    assert_int_equal(a.timeout_ms, 4000);
+    /* the peers named another leader */
+    curve_retry_leader_changed(&f->st);
+    curve_retry_on_resolved(&f->st, CURVE_RESOLVE_PEERS, true, &a);
+    assert_int_equal(a.timeout_ms, 1000);
+    /* from the 5th counted failure on, backoff applies anyway */
+    for (int i = 0; i < 3; i++)
+        feed_timeout(f, false, &a);
+    assert_int_equal(a.timeout_ms, 8000);
+    curve_retry_leader_changed(&f->st);
+    curve_retry_on_resolved(&f->st, CURVE_RESOLVE_PEERS, true, &a);
+    assert_int_equal(a.timeout_ms, 8000);
+    /* a connection failure after that: n >= 5, no reset either */
+    feed(f, -ECONNRESET, &a);
+    assert_int_equal(a.timeout_ms, 8000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -777,6 +816,7 @@ int main(void)
         cmocka_unit_test_setup(test_chunk_notexist, setup),
         cmocka_unit_test_setup(test_fatal_statuses, setup),
         cmocka_unit_test_setup(test_other_and_connection_errors, setup),
+        cmocka_unit_test_setup(test_conn_failures_keep_timeout_short, setup),
         cmocka_unit_test_setup(test_unbounded_by_default, setup),
         cmocka_unit_test_setup(test_total_deadline, setup),
         cmocka_unit_test_setup(test_max_attempts, setup),
