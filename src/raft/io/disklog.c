@@ -59,6 +59,10 @@ CURVE_STATIC_ASSERT(RLOG_DEFAULT_SEGMENT_BYTES % RLOG_PAGE_SIZE == 0, "segment i
 #define SPARE_FILL_FACTOR 2
 /* Largest pwrite of zeros (size of the static zero buffer). */
 #define SPARE_WRITE_BYTES (256u << 10)
+/* Writeback of the spare's zeros is started (sync_file_range) in pieces of this size: few large
+ * writes next to the log's fdatasyncs rather than one per batch, and little left for the final
+ * fsync. */
+#define SPARE_WRITEBACK_BYTES (1u << 20)
 
 /* ---- little-endian helpers ---------------------------------------------------------------- */
 
@@ -386,6 +390,7 @@ struct rlog {
     /* pre-written spare segment (SPARE_NAME), see spare_step() */
     int spare_fd;       /* -1: none */
     uint64_t spare_off; /* bytes zero-filled so far */
+    uint64_t spare_wb;  /* writeback started for [0, spare_wb) */
     bool spare_ready;   /* fully zero-filled and fsynced: the next roll renames it into place */
     bool spare_failed;  /* preparation failed: not retried before the next roll */
     uint64_t spare_due; /* bytes to zero-fill at the next step (SPARE_FILL_FACTOR x written) */
@@ -725,6 +730,7 @@ static void spare_drop(rlog *log)
                       curve_strerror(-errno));
     }
     log->spare_off = 0;
+    log->spare_wb = 0;
     log->spare_ready = false;
 }
 
@@ -734,8 +740,9 @@ static bool spare_wanted(const rlog *log)
 }
 
 /* One step of preparing the spare segment: create it, write spare_due more zeros (starting
- * their writeback at once), and once all of it is written, fsync it and mark it ready. Pre-written blocks make the appends into the segment pure overwrites: fdatasync then
- * has no extent conversion (ext4 unwritten extents after fallocate) to commit. A failure only
+ * their writeback every SPARE_WRITEBACK_BYTES), and once all of it is written, fsync it and
+ * mark it ready. Pre-written blocks make the appends into the segment pure overwrites: fdatasync
+ * then has no extent conversion (ext4 unwritten extents after fallocate) to commit. A failure only
  * drops the spare: the next roll falls back to fallocate(). IO thread (or the disk thread that
  * took the log). */
 static void spare_step(rlog *log)
@@ -752,6 +759,7 @@ static void spare_step(rlog *log)
         log->spare_fd = openat(log->dirfd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
                                0644);
         log->spare_off = 0;
+        log->spare_wb = 0;
         if (log->spare_fd < 0)
             rc = -errno;
     }
@@ -762,13 +770,15 @@ static void spare_step(rlog *log)
         n = n < budget ? n : budget;
         n = n < SPARE_WRITE_BYTES ? n : SPARE_WRITE_BYTES;
         rc = pwrite_all(log->spare_fd, zeros, (size_t)n, log->spare_off);
-        if (rc == 0) {
-            /* best effort: a filesystem without it just writes back later */
-            (void)sync_file_range(log->spare_fd, (off_t)log->spare_off, (off_t)n,
-                                  SYNC_FILE_RANGE_WRITE);
+        if (rc == 0)
             log->spare_off += n;
-        }
         budget -= n;
+    }
+    if (rc == 0 && log->spare_off - log->spare_wb >= SPARE_WRITEBACK_BYTES) {
+        /* best effort: a filesystem without it just writes back later */
+        (void)sync_file_range(log->spare_fd, (off_t)log->spare_wb,
+                              (off_t)(log->spare_off - log->spare_wb), SYNC_FILE_RANGE_WRITE);
+        log->spare_wb = log->spare_off;
     }
     if (rc == 0 && log->spare_off < size)
         return;
@@ -813,6 +823,7 @@ static int spare_take(rlog *log, uint64_t first, int *fd_out)
     *fd_out = log->spare_fd;
     log->spare_fd = -1;
     log->spare_off = 0;
+    log->spare_wb = 0;
     log->spare_ready = false;
     return 1;
 }
