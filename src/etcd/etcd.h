@@ -175,6 +175,13 @@ typedef enum {
     ETCD_CMP_LEASE = 4,
 } etcd_cmp_target;
 
+/* A compare on one key, or on every key of a range (etcd >= 3.3): with `range_end` (the range
+ * [key, range_end)) or `prefix` (every key starting with `key`; range_end ignored) the compare
+ * holds when it holds for every key in the range; on an empty range it is evaluated against a
+ * key that does not exist (version, create and mod revision 0, lease 0), except that a VALUE
+ * compare on an empty range fails. "No key under prefix P" is therefore
+ * {.key = P, .prefix = true, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0}.
+ * The strings are borrowed for the duration of the call. */
 typedef struct etcd_compare {
     const char *key;
     etcd_cmp_target target;
@@ -182,6 +189,8 @@ typedef struct etcd_compare {
     int64_t number;    /* for VERSION / CREATE / MOD / LEASE */
     const void *value; /* for VALUE */
     size_t value_len;
+    const char *range_end; /* NULL: the single key (unless prefix) */
+    bool prefix;           /* every key starting with `key` */
 } etcd_compare;
 
 typedef enum { ETCD_OP_RANGE = 0, ETCD_OP_PUT = 1, ETCD_OP_DELETE = 2 } etcd_op_type;

@@ -339,7 +339,7 @@ static int enc_compare(json_t *arr, const etcd_compare *c)
     json_t *o = json_object();
     if (!o || json_array_append_new(arr, o))
         return -ENOMEM;
-    int rc = etcd__set_bytes(o, "key", c->key, strlen(c->key));
+    int rc = set_range(o, c->key, c->range_end, c->prefix, false);
     rc = rc ? rc : set_str(o, "result", cmp_result_names[c->result]);
     rc = rc ? rc : set_str(o, "target", cmp_target_names[c->target]);
     if (c->target == ETCD_CMP_VALUE)

@@ -714,12 +714,18 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
             }
             char idkey[MDS_KEY_MAX];
             snprintf(idkey, sizeof(idkey), MDS_DIRID_PREFIX "%" PRIu64, e.f.id);
-            etcd_compare c = {.key = e.key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL,
-                              .number = e.mod_rev};
+            /* "still empty" is part of the txn: an entry created in the directory after the
+             * count above makes it fail (then the count reports it). */
+            etcd_compare c[2] = {
+                {.key = e.key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL,
+                 .number = e.mod_rev},
+                {.key = prefix, .prefix = true, .target = ETCD_CMP_CREATE,
+                 .result = ETCD_CMP_EQUAL, .number = 0},
+            };
             etcd_op ops[2] = {{.type = ETCD_OP_DELETE, .key = e.key},
                               {.type = ETCD_OP_DELETE, .key = idkey}};
             etcd_txn_result r;
-            if ((rc = mds_txn(d, &c, 1, ops, 2, NULL, 0, &r)) < 0)
+            if ((rc = mds_txn(d, c, 2, ops, 2, NULL, 0, &r)) < 0)
                 return rc;
             bool ok = r.succeeded;
             etcd_txn_result_free(&r);
@@ -733,7 +739,7 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
             return CURVE_ERR_PERMISSION;
         }
         snprintf(prefix, sizeof(prefix), MDS_SESSION_PREFIX "%" PRIu64 "/", e.f.id);
-        if (sess_maybe(e.f.id) && (rc = count_prefix(d, prefix, &count)) < 0)
+        if ((attempt > 0 || sess_maybe(e.f.id)) && (rc = count_prefix(d, prefix, &count)) < 0)
             return rc;
         if (count > 0) {
             snprintf(err, errlen, "volume '%s' is open (%" PRId64 " sessions)", path, count);
@@ -748,10 +754,16 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
         etcd_op ops[2] = {{.type = ETCD_OP_DELETE, .key = e.key}};
         if ((rc = encode_put(&e.f, buf, &ops[1], rkey)) < 0)
             return rc;
-        etcd_compare c = {.key = e.key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL,
-                          .number = e.mod_rev};
+        /* "no open session" is part of the txn: an Open that wins the race makes it fail
+         * (then the count above reports the session). */
+        etcd_compare c[2] = {
+            {.key = e.key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL,
+             .number = e.mod_rev},
+            {.key = prefix, .prefix = true, .target = ETCD_CMP_CREATE,
+             .result = ETCD_CMP_EQUAL, .number = 0},
+        };
         etcd_txn_result r;
-        if ((rc = mds_txn(d, &c, 1, ops, 2, NULL, 0, &r)) < 0)
+        if ((rc = mds_txn(d, c, 2, ops, 2, NULL, 0, &r)) < 0)
             return rc;
         bool ok = r.succeeded;
         etcd_txn_result_free(&r);

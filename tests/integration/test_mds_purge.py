@@ -189,3 +189,36 @@ def test_purge_removes_chunks_and_segments(cl):
     files = chunk_files(cl.root)
     assert {c for c in keep_chunks if len(files.get(c, [])) == 3} == kept
     io_check(cl.procs, a, "verify", "/keep", 9)
+
+
+def test_delete_checks_are_part_of_the_txn(procs):
+    """Delete's "no open session" / "directory is empty" checks hold inside the etcd txn: a
+    session key the MDS has never seen (written behind its back, as a racing Open's would be)
+    makes the delete fail with BUSY instead of moving an open volume to the recycle bin."""
+    import base64
+
+    def b64(s):
+        return base64.b64encode(s.encode()).decode()
+    c = MdsCluster(procs)
+    try:
+        a = c.start_mds().wait_leader(20)
+        ok(tool(a, "mkdir", "/d"))
+        fid = ok(tool(a, "create", "/d/v", SEG))["id"]
+        skey = "/curve/v1/session/%d/racer" % fid
+        c.etcd.call(0, "/v3/kv/put", {"key": b64(skey), "value": b64("x")})
+        err(tool(a, "delete", "/d/v"), "CURVE_ERR_BUSY")
+        assert ok(tool(a, "stat", "/d/v"))["id"] == fid
+        assert ok(tool(a, "ls", "/RecycleBin"))["entries"] == []
+        c.etcd.call(0, "/v3/kv/deleterange", {"key": b64(skey)})
+        ok(tool(a, "delete", "/d/v"))
+        # An entry that appears in the directory: the delete fails, the directory stays.
+        did = ok(tool(a, "stat", "/d"))["id"]
+        ekey = "/curve/v1/ns/%d/racer" % did
+        c.etcd.call(0, "/v3/kv/put", {"key": b64(ekey), "value": b64("x")})
+        err(tool(a, "delete", "/d"), "CURVE_ERR_NOT_EMPTY")
+        c.etcd.call(0, "/v3/kv/deleterange", {"key": b64(ekey)})
+        ok(tool(a, "delete", "/d"))
+        err(tool(a, "stat", "/d"), "CURVE_ERR_NOT_FOUND")
+    finally:
+        procs.stop_all(kill=True)
+        c.close()

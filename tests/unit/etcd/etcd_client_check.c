@@ -189,6 +189,33 @@ static void case_txn(etcd_client *c)
     CHECK(t.succeeded && t.results[0].type == ETCD_OP_DELETE && t.results[0].del.deleted == 2);
     CHECK(t.results[0].del.n_prev_kvs == 2);
     etcd_txn_result_free(&t);
+
+    /* range compares: "no key under the prefix" holds on the (now empty) prefix only */
+    etcd_compare none = {.key = prefix, .prefix = true, .target = ETCD_CMP_CREATE,
+                         .result = ETCD_CMP_EQUAL};
+    CHECK_RC(etcd_txn(c, &none, 1, &put1, 1, NULL, 0, &t));
+    CHECK(t.succeeded);
+    etcd_txn_result_free(&t);
+    CHECK_RC(etcd_txn(c, &none, 1, &put1, 1, NULL, 0, &t)); /* a exists now */
+    CHECK(!t.succeeded);
+    etcd_txn_result_free(&t);
+    char cend[96];
+    k("c", cend, sizeof(cend));
+    etcd_compare rng = {.key = b, .range_end = cend, .target = ETCD_CMP_CREATE,
+                        .result = ETCD_CMP_EQUAL};
+    CHECK_RC(etcd_txn(c, &rng, 1, NULL, 0, NULL, 0, &t)); /* [b, c) is empty */
+    CHECK(t.succeeded);
+    etcd_txn_result_free(&t);
+    rng.key = a; /* [a, c) holds a */
+    CHECK_RC(etcd_txn(c, &rng, 1, NULL, 0, NULL, 0, &t));
+    CHECK(!t.succeeded);
+    etcd_txn_result_free(&t);
+    etcd_compare vall = {.key = prefix, .prefix = true, .target = ETCD_CMP_VERSION,
+                         .result = ETCD_CMP_EQUAL, .number = 1}; /* every key: version 1 */
+    CHECK_RC(etcd_txn(c, &vall, 1, NULL, 0, NULL, 0, &t));
+    CHECK(t.succeeded);
+    etcd_txn_result_free(&t);
+    CHECK_RC(etcd_delete(c, a, NULL, false, false, NULL));
 }
 
 static bool key_exists(etcd_client *c, const char *key)

@@ -172,6 +172,27 @@ static void test_enc_put_txn(void **state)
     json_decref(o);
     free(s);
 
+    /* range compares: prefix (end = key + 1 in the last byte) and an explicit range_end */
+    etcd_compare rc2[2] = {
+        {.key = "d/", .prefix = true, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL},
+        {.key = "a", .range_end = "b", .target = ETCD_CMP_VERSION, .result = ETCD_CMP_GREATER},
+    };
+    assert_int_equal(etcd__enc_txn(rc2, 2, NULL, 0, NULL, 0, &s), 0);
+    o = parse(s);
+    c = json_object_get(o, "compare");
+    assert_string_equal(sget(json_array_get(c, 0), "key"), "ZC8=");       /* "d/" */
+    assert_string_equal(sget(json_array_get(c, 0), "range_end"), "ZDA="); /* "d0" */
+    assert_string_equal(sget(json_array_get(c, 0), "create_revision"), "0");
+    assert_string_equal(sget(json_array_get(c, 1), "range_end"), "Yg=="); /* "b" */
+    json_decref(o);
+    free(s);
+    /* a single-key compare carries no range_end */
+    assert_int_equal(etcd__enc_txn(cmp, 1, NULL, 0, NULL, 0, &s), 0);
+    o = parse(s);
+    assert_null(json_object_get(json_array_get(json_object_get(o, "compare"), 0), "range_end"));
+    json_decref(o);
+    free(s);
+
     etcd_compare badc = {.key = "k", .target = 7};
     assert_int_equal(etcd__enc_txn(&badc, 1, NULL, 0, NULL, 0, &s), -EINVAL);
     assert_int_equal(etcd__enc_txn(NULL, ETCD_MAX_TXN_OPS + 1, NULL, 0, NULL, 0, &s), -EINVAL);
