@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/assert.h"
 #include "common/crc32c.h"
 #include "common/failpoint.h"
@@ -180,12 +181,7 @@ static void cfp_path(const curve_cfp *p, uint64_t idx, const char *suffix, char 
 /* fsyncs a directory so that renames/creates/unlinks in it are durable. */
 static int fsync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
+    return curve_fsync_dir(dir);
 }
 
 /* fsyncs the directory containing `path`. */

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/assert.h"
 #include "common/crc32c.h"
 #include "common/log.h"
@@ -403,12 +404,7 @@ int cs_fsm__snapfile_decode(const uint8_t *buf, size_t len, uint64_t group_id, u
 
 static int fsync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
+    return curve_fsync_dir(dir);
 }
 
 /* Writes cs_snapshot durably: tmp file, fdatasync, rename, directory fsync. */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/assert.h"
 #include "common/clock.h"
 #include "common/crc32c.h"
@@ -163,12 +164,7 @@ static int mkdir_p(const char *path)
 
 static int fsync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
+    return curve_fsync_dir(dir);
 }
 
 /* ============================================================================================
