@@ -101,19 +101,30 @@ class CsHang(Fault):
 
 
 class CsPartition(Fault):
-    name, title = "cs_partition", "chunkserver partitioned (failpoints: all its RPC replies " \
-        "and outgoing requests dropped)"
+    name = "cs_partition"
     stall_target = True
     hold_s, quick_hold_s = 30, 15
 
+    def title_for(self, net):
+        if net.netns:
+            return "chunkserver partitioned (netns: iptables DROP of all its traffic)"
+        return "chunkserver partitioned (failpoints: all its RPC replies and outgoing " \
+            "requests dropped)"
+
     def inject(self, ctx):
         d, counts = ctx.cluster.busiest_leader()
-        d.failpoint("rpc.server.reply", "return")
-        d.failpoint("rpc.channel.send", "return")
+        if ctx.net.netns:  # a real partition: nothing leaves or enters its namespace
+            ctx.iptables_add(d.node, ["INPUT", "-i", "eth0", "-j", "DROP"])
+            ctx.iptables_add(d.node, ["OUTPUT", "-o", "eth0", "-j", "DROP"])
+        else:
+            d.failpoint("rpc.server.reply", "return")
+            d.failpoint("rpc.channel.send", "return")
         return {"target": d.name, "leaders": counts}
 
     def heal(self, ctx, st):
-        ctx.cluster.daemons[st["target"]].failpoints_clear()
+        if not ctx.net.netns:
+            ctx.cluster.daemons[st["target"]].failpoints_clear()
+        # netns: ctx.cleanup() removes the rules
 
 
 class CsLoss(Fault):
@@ -123,18 +134,19 @@ class CsLoss(Fault):
 
     def inject(self, ctx):
         d, counts = ctx.cluster.busiest_leader()
-        rules = []
-        for chain, match in (("INPUT", "--dport"), ("OUTPUT", "--sport")):
-            spec = [chain, "-p", "tcp", "-d" if chain == "INPUT" else "-s", d.ip, match,
-                    str(d.port), "-m", "statistic", "--mode", "random", "--probability",
-                    "0.05", "-j", "DROP"]
-            ctx.iptables_add(spec)
-            rules.append(spec)
-        return {"target": d.name, "rules": rules}
+        stat = ["-m", "statistic", "--mode", "random", "--probability", "0.05", "-j", "DROP"]
+        if ctx.net.netns:  # every packet in or out of its namespace
+            ctx.iptables_add(d.node, ["INPUT", "-i", "eth0"] + stat)
+            ctx.iptables_add(d.node, ["OUTPUT", "-o", "eth0"] + stat)
+        else:  # its RPC address and port in the shared namespace
+            ctx.iptables_add(None, ["INPUT", "-p", "tcp", "-d", d.ip, "--dport", str(d.port)] +
+                             stat)
+            ctx.iptables_add(None, ["OUTPUT", "-p", "tcp", "-s", d.ip, "--sport", str(d.port)] +
+                             stat)
+        return {"target": d.name, "leaders": counts}
 
     def heal(self, ctx, st):
-        for spec in st["rules"]:
-            ctx.iptables_del(spec)
+        pass  # ctx.cleanup() removes the rules
 
 
 class CsDelay(Fault):
@@ -230,9 +242,9 @@ class EtcdDown(Fault):
     hold_s = ETCD_DOWN_S
 
     def inject(self, ctx):
-        d = ctx.cluster.etcd()
-        d.kill()
-        return {"target": d.name}
+        for d in ctx.cluster.etcds():
+            d.kill()
+        return {"target": "etcd (all %d members)" % len(ctx.cluster.etcds())}
 
     def during(self, ctx, st):
         t = time.monotonic()
@@ -242,7 +254,8 @@ class EtcdDown(Fault):
                              "msg": p.stderr.decode(errors="replace").strip()[-160:]}
 
     def heal(self, ctx, st):
-        ctx.cluster.etcd().start()
+        for d in ctx.cluster.etcds():
+            d.start()
 
     def after(self, ctx, st):
         p = ctx.cluster.cli("bs", "create", "volume", "/etcd-down-probe2",
@@ -258,14 +271,128 @@ class EtcdDown(Fault):
             ctx.failed_checks.append("metadata call after etcd recovery failed")
 
 
+class EtcdMemberKill(Fault):
+    name, title = "etcd_member_kill", "one etcd member (the etcd raft leader) SIGKILLed, " \
+        "restarted after hold"
+    stall_target = True
+    hold_s = 20
+
+    def inject(self, ctx):
+        c = ctx.cluster
+        if len(c.etcds()) < 3:
+            raise RuntimeError("needs a 3-member etcd (--etcd-members 3)")
+        d = c.etcd_leader()
+        was_leader = d is not None
+        d = d or c.etcds()[0]
+        mds = c.mds_leader()
+        d.kill()
+        return {"target": d.name, "etcd_raft_leader": was_leader,
+                "mds_leader": mds.name if mds else None}
+
+    def during(self, ctx, st):
+        c = ctx.cluster
+        t = time.monotonic()
+        try:
+            new = wait_until(c.etcd_leader, 15, interval=0.1, what="a new etcd leader")
+            ctx.notes.append("new etcd raft leader %s after %.1f s" % (new.name,
+                                                                    time.monotonic() - t))
+        except TimeoutError as e:
+            ctx.failed_checks.append(str(e))
+
+    def heal(self, ctx, st):
+        d = ctx.cluster.daemons[st["target"]]
+        d.start()
+        wait_until(lambda: ctx.cluster.etcd_healthy(d), 60, interval=0.2,
+                   what="%s healthy again" % d.name)
+
+    def after(self, ctx, st):
+        mds = ctx.cluster.mds_leader()
+        ctx.notes.append("killed %s (%s); MDS leader %s before, %s after" % (
+            st["target"], "etcd raft leader" if st["etcd_raft_leader"] else "no leader found",
+            st["mds_leader"], mds.name if mds else None))
+
+
+MDS_STOP_BOUND_S = 5.0 + 1.0   # lease TTL (docs/mds-ha.md: stops by p + 4 s) + poll slack
+
+
+class MdsEtcdPartition(Fault):
+    name, title = "mds_etcd_partition", "MDS leader partitioned from etcd (netns: iptables " \
+        "DROP between its namespace and the etcd members)"
+    stall_target = True
+    hold_s = 20
+    needs_netns = "needs network namespaces (the MDS etcd client has no failpoint here)"
+
+    def inject(self, ctx):
+        c = ctx.cluster
+        d = wait_until(c.mds_leader, 30, interval=0.2, what="MDS leader")
+        for e in c.etcds():
+            ctx.iptables_add(d.node, ["OUTPUT", "-d", e.ip, "-j", "DROP"])
+            ctx.iptables_add(d.node, ["INPUT", "-s", e.ip, "-j", "DROP"])
+        return {"target": d.name, "t0": time.monotonic()}
+
+    def during(self, ctx, st):
+        """Until the hold ends: when the old leader stops serving (its /status is no longer
+        "leader", or it exited), and when another MDS serves as leader."""
+        c = ctx.cluster
+        old = c.daemons[st["target"]]
+        t0, end = st["t0"], st["t0"] + self.hold_s - 1
+        stop_s = take_s = None
+        while time.monotonic() < end and (stop_s is None or take_s is None):
+            if stop_s is None and (not old.alive() or old.role() != "leader"):
+                stop_s = time.monotonic() - t0
+            if take_s is None:
+                new = c.mds_leader()
+                if new is not None and new is not old:
+                    take_s = time.monotonic() - t0
+            time.sleep(0.1)
+        st["stop_s"], st["take_s"] = stop_s, take_s
+        ctx.notes.append("old leader %s stopped serving after %s s (%s); %s" % (
+            old.name, "%.1f" % stop_s if stop_s is not None else "never",
+            "exited" if not old.alive() else "role %s" % old.role(),
+            "another MDS serving after %.1f s" % take_s if take_s is not None
+            else "no other MDS became leader"))
+        if stop_s is None or stop_s > MDS_STOP_BOUND_S:
+            ctx.failed_checks.append("old MDS leader did not stop within %.0f s" %
+                                     MDS_STOP_BOUND_S)
+        if take_s is None:
+            ctx.failed_checks.append("no other MDS took over within %d s" % self.hold_s)
+
+    def heal(self, ctx, st):
+        ctx.cleanup()
+        d = ctx.cluster.daemons[st["target"]]
+        if not d.alive():  # the supervisor restarts it (it exits on lost leadership)
+            d.start()
+
+
 class ServerKill(Fault):
     name, title = "server_kill", "whole server killed (its chunkserver), back after the offline " \
-        "time (60 s)"
+        "time (60 s); replicas rebuilt on the other servers"
     stall_target = True
     hold_s = 70
+    REBUILD_TIMEOUT_S = 240
 
-    inject = CsKill.inject
-    heal = CsKill.heal
+    def inject(self, ctx):
+        st = CsKill.inject(self, ctx)
+        st["t_kill"] = time.monotonic()
+        return st
+
+    def heal(self, ctx, st):
+        """Before the server comes back: every copyset must have 3 healthy replicas again on
+        the remaining servers (needs >= 4 servers)."""
+        c = ctx.cluster
+        if len(c.chunkservers()) >= 4:
+            try:
+                wait_until(c.copysets_healthy, self.REBUILD_TIMEOUT_S, interval=0.5,
+                           what="replicas rebuilt elsewhere")
+                ctx.notes.append("every copyset had 3 healthy replicas again %.1f s after the "
+                                 "kill (offline at 60 s), with %s still down" % (
+                                     time.monotonic() - st["t_kill"], st["target"]))
+            except TimeoutError:
+                ctx.failed_checks.append("replicas not rebuilt elsewhere within %d s of the "
+                                         "kill" % (self.REBUILD_TIMEOUT_S + self.hold_s))
+        else:
+            ctx.notes.append("only %d servers: nowhere to rebuild" % len(c.chunkservers()))
+        c.daemons[st["target"]].start()
 
 
 class NotRun(Fault):
@@ -274,14 +401,13 @@ class NotRun(Fault):
 
 
 ALL = [CsKill(), CsHang(), CsPartition(), MdsKill(), CsLoss(), CsDelay(), SlowDisk(), DiskEio(),
-       DiskFull(), EtcdDown(), ServerKill(),
-       NotRun("mds_etcd_partition", "MDS leader partitioned from etcd",
-              "needs per-MDS network isolation (namespaces) or an etcd-client failpoint; the "
-              "MDS etcd client has no failpoint and all MDS share one loopback namespace"),
-       NotRun("etcd_member_kill", "one etcd member killed",
-              "`curve cluster up` runs a single-member etcd: covered by etcd_down")]
+       DiskFull(), EtcdDown(), EtcdMemberKill(), MdsEtcdPartition(), ServerKill()]
 QUICK = ["cs_kill", "cs_hang", "cs_partition", "mds_kill"]
 RANDOM_OK = ["cs_kill", "cs_hang", "cs_partition", "cs_delay", "slow_disk", "mds_kill"]
+
+
+def title_of(f, net):
+    return f.title_for(net) if hasattr(f, "title_for") else f.title
 
 
 # ---- context --------------------------------------------------------------------------------
@@ -289,22 +415,29 @@ RANDOM_OK = ["cs_kill", "cs_hang", "cs_partition", "cs_delay", "slow_disk", "mds
 class Ctx:
     def __init__(self, cluster, quick):
         self.cluster, self.quick = cluster, quick
-        self.rules = []
+        self.net = cluster.net
+        self.rules = []           # (node, spec): node None = the host namespace
         self.notes = []
         self.failed_checks = []
 
-    def iptables_add(self, spec):
-        subprocess.run(["iptables", "-I"] + spec, check=True, timeout=30)
-        self.rules.append(spec)
+    def iptables_add(self, node, spec):
+        """Inserts an iptables rule in the node's namespace (netns mode) or in the host's
+        (node None, failpoint fallback); removed by cleanup() on every exit path."""
+        self.rules.append((node, spec))
+        try:
+            self.net.iptables(node, ["-I"] + spec)
+        except Exception:
+            self.rules.remove((node, spec))
+            raise
 
-    def iptables_del(self, spec):
-        if spec in self.rules:
-            subprocess.run(["iptables", "-D"] + spec, check=False, timeout=30)
-            self.rules.remove(spec)
+    def iptables_del(self, node, spec):
+        if (node, spec) in self.rules:
+            self.net.iptables(node, ["-D"] + spec, check=False)
+            self.rules.remove((node, spec))
 
     def cleanup(self):
-        for spec in list(self.rules):
-            self.iptables_del(spec)
+        for node, spec in list(self.rules):
+            self.iptables_del(node, spec)
 
 
 def settle(cluster):
@@ -319,7 +452,7 @@ def settle(cluster):
 
 def run_scenario(f, cluster, exports, blkcheck, tmp, quick):
     ctx = Ctx(cluster, quick)
-    res = {"name": f.name, "title": f.title, "tolerated": f.tolerated}
+    res = {"name": f.name, "title": title_of(f, cluster.net), "tolerated": f.tolerated}
     settle(cluster)
     load = Load(exports, blkcheck, tmp, f.name)
     load.start()
@@ -409,14 +542,11 @@ def write_table(path, results, meta):
     lines = ["# Failure table (measured by `make chaos`)", "",
              "Generated by `tests/system/chaos.py %s` on %s (%s). Do not edit by hand." % (
                  meta["mode"], meta["date"], meta["host"]), "",
-             "Cluster: `curve cluster up` (etcd ×1, MDS ×3, chunkservers ×3 on 127.0.0.1..3, "
-             "3 zones, 24 copysets, 4 MiB chunks). Load per scenario: fio ioengine=nbd, 4 KiB "
-             "random writes at QD32 with `verify=crc32c` (verify backlog) on 2 volumes, plus "
-             "`blkcheck` (numbered crc32c-checked 4 KiB blocks, all read back at the end). "
-             "**Isolation: failpoint fallback** (no network namespaces): a partition drops every "
-             "RPC reply and outgoing request of one chunkserver (`rpc.server.reply`, "
-             "`rpc.channel.send`); packet loss is real (iptables `statistic` on the "
-             "chunkserver's address/port).", "",
+             "Cluster: %s, started by the harness (tests/system/cluster.py). Load per "
+             "scenario: fio ioengine=nbd, 4 KiB random writes at QD32 with `verify=crc32c` "
+             "(verify backlog) on 2 volumes, plus `blkcheck` (numbered crc32c-checked 4 KiB "
+             "blocks, all read back at the end). **Isolation: %s**." % (
+                 meta.get("cluster", "?"), meta.get("isolation", "?")), "",
              "Stall = longest time with zero completed IOs on a volume inside the fault window "
              "(fio log, 100 ms resolution), max over volumes. Time-to-healthy = from the heal "
              "until `curve bs status` shows every copyset healthy with 3 replicas. Latency = "
@@ -534,6 +664,13 @@ def main():
     ap.add_argument("--logs", default=None, help="copy daemon, nbdkit and fio logs here")
     ap.add_argument("--table-from", default=None, help="only rewrite --table from a results "
                     "JSON of an earlier run (no cluster)")
+    ap.add_argument("--isolation", choices=("auto", "netns", "failpoint"), default="auto",
+                    help="netns: the harness's own network namespaces (fails if unavailable); "
+                    "failpoint: shared loopback + RPC failpoints; auto (default): netns when "
+                    "namespaces can be created")
+    ap.add_argument("--chunkservers", type=int, default=4,
+                    help="servers (one chunkserver each, one zone each); >= 4 lets "
+                    "server_kill rebuild replicas elsewhere")
     a = ap.parse_args()
     if a.table_from:
         with open(a.table_from) as f:
@@ -554,6 +691,9 @@ def main():
     plugin = find_file(build, "nbdkit-curve-plugin.so", executable=False)
     if a.only:
         names = a.only.split(",")
+        a.random = a.random or "random" in names  # --only random / scale: just that mode
+        a.scale = a.scale or "scale" in names
+        names = [n for n in names if n not in ("random", "scale")]
     elif a.all:
         names = [f.name for f in ALL]
     elif a.quick or not (a.random or a.scale):
@@ -567,7 +707,7 @@ def main():
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
 
     tmp = tempfile.mkdtemp(prefix="curve-chaos-run-")
-    cluster = Cluster(build, log=log)
+    cluster = Cluster(build, log=log, isolation=a.isolation, chunkservers=a.chunkservers)
     exports = None
     results = []
 
@@ -583,13 +723,15 @@ def main():
         log("volumes open: %s" % ", ".join(v["vol"] for v in exports.vols))
         for n in names:
             f = next(x for x in ALL if x.name == n)
-            if isinstance(f, NotRun):
-                results.append({"name": f.name, "title": f.title, "skipped": True,
-                                "why": f.why})
-                log("%s: not run (%s)" % (f.name, f.why))
+            why = getattr(f, "why", None) or (getattr(f, "needs_netns", None)
+                                              if not cluster.net.netns else None)
+            if why:
+                results.append({"name": f.name, "title": title_of(f, cluster.net),
+                                "skipped": True, "why": why})
+                log("%s: not run (%s)" % (f.name, why))
                 continue
-            log("=== %s: %s" % (f.name, f.title))
-            results.append(guarded(f.name, f.title, lambda f=f: run_scenario(
+            log("=== %s: %s" % (f.name, title_of(f, cluster.net)))
+            results.append(guarded(f.name, title_of(f, cluster.net), lambda f=f: run_scenario(
                 f, cluster, exports, blkcheck, tmp, a.quick)))
             if results[-1]["errors"] or not results[-1]["verify_ok"]:
                 log("%s: client errors or failed scenario: reopening the NBD exports" % f.name)
@@ -631,7 +773,11 @@ def main():
     meta = {"mode": "--all" if a.all else ("--quick" if a.quick else " ".join(sys.argv[1:])),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "host": "%d cores" % os.cpu_count(),
-            "elapsed_s": round(time.monotonic() - t_start)}
+            "elapsed_s": round(time.monotonic() - t_start),
+            "isolation": cluster.net.describe() if cluster.net else "none (no cluster)",
+            "isolation_mode": cluster.net.mode if cluster.net else None,
+            "no_netns_why": cluster.no_netns_why, "cluster": cluster.describe()}
+    log("isolation used: %s" % meta["isolation"])
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"meta": meta, "results": results,

@@ -1,12 +1,13 @@
-"""Local cluster for the chaos harness: `curve cluster up` (etcd, 3 MDS, 3 chunkservers on
-127.0.0.1..3), after which the harness takes the chunkservers over (restarts them with the admin
-failpoint endpoint switched on) and can kill / stop / restart any process by PID.
+"""Local cluster of the chaos harness: a 3-member etcd, 3 MDS and N chunkservers (default 4, one
+server per zone) started by the harness itself, each inside its own network namespace when
+namespaces are available (see netns.py), otherwise all on loopback (failpoint fallback). Every
+process is started, killed, stopped (SIGSTOP) and restarted by PID.
 
-Isolation mode: **failpoint fallback**. The chunkservers of `curve cluster up` listen on their own
-loopback addresses (127.0.0.1..3) but share one network namespace, so a partition is injected
-with the RPC-layer failpoints `rpc.server.reply=return` (every reply dropped) plus
-`rpc.channel.send=return` (every outgoing request dropped) on the isolated chunkserver; packet
-loss is real (iptables `-m statistic` on the chunkserver's address and port).
+The daemons get the flags `curve cluster up` gives them (tools/cli_cluster.c: 4 MiB chunks,
+64 MiB segments, unstable after 5 s, offline after 60 s, 1 s chunkserver heartbeats) plus the
+failpoint endpoint of the chunkservers; the topology (one server per zone) is applied with
+`curve cluster apply`. `curve cluster up` itself is not used: it runs one etcd member, three
+chunkservers and knows nothing of namespaces.
 """
 
 import json
@@ -19,11 +20,18 @@ import tempfile
 import time
 import urllib.request
 
+from netns import Net
+
 CLI_TIMEOUT_S = 60       # one `curve` CLI call
-UP_WAIT = "120s"         # `curve cluster up --wait`
 STOP_TIMEOUT_S = 10      # SIGTERM -> SIGKILL
-READY_TIMEOUT_S = 60     # a restarted daemon prints its listening line
+READY_TIMEOUT_S = 60     # a (re)started daemon prints its listening line
 HTTP_TIMEOUT_S = 5
+UP_TIMEOUT_S = 180       # whole cluster healthy after start
+
+CHUNK, SEGMENT = "4m", "64m"
+COPYSETS = 24
+POOL_FILES = 48          # chunk files formatted per chunkserver (192 MiB)
+ETCD_PORT, ETCD_PEER_PORT, MDS_PORT, CS_PORT = 2379, 2380, 6700, 8200  # netns mode
 
 
 def wait_until(pred, timeout, interval=0.05, what="condition"):
@@ -47,35 +55,24 @@ def find_file(root, name, executable=True):
     raise FileNotFoundError("%s not found under %s (not built?)" % (name, root))
 
 
-def pid_alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 class Daemon:
-    """One cluster process. `popen` is set when the harness (re)started it; otherwise only the
-    PID recorded by `curve cluster up` is known."""
+    """One cluster process, started by the harness (`popen`) inside its node's namespace."""
 
-    def __init__(self, name, pid, argv, port, log):
-        self.name, self.pid, self.argv, self.port, self.log = name, pid, argv, port, log
+    def __init__(self, name, node, ip, argv, port, log, net):
+        self.name, self.node, self.ip, self.argv, self.port, self.log = \
+            name, node, ip, argv, port, log
+        self.net = net
         self.popen = None
+        self.pid = -1
         self.admin_port = None
         self.stopped = False  # SIGSTOPped
 
     @property
-    def ip(self):
-        for a in self.argv:
-            if a.startswith("--ip="):
-                return a.split("=", 1)[1]
-        return "127.0.0.1"
+    def addr(self):
+        return "%s:%d" % (self.ip, self.port)
 
     def alive(self):
-        if self.popen is not None:
-            return self.popen.poll() is None
-        return pid_alive(self.pid)
+        return self.popen is not None and self.popen.poll() is None
 
     def signal(self, sig):
         if self.alive():
@@ -104,36 +101,34 @@ class Daemon:
             self._reap(STOP_TIMEOUT_S)
 
     def _reap(self, timeout):
-        if self.popen is not None:
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                raise TimeoutError("%s (pid %d) did not exit" % (self.name, self.pid))
-        else:
-            wait_until(lambda: not pid_alive(self.pid), timeout, what="%s exit" % self.name)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError("%s (pid %d) did not exit" % (self.name, self.pid))
 
-    def start(self, extra=()):
-        """(Re)starts the process with its recorded argv (+ extra), output appended to its
-        log; waits for its 'listening'/'admin' line when it is a curve daemon."""
+    def start(self, wait=True):
+        """(Re)starts the process with its argv inside its namespace (`ip netns exec` execs,
+        so the PID is the daemon's), output appended to its log; waits for its admin line when
+        it is a curve daemon."""
         assert not self.alive(), "%s still running" % self.name
-        argv = list(self.argv) + list(extra)
         logf = open(self.log, "a")
         start_off = logf.tell()
-        self.popen = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popen = subprocess.Popen(self.net.wrap(self.node, self.argv), stdout=logf,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
         logf.close()
         self.pid = self.popen.pid
-        self.argv = argv
         self.stopped = False
-        if "etcd" in os.path.basename(argv[0]):
+        if self.name.startswith("etcd"):
             return
         self.admin_port = None
-        wait_until(lambda: self._read_admin(start_off), READY_TIMEOUT_S,
-                   what="%s to print its admin port" % self.name)
+        if wait:
+            wait_until(lambda: self._read_admin(start_off), READY_TIMEOUT_S,
+                       what="%s to print its admin port" % self.name)
 
     def _read_admin(self, start_off):
         if not self.alive():
-            raise RuntimeError("%s exited after restart (see %s)" % (self.name, self.log))
+            raise RuntimeError("%s exited after start (see %s)" % (self.name, self.log))
         with open(self.log, errors="replace") as f:
             f.seek(start_off)
             for line in f:
@@ -144,12 +139,17 @@ class Daemon:
                     return True
         return False
 
-    def http(self, path, method="GET", timeout=HTTP_TIMEOUT_S):
-        assert self.admin_port, "%s: admin port unknown" % self.name
-        req = urllib.request.Request("http://%s:%d%s" % (self.ip, self.admin_port, path),
-                                     method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.read().decode()
+    def http(self, path, method="GET", timeout=HTTP_TIMEOUT_S, data=None, port=None):
+        port = port or self.admin_port
+        assert port, "%s: admin port unknown" % self.name
+        body = data if data is not None else (b"" if method == "POST" else None)
+        req = urllib.request.Request("http://%s:%d%s" % (self.ip, port, path), method=method,
+                                     data=body)
+
+        def get():
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.read().decode()
+        return self.net.call(self.node, get)
 
     def failpoint(self, name, action):
         return self.http("/failpoint?name=%s&action=%s" % (name, urllib.request.quote(action)),
@@ -158,25 +158,44 @@ class Daemon:
     def failpoints_clear(self):
         return self.http("/failpoint?clear=1", method="POST")
 
+    def role(self):
+        """MDS: its /status role ("leader", "follower", "lost"), or None when it does not
+        answer."""
+        try:
+            return json.loads(self.http("/status", timeout=2)).get("role")
+        except Exception:  # not answering is an answer here
+            return None
+
 
 class Cluster:
-    def __init__(self, build_dir, log=print):
+    def __init__(self, build_dir, log=print, isolation="auto", chunkservers=4, etcd_members=3):
         self.build = build_dir
         self.log = log
         self.curve_bin = find_file(build_dir, "curve")
+        self.bin_mds = find_file(build_dir, "curve-mds")
+        self.bin_cs = find_file(build_dir, "curve-chunkserver")
+        self.bin_etcd = shutil.which("etcd")
+        if self.bin_etcd is None:
+            raise FileNotFoundError("etcd not installed")
+        self.want_isolation = isolation
+        self.n_cs, self.n_etcd = chunkservers, etcd_members
         self.dir = tempfile.mkdtemp(prefix="curve-chaos-")
+        os.makedirs(os.path.join(self.dir, "logs"))
         self.conf = os.path.join(self.dir, "client.conf")
+        self.topo_path = os.path.join(self.dir, "topology.json")
         self.daemons = {}
-        self.up_done = False
+        self.net = None
+        self.no_netns_why = ""
+        self.topo = None
 
-    # ---- CLI ----
+    # ---- CLI (from the clients' namespace) ----
     def cli(self, *args, timeout=CLI_TIMEOUT_S, check=True):
         env = dict(os.environ)
         env.pop("CURVE_MDS_ADDRS", None)
         env.pop("CURVE_CONF", None)
-        p = subprocess.run([self.curve_bin] + [str(a) for a in args], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=timeout,
-                           env=env)
+        argv = self.net.wrap("cli", [self.curve_bin] + [str(a) for a in args])
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=timeout, env=env)
         if check and p.returncode != 0:
             raise RuntimeError("curve %s failed (rc=%d): %s %s" % (
                 " ".join(map(str, args)), p.returncode, p.stdout.decode(errors="replace"),
@@ -208,28 +227,115 @@ class Cluster:
         cs = st.get("copysets", {})
         return cs.get("total", 0) > 0 and cs.get("healthy") == cs.get("total")
 
+    def copysets_healthy(self):
+        """Every copyset has its 3 healthy replicas (chunkservers may be offline)."""
+        st = self.status()
+        cs = (st or {}).get("copysets", {})
+        return cs.get("total", 0) > 0 and cs.get("healthy") == cs.get("total")
+
     # ---- lifecycle ----
+    def _daemon(self, name, node, bin_, args, port):
+        ip = self.net.add_node(node)
+        d = Daemon(name, node, ip, [bin_] + [a.replace("{ip}", ip) for a in args], port,
+                   os.path.join(self.dir, "logs", name + ".log"), self.net)
+        self.daemons[name] = d
+        return d
+
+    def _port(self, node, fixed):
+        return fixed if self.net.netns else self.net.free_port(node)
+
+    def etcd_endpoints(self):
+        return ",".join("http://%s" % d.addr for d in self.etcds())
+
     def up(self):
-        p = self.cli("cluster", "up", "--dir=" + self.dir, "--wait=" + UP_WAIT, "--format=json",
-                     check=False, timeout=180)
-        self.up_done = True
-        if p.returncode != 0:
-            raise RuntimeError("curve cluster up failed: %s" % p.stderr.decode(errors="replace"))
-        with open(os.path.join(self.dir, "cluster.json")) as f:
-            rec = json.load(f)
-        for pr in rec["procs"]:
-            self.daemons[pr["name"]] = Daemon(pr["name"], pr["pid"], pr["argv"], pr["port"],
-                                              pr["log"])
-        for d in self.daemons.values():
-            if d.name.startswith("mds"):
-                d._read_admin(0)
-        # Take the chunkservers over: restart them with the failpoint endpoint on.
+        self.net, self.no_netns_why = Net.create(self.want_isolation, self.log)
+        self.log("isolation: %s" % self.net.describe())
+        self.net.add_node("cli")
+        # etcd members: all started at once (a member waits for its peers to form a quorum)
+        members = []
+        for i in range(1, self.n_etcd + 1):
+            node = "etcd%d" % i
+            ip = self.net.add_node(node)
+            members.append((node, ip, self._port(node, ETCD_PORT),
+                            self._port(node, ETCD_PEER_PORT)))
+        initial = ",".join("%s=http://%s:%d" % (n, ip, pp) for n, ip, _, pp in members)
+        for node, ip, cp, pp in members:
+            self._daemon(node, node, self.bin_etcd, [
+                "--name=" + node, "--data-dir=%s/%s" % (self.dir, node),
+                "--listen-client-urls=http://%s:%d" % (ip, cp),
+                "--advertise-client-urls=http://%s:%d" % (ip, cp),
+                "--listen-peer-urls=http://%s:%d" % (ip, pp),
+                "--initial-advertise-peer-urls=http://%s:%d" % (ip, pp),
+                "--initial-cluster=" + initial, "--initial-cluster-state=new",
+                "--initial-cluster-token=chaos"], cp).start()
+        for d in self.etcds():
+            wait_until(lambda d=d: self.etcd_healthy(d), 60, interval=0.2,
+                       what="%s healthy" % d.name)
+        # 3 MDS
+        for i in range(1, 4):
+            node = "mds%d" % i
+            self.net.add_node(node)
+            port = self._port(node, MDS_PORT)
+            self._daemon(node, node, self.bin_mds, [
+                "--etcd_endpoints=" + self.etcd_endpoints(), "--ip={ip}", "--port=%d" % port,
+                "--admin_port=0", "--name=" + node, "--chunk_size=" + CHUNK,
+                "--segment_size=" + SEGMENT, "--min_volume_size=" + SEGMENT,
+                "--max_volume_size=1t", "--unstable_time=5s", "--offline_time=60s"], port)
+        for d in self.mdss():
+            d.start()
+        with open(self.conf, "w") as f:
+            f.write("# written by tests/system/cluster.py\nmds.addrs=%s\n" % self.mds_addrs())
+        wait_until(self.status, 60, interval=0.2, what="an MDS leader")
+        # topology: one server per zone, then the chunkservers
+        self.topo = {"physical_pools": [{"name": "pp1"}],
+                     "zones": [{"name": "z%d" % i, "physical_pool": "pp1"}
+                               for i in range(1, self.n_cs + 1)],
+                     "servers": [],
+                     "logical_pools": [{"name": "lp1", "physical_pool": "pp1", "replicas": 3,
+                                        "copysets": COPYSETS}]}
+        for i in range(1, self.n_cs + 1):
+            self._add_cs(i, "z%d" % i)
+        self.apply_topology()
         for d in self.chunkservers():
-            d.terminate()
-        for d in self.chunkservers():
-            d.start(["--admin.failpoints=true"])
-        wait_until(self.fully_healthy, 120, interval=0.5,
-                   what="healthy cluster after chunkserver takeover")
+            d.start()
+
+        def placed():
+            st = self.status() or {}
+            if st.get("chunkservers", {}).get("online") == self.n_cs and \
+                    st.get("copysets", {}).get("total", 0) == 0:
+                self.apply_topology(check=False)  # placement may need the chunkservers
+            return self.fully_healthy()
+        wait_until(placed, UP_TIMEOUT_S, interval=0.5, what="healthy cluster")
+
+    def _add_cs(self, i, zone):
+        """Declares server s<i> (zone) and its chunkserver cs<i> (not started)."""
+        node = "cs%d" % i
+        ip = self.net.add_node(node)
+        port = self._port(node, CS_PORT)
+        self.topo["servers"].append({"name": "s%d" % i, "zone": zone, "host": ip})
+        data = os.path.join(self.dir, node)
+        os.makedirs(data, exist_ok=True)
+        return self._daemon(node, node, self.bin_cs, [
+            "--data_dir=" + data, "--ip={ip}", "--port=%d" % port, "--admin_port=0",
+            "--mds_addrs=" + self.mds_addrs(), "--chunk_size=" + CHUNK,
+            "--pool.target_files=%d" % POOL_FILES, "--pool.reserve_bytes=0",
+            "--pool.min_ready=4", "--heartbeat.interval=1s", "--admin.failpoints=true"], port)
+
+    def add_chunkservers(self, n):
+        """Adds n servers (round-robin over the zones) with one chunkserver each, applies the
+        topology and starts them. Returns the new daemons."""
+        zones = [z["name"] for z in self.topo["zones"]]
+        first = len(self.chunkservers()) + 1
+        new = [self._add_cs(i, zones[(i - 1) % len(zones)]) for i in range(first, first + n)]
+        self.apply_topology()
+        for d in new:
+            d.start()
+        return new
+
+    def apply_topology(self, check=True):
+        with open(self.topo_path, "w") as f:
+            json.dump(self.topo, f, indent=1)
+        return self.cli("cluster", "apply", self.topo_path, "--conf=" + self.conf, check=check)
 
     def down(self):
         for d in reversed(list(self.daemons.values())):
@@ -241,22 +347,51 @@ class Cluster:
                     os.kill(d.pid, signal.SIGKILL)
                 except OSError:
                     pass
-        if self.up_done:
-            try:
-                self.cli("cluster", "down", "--dir=" + self.dir, check=False, timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
+        if self.net is not None:
+            self.net.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def describe(self):
+        return ("etcd ×%d, MDS ×3, chunkservers ×%d (one server per zone), %d copysets, 4 MiB "
+                "chunks" % (self.n_etcd, self.n_cs, COPYSETS))
+
     # ---- lookups ----
+    def _named(self, prefix):
+        return sorted((d for n, d in self.daemons.items() if re.match(prefix + r"\d+$", n)),
+                      key=lambda d: int(d.name[len(prefix):]))
+
     def chunkservers(self):
-        return [d for n, d in sorted(self.daemons.items()) if n.startswith("cs")]
+        return self._named("cs")
 
     def mdss(self):
-        return [d for n, d in sorted(self.daemons.items()) if n.startswith("mds")]
+        return self._named("mds")
 
-    def etcd(self):
-        return self.daemons["etcd"]
+    def etcds(self):
+        return self._named("etcd")
+
+    def mds_addrs(self):
+        return ",".join(d.addr for d in self.mdss())
+
+    def etcd_healthy(self, d):
+        try:
+            return json.loads(d.http("/health", port=d.port, timeout=2)).get("health") in (
+                True, "true")
+        except Exception:  # not up yet
+            return False
+
+    def etcd_leader(self):
+        """The etcd member that is the raft leader, or None."""
+        for d in self.etcds():
+            if not d.alive() or d.stopped:
+                continue
+            try:
+                st = json.loads(d.http("/v3/maintenance/status", method="POST", data=b"{}",
+                                       port=d.port, timeout=2))
+            except Exception:  # try the next member
+                continue
+            if st.get("leader") and st.get("leader") == st.get("header", {}).get("member_id"):
+                return d
+        return None
 
     def cs_by_addr(self, host, port):
         for d in self.chunkservers():
@@ -268,12 +403,12 @@ class Cluster:
         """{cs daemon name: number of copysets it leads} from `bs list copyset`."""
         out = self.jcli("bs", "list", "copyset")
         rows = out if isinstance(out, list) else out.get("copysets", [])
-        counts = {d.name: 0 for d in self.chunkservers()}
+        counts = {d.name: 0 for d in self.chunkservers() if d.alive()}
         for r in rows:
             leader = str(r.get("leader_addr") or "").split(":")  # "ip:port:idx"
             if len(leader) >= 2 and leader[1].isdigit():
                 d = self.cs_by_addr(leader[0], leader[1])
-                if d:
+                if d and d.name in counts:
                     counts[d.name] += 1
         return counts
 
@@ -289,8 +424,7 @@ class Cluster:
         st = self.status()
         if not st or not st.get("mds_leader"):
             return None
-        port = int(st["mds_leader"].rsplit(":", 1)[1])
         for d in self.mdss():
-            if d.port == port:
+            if d.addr == st["mds_leader"]:
                 return d
         return None

@@ -61,8 +61,10 @@ class Exports:
             env = dict(os.environ)
             if os.environ.get("CHAOS_CLIENT_LOG_LEVEL"):  # e.g. debug: libcurve in nbdkit only
                 env["CURVE_LOG_LEVEL"] = os.environ["CHAOS_CLIENT_LOG_LEVEL"]
-            p = subprocess.Popen(["nbdkit", "-f", "--unix", sock, "--pidfile", pidf, plugin,
-                                  "volume=" + vol, "conf=" + cluster.conf],
+            # nbdkit runs in the clients' namespace; its unix socket is reachable from anywhere
+            p = subprocess.Popen(cluster.net.wrap("cli", [
+                "nbdkit", "-f", "--unix", sock, "--pidfile", pidf, plugin, "volume=" + vol,
+                "conf=" + cluster.conf]),
                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True, env=env)
             log.close()
@@ -146,9 +148,9 @@ class Load:
                     "--verify_fatal=1", "--continue_on_error=io",
                     "--write_iops_log=" + prefix, "--write_lat_log=" + prefix,
                     "--log_avg_msec=%d" % LOG_AVG_MS, "--output=" + out,
-                    "--output-format=json"]
+                    "--output-format=json", "--verify_state_save=0"]
             p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.tmp)
             self.fios.append((v, p, prefix, out))
         v0 = self.exports.vols[0]
         self.check = subprocess.Popen([self.blkcheck, v0["uri"], str(CHECK_SLOTS),

@@ -2,23 +2,22 @@
 open at once (one nbdkit per volume), every volume written and verified by blkcheck; reports
 the RSS of every chunkserver (bounded memory per copyset).
 
-Built on `curve cluster up` (3 chunkservers, 24 copysets): the harness adds 6 servers
-(127.0.0.4..9, two per zone) and their chunkservers, waits for them to register, then adds a
-logical pool of 300 copysets (9 x 100 / 3 replicas).
+Built on the harness's cluster (cluster.py: 4 chunkservers, 24 copysets): adds servers (one
+chunkserver each, round-robin over the zones, each in its own namespace in netns mode) up to 9,
+waits for them to register, then adds a logical pool of 300 copysets (9 x 100 / 3 replicas).
 """
 
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 
-from cluster import Daemon, wait_until
+from cluster import wait_until
 from load import Exports
 
-EXTRA_CS = 6
-LP2_COPYSETS = 300
+TOTAL_CS = 9
+LP2_COPYSETS = 300         # TOTAL_CS x 100 / 3 replicas
 VOLUMES = 50
 CHECK_SLOTS = 256          # 1 MiB per volume
 CHECK_SECONDS = 5
@@ -28,12 +27,6 @@ REGISTER_TIMEOUT_S = 120
 PLACE_TIMEOUT_S = 300
 
 
-def free_port(ip):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         m = re.search(r"VmRSS:\s+(\d+)", f.read())
@@ -41,50 +34,22 @@ def rss_kib(pid):
 
 
 def run_scale(cluster, tmp, plugin, blkcheck, log):
-    res = {"name": "scale", "title": "scale: 9 chunkservers, ~100 copysets each, %d volumes open"
-           % VOLUMES, "tolerated": True, "notes": [], "failed_checks": [], "hold_s": 0,
-           "stall_ms": 0}
-    with open(os.path.join(cluster.dir, "topology.json")) as f:
-        topo = json.load(f)
-    zones = [z["name"] for z in topo["zones"]]
-    base = cluster.chunkservers()[0]
-    for i in range(EXTRA_CS):
-        host = "127.0.0.%d" % (4 + i)
-        topo["servers"].append({"name": "chaos-s%d" % (4 + i), "zone": zones[i % len(zones)],
-                                "host": host})
-    path = os.path.join(tmp, "topology-scale.json")
-    with open(path, "w") as f:
-        json.dump(topo, f)
-    cluster.cli("cluster", "apply", path, "--conf=" + cluster.conf)
-    for i in range(EXTRA_CS):
-        host = "127.0.0.%d" % (4 + i)
-        name = "cs%d" % (4 + i)
-        data = os.path.join(cluster.dir, name)
-        os.makedirs(data, exist_ok=True)
-        argv = []
-        port = free_port(host)
-        for a in base.argv:
-            if a.startswith("--data_dir="):
-                a = "--data_dir=" + data
-            elif a.startswith("--ip="):
-                a = "--ip=" + host
-            elif a.startswith("--port="):
-                a = "--port=%d" % port
-            argv.append(a)
-        d = Daemon(name, 0, argv, port, os.path.join(cluster.dir, "logs", name + ".log"))
-        d.pid = -1  # not started yet (alive() is False)
-        cluster.daemons[name] = d
-        d.start()
-    wait_until(lambda: (cluster.status() or {}).get("chunkservers", {}).get("online") ==
-               3 + EXTRA_CS, REGISTER_TIMEOUT_S, interval=0.5, what="9 chunkservers online")
+    res = {"name": "scale", "title": "scale: %d chunkservers, ~100 copysets each, %d volumes "
+           "open" % (TOTAL_CS, VOLUMES), "tolerated": True, "notes": [], "failed_checks": [],
+           "hold_s": 0, "stall_ms": 0}
+    extra = TOTAL_CS - len(cluster.chunkservers())
+    if extra > 0:
+        cluster.add_chunkservers(extra)
+    n_cs = len(cluster.chunkservers())
+    wait_until(lambda: (cluster.status() or {}).get("chunkservers", {}).get("online") == n_cs,
+               REGISTER_TIMEOUT_S, interval=0.5, what="%d chunkservers online" % n_cs)
+    topo = cluster.topo
+    want = sum(lp["copysets"] for lp in topo["logical_pools"]) + LP2_COPYSETS
     topo["logical_pools"].append({"name": "chaos-lp2", "physical_pool":
                                   topo["logical_pools"][0]["physical_pool"], "replicas": 3,
                                   "copysets": LP2_COPYSETS})
-    with open(path, "w") as f:
-        json.dump(topo, f)
     t = time.monotonic()
-    cluster.cli("cluster", "apply", path, "--conf=" + cluster.conf)
-    want = 24 + LP2_COPYSETS
+    cluster.apply_topology()
 
     def placed():
         st = cluster.status() or {}
