@@ -548,6 +548,14 @@ CURVE_EXPORT int curve_open(curve_client *c, const char *path, unsigned flags, c
     req.path = (char *)path;
     req.has_exclusive = 1;
     req.exclusive = (flags & CURVE_OPEN_EXCLUSIVE) != 0;
+    req.has_read_only = 1;
+    req.read_only = (flags & CURVE_OPEN_RDONLY) != 0;
+    /* Identifies this opener to the MDS, so a retried Open (or a later re-open) is not refused
+     * as busy by the session its own earlier attempt created (docs/sessions.md). */
+    char token[CURVE_MDS_TOKEN_MAX + 1];
+    if (curve_mds_token_new(token, sizeof(token)) < 0)
+        return -EINVAL;
+    req.client_token = token;
     Curve__Mds__OpenResponse *resp = NULL;
     int rc =
         mds_call(c, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_OPEN, &req.base,
@@ -585,7 +593,7 @@ CURVE_EXPORT int curve_open(curve_client *c, const char *path, unsigned flags, c
     atomic_init(&v->size, fi->size);
     rc = curve_mds_session_start(c->mds, path, resp->session_id, resp->lease_ms,
                                  c->conf.session_expire_ms, v->file_id, v->epoch,
-                                 !(flags & CURVE_OPEN_RDONLY), &v->sess);
+                                 (flags & CURVE_OPEN_RDONLY) != 0, token, &v->sess);
     if (rc != 0)
         goto err_after_vol;
     unsigned li = atomic_fetch_add(&c->next_loop, 1) % c->conf.io_threads;

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/assert.h"
 #include "common/clock.h"
@@ -204,17 +206,20 @@ struct curve_mds_session {
     curve_mds_client *m;
     char path[CURVE_PATH_MAX + 1];
     char sid[64]; /* changes on re-open: loop only (and curve_mds_session_stop after it) */
+    char token[CURVE_MDS_TOKEN_MAX + 1]; /* opener token, repeated by re-opens */
     uint64_t period_ms;
-    uint64_t expire_ms;
+    uint64_t lease_ms;
+    uint64_t expire_ms;              /* 0: never lost for lack of contact */
     atomic_uint_fast64_t last_ok_ms; /* mono time of the last successful refresh (or start) */
-    atomic_bool lost;                /* sticky: no refresh for expire_ms */
+    atomic_bool lost; /* sticky: cannot be re-established (or opt-in expire_ms passed) */
     atomic_uint_fast64_t refreshes;
     atomic_bool fenced; /* sticky: a newer epoch or another file at `path` */
     uint64_t file_id, epoch;
-    bool watch_epoch;
+    bool read_only; /* re-opens read-only; no epoch watch */
     /* loop-only state */
     curve_timer timer;
     bool inflight, stopping, timer_closed;
+    bool out_of_contact; /* logged "no MDS contact for a lease": log the recovery once */
     curve_completion stopped;
 };
 
@@ -249,6 +254,19 @@ static void close_done(int status, const ProtobufCMessage *resp, const char *err
     session_maybe_stopped(s);
 }
 
+/* Records a successful exchange with the MDS about this session. */
+static void session_contact(curve_mds_session *s)
+{
+    uint64_t now = curve_now_mono_ms();
+    uint64_t last = atomic_exchange(&s->last_ok_ms, now);
+    if (s->out_of_contact) {
+        s->out_of_contact = false;
+        CLOG_WARN("libcurve: session %s of '%s' confirmed by the MDS again after %llu ms without "
+                  "(IO continued meanwhile)",
+                  s->sid, s->path, (unsigned long long)(now - last));
+    }
+}
+
 static void reopen_done(int status, const ProtobufCMessage *resp, const char *errmsg, void *arg)
 {
     curve_mds_session *s = arg;
@@ -259,7 +277,14 @@ static void reopen_done(int status, const ProtobufCMessage *resp, const char *er
         CLOG_WARN("libcurve: session of '%s' re-established as %s (the old one %s expired)",
                   s->path, r->session_id, s->sid);
         snprintf(s->sid, sizeof(s->sid), "%s", r->session_id);
-        atomic_store(&s->last_ok_ms, curve_now_mono_ms());
+        session_contact(s);
+    } else if (status == -EBUSY) {
+        /* Our session expired and another opener became the volume's writer meanwhile: we
+         * may not write any more (docs/sessions.md). Sticky, like a fence. */
+        if (!atomic_exchange(&s->lost, true))
+            CLOG_ERROR("libcurve: session of '%s' lost: it expired and cannot be re-established "
+                       "(%s)",
+                       s->path, errmsg && *errmsg ? errmsg : curve_strerror(status));
     } else if (status == 0 || status == CURVE_ERR_NOT_FOUND) {
         /* another volume at the path, or a newer epoch: an exclusive opener took over */
         if (!atomic_exchange(&s->fenced, true))
@@ -290,6 +315,9 @@ static void session_reopen(curve_mds_session *s)
     req.path = s->path;
     req.has_exclusive = 1;
     req.exclusive = false;
+    req.has_read_only = 1;
+    req.read_only = s->read_only;
+    req.client_token = s->token;
     if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_OPEN, &req.base,
                              &curve__mds__open_response__descriptor, reopen_done, s) == 0)
         s->inflight = true;
@@ -300,9 +328,9 @@ static void refresh_done(int status, const ProtobufCMessage *resp, const char *e
     curve_mds_session *s = arg;
     s->inflight = false;
     if (status == 0) {
-        atomic_store(&s->last_ok_ms, curve_now_mono_ms());
+        session_contact(s);
         atomic_fetch_add(&s->refreshes, 1);
-        if (s->watch_epoch && !s->stopping) {
+        if (!s->read_only && !s->stopping) {
             Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
             req.path = s->path;
             if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_STAT, &req.base,
@@ -317,8 +345,19 @@ static void refresh_done(int status, const ProtobufCMessage *resp, const char *e
         if (!s->stopping)
             session_reopen(s);
     } else {
-        CLOG_WARN("libcurve: refresh of session %s of '%s' failed: %s", s->sid, s->path,
-                  errmsg && *errmsg ? errmsg : curve_strerror(status));
+        /* No MDS could vouch for the session (no leader, etcd down, network): IO goes on, as
+         * safety against a newer writer comes from the epoch (docs/sessions.md). */
+        uint64_t since = curve_now_mono_ms() - atomic_load(&s->last_ok_ms);
+        if (!s->out_of_contact && since >= s->lease_ms) {
+            s->out_of_contact = true;
+            CLOG_WARN("libcurve: session %s of '%s' not refreshed for %llu ms (%s); IO "
+                      "continues, retrying",
+                      s->sid, s->path, (unsigned long long)since,
+                      errmsg && *errmsg ? errmsg : curve_strerror(status));
+        } else {
+            CLOG_DEBUG("libcurve: refresh of session %s of '%s' failed: %s", s->sid, s->path,
+                       errmsg && *errmsg ? errmsg : curve_strerror(status));
+        }
     }
     session_maybe_stopped(s);
 }
@@ -350,10 +389,11 @@ static void session_arm(void *arg)
 
 int curve_mds_session_start(curve_mds_client *m, const char *path, const char *session_id,
                             uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id, uint64_t epoch,
-                            bool watch_epoch, curve_mds_session **out)
+                            bool read_only, const char *token, curve_mds_session **out)
 {
     CURVE_ASSERT(m != NULL && path != NULL && session_id != NULL && out != NULL);
-    if (lease_ms < 4 || strlen(path) > CURVE_PATH_MAX || strlen(session_id) >= 64)
+    if (lease_ms < 4 || strlen(path) > CURVE_PATH_MAX || strlen(session_id) >= 64 ||
+        (token && strlen(token) > CURVE_MDS_TOKEN_MAX))
         return -EINVAL;
     curve_mds_session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -361,15 +401,17 @@ int curve_mds_session_start(curve_mds_client *m, const char *path, const char *s
     s->m = m;
     snprintf(s->path, sizeof(s->path), "%s", path);
     snprintf(s->sid, sizeof(s->sid), "%s", session_id);
+    snprintf(s->token, sizeof(s->token), "%s", token ? token : "");
     s->period_ms = lease_ms / 4; /* DESIGN §7: refreshed 4x per lease */
-    s->expire_ms = expire_ms ? expire_ms : lease_ms;
+    s->lease_ms = lease_ms;
+    s->expire_ms = expire_ms;
     atomic_init(&s->last_ok_ms, curve_now_mono_ms());
     atomic_init(&s->lost, false);
     atomic_init(&s->refreshes, 0);
     atomic_init(&s->fenced, false);
     s->file_id = file_id;
     s->epoch = epoch;
-    s->watch_epoch = watch_epoch;
+    s->read_only = read_only;
     curve_completion_init(&s->stopped);
     int rc = curve_loop_call_sync(m->loop, session_arm, s);
     if (rc != 0) {
@@ -387,6 +429,8 @@ int curve_mds_session_check(curve_mds_session *s)
         return CURVE_ERR_FENCED;
     if (atomic_load(&s->lost))
         return CURVE_ERR_SESSION_EXPIRED;
+    if (s->expire_ms == 0)
+        return 0;
     uint64_t last = atomic_load(&s->last_ok_ms);
     uint64_t now = curve_now_mono_ms();
     if (now > last && now - last > s->expire_ms) {
@@ -440,6 +484,22 @@ int curve_mds_session_stop(curve_mds_session *s, bool skip_close)
     curve_completion_destroy(&s->stopped);
     free(s);
     return rc;
+}
+
+int curve_mds_token_new(char *buf, size_t len)
+{
+    if (len < 17)
+        return -EINVAL;
+    uint8_t r[8];
+    ssize_t n = getrandom(r, sizeof(r), 0);
+    if (n != (ssize_t)sizeof(r)) {
+        /* no entropy source: time and address are unique enough for a retry marker */
+        uint64_t x = curve_now_mono_ns() ^ ((uint64_t)(uintptr_t)buf << 16) ^ (uint64_t)getpid();
+        memcpy(r, &x, sizeof(r));
+    }
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(buf + 2 * i, 3, "%02x", r[i]);
+    return 0;
 }
 
 int curve_peer_addr_normalize(const char *peer, char *out, size_t outlen)

@@ -82,20 +82,33 @@ int curve_mds_call_async(curve_mds_client *m, uint32_t svc, uint32_t method,
 
 typedef struct curve_mds_session curve_mds_session;
 
-/* Starts refreshing session `session_id` of volume `path` every lease_ms / 4 on the MDS loop.
- * When the MDS answers CURVE_ERR_SESSION_EXPIRED (e.g. the session expired during an MDS
- * failover) a new session is opened (non-exclusive; accepted only while the volume's id and
- * epoch are unchanged, else the session is fenced). The session counts as lost (sticky) when
- * no refresh or re-open succeeded for `expire_ms` (0: lease_ms). With `watch_epoch`, every
- * successful refresh is followed by a Stat of the volume: a file id other than `file_id` or an
- * epoch above `epoch` (an exclusive open elsewhere) fences the session (sticky). This bounds the
- * fencing delay of a writer to about lease_ms / 4 even where no chunkserver has seen the newer
- * epoch yet. Returns 0, -EINVAL, -ENOMEM. */
+/* Bytes of an opener token (OpenRequest.client_token, docs/sessions.md). */
+#define CURVE_MDS_TOKEN_MAX 64
+
+/* Writes a new random opener token (16 hex digits) into `buf` (len >= 17). 0 or -EINVAL. */
+int curve_mds_token_new(char *buf, size_t len);
+
+/* Starts refreshing session `session_id` of volume `path` every lease_ms / 4 on the MDS loop
+ * (docs/sessions.md). A refresh that gets no answer, or a transient one (no MDS leader, etcd
+ * unavailable), changes nothing: IO goes on, because safety against a newer writer comes from
+ * the volume epoch that chunkservers check, not from the session. When the MDS answers
+ * CURVE_ERR_SESSION_EXPIRED (e.g. the session expired while no MDS could refresh it) a new
+ * session is opened (non-exclusive, read-only if `read_only`, with the same opener `token`)
+ * and accepted only while the volume's id and epoch are unchanged, else the session is fenced;
+ * if the re-open answers -EBUSY (another writer opened the volume meanwhile) the session is
+ * lost. Both are sticky. `expire_ms` > 0 is an opt-in hard limit: the session also counts as
+ * lost when nothing succeeded for that long; 0 = never. Unless `read_only`, every successful
+ * refresh is followed by a Stat of the volume: a file id other than `file_id` or an epoch
+ * above `epoch` (an exclusive open elsewhere) fences the session. This bounds the fencing
+ * delay of a writer to about lease_ms / 4 even where no chunkserver has seen the newer epoch
+ * yet. `token` (copied, may be NULL) at most CURVE_MDS_TOKEN_MAX bytes. Returns 0, -EINVAL,
+ * -ENOMEM. */
 int curve_mds_session_start(curve_mds_client *m, const char *path, const char *session_id,
                             uint32_t lease_ms, uint64_t expire_ms, uint64_t file_id, uint64_t epoch,
-                            bool watch_epoch, curve_mds_session **out);
-/* 0 while the session is alive, CURVE_ERR_FENCED once a newer epoch was seen, else
- * CURVE_ERR_SESSION_EXPIRED. Any thread. */
+                            bool read_only, const char *token, curve_mds_session **out);
+/* 0 while the session may be used (also while no MDS answers), CURVE_ERR_FENCED once a newer
+ * epoch (or another volume at the path) was seen, CURVE_ERR_SESSION_EXPIRED once it could not
+ * be re-established (or the opt-in expire_ms passed). Any thread. */
 int curve_mds_session_check(curve_mds_session *s);
 /* Refreshes that succeeded (tests, metrics). Any thread. */
 uint64_t curve_mds_session_refreshes(curve_mds_session *s);

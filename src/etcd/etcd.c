@@ -12,6 +12,7 @@
 
 #include "common/assert.h"
 #include "common/clock.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "curve/errors.h"
 #include "etcd/etcd_internal.h"
@@ -231,6 +232,13 @@ static attempt_status http_post(etcd_client *c, const char *ep, const char *path
 {
     char url[ETCD_ENDPOINT_MAX_LEN + 64];
     snprintf(url, sizeof(url), "%s%s", ep, path);
+    /* Fault injection (docs/etcd-client.md "Failpoints"): behave as if `ep` refused the
+     * connection, so a test can cut one process off etcd while others keep using it. */
+    int fp = CURVE_FAILPOINT("etcd.request");
+    if (fp != 0) {
+        set_last_error("etcd %s%s: %s (failpoint etcd.request)", ep, path, curve_strerror(fp));
+        return ATTEMPT_NOT_SENT;
+    }
     CURL *h = handle_get(c);
     struct curl_slist *hdrs = json_headers();
     if (!h || !hdrs) {
@@ -689,6 +697,13 @@ static void watch_run_stream(etcd_watch *w, const char *ep, uint64_t create_dead
     w->end_msg[0] = '\0';
     int running = 1;
     while (running && !atomic_load(&w->stop)) {
+        int fp = CURVE_FAILPOINT("etcd.request"); /* a cut-off process loses its streams too */
+        if (fp != 0) {
+            w->end_rc = -ECONNREFUSED;
+            snprintf(w->end_msg, sizeof(w->end_msg), "watch %s: %s (failpoint etcd.request)",
+                     ep, curve_strerror(fp));
+            break;
+        }
         CURLMcode mc = curl_multi_perform(w->multi, &running);
         if (mc != CURLM_OK) {
             w->end_rc = CURVE_ERR_ETCD;

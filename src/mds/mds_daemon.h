@@ -68,6 +68,7 @@
 #define MDS_NS_PREFIX MDS_PREFIX "ns/"
 #define MDS_SEG_PREFIX MDS_PREFIX "seg/"
 #define MDS_SESSION_PREFIX MDS_PREFIX "session/"
+#define MDS_WRITER_PREFIX MDS_PREFIX "writer/" /* <file id>: current read-write session */
 #define MDS_IDS_CHUNK MDS_PREFIX "ids/chunk"
 #define MDS_IDS_FILE MDS_PREFIX "ids/file"
 #define MDS_FILE_ID_FIRST 16 /* ids below are reserved: 1 = "/", 2 = "/RecycleBin" */
@@ -78,7 +79,7 @@ typedef struct mds_daemon mds_daemon;
 typedef struct mds_metrics {
     curve_counter *rpc_ok, *rpc_err, *hb, *hb_err, *ops_created, *ops_done, *ops_failed,
         *ops_expired, *alerts_majority, *alerts_nocand, *copysets_created, *chunks_purged,
-        *etcd_errors;
+        *etcd_errors, *open_busy;
     curve_latency *ns_lat, *hb_lat;
 } mds_metrics;
 

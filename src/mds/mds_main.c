@@ -62,6 +62,8 @@ static const curve_cfg_def mds_cfg_defs[] = {
     {"rpc_threads", CURVE_CFG_INT, "2", 1, 64, "RPC event loops"},
     {"seed", CURVE_CFG_INT, "0", 0, 0, "PRNG seed (0 = from the clock)"},
     {"log_level", CURVE_CFG_STRING, "info", 0, 0, "debug, info, warn, error"},
+    {"admin.failpoints", CURVE_CFG_BOOL, "false", 0, 0,
+     "serve POST /failpoint on the admin port (tests: e.g. etcd.request=return(ECONNREFUSED))"},
 };
 
 static mds_daemon g_d;
@@ -245,6 +247,7 @@ static int metrics_init(mds_daemon *d)
     C(copysets_created, "mds_copysets_created_total", "CreateCopyset RPCs that succeeded");
     C(chunks_purged, "mds_chunks_purged_total", "chunks deleted by purge");
     C(etcd_errors, "mds_etcd_errors_total", "failed etcd calls");
+    C(open_busy, "mds_open_busy_total", "read-write opens refused: another writer is current");
 #undef C
     if (rc == 0)
         rc = curve_metrics_latency(r, "mds_rpc_latency", "MDS RPC handler latency", NULL, NULL,
@@ -496,6 +499,8 @@ int main(int argc, char **argv)
         return 1;
     }
     curve_admin_set_health_cb(d->admin, health_cb, d);
+    if (curve_config_bool(d->cfg, "admin.failpoints"))
+        (void)curve_admin_enable_failpoints(d->admin);
     say("admin %s:%u", ao.host, curve_admin_port(d->admin));
 
     snprintf(d->rpc_addr, sizeof(d->rpc_addr), "%s:%" PRId64, curve_config_str(d->cfg, "ip"),

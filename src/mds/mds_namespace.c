@@ -11,6 +11,7 @@
  *   /curve/v1/dirid/<dir id>            the ns key of a directory (id -> path lookups)
  *   /curve/v1/seg/<file id>/<offset>    segment record
  *   /curve/v1/session/<file id>/<lease> open session, bound to an etcd lease
+ *   /curve/v1/writer/<file id>          the current read-write session (docs/sessions.md)
  *   /curve/v1/ids/file, /curve/v1/ids/chunk  id high-water marks
  */
 #include <errno.h>
@@ -920,17 +921,77 @@ static void session_key(char *buf, size_t len, uint64_t fid, int64_t lease)
     snprintf(buf, len, MDS_SESSION_PREFIX "%" PRIu64 "/%016" PRIx64, fid, (uint64_t)lease);
 }
 
+static void writer_key(char *buf, size_t len, uint64_t fid)
+{
+    snprintf(buf, len, MDS_WRITER_PREFIX "%" PRIu64, fid);
+}
+
+/*
+ * One attempt at a read-write, non-exclusive open (docs/sessions.md): "no current writer" (or
+ * "the writer record is still the one we saw", when it is our own orphan) is a compare of the
+ * same txn that creates the session, so of two racing openers exactly one wins.
+ * Returns 0, -EAGAIN (retry from the read), -EBUSY, or an etcd error. *wmod / *orphan carry
+ * what an earlier attempt saw.
+ */
+static int open_shared(mds_daemon *d, const ns_ent *e, const char *token, etcd_op *sput,
+                       int64_t lease, int64_t *wmod, int64_t *orphan, char *err, size_t errlen)
+{
+    char wkey[MDS_KEY_MAX], wval[MDS_WRITER_REC_MAX];
+    writer_key(wkey, sizeof(wkey), e->f.id);
+    int n = mds_ns_writer_encode(lease, token, wval, sizeof(wval));
+    if (n < 0)
+        return n;
+    etcd_compare c[2];
+    size_t nc = cmp_exists(e, c);
+    c[nc++] = (etcd_compare){.key = wkey, .target = *wmod ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
+                             .result = ETCD_CMP_EQUAL, .number = *wmod};
+    etcd_op ops[2] = {*sput, {.type = ETCD_OP_PUT, .key = wkey, .value = wval,
+                              .value_len = (size_t)n, .lease = lease}};
+    etcd_op probe = {.type = ETCD_OP_RANGE, .key = wkey};
+    etcd_txn_result r;
+    int rc = mds_txn(d, c, nc, ops, 2, &probe, 1, &r);
+    if (rc < 0)
+        return rc;
+    if (r.succeeded) {
+        etcd_txn_result_free(&r);
+        return 0;
+    }
+    rc = -EAGAIN; /* the file changed, or the fence: re-read */
+    if (r.n_results == 1 && r.results[0].range.n_kvs == 1) {
+        const etcd_kv *kv = &r.results[0].range.kvs[0];
+        int64_t old = 0;
+        int k = mds_ns_writer_conflict(kv->value, kv->value_len, token, lease, &old, err, errlen);
+        if (k == 1 && kv->mod_revision != *wmod) {
+            *wmod = kv->mod_revision; /* our own orphan: take it over on the next attempt */
+            *orphan = old;
+        } else if (k != 1) {
+            rc = -EBUSY;
+        }
+    } else {
+        *wmod = 0;
+    }
+    etcd_txn_result_free(&r);
+    return rc;
+}
+
 static void h_open(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
 {
     const Curve__Mds__OpenRequest *req = (const void *)m;
     char err[512] = "";
-    bool excl = req->has_exclusive && req->exclusive;
+    mds_open_mode mode;
+    int rc = mds_ns_open_mode(req->has_exclusive && req->exclusive,
+                              req->has_read_only && req->read_only, &mode, err, sizeof(err));
+    if (rc == 0)
+        rc = mds_ns_check_token(req->client_token, err, sizeof(err));
+    if (rc < 0)
+        return reply_rc(d, ctx, rc, "open", err);
     int64_t lease = 0;
-    int rc = etcd_lease_grant(mds_etcd(d), (d->session_lease_ms + 999) / 1000, 0, &lease, NULL);
+    rc = etcd_lease_grant(mds_etcd(d), (d->session_lease_ms + 999) / 1000, 0, &lease, NULL);
     if (rc < 0)
         return reply_rc(d, ctx, rc, "open", etcd_last_error());
     mds_ns_path p;
     ns_ent e;
+    int64_t wmod = 0, orphan = 0;
     rc = -EAGAIN;
     for (int attempt = 0; attempt < MDS_RETRY_TXN && rc == -EAGAIN; attempt++) {
         if ((rc = resolve_path(d, req->path, &p, &e, err, sizeof(err))) < 0)
@@ -943,27 +1004,49 @@ static void h_open(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
         char skey[MDS_KEY_MAX];
         session_key(skey, sizeof(skey), e.f.id, lease);
         sess_add(e.f.id); /* before the session exists */
-        const char *v = excl ? "exclusive" : "shared";
+        const char *v = mds_ns_open_mode_name(mode);
         etcd_op sput = {.type = ETCD_OP_PUT, .key = skey, .value = v, .value_len = strlen(v),
                         .lease = lease};
-        if (excl) {
-            e.f.epoch++; /* fences older writers (DESIGN §7) */
-            rc = update_rec(d, &e, &sput, 1);
+        if (mode == MDS_OPEN_EXCLUSIVE) {
+            /* Fences older writers (DESIGN §7) and becomes the current writer. */
+            char wkey[MDS_KEY_MAX], wval[MDS_WRITER_REC_MAX];
+            writer_key(wkey, sizeof(wkey), e.f.id);
+            int n = mds_ns_writer_encode(lease, req->client_token, wval, sizeof(wval));
+            if (n < 0) {
+                rc = n;
+                break;
+            }
+            etcd_op extra[2] = {sput, {.type = ETCD_OP_PUT, .key = wkey, .value = wval,
+                                       .value_len = (size_t)n, .lease = lease}};
+            e.f.epoch++;
+            rc = update_rec(d, &e, extra, 2);
+        } else if (mode == MDS_OPEN_SHARED) {
+            rc = open_shared(d, &e, req->client_token, &sput, lease, &wmod, &orphan, err,
+                             sizeof(err));
         } else {
             etcd_compare c;
-            cmp_exists(&e, &c);
+            size_t nc = cmp_exists(&e, &c);
             etcd_txn_result r;
-            if ((rc = mds_txn(d, &c, 1, &sput, 1, NULL, 0, &r)) < 0)
+            if ((rc = mds_txn(d, &c, nc, &sput, 1, NULL, 0, &r)) < 0)
                 break;
             rc = r.succeeded ? 0 : -EAGAIN;
             etcd_txn_result_free(&r);
         }
+        if (rc == -EAGAIN && !election_is_leader(d->el))
+            rc = CURVE_ERR_NOT_LEADER;
     }
     if (rc < 0) {
         etcd_lease_revoke(mds_etcd(d), lease);
         if (rc == -EAGAIN)
             rc = CURVE_ERR_BUSY;
+        if (rc == -EBUSY)
+            curve_counter_inc(d->m.open_busy);
         return reply_rc(d, ctx, rc, "open", err);
+    }
+    if (orphan != 0) {
+        /* The session of our own lost attempt: nobody refreshes it; end it now (best effort,
+         * its lease expires anyway). The writer record is ours now, so it stays. */
+        (void)etcd_lease_revoke(mds_etcd(d), orphan);
     }
     char sid[32];
     snprintf(sid, sizeof(sid), "%016" PRIx64, (uint64_t)lease);

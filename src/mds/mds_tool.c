@@ -6,7 +6,7 @@
  * Commands: status | apply-topology FILE | list-topology | list-copysets [POOL [CS]] |
  *   get-copyset POOL ID | retire CS | mkdir PATH [OWNER] | create PATH SIZE [OWNER] |
  *   stat PATH | ls PATH | rename FROM TO | extend PATH SIZE | delete PATH | recover PATH |
- *   purge PATH | open PATH [exclusive] | refresh PATH SID | close PATH SID |
+ *   purge PATH | open PATH [exclusive|readonly] [token=T] | refresh PATH SID | close PATH SID |
  *   segment PATH OFFSET (get or allocate) | get-segment PATH OFFSET |
  *   register IP PORT CAPACITY [DISK_PATH] | heartbeat JSON
  * heartbeat JSON: {"id":1,"token":"..","ip":"127.0.0.1","port":8200,"capacity":N,"used":N,
@@ -342,8 +342,14 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "open") == 0) {
         NEED(1);
         op.path = a[0];
-        op.has_exclusive = nargs > 1 && strcmp(a[1], "exclusive") == 0;
-        op.exclusive = op.has_exclusive;
+        for (int i = 1; i < nargs; i++) { /* [exclusive|readonly] [token=T] */
+            if (strcmp(a[i], "exclusive") == 0)
+                op.has_exclusive = op.exclusive = true;
+            else if (strcmp(a[i], "readonly") == 0)
+                op.has_read_only = op.read_only = true;
+            else if (strncmp(a[i], "token=", 6) == 0)
+                op.client_token = a[i] + 6;
+        }
         SET(32, 10, op, open_response);
     } else if (strcmp(cmd, "refresh") == 0 || strcmp(cmd, "close") == 0) {
         NEED(2);

@@ -558,3 +558,123 @@ int mds_segment_decode(const uint8_t *buf, size_t len, mds_segment *s, char *err
     s->nchunks = n;
     return 0;
 }
+
+/* ---- sessions ---- */
+
+int mds_ns_open_mode(bool exclusive, bool read_only, mds_open_mode *mode, char *err,
+                     size_t errlen)
+{
+    if (exclusive && read_only) {
+        snprintf(err, errlen, "an open cannot be both read-only and exclusive");
+        return -EINVAL;
+    }
+    *mode = read_only ? MDS_OPEN_READONLY : exclusive ? MDS_OPEN_EXCLUSIVE : MDS_OPEN_SHARED;
+    return 0;
+}
+
+const char *mds_ns_open_mode_name(mds_open_mode mode)
+{
+    switch (mode) {
+    case MDS_OPEN_READONLY:
+        return "readonly";
+    case MDS_OPEN_EXCLUSIVE:
+        return "exclusive";
+    default:
+        return "shared";
+    }
+}
+
+static bool token_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+}
+
+int mds_ns_check_token(const char *token, char *err, size_t errlen)
+{
+    if (!token)
+        return 0;
+    size_t n = strlen(token);
+    if (n > MDS_SESSION_TOKEN_MAX) {
+        snprintf(err, errlen, "opener token longer than %d bytes", MDS_SESSION_TOKEN_MAX);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!token_char(token[i])) {
+            snprintf(err, errlen, "opener token has a bad character at byte %zu", i);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int mds_ns_writer_encode(int64_t lease, const char *token, char *buf, size_t len)
+{
+    if (mds_ns_check_token(token, NULL, 0) < 0 || lease <= 0)
+        return -EINVAL;
+    int n = snprintf(buf, len, "w1 %016" PRIx64 " %s", (uint64_t)lease, token ? token : "");
+    if (n < 0 || (size_t)n >= len)
+        return -ENOSPC;
+    uint32_t crc = curve_crc32c(0, buf, (size_t)n);
+    int m = snprintf(buf + n, len - (size_t)n, " %08" PRIx32, crc);
+    if (m < 0 || (size_t)(n + m) >= len)
+        return -ENOSPC;
+    return n + m;
+}
+
+int mds_ns_writer_decode(const char *buf, size_t len, int64_t *lease, char *token)
+{
+    /* "w1 " + 16 hex + " " + token + " " + 8 hex */
+    if (len < 3 + 16 + 1 + 1 + 8 || len >= MDS_WRITER_REC_MAX || memcmp(buf, "w1 ", 3) != 0)
+        return CURVE_ERR_CORRUPT;
+    size_t body = len - 9;
+    if (buf[body] != ' ' || buf[19] != ' ')
+        return CURVE_ERR_CORRUPT;
+    uint64_t l = 0;
+    for (size_t i = 3; i < 19; i++) {
+        char c = buf[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return CURVE_ERR_CORRUPT;
+        l = l << 4 | (uint64_t)v;
+    }
+    uint32_t crc = 0;
+    for (size_t i = body + 1; i < len; i++) {
+        char c = buf[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return CURVE_ERR_CORRUPT;
+        crc = crc << 4 | (uint32_t)v;
+    }
+    if (curve_crc32c(0, buf, body) != crc || l == 0 || l > INT64_MAX)
+        return CURVE_ERR_CORRUPT;
+    size_t tl = body - 20;
+    if (tl > MDS_SESSION_TOKEN_MAX)
+        return CURVE_ERR_CORRUPT;
+    for (size_t i = 0; i < tl; i++)
+        if (!token_char(buf[20 + i]))
+            return CURVE_ERR_CORRUPT;
+    memcpy(token, buf + 20, tl);
+    token[tl] = '\0';
+    *lease = (int64_t)l;
+    return 0;
+}
+
+int mds_ns_writer_conflict(const char *rec, size_t len, const char *token, int64_t own_lease,
+                           int64_t *orphan_lease, char *err, size_t errlen)
+{
+    int64_t lease = 0;
+    char held[MDS_SESSION_TOKEN_MAX + 1];
+    *orphan_lease = 0;
+    if (mds_ns_writer_decode(rec, len, &lease, held) < 0) {
+        snprintf(err, errlen, "the writer record is corrupt (%zu bytes)", len);
+        return CURVE_ERR_CORRUPT;
+    }
+    if (token && *token && strcmp(held, token) == 0 && lease != own_lease) {
+        *orphan_lease = lease;
+        return 1;
+    }
+    snprintf(err, errlen, "open read-write by session %016" PRIx64
+             " (another opener; an exclusive open takes over)", (uint64_t)lease);
+    return 0;
+}

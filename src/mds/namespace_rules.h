@@ -206,4 +206,50 @@ int mds_segment_encode(const mds_segment *s, uint8_t *buf, size_t len);
 int mds_segment_decode(const uint8_t *buf, size_t len, mds_segment *s, char *err,
                        size_t errlen);
 
+/* ---- sessions (docs/sessions.md) ---- */
+
+/*
+ * Open modes. A read-write volume has at most one *current writer*: the key
+ * /curve/v1/writer/<file id>, bound to the writer session's etcd lease, names it. A read-write
+ * open without `exclusive` creates that key inside the open's etcd txn only if it is absent
+ * (create revision 0), else fails with -EBUSY; an exclusive open overwrites it (and bumps the
+ * epoch); a read-only open does not touch it. The key disappears with its session's lease
+ * (close, expiry), so the next read-write open succeeds then.
+ */
+typedef enum {
+    MDS_OPEN_READONLY = 0,
+    MDS_OPEN_SHARED = 1,    /* read-write, fails with -EBUSY while another writer is current */
+    MDS_OPEN_EXCLUSIVE = 2, /* read-write, takes over (epoch + 1) */
+} mds_open_mode;
+
+#define MDS_SESSION_TOKEN_MAX 64 /* bytes of an opener token ([A-Za-z0-9_-]) */
+#define MDS_WRITER_REC_MAX (3 + 17 + MDS_SESSION_TOKEN_MAX + 1 + 8 + 1)
+
+/* The mode of an OpenRequest (proto/mds.proto). read-only and exclusive together: -EINVAL. */
+int mds_ns_open_mode(bool exclusive, bool read_only, mds_open_mode *mode, char *err,
+                     size_t errlen);
+/* Session value stored under /curve/v1/session/<fid>/<lease>: "readonly", "shared",
+ * "exclusive". */
+const char *mds_ns_open_mode_name(mds_open_mode mode);
+/* An opener token: 0..MDS_SESSION_TOKEN_MAX bytes of [A-Za-z0-9_-] (NULL = empty). The client
+ * picks a random one per curve_open and repeats it when it re-opens that session, so the MDS
+ * recognises a writer record left by its own earlier attempt whose answer was lost.
+ * 0 or -EINVAL. */
+int mds_ns_check_token(const char *token, char *err, size_t errlen);
+
+/* Writer record: "w1 <lease, 16 hex> <token> <crc32c of what precedes, 8 hex>" (text, so an
+ * operator can read it with etcdctl). encode returns the length (< len) or -ENOSPC / -EINVAL;
+ * decode returns 0 or CURVE_ERR_CORRUPT. `token` receives MDS_SESSION_TOKEN_MAX + 1 bytes. */
+int mds_ns_writer_encode(int64_t lease, const char *token, char *buf, size_t len);
+int mds_ns_writer_decode(const char *buf, size_t len, int64_t *lease, char *token);
+
+/* A read-write, non-exclusive open with `token` found the writer record `rec` (another
+ * session is the current writer). Returns 1 when that record was written by the same opener
+ * (same non-empty token, another lease: an attempt whose answer was lost, or an orphan of a
+ * re-open): the open may take the record over (compare its mod revision) and *orphan_lease is
+ * the lease to revoke. Returns 0 when another opener holds it (the open fails with -EBUSY; the
+ * message in `err` names the session), CURVE_ERR_CORRUPT for a bad record (treated as held). */
+int mds_ns_writer_conflict(const char *rec, size_t len, const char *token, int64_t own_lease,
+                           int64_t *orphan_lease, char *err, size_t errlen);
+
 #endif

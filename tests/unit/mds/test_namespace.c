@@ -408,6 +408,104 @@ static void test_segment_record(void **state)
     assert_int_equal(mds_segment_encode(&s, buf, sizeof(buf)), -EINVAL);
 }
 
+/* Open modes and opener tokens (docs/sessions.md). */
+static void test_open_modes(void **state)
+{
+    char err[256];
+    mds_open_mode m;
+    assert_int_equal(mds_ns_open_mode(false, false, &m, err, sizeof(err)), 0);
+    assert_int_equal(m, MDS_OPEN_SHARED);
+    assert_string_equal(mds_ns_open_mode_name(m), "shared");
+    assert_int_equal(mds_ns_open_mode(true, false, &m, err, sizeof(err)), 0);
+    assert_int_equal(m, MDS_OPEN_EXCLUSIVE);
+    assert_string_equal(mds_ns_open_mode_name(m), "exclusive");
+    assert_int_equal(mds_ns_open_mode(false, true, &m, err, sizeof(err)), 0);
+    assert_int_equal(m, MDS_OPEN_READONLY);
+    assert_string_equal(mds_ns_open_mode_name(m), "readonly");
+    assert_int_equal(mds_ns_open_mode(true, true, &m, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "read-only"));
+
+    assert_int_equal(mds_ns_check_token(NULL, err, sizeof(err)), 0);
+    assert_int_equal(mds_ns_check_token("", err, sizeof(err)), 0);
+    assert_int_equal(mds_ns_check_token("0123abcdEF_-", err, sizeof(err)), 0);
+    assert_int_equal(mds_ns_check_token("a b", err, sizeof(err)), -EINVAL);
+    assert_int_equal(mds_ns_check_token("a/b", err, sizeof(err)), -EINVAL);
+    char *t64 = repeat('t', 64), *t65 = repeat('t', 65);
+    assert_int_equal(mds_ns_check_token(t64, err, sizeof(err)), 0);
+    assert_int_equal(mds_ns_check_token(t65, err, sizeof(err)), -EINVAL);
+    free(t64);
+    free(t65);
+}
+
+/* The writer record: round trip, every single-byte corruption detected, bounds. */
+static void test_writer_record(void **state)
+{
+    char buf[MDS_WRITER_REC_MAX], tok[MDS_SESSION_TOKEN_MAX + 1];
+    int64_t lease = 0;
+    int n = mds_ns_writer_encode(0x694d8a2b1c3e4f50LL, "abc123", buf, sizeof(buf));
+    assert_true(n > 0 && (size_t)n < sizeof(buf));
+    assert_int_equal(strncmp(buf, "w1 694d8a2b1c3e4f50 abc123 ", 27), 0);
+    assert_int_equal(mds_ns_writer_decode(buf, (size_t)n, &lease, tok), 0);
+    assert_true(lease == 0x694d8a2b1c3e4f50LL);
+    assert_string_equal(tok, "abc123");
+    for (int i = 0; i < n; i++) {
+        char c[MDS_WRITER_REC_MAX];
+        memcpy(c, buf, (size_t)n);
+        c[i] ^= 0x01;
+        if (mds_ns_writer_decode(c, (size_t)n, &lease, tok) != CURVE_ERR_CORRUPT)
+            fail_msg("corruption at byte %d not detected", i);
+    }
+    assert_int_equal(mds_ns_writer_decode(buf, (size_t)n - 1, &lease, tok), CURVE_ERR_CORRUPT);
+    assert_int_equal(mds_ns_writer_decode(buf, 5, &lease, tok), CURVE_ERR_CORRUPT);
+    /* empty token, longest token */
+    n = mds_ns_writer_encode(7, NULL, buf, sizeof(buf));
+    assert_int_equal(mds_ns_writer_decode(buf, (size_t)n, &lease, tok), 0);
+    assert_true(lease == 7 && tok[0] == '\0');
+    char *t64 = repeat('z', 64);
+    n = mds_ns_writer_encode(9, t64, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(mds_ns_writer_decode(buf, (size_t)n, &lease, tok), 0);
+    assert_string_equal(tok, t64);
+    assert_int_equal(mds_ns_writer_encode(9, t64, buf, 40), -ENOSPC);
+    free(t64);
+    assert_int_equal(mds_ns_writer_encode(0, "x", buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(mds_ns_writer_encode(1, "x y", buf, sizeof(buf)), -EINVAL);
+}
+
+/* Who may take over a current writer record without `exclusive`: only the same opener (its
+ * own lost attempt); anyone else gets -EBUSY (return 0). */
+static void test_writer_conflict(void **state)
+{
+    char buf[MDS_WRITER_REC_MAX], err[256];
+    int64_t orphan = -1;
+    int n = mds_ns_writer_encode(100, "tokA", buf, sizeof(buf));
+    /* same opener, other lease: its own orphan */
+    assert_int_equal(mds_ns_writer_conflict(buf, (size_t)n, "tokA", 200, &orphan, err,
+                                            sizeof(err)), 1);
+    assert_true(orphan == 100);
+    /* another opener: busy, the message names the holder */
+    assert_int_equal(mds_ns_writer_conflict(buf, (size_t)n, "tokB", 200, &orphan, err,
+                                            sizeof(err)), 0);
+    assert_true(orphan == 0);
+    assert_non_null(strstr(err, "0000000000000064"));
+    /* no token (an old client, the tool) never matches, not even an empty one */
+    assert_int_equal(mds_ns_writer_conflict(buf, (size_t)n, "", 200, &orphan, err,
+                                            sizeof(err)), 0);
+    assert_int_equal(mds_ns_writer_conflict(buf, (size_t)n, NULL, 200, &orphan, err,
+                                            sizeof(err)), 0);
+    n = mds_ns_writer_encode(100, "", buf, sizeof(buf));
+    assert_int_equal(mds_ns_writer_conflict(buf, (size_t)n, "", 200, &orphan, err,
+                                            sizeof(err)), 0);
+    /* the same lease is not an orphan */
+    n = mds_ns_writer_encode(100, "tokA", buf, sizeof(buf));
+    assert_int_equal(mds_ns_writer_conflict(buf, (size_t)n, "tokA", 100, &orphan, err,
+                                            sizeof(err)), 0);
+    /* a corrupt record counts as held */
+    buf[4] ^= 1;
+    assert_int_equal(mds_ns_writer_conflict(buf, (size_t)n, "tokA", 200, &orphan, err,
+                                            sizeof(err)), CURVE_ERR_CORRUPT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +515,8 @@ int main(void)
         cmocka_unit_test(test_idalloc),       cmocka_unit_test(test_segment_alloc),
         cmocka_unit_test(test_file_record),   cmocka_unit_test(test_segment_record),
         cmocka_unit_test(test_choose_pool),   cmocka_unit_test(test_owner),
+        cmocka_unit_test(test_open_modes),    cmocka_unit_test(test_writer_record),
+        cmocka_unit_test(test_writer_conflict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
