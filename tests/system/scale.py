@@ -7,9 +7,11 @@ chunkserver each, round-robin over the zones, each in its own namespace in netns
 waits for them to register, then adds a logical pool of 300 copysets (9 x 100 / 3 replicas).
 """
 
+import base64
 import json
 import os
 import re
+import struct
 import subprocess
 import time
 
@@ -31,6 +33,66 @@ def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         m = re.search(r"VmRSS:\s+(\d+)", f.read())
         return int(m.group(1)) if m else None
+
+
+def segment_chunks(value):
+    """[(pool, copyset, chunk id)] of an MDS segment record (src/mds/namespace_rules.c
+    mds_segment_encode: 32-byte header, 12 bytes per chunk, crc32c)."""
+    magic, _ver, _flags, _fid, _off, pool, n = struct.unpack_from("<IHHQQII", value, 0)
+    if magic != 0x47534D43:
+        return []
+    return [(pool,) + struct.unpack_from("<IQ", value, 32 + 12 * i) for i in range(n)]
+
+
+def diagnose_hang(cluster, exports, v):
+    """A blkcheck hung: records what the client waits for (its slow-IO log lines, the copyset
+    of that chunk from the MDS's segment records in etcd and from `bs list copyset`, the
+    chunkservers' log lines about that copyset, a gdb backtrace of every nbdkit thread) in
+    logs/hang-<volume>.log and returns a one-line summary."""
+    i = [x["name"] for x in exports.vols].index(v["name"])
+    nbd = exports.procs[i]
+    out = os.path.join(cluster.dir, "logs", "hang-%s.log" % v["name"])
+    with open(os.path.join(exports.tmp, v["name"] + ".nbdkit.log"), errors="replace") as f:
+        lines = f.read().splitlines()
+    slow = sorted({(int(a), int(b)) for a, b in (re.findall(
+        r"IO on file (\d+) chunk (\d+) slow", "\n".join(lines)))})
+    summary = []
+    with open(out, "w") as o:
+        o.write("== nbdkit log (last 50 lines)\n%s\n" % "\n".join(lines[-50:]))
+        e = next(d for d in cluster.etcds() if d.alive())
+        rows = None
+        for fid, chunk in slow:
+            key = "/curve/v1/seg/%d/" % fid
+            body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                               "range_end": base64.b64encode(
+                                   key[:-1].encode() + b"0").decode()}).encode()
+            kvs = json.loads(e.http("/v3/kv/range", method="POST", data=body, port=e.port,
+                                    timeout=5)).get("kvs", [])
+            where = [c for kv in kvs for c in segment_chunks(base64.b64decode(kv["value"]))
+                     if c[2] == chunk]
+            if rows is None:
+                rows = cluster.jcli("bs", "list", "copyset")
+                rows = rows if isinstance(rows, list) else rows.get("copysets", [])
+            for pool, cs, _ in where:
+                row = [r for r in rows if int(r.get("logical_pool_id", -1)) == pool and
+                       int(r.get("copyset_id", -1)) == cs]
+                o.write("== file %d chunk %d: copyset %d.%d: %s\n" % (fid, chunk, pool, cs,
+                                                                   json.dumps(row)))
+                summary.append("chunk %d in copyset %d.%d %s" % (chunk, pool, cs,
+                                                                 json.dumps(row)[:300]))
+                pat = "copyset %d.%d" % (pool, cs)
+                gid = "copyset %d" % ((pool << 32) | cs)
+                for d in cluster.chunkservers():
+                    with open(d.log, errors="replace") as f:
+                        hits = [x for x in f if pat in x or gid in x]
+                    o.write("== %s: %d lines about %s (last 15)\n%s" % (
+                        d.name, len(hits), pat, "".join(hits[-15:])))
+        g = subprocess.run(["gdb", "-p", str(nbd.pid), "-batch", "-ex", "thread apply all bt"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        o.write("== gdb nbdkit pid %d\n%s\n" % (nbd.pid, g.stdout.decode(errors="replace")))
+    return "%s hung: slow chunks %s; %s (details: logs/%s)" % (
+        v["vol"], slow, "; ".join(summary) or "no copyset found", os.path.basename(out))
 
 
 def run_scale(cluster, tmp, plugin, blkcheck, log):
@@ -86,6 +148,10 @@ def run_scale(cluster, tmp, plugin, blkcheck, log):
                 try:
                     out, err = p.communicate(timeout=max(1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    try:
+                        res["notes"].append(diagnose_hang(cluster, exports, v))
+                    except Exception as e:  # diagnostics must not hide the hang itself
+                        res["notes"].append("%s: diagnostics failed: %s" % (v["vol"], e))
                     p.kill()
                     out, err = p.communicate(timeout=10)
                     hung.append(v["vol"])
