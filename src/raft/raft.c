@@ -1669,6 +1669,7 @@ static void recv_ae(struct raft *r, const struct raft_msg *m)
         return;
     }
     /* find the first new entry; truncate a conflicting suffix */
+    bool appended = false;
     uint32_t i = 0;
     for (; i < n; i++) {
         uint64_t idx = prev + 1 + i;
@@ -1697,6 +1698,7 @@ static void recv_ae(struct raft *r, const struct raft_msg *m)
         }
         if (io_append(r, first, log_last(&r->log)) != 0)
             return;
+        appended = true;
     }
     r->f_match = max_u64(r->f_match, prev + n);
     uint64_t c = min_u64(m->ae.commit, prev + n);
@@ -1704,6 +1706,14 @@ static void recv_ae(struct raft *r, const struct raft_msg *m)
         r->commit = c;
         apply_committed(r);
     }
+    /* New entries not yet durable: an acknowledgement now could only repeat the old durable
+     * index (min(match, durable)), so it would cost a message each way and tell the leader
+     * nothing it can commit with. The append's completion acknowledges them (f_match > f_acked
+     * in raft_io_append_done), echoing this message's seq/ts — later than sent, which only
+     * shortens the lease computed from it. Heartbeats (n = 0), duplicates and rejections are
+     * still answered at once. */
+    if (appended && r->durable < r->f_match && r->f_acked < r->f_match && !r->failed)
+        return;
     follower_ack(r);
 }
 
@@ -2055,30 +2065,76 @@ static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_
     return 0;
 }
 
-int raft_propose(struct raft *r, const void *data, uint32_t len, void *cookie, uint64_t *index,
-                 uint64_t *term)
+/* Why proposal p (the k-th of its batch, k entries already accepted) cannot be accepted. */
+static int propose_check(struct raft *r, const struct raft_prop *p, uint32_t k)
 {
-    if (len > r->o.max_entry_bytes || (len && data == NULL))
+    if (p->len > r->o.max_entry_bytes || (p->len && p->data == NULL))
         return -EINVAL;
     if (r->failed)
         return r->failed;
     if (r->role != RAFT_LEADER)
         return CURVE_ERR_NOT_LEADER;
-    if (r->transfer_target != 0 || r->nprops >= r->o.max_pending_proposals)
+    if (r->transfer_target != 0 || r->nprops + k >= r->o.max_pending_proposals ||
+        !append_room(r, (uint64_t)k + 1))
         return CURVE_ERR_BUSY;
-    int rc = leader_append(r, RAFT_ENTRY_COMMAND, data, len);
-    if (rc != 0)
-        return rc;
-    struct raft_proposal *p = prop_at(r, r->nprops++);
-    p->index = log_last(&r->log);
-    p->term = r->term;
-    p->cookie = cookie;
-    if (index)
-        *index = p->index;
-    if (term)
-        *term = p->term;
+    return 0;
+}
+
+uint32_t raft_propose_batch(struct raft *r, struct raft_prop *p, uint32_t n)
+{
+    /* Accepted entries go to the in-memory log first; one io->append and one replicate()
+     * round then cover all of them (one disk write + fdatasync and one AppendEntries per
+     * follower instead of one per proposal). */
+    uint64_t first = log_last(&r->log) + 1;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        p[i].status = propose_check(r, &p[i], k);
+        if (p[i].status != 0)
+            continue;
+        struct raft_entry e = {
+            .term = r->term, .type = RAFT_ENTRY_COMMAND, .len = p[i].len, .data = p[i].data};
+        p[i].status = append_mem(r, &e);
+        if (p[i].status != 0)
+            continue;
+        p[i].index = log_last(&r->log);
+        p[i].term = r->term;
+        k++;
+    }
+    if (k == 0)
+        return 0;
+    int rc = io_append(r, first, log_last(&r->log));
+    if (rc != 0) {
+        /* the node is failed now: nothing was accepted, no callback runs */
+        for (uint32_t i = 0; i < n; i++)
+            if (p[i].status == 0)
+                p[i].status = rc;
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (p[i].status != 0)
+            continue;
+        struct raft_proposal *q = prop_at(r, r->nprops++);
+        q->index = p[i].index;
+        q->term = p[i].term;
+        q->cookie = p[i].cookie;
+    }
+    for (uint32_t i = 0; i < r->npr; i++)
+        replicate(r, &r->pr[i]);
     maybe_commit(r); /* single-voter groups */
     check_invariants(r);
+    return k;
+}
+
+int raft_propose(struct raft *r, const void *data, uint32_t len, void *cookie, uint64_t *index,
+                 uint64_t *term)
+{
+    struct raft_prop p = {.data = data, .len = len, .cookie = cookie};
+    if (raft_propose_batch(r, &p, 1) == 0)
+        return p.status;
+    if (index)
+        *index = p.index;
+    if (term)
+        *term = p.term;
     return 0;
 }
 

@@ -400,6 +400,20 @@ void raft_snapshot_saved(struct raft *r, uint64_t index, int status,
  * -EINVAL (len > max_entry_bytes), -ENOMEM. */
 int raft_propose(struct raft *r, const void *data, uint32_t len, void *cookie, uint64_t *index,
                  uint64_t *term);
+/* One proposal of raft_propose_batch(). */
+struct raft_prop {
+    const void *data; /* borrowed for the call (copied) */
+    uint32_t len;
+    void *cookie;
+    uint64_t index, term; /* out: the entry's position when accepted */
+    int status;           /* out: 0 accepted (propose_done(cookie) runs exactly once later),
+                             else what raft_propose() would have returned (no callback) */
+};
+/* Proposes p[0..n) in order as consecutive entries with ONE io->append and one AppendEntries
+ * round per follower (batching of the proposals that arrived in one loop turn). Each p[i] is
+ * accepted or refused as raft_propose() would accept or refuse it at that point (refused ones
+ * leave no gap). Returns the number accepted. Same thread rules as raft_propose(). */
+uint32_t raft_propose_batch(struct raft *r, struct raft_prop *p, uint32_t n);
 /* Linearizable read barrier (ReadIndex, Raft thesis §6.4): on 0, cbs.read_done(cookie) runs
  * exactly once later. Errors: CURVE_ERR_NOT_LEADER, CURVE_ERR_BUSY. */
 int raft_read_index(struct raft *r, void *cookie);

@@ -30,6 +30,7 @@
 #define RAFTRT__SNAPMETA_MAGIC   0x4d4e5352u /* "RSNM" */
 #define RAFTRT__SNAPMETA_VERSION 1u
 #define RAFTRT_BOOT_READ_BATCH   1024u /* entries read per rlog_read_range at boot */
+#define RAFTRT_PROPOSE_BATCH     256u  /* proposals gathered per loop turn into one raft append */
 
 struct peer {
     uint64_t id;
@@ -92,6 +93,11 @@ struct raftrt_group {
     unsigned meta_head, meta_n;
     bool meta_inflight;
     struct raft_snapshot_meta saving_meta; /* meta of the snapshot_save in progress */
+    /* proposals of the current loop turn, proposed together by batch_check_cb (loop only) */
+    struct prop *pend[RAFTRT_PROPOSE_BATCH];
+    unsigned npend;
+    uv_check_t batch_check;
+    bool batch_open;
     /* commit latency bookkeeping (loop only) */
     struct lat_slot lat[RAFTRT_LAT_RING];
     unsigned lat_head, lat_n;
@@ -980,25 +986,94 @@ static void cb_state_changed(struct raft *r, int role, uint64_t term, uint64_t l
         g->ufsm.state_changed(g->ufsm.ctx, role, term, leader);
 }
 
+static void prop_fail(raftrt_group *g, struct prop *p, int rc)
+{
+    p->cb(p->arg, rc, 0, g->r ? raft_leader(g->r) : 0);
+    free(p);
+    group_unref(g);
+}
+
+/* Proposes every proposal gathered in this loop turn as one batch: one log append (one write +
+ * fdatasync) and one AppendEntries per follower for all of them (raft_propose_batch). */
+static void batch_flush(raftrt_group *g)
+{
+    unsigned n = g->npend;
+    g->npend = 0;
+    if (n == 0)
+        return;
+    struct raft_prop rp[RAFTRT_PROPOSE_BATCH];
+    struct prop *ps[RAFTRT_PROPOSE_BATCH];
+    unsigned m = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct prop *p = g->pend[i];
+        if (g->r == NULL) {
+            prop_fail(g, p, CURVE_ERR_SHUTDOWN);
+            continue;
+        }
+        if (p->expected_term &&
+            (raft_role(g->r) != RAFT_LEADER || raft_term(g->r) != p->expected_term)) {
+            prop_fail(g, p, CURVE_ERR_NOT_LEADER); /* leadership changed since the check */
+            continue;
+        }
+        rp[m] = (struct raft_prop){.data = p->data, .len = p->len, .cookie = p};
+        ps[m++] = p;
+    }
+    if (m == 0)
+        return;
+    uint64_t t0 = now_us();
+    uint32_t k = raft_propose_batch(g->r, rp, m);
+    if (k)
+        atomic_fetch_add_explicit(&g->proposals, k, memory_order_relaxed);
+    for (unsigned i = 0; i < m; i++) {
+        struct prop *p = ps[i];
+        if (rp[i].status != 0) {
+            prop_fail(g, p, rp[i].status);
+            continue;
+        }
+        p->t0_us = t0;
+        if (g->lat_n < RAFTRT_LAT_RING) {
+            g->lat[(g->lat_head + g->lat_n) % RAFTRT_LAT_RING] =
+                (struct lat_slot){.index = rp[i].index, .t0_us = t0};
+            g->lat_n++;
+        }
+    }
+}
+
+/* libuv check phase: runs once per loop iteration after the IO and message callbacks. */
+static void batch_check_cb(uv_check_t *c)
+{
+    raftrt_group *g = c->data;
+    uv_check_stop(c);
+    enter(g);
+    batch_flush(g);
+}
+
+static void batch_closed(uv_handle_t *hd)
+{
+    group_unref(CURVE_CONTAINER_OF((uv_check_t *)hd, raftrt_group, batch_check));
+}
+
 static void prop_on_loop(void *arg)
 {
     struct prop *p = arg;
     raftrt_group *g = p->g;
     enter(g);
     int rc;
-    uint64_t index = 0;
     if (g->r == NULL) {
         rc = CURVE_ERR_SHUTDOWN;
     } else if (p->read) {
         if (raft_lease_valid(g->r)) {
             p->cb(p->arg, 0, raft_applied_index(g->r), raft_leader(g->r));
-            goto done;
+            free(p);
+            group_unref(g);
+            return;
         }
         rc = raft_read_index(g->r, p);
     } else if (p->expected_term &&
                (raft_role(g->r) != RAFT_LEADER || raft_term(g->r) != p->expected_term)) {
         rc = CURVE_ERR_NOT_LEADER; /* leadership changed since the caller checked it */
-    } else {
+    } else if (!g->batch_open) {
+        uint64_t index = 0;
         p->t0_us = now_us();
         rc = raft_propose(g->r, p->data, p->len, p, &index, NULL);
         if (rc == 0) {
@@ -1009,13 +1084,18 @@ static void prop_on_loop(void *arg)
                 g->lat_n++;
             }
         }
+    } else {
+        /* gathered until the end of this loop turn (batch_check_cb), or a full batch */
+        if (g->npend == RAFTRT_PROPOSE_BATCH)
+            batch_flush(g);
+        if (g->npend == 0)
+            uv_check_start(&g->batch_check, batch_check_cb);
+        g->pend[g->npend++] = p;
+        return;
     }
     if (rc == 0)
         return; /* completes through cbs */
-    p->cb(p->arg, rc, 0, g->r ? raft_leader(g->r) : 0);
-done:
-    free(p);
-    group_unref(g);
+    prop_fail(g, p, rc);
 }
 
 static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read,
@@ -1596,6 +1676,11 @@ static void start_on_loop(void *arg)
     }
     g->timer_open = true;
     group_ref(g); /* released by timer_closed */
+    if (uv_check_init(curve_loop_uv(g->loop), &g->batch_check) == 0) {
+        g->batch_check.data = g;
+        g->batch_open = true;
+        group_ref(g); /* released by batch_closed */
+    } /* else: no batching, every proposal is proposed on arrival */
     curve_timer_start(&g->timer, g->tick_ms, g->tick_ms);
 out:
     bs->rc = rc;
@@ -1738,6 +1823,11 @@ static void stop_on_loop(void *arg)
     if (g->r) {
         raft_free(g->r); /* pending proposals and reads complete with CURVE_ERR_SHUTDOWN */
         g->r = NULL;
+    }
+    batch_flush(g); /* gathered, not yet proposed: CURVE_ERR_SHUTDOWN */
+    if (g->batch_open) {
+        g->batch_open = false;
+        uv_close((uv_handle_t *)&g->batch_check, batch_closed);
     }
     if (g->timer_open) {
         g->timer_open = false;
