@@ -61,8 +61,10 @@ bench-mds: release
 	@bash bench/mds/run.sh $(REL)
 
 # The failure table (tests/system, docs/failure-table.md); needs root for iptables; ~15 min.
+# CHAOS_ARGS e.g. "--isolation failpoint" (default: network namespaces when available)
+CHAOS_ARGS ?=
 chaos: release
-	python3 tests/system/chaos.py --all --random --scale --build-dir $(REL)
+	python3 tests/system/chaos.py --all --random --scale --build-dir $(REL) $(CHAOS_ARGS)
 
 sim: release
 	@$(REL)/tests/sim/raft_sim --seeds $(SEEDS)

@@ -1,6 +1,9 @@
 """CI subset of the chaos harness (tests/system/chaos.py --quick): chunkserver SIGKILL, hang
-(SIGSTOP 15 s), partition (failpoint fallback) and MDS leader SIGKILL, each under fio
-verify=crc32c on 2 NBD volumes plus the numbered-block checker.
+(SIGSTOP 15 s), partition and MDS leader SIGKILL, each under fio verify=crc32c on 2 NBD volumes
+plus the numbered-block checker. The cluster runs in the harness's own network namespaces (a
+partition is iptables DROP inside the chunkserver's namespace) whenever this machine can create
+them; otherwise in the failpoint fallback. Which one was used is printed; when namespaces are
+available, the test fails if the harness did not use them.
 
 Asserted for every scenario: zero client-visible errors, verification passes, and the cluster
 becomes fully healthy again on its own. The IO-stall target (<= 3 s) is reported as TARGET lines
@@ -24,7 +27,17 @@ for tool in ("nbdkit", "fio", "etcd", "cc"):
         pytest.skip("%s not installed" % tool, allow_module_level=True)
 
 
+def netns_possible():
+    sys.path.insert(0, os.path.join(source_dir(), "tests", "system"))
+    try:
+        from netns import netns_available
+    finally:
+        sys.path.pop(0)
+    return netns_available()
+
+
 def test_chaos_quick(tmp_dir):  # noqa: F811
+    can_netns, why = netns_possible()
     out = os.path.join(tmp_dir, "chaos.json")
     p = subprocess.run([sys.executable, os.path.join(source_dir(), "tests", "system", "chaos.py"),
                         "--quick", "--build-dir", build_dir(), "--json", out],
@@ -35,7 +48,13 @@ def test_chaos_quick(tmp_dir):  # noqa: F811
         pytest.skip("binaries not built: " + text[-300:])
     assert os.path.exists(out), text[-5000:]
     with open(out) as f:
-        res = json.load(f)["results"]
+        j = json.load(f)
+    res = j["results"]
+    print("isolation used: %s" % j["meta"].get("isolation"))
+    if can_netns:
+        assert j["meta"].get("isolation_mode") == "netns", (j["meta"], text[-3000:])
+    else:
+        print("network namespaces unavailable here (%s): failpoint fallback" % why)
     names = [r["name"] for r in res]
     assert names == ["cs_kill", "cs_hang", "cs_partition", "mds_kill"], (names, text[-3000:])
     for r in res:
