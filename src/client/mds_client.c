@@ -119,6 +119,7 @@ int curve_mds_call(curve_mds_client *m, uint32_t svc, uint32_t method, const Pro
     uint64_t deadline = curve_now_mono_ms() + m->call_deadline_ms;
     char msg[RPC_CHANNEL_ERRMSG_MAX];
     int rc;
+    bool saw_not_leader = false; /* some MDS is up but follows: report "no leader" */
     /* Bounded by the deadline; each attempt takes at most rpc_timeout_ms (+ connect). */
     for (;;) {
         char addr[CURVE_ADDR_MAX];
@@ -138,11 +139,21 @@ int curve_mds_call(curve_mds_client *m, uint32_t svc, uint32_t method, const Pro
         if (r)
             protobuf_c_message_free_unpacked(r, NULL);
         uint64_t pause = 0;
+        saw_not_leader = saw_not_leader || rc == CURVE_ERR_NOT_LEADER;
         curve_mds_rotor_on_failure(&m->rotor, idx, rc == CURVE_ERR_NOT_LEADER, &pause);
         CLOG_DEBUG("libcurve: MDS %s (svc %u method %u): %s", addr, svc, method,
                    msg[0] ? msg : curve_strerror(rc));
         uint64_t now = curve_now_mono_ms();
         if (now + pause >= deadline) {
+            if (saw_not_leader && rc != CURVE_ERR_NOT_LEADER &&
+                (rc == CURVE_ERR_TIMEOUT || rc == CURVE_ERR_RPC_CONN || rc == -ECONNREFUSED)) {
+                /* e.g. etcd down: the leader is gone, the others answer NOT_LEADER */
+                char last[RPC_CHANNEL_ERRMSG_MAX];
+                snprintf(last, sizeof(last), "%s", msg[0] ? msg : curve_strerror(rc));
+                rc = CURVE_ERR_NOT_LEADER;
+                snprintf(msg, sizeof(msg), "no MDS leader among %u addresses (last: %.150s)",
+                         m->n, last);
+            }
             CLOG_WARN("libcurve: no MDS (%u configured, first %s) answered svc %u method %u "
                       "within %llu ms: %s",
                       m->n, m->rotor.addrs[0], svc, method, (unsigned long long)m->call_deadline_ms,
