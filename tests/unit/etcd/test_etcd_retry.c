@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "common/clock.h"
+#include "common/failpoint.h"
 #include "curve/errors.h"
 #include "etcd/etcd.h"
 
@@ -310,6 +311,45 @@ static void test_bad_config(void **state)
     etcd_client_free(c);
 }
 
+/* Failpoint "etcd.request": every attempt fails as a refused connection without reaching the
+ * server (a process cut off from etcd); txns are retried (nothing was sent); switching it off
+ * restores service at once. */
+static void test_failpoint_cuts_off(void **state)
+{
+    fake_server a, b;
+    fake_start(&a, FAKE_OK_RANGE);
+    fake_start(&b, FAKE_OK_RANGE);
+    etcd_client *c = client_for(&a, &b, 300);
+    etcd_range_result r;
+    assert_int_equal(etcd_get(c, "a", &r), 0);
+    etcd_range_result_free(&r);
+    int before = atomic_load(&a.requests) + atomic_load(&b.requests);
+    assert_int_equal(curve_failpoint_set("etcd.request", "return(ECONNREFUSED)"), 0);
+    uint64_t t0 = curve_now_mono_ms();
+    assert_int_equal(etcd_get(c, "a", &r), -ECONNREFUSED);
+    assert_non_null(strstr(etcd_last_error(), "failpoint etcd.request"));
+    etcd_compare cmp = {.key = "a", .target = ETCD_CMP_VERSION, .result = ETCD_CMP_EQUAL};
+    etcd_op op = {.type = ETCD_OP_PUT, .key = "a", .value = "1", .value_len = 1};
+    etcd_txn_result tr;
+    assert_int_equal(etcd_txn(c, &cmp, 1, &op, 1, NULL, 0, &tr), -ECONNREFUSED);
+    assert_true(curve_now_mono_ms() - t0 < 4 * 300 * 2); /* bounded by the deadlines */
+    assert_int_equal(atomic_load(&a.requests) + atomic_load(&b.requests), before);
+    assert_true(curve_failpoint_hits("etcd.request") >= 2);
+    assert_int_equal(curve_failpoint_set("etcd.request", "off"), 0);
+    assert_int_equal(etcd_get(c, "a", &r), 0);
+    assert_int_equal(r.n_kvs, 1);
+    etcd_range_result_free(&r);
+    assert_int_equal(atomic_load(&a.requests) + atomic_load(&b.requests), before + 1);
+    /* a count: the first attempt fails, the retry on the next endpoint succeeds */
+    assert_int_equal(curve_failpoint_set("etcd.request", "1*return(ECONNREFUSED)"), 0);
+    assert_int_equal(etcd_get(c, "a", &r), 0);
+    etcd_range_result_free(&r);
+    curve_failpoint_clear_all();
+    etcd_client_free(c);
+    fake_stop(&a);
+    fake_stop(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_timeout_bounded),
         cmocka_unit_test(test_bad_answers),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_failpoint_cuts_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
