@@ -62,12 +62,25 @@ def list_ns():
     return [line.split()[0] for line in p.stdout.decode().splitlines() if line.strip()]
 
 
+def kill_ns_pids(ns, log=print):
+    """SIGKILLs, by PID, the processes still inside one of the harness's namespaces."""
+    p = _ip("netns", "pids", ns, check=False)
+    for pid in (int(x) for x in p.stdout.decode().split() if x.isdigit()):
+        log("killing pid %d left in namespace %s" % (pid, ns))
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
 def stale_cleanup(log=print):
-    """Deletes namespaces chaos<pid>-* left by a harness process that no longer exists."""
+    """Deletes namespaces chaos<pid>-* left by a harness process that no longer exists (after
+    killing the daemons it left in them)."""
     for ns in list_ns():
         m = re.match(r"^%s(\d+)-" % PREFIX, ns)
         if m and not _pid_alive(int(m.group(1))):
             log("deleting stale namespace %s (harness pid %s gone)" % (ns, m.group(1)))
+            kill_ns_pids(ns, log)
             _ip("netns", "del", ns, check=False)
 
 
@@ -225,6 +238,7 @@ class Net:
             return
         self.closed = True
         for node in list(self.nodes):
+            kill_ns_pids(self.ns(node), self.log)  # normally none: the daemons were stopped
             _ip("netns", "del", self.ns(node), check=False)
         _ip("netns", "del", self.hub, check=False)
         left = [n for n in list_ns() if n.startswith(self.prefix)]
