@@ -1,5 +1,6 @@
 /* curve_volio_ops over RPC (chunk_transport.h). */
 #include "client/chunk_transport.h"
+#include "client/fastpath.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -99,7 +100,7 @@ const char *curve_retry_cause_name(curve_retry_cause c)
     return (unsigned)c < CURVE_CAUSE_COUNT_ ? names[c] : "other";
 }
 
-static curve_retry_cause cause_of(int st, bool timed_out)
+curve_retry_cause curve_retry_cause_of(int st, bool timed_out)
 {
     if (timed_out || st == CURVE_ERR_TIMEOUT)
         return CURVE_CAUSE_TIMEOUT;
@@ -152,15 +153,6 @@ static void complete_later(tcall *tc, int status)
 
 /* ---- SEND -------------------------------------------------------------------------------- */
 
-static int chunk_status_to_err(int s)
-{
-    if (s == 0)
-        return 0;
-    if (s >= 1 && s <= 12)
-        return -(CURVE_ERR_BASE + 199 + s);
-    return CURVE_ERR_RPC_PROTO;
-}
-
 static void send_complete(tcall *tc, int st, bool timed_out, const char *hint)
 {
     curve_chunk_transport *t = tc->t;
@@ -169,7 +161,7 @@ static void send_complete(tcall *tc, int st, bool timed_out, const char *hint)
     t->outstanding--;
     if (st != 0 && st != CURVE_ERR_CHUNK_NOTEXIST && !curve_retry_status_is_fatal(st) &&
         t->on_retry)
-        t->on_retry(t->cb_ctx, cause_of(st, timed_out));
+        t->on_retry(t->cb_ctx, curve_retry_cause_of(st, timed_out));
     if (st == CURVE_ERR_EPOCH_TOO_OLD && !atomic_exchange(&t->fenced, true))
         CLOG_ERROR("libcurve: volume '%s' (id %llu) fenced: a newer exclusive opener bumped the "
                    "epoch",
@@ -196,7 +188,7 @@ static void chunk_reply_cb(rpc_result *r, void *arg)
         send_complete(tc, CURVE_ERR_RPC_PROTO, false, NULL);
         return;
     }
-    int st = chunk_status_to_err((int)resp->status);
+    int st = curve_chunk_status_to_err((int)resp->status);
     if (st == 0 && c->op == CURVE_RETRY_OP_READ) {
         if (r->attach.len != c->len) {
             CLOG_WARN("libcurve: read of chunk %llu from %s: %zu bytes instead of %u",

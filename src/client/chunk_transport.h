@@ -49,6 +49,8 @@ typedef enum {
     CURVE_CAUSE_COUNT_,
 } curve_retry_cause;
 const char *curve_retry_cause_name(curve_retry_cause c);
+/* The cause a failed chunk RPC (status, timed out) is counted under. */
+curve_retry_cause curve_retry_cause_of(int status, bool timed_out);
 
 typedef struct curve_chunk_transport {
     /* set by the owner before use; borrowed */

@@ -19,6 +19,7 @@
 
 #include "client/chunk_transport.h"
 #include "client/client_conf.h"
+#include "client/fastpath.h"
 #include "client/mds_client.h"
 #include "client/metacache.h"
 #include "client/volio.h"
@@ -45,6 +46,7 @@ struct curve_client {
     curve_chanmap *chans[CURVE_CLIENT_IO_THREADS_MAX]; /* one per IO loop */
     curve_metacache *mc;
     curve_unstable_tracker *unstable;
+    curve_fastpath *fp; /* blocking fast path of sync IO (NULL: client.fast_path_inflight=0) */
     atomic_uint next_loop;
     atomic_uint next_vol_id;
     pthread_mutex_t lock; /* protects nvols */
@@ -77,11 +79,22 @@ struct curve_volume {
     uint64_t file_id, epoch;
     curve_mds_session *sess;
     vol_metrics m;
-    pthread_mutex_t lock; /* protects inflight, closing */
+    pthread_mutex_t lock; /* protects inflight, closing, fp_seq, fp_head/tail, parked */
     pthread_cond_t idle;  /* inflight reached 0 while closing */
-    uint64_t inflight;    /* accepted AIOs whose callback has not returned */
+    uint64_t inflight;    /* accepted AIOs whose callback has not returned, and fast-path IOs */
     bool closing;
+    /* Fast-path writes in progress (ascending seq) and flushes waiting for them: a flush
+     * covers every write submitted before it, also those a caller's thread is sending. */
+    uint64_t fp_seq;
+    struct fp_write *fp_head, *fp_tail;
+    struct aio_req *parked; /* flushes not yet posted to the engine, FIFO */
 };
+
+/* A fast-path write in progress (on its caller's stack). */
+typedef struct fp_write {
+    struct fp_write *next, *prev;
+    uint64_t seq;
+} fp_write;
 
 /* One accepted AIO inside the library. */
 typedef struct aio_req {
@@ -90,7 +103,21 @@ typedef struct aio_req {
     struct curve_aio *aio;
     curve_volume *v;
     uint64_t t0_ns;
+    /* a flush: the last fast-path write it covers, and the first error among those */
+    uint64_t fp_mark;
+    int fp_err;
+    struct aio_req *next_parked;
+    /* the failed first attempt of a fast-path IO handed to the engine (io.seed_*) */
+    char seed_peer[CURVE_ADDR_MAX];
+    char seed_hint[CURVE_ADDR_MAX];
 } aio_req;
+
+/* The first attempt a fast-path IO made, for the engine to continue from. */
+typedef struct fp_seed {
+    int status; /* 0: none */
+    bool timed_out;
+    const char *peer, *hint;
+} fp_seed;
 
 CURVE_EXPORT const char *curve_version(void)
 {
@@ -180,9 +207,14 @@ CURVE_EXPORT int curve_client_init(const char *conf_path, const char *const *ove
     rc = curve_unstable_init(c->unstable, c->conf.retry.unstable_timeout_threshold);
     if (rc != 0)
         goto err_after_unstable_alloc;
+    if (c->conf.fast_path_inflight > 0) {
+        rc = curve_fastpath_new(&c->fp);
+        if (rc != 0)
+            goto err_after_unstable;
+    }
     rc = curve_mds_client_new(&c->conf, &c->mds);
     if (rc != 0)
-        goto err_after_unstable;
+        goto err_after_fp;
     rc = curve_loop_group_new("curve-io", c->conf.io_threads, &c->loops);
     if (rc != 0)
         goto err_after_mds;
@@ -200,6 +232,8 @@ err_after_chans:
     curve_loop_group_free(c->loops);
 err_after_mds:
     curve_mds_client_free(c->mds);
+err_after_fp:
+    curve_fastpath_free(c->fp);
 err_after_unstable:
     curve_unstable_destroy(c->unstable);
 err_after_unstable_alloc:
@@ -228,6 +262,7 @@ CURVE_EXPORT int curve_client_destroy(curve_client *c)
         curve_chanmap_free(c->chans[i]);
     curve_loop_group_free(c->loops);
     curve_mds_client_free(c->mds);
+    curve_fastpath_free(c->fp);
     curve_unstable_destroy(c->unstable);
     free(c->unstable);
     curve_metacache_free(c->mc);
@@ -323,6 +358,22 @@ static int vol_fence_error(curve_volume *v)
     return curve_mds_session_check(v->sess);
 }
 
+/* Records one finished user IO in the volume's metrics. Any thread. */
+static void record_io(curve_volume *v, int op, uint64_t t0_ns, int err, uint64_t len)
+{
+    uint64_t us = (curve_now_mono_ns() - t0_ns) / 1000;
+    if (v->m.lat[op])
+        curve_latency_record(v->m.lat[op], us);
+    if (v->m.iops[op])
+        curve_rate_add(v->m.iops[op], 1);
+    if (err == 0 && op < 2 && v->m.bw[op])
+        curve_rate_add(v->m.bw[op], len);
+    if (err == 0 && op < 2 && v->m.bytes[op])
+        curve_counter_add(v->m.bytes[op], len);
+    if (err != 0 && v->m.errors)
+        curve_counter_add(v->m.errors, 1);
+}
+
 /* Completes an accepted AIO on the volume's loop. */
 static void aio_complete(aio_req *r, int err)
 {
@@ -332,17 +383,7 @@ static void aio_complete(aio_req *r, int err)
     aio->result =
         err != 0 ? err
                  : (aio->op == CURVE_OP_READ || aio->op == CURVE_OP_WRITE ? (int64_t)aio->len : 0);
-    uint64_t us = (curve_now_mono_ns() - r->t0_ns) / 1000;
-    if (v->m.lat[op])
-        curve_latency_record(v->m.lat[op], us);
-    if (v->m.iops[op])
-        curve_rate_add(v->m.iops[op], 1);
-    if (err == 0 && op < 2 && v->m.bw[op])
-        curve_rate_add(v->m.bw[op], aio->len);
-    if (err == 0 && op < 2 && v->m.bytes[op])
-        curve_counter_add(v->m.bytes[op], aio->len);
-    if (err != 0 && v->m.errors)
-        curve_counter_add(v->m.errors, 1);
+    record_io(v, op, r->t0_ns, err, aio->len);
     free(r);
     tls_in_cb = true;
     aio->cb(aio); /* may free or reuse aio */
@@ -358,6 +399,8 @@ static void volio_done_cb(curve_volio_io *io)
 {
     aio_req *r = CURVE_CONTAINER_OF(io, aio_req, io);
     int err = io->result;
+    if (err == 0 && r->aio->op == CURVE_OP_FLUSH)
+        err = r->fp_err; /* a fast-path write it covered failed */
     if (err == CURVE_ERR_EPOCH_TOO_OLD || err == CURVE_ERR_FENCED)
         atomic_store(&r->v->tr.fenced, true);
     aio_complete(r, err);
@@ -395,7 +438,8 @@ static void aio_start(void *arg)
         aio_complete(r, err); /* e.g. -ERANGE against a size that shrank: cannot happen */
 }
 
-static int aio_submit(curve_volume *v, struct curve_aio *aio, curve_op op)
+static int aio_submit_seeded(curve_volume *v, struct curve_aio *aio, curve_op op,
+                             const fp_seed *seed)
 {
     if (!v || !aio || !aio->cb)
         return -EINVAL;
@@ -421,6 +465,14 @@ static int aio_submit(curve_volume *v, struct curve_aio *aio, curve_op op)
     aio->op = op;
     aio->result = 0;
     aio->internal_[0] = (uint64_t)(uintptr_t)r;
+    if (seed && seed->status != 0) {
+        snprintf(r->seed_peer, sizeof(r->seed_peer), "%s", seed->peer);
+        snprintf(r->seed_hint, sizeof(r->seed_hint), "%s", seed->hint ? seed->hint : "");
+        r->io.seed_status = seed->status;
+        r->io.seed_timed_out = seed->timed_out;
+        r->io.seed_peer = r->seed_peer;
+        r->io.seed_hint = r->seed_hint;
+    }
     pthread_mutex_lock(&v->lock);
     if (v->closing) {
         pthread_mutex_unlock(&v->lock);
@@ -428,6 +480,18 @@ static int aio_submit(curve_volume *v, struct curve_aio *aio, curve_op op)
         return CURVE_ERR_SHUTDOWN;
     }
     v->inflight++;
+    if (op == CURVE_OP_FLUSH) {
+        r->fp_mark = v->fp_seq;
+        if (v->fp_head && v->fp_head->seq <= r->fp_mark) {
+            /* fast-path writes it covers are still being sent: posted when they finished */
+            aio_req **pp = &v->parked;
+            while (*pp)
+                pp = &(*pp)->next_parked;
+            *pp = r;
+            pthread_mutex_unlock(&v->lock);
+            return 0;
+        }
+    }
     pthread_mutex_unlock(&v->lock);
     if (curve_loop_post_msg(v->loop, &r->msg) != 0) {
         pthread_mutex_lock(&v->lock);
@@ -437,6 +501,11 @@ static int aio_submit(curve_volume *v, struct curve_aio *aio, curve_op op)
         return CURVE_ERR_SHUTDOWN;
     }
     return 0;
+}
+
+static int aio_submit(curve_volume *v, struct curve_aio *aio, curve_op op)
+{
+    return aio_submit_seeded(v, aio, op, NULL);
 }
 
 CURVE_EXPORT int curve_aio_read(curve_volume *v, struct curve_aio *aio)
@@ -476,10 +545,10 @@ static void sync_cb(struct curve_aio *aio)
     curve_completion_signal(&s->done, 0);
 }
 
-static int64_t sync_io(curve_volume *v, curve_op op, void *buf, uint64_t len, uint64_t off)
+/* The engine path: an AIO and a wait for its callback. */
+static int64_t slow_io(curve_volume *v, curve_op op, void *buf, uint64_t len, uint64_t off,
+                       const fp_seed *seed)
 {
-    if (tls_in_cb)
-        return -EDEADLK;
     sync_req s;
     memset(&s, 0, sizeof(s));
     s.aio.buf = buf;
@@ -487,11 +556,156 @@ static int64_t sync_io(curve_volume *v, curve_op op, void *buf, uint64_t len, ui
     s.aio.offset = off;
     s.aio.cb = sync_cb;
     curve_completion_init(&s.done);
-    int rc = aio_submit(v, &s.aio, op);
+    int rc = aio_submit_seeded(v, &s.aio, op, seed);
     if (rc == 0)
         curve_completion_wait(&s.done, 0); /* the engine completes every accepted IO */
     curve_completion_destroy(&s.done);
     return rc != 0 ? rc : s.aio.result;
+}
+
+/* ---- fast path (fastpath.h): one-piece sync reads and writes sent by the caller's thread --- */
+
+/* Whether [off, off+len) can take the fast path; fills its chunk and leader. */
+static bool fast_eligible(curve_volume *v, curve_op op, uint64_t len, uint64_t off,
+                          curve_chunk_loc *loc, curve_peer *leader)
+{
+    const curve_io_geom *g = &v->geom;
+    if (!v->c->fp || len == 0 || len > g->max_rpc_size ||
+        off / g->chunk_size != (off + len - 1) / g->chunk_size)
+        return false;
+    if (op == CURVE_OP_WRITE && (v->flags & CURVE_OPEN_RDONLY))
+        return false;
+    curve_io_geom cg = *g;
+    cg.volume_size = atomic_load(&v->size);
+    if (curve_io_check(&cg, off, len) != 0 || vol_fence_error(v) != 0)
+        return false; /* the engine path reports it */
+    uint64_t seg = off / g->segment_size;
+    uint32_t cis = (uint32_t)((off % g->segment_size) / g->chunk_size);
+    bool may_change = true;
+    return curve_metacache_get_chunk(v->c->mc, v->file_id, seg, cis, loc) == 0 &&
+           curve_metacache_get_leader(v->c->mc, loc->pool_id, loc->copyset_id, leader,
+                                      &may_change) == 0 &&
+           !may_change; /* an unstable leader: the engine's short timeouts and re-resolution */
+}
+
+/* A fast-path IO is finished: unlink its write, post the flushes that no longer wait for it. */
+static void fast_end(curve_volume *v, fp_write *w, int err)
+{
+    aio_req *ready = NULL, **rt = &ready;
+    pthread_mutex_lock(&v->lock);
+    if (w) {
+        if (err != 0) /* flushes covering this write report its error */
+            for (aio_req *p = v->parked; p; p = p->next_parked)
+                if (p->fp_mark >= w->seq && p->fp_err == 0)
+                    p->fp_err = err;
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            v->fp_head = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            v->fp_tail = w->prev;
+        uint64_t oldest = v->fp_head ? v->fp_head->seq : UINT64_MAX;
+        while (v->parked && v->parked->fp_mark < oldest) { /* parked in mark order */
+            aio_req *p = v->parked;
+            v->parked = p->next_parked;
+            p->next_parked = NULL;
+            *rt = p;
+            rt = &p->next_parked;
+        }
+    }
+    CURVE_ASSERT(v->inflight > 0);
+    if (--v->inflight == 0 && v->closing)
+        pthread_cond_broadcast(&v->idle);
+    pthread_mutex_unlock(&v->lock);
+    while (ready) {
+        aio_req *p = ready;
+        ready = p->next_parked;
+        int rc = curve_loop_post_msg(v->loop, &p->msg);
+        CURVE_ASSERT(rc == 0); /* the IO loops outlive every open volume */
+    }
+}
+
+/* Tries the fast path; returns false (nothing done) when the IO must take the engine path. */
+static bool fast_io(curve_volume *v, curve_op op, void *buf, uint64_t len, uint64_t off,
+                    int64_t *res)
+{
+    curve_chunk_loc loc;
+    curve_peer leader;
+    if (!fast_eligible(v, op, len, off, &loc, &leader))
+        return false;
+    uint64_t t0 = curve_now_mono_ns();
+    fp_write w = {0};
+    pthread_mutex_lock(&v->lock);
+    /* Only while the volume is nearly idle: each fast-path call is a connection of its own at
+     * the chunkserver, which then reads and answers the calls one by one, while the engine's
+     * shared channel lets it take many requests per read and answer them with one write. With
+     * more IO in flight the engine is cheaper for the cluster and faster (measured:
+     * docs/client.md "Fast path"). */
+    if (v->closing || v->inflight >= v->c->conf.fast_path_inflight) {
+        pthread_mutex_unlock(&v->lock);
+        return false; /* the engine path (which also refuses IO on a closing volume) */
+    }
+    v->inflight++;
+    if (op == CURVE_OP_WRITE) {
+        w.seq = ++v->fp_seq;
+        w.prev = v->fp_tail;
+        if (v->fp_tail)
+            v->fp_tail->next = &w;
+        else
+            v->fp_head = &w;
+        v->fp_tail = &w;
+    }
+    pthread_mutex_unlock(&v->lock);
+
+    const curve_io_geom *g = &v->geom;
+    curve_fastpath_call c = {
+        .op = op == CURVE_OP_WRITE ? CURVE_RETRY_OP_WRITE : CURVE_RETRY_OP_READ,
+        .addr = leader.addr,
+        .pool_id = loc.pool_id,
+        .copyset_id = loc.copyset_id,
+        .chunk_id = loc.chunk_id,
+        .chunk_off = (uint32_t)(off % g->chunk_size),
+        .len = (uint32_t)len,
+        .buf = buf,
+        .file_id = v->file_id,
+        .has_epoch = v->tr.writer, /* readers are never fenced: no epoch */
+        .epoch = v->tr.writer ? v->epoch : 0,
+        .timeout_ms = (uint32_t)v->c->conf.retry.rpc_timeout_ms,
+    };
+    curve_fastpath_do(v->c->fp, &c);
+    int st = c.status;
+    if (st == CURVE_ERR_CHUNK_NOTEXIST && op == CURVE_OP_READ) {
+        memset(buf, 0, len); /* never written: zeros (DESIGN §4) */
+        st = 0;
+    }
+    if (st == 0) {
+        if (v->c->unstable)
+            curve_unstable_on_success(v->c->unstable, leader.cs_id);
+        record_io(v, op, t0, 0, len);
+        *res = (int64_t)len;
+    } else {
+        /* the engine continues from this first attempt under the retry policy */
+        if (st != CURVE_ERR_CHUNK_NOTEXIST && !curve_retry_status_is_fatal(st))
+            on_retry(v, curve_retry_cause_of(st, c.timed_out));
+        fp_seed seed = {.status = st, .timed_out = c.timed_out, .peer = leader.addr,
+                        .hint = c.hint};
+        *res = slow_io(v, op, buf, len, off, &seed);
+    }
+    fast_end(v, op == CURVE_OP_WRITE ? &w : NULL, *res < 0 ? (int)*res : 0);
+    return true;
+}
+
+static int64_t sync_io(curve_volume *v, curve_op op, void *buf, uint64_t len, uint64_t off)
+{
+    if (tls_in_cb)
+        return -EDEADLK;
+    int64_t res;
+    if (v && buf && (op == CURVE_OP_READ || op == CURVE_OP_WRITE) &&
+        fast_io(v, op, buf, len, off, &res))
+        return res;
+    return slow_io(v, op, buf, len, off, NULL);
 }
 
 CURVE_EXPORT ssize_t curve_pread(curve_volume *v, void *buf, size_t len, uint64_t offset)

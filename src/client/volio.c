@@ -277,6 +277,14 @@ static void start_chunk(piece *pc)
     curve_step s;
     curve_chunkreq_start(&pc->cr, &pc->v->crenv, pc->io->op, pc->loc.pool_id, pc->loc.copyset_id,
                          &s);
+    curve_volio_io *io = pc->io;
+    if (io->seed_status != 0 && s.kind == CURVE_STEP_SEND && s.sleep_ms == 0 && io->seed_peer &&
+        strcmp(s.peer.addr, io->seed_peer) == 0) {
+        /* that first attempt was made already (fast path): continue from its outcome */
+        int st = io->seed_status;
+        io->seed_status = 0;
+        curve_chunkreq_on_reply(&pc->cr, st, io->seed_timed_out, io->seed_hint, &s);
+    }
     run_step(pc, &s);
 }
 

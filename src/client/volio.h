@@ -104,6 +104,15 @@ struct curve_volio_io {
     void *buf; /* read/write: len bytes; discard: NULL */
     curve_volio_cb cb;
     void *ctx;
+    /* Optional (zero: none): the outcome of a first attempt already made elsewhere (the
+     * synchronous fast path, fastpath.h) for an IO of one piece. When the piece's first step is
+     * a SEND to `seed_peer`, the engine takes that attempt as made and answered with
+     * seed_status / seed_timed_out / seed_hint, and the retry policy continues from there
+     * (its attempt count already 1). Strings borrowed until the callback. */
+    int seed_status;
+    bool seed_timed_out;
+    const char *seed_peer;
+    const char *seed_hint;
     int result; /* out: 0 or the first error of any piece */
     /* private */
     curve_io_tracker tracker_;
