@@ -329,6 +329,8 @@ static void session_reopen(curve_mds_session *s)
     req.has_read_only = 1;
     req.read_only = s->read_only;
     req.client_token = s->token;
+    req.has_reopen = 1; /* keep the epoch: ours, if nobody else opened meanwhile */
+    req.reopen = true;
     if (curve_mds_call_async(s->m, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_OPEN, &req.base,
                              &curve__mds__open_response__descriptor, reopen_done, s) == 0)
         s->inflight = true;

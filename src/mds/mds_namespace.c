@@ -929,12 +929,18 @@ static void writer_key(char *buf, size_t len, uint64_t fid)
 /*
  * One attempt at a read-write, non-exclusive open (docs/sessions.md): "no current writer" (or
  * "the writer record is still the one we saw", when it is our own orphan) is a compare of the
- * same txn that creates the session, so of two racing openers exactly one wins.
+ * same txn that creates the session, so of two racing openers exactly one wins. Unless it
+ * re-establishes an expired session (`reopen`), the open also bumps the volume epoch, like an
+ * exclusive one: the previous writer's session may have expired while that client is still
+ * alive and writing (clients keep their IO going without MDS contact), and the new epoch is
+ * what fences it at the chunkservers. A re-open keeps the epoch; the client accepts it only if
+ * the epoch is still its own.
  * Returns 0, -EAGAIN (retry from the read), -EBUSY, or an etcd error. *wmod / *orphan carry
  * what an earlier attempt saw.
  */
-static int open_shared(mds_daemon *d, const ns_ent *e, const char *token, etcd_op *sput,
-                       int64_t lease, int64_t *wmod, int64_t *orphan, char *err, size_t errlen)
+static int open_shared(mds_daemon *d, ns_ent *e, const char *token, bool reopen,
+                       const etcd_op *sput, int64_t lease, int64_t *wmod, int64_t *orphan,
+                       char *err, size_t errlen)
 {
     char wkey[MDS_KEY_MAX], wval[MDS_WRITER_REC_MAX];
     writer_key(wkey, sizeof(wkey), e->f.id);
@@ -942,17 +948,35 @@ static int open_shared(mds_daemon *d, const ns_ent *e, const char *token, etcd_o
     if (n < 0)
         return n;
     etcd_compare c[2];
-    size_t nc = cmp_exists(e, c);
+    size_t nc = 0;
+    etcd_op ops[3];
+    size_t nops = 0;
+    uint8_t rec[MDS_FILE_REC_MAX];
+    if (reopen) {
+        nc = cmp_exists(e, c);
+    } else {
+        c[nc++] = (etcd_compare){.key = e->key, .target = ETCD_CMP_MOD,
+                                 .result = ETCD_CMP_EQUAL, .number = e->mod_rev};
+        e->f.epoch++;
+        int rc = encode_put(&e->f, rec, &ops[nops++], e->key);
+        if (rc < 0)
+            return rc;
+    }
     c[nc++] = (etcd_compare){.key = wkey, .target = *wmod ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
                              .result = ETCD_CMP_EQUAL, .number = *wmod};
-    etcd_op ops[2] = {*sput, {.type = ETCD_OP_PUT, .key = wkey, .value = wval,
-                              .value_len = (size_t)n, .lease = lease}};
+    ops[nops++] = *sput;
+    ops[nops++] = (etcd_op){.type = ETCD_OP_PUT, .key = wkey, .value = wval,
+                            .value_len = (size_t)n, .lease = lease};
     etcd_op probe = {.type = ETCD_OP_RANGE, .key = wkey};
     etcd_txn_result r;
-    int rc = mds_txn(d, c, nc, ops, 2, &probe, 1, &r);
+    int rc = mds_txn(d, c, nc, ops, nops, &probe, 1, &r);
     if (rc < 0)
         return rc;
     if (r.succeeded) {
+        if (!reopen) {
+            e->mod_rev = r.revision;
+            dc_put_ent(e);
+        }
         etcd_txn_result_free(&r);
         return 0;
     }
@@ -970,6 +994,8 @@ static int open_shared(mds_daemon *d, const ns_ent *e, const char *token, etcd_o
     } else {
         *wmod = 0;
     }
+    if (rc == -EAGAIN)
+        dc_clear(); /* the record may have changed behind the cache */
     etcd_txn_result_free(&r);
     return rc;
 }
@@ -1021,8 +1047,8 @@ static void h_open(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
             e.f.epoch++;
             rc = update_rec(d, &e, extra, 2);
         } else if (mode == MDS_OPEN_SHARED) {
-            rc = open_shared(d, &e, req->client_token, &sput, lease, &wmod, &orphan, err,
-                             sizeof(err));
+            rc = open_shared(d, &e, req->client_token, req->has_reopen && req->reopen, &sput,
+                             lease, &wmod, &orphan, err, sizeof(err));
         } else {
             etcd_compare c;
             size_t nc = cmp_exists(&e, &c);

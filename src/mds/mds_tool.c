@@ -6,7 +6,7 @@
  * Commands: status | apply-topology FILE | list-topology | list-copysets [POOL [CS]] |
  *   get-copyset POOL ID | retire CS | mkdir PATH [OWNER] | create PATH SIZE [OWNER] |
  *   stat PATH | ls PATH | rename FROM TO | extend PATH SIZE | delete PATH | recover PATH |
- *   purge PATH | open PATH [exclusive|readonly] [token=T] | refresh PATH SID | close PATH SID |
+ *   purge PATH | open PATH [exclusive|readonly|reopen] [token=T] | refresh PATH SID | close PATH SID |
  *   segment PATH OFFSET (get or allocate) | get-segment PATH OFFSET |
  *   register IP PORT CAPACITY [DISK_PATH] | heartbeat JSON
  * heartbeat JSON: {"id":1,"token":"..","ip":"127.0.0.1","port":8200,"capacity":N,"used":N,
@@ -347,6 +347,8 @@ int main(int argc, char **argv)
                 op.has_exclusive = op.exclusive = true;
             else if (strcmp(a[i], "readonly") == 0)
                 op.has_read_only = op.read_only = true;
+            else if (strcmp(a[i], "reopen") == 0)
+                op.has_reopen = op.reopen = true;
             else if (strncmp(a[i], "token=", 6) == 0)
                 op.client_token = a[i] + 6;
         }

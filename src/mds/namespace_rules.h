@@ -212,13 +212,15 @@ int mds_segment_decode(const uint8_t *buf, size_t len, mds_segment *s, char *err
  * Open modes. A read-write volume has at most one *current writer*: the key
  * /curve/v1/writer/<file id>, bound to the writer session's etcd lease, names it. A read-write
  * open without `exclusive` creates that key inside the open's etcd txn only if it is absent
- * (create revision 0), else fails with -EBUSY; an exclusive open overwrites it (and bumps the
- * epoch); a read-only open does not touch it. The key disappears with its session's lease
- * (close, expiry), so the next read-write open succeeds then.
+ * (create revision 0), else fails with -EBUSY; an exclusive open overwrites it. Both bump the
+ * volume epoch (fencing a previous writer whose session expired while it kept writing), except
+ * a re-open of an expired session, which keeps it. A read-only open does not touch the key or
+ * the epoch. The key disappears with its session's lease (close, expiry), so the next
+ * read-write open succeeds then.
  */
 typedef enum {
     MDS_OPEN_READONLY = 0,
-    MDS_OPEN_SHARED = 1,    /* read-write, fails with -EBUSY while another writer is current */
+    MDS_OPEN_SHARED = 1,    /* read-write, -EBUSY while another writer is current */
     MDS_OPEN_EXCLUSIVE = 2, /* read-write, takes over (epoch + 1) */
 } mds_open_mode;
 

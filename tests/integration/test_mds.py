@@ -280,7 +280,11 @@ def test_namespace_operations(cluster):
     err(tool(a, "refresh", "/other/v2", sid), "CURVE_ERR_SESSION_EXPIRED")
     # A session that is not refreshed expires with its lease.
     o2 = ok(tool(a, "open", "/other/v2"))
-    assert o2["file"]["epoch"] == o["file"]["epoch"]  # shared open: no bump
+    # a read-write open bumps the epoch too (docs/sessions.md), a read-only one does not
+    assert o2["file"]["epoch"] == o["file"]["epoch"] + 1
+    o3 = ok(tool(a, "open", "/other/v2", "readonly"))
+    assert o3["file"]["epoch"] == o2["file"]["epoch"]
+    ok(tool(a, "close", "/other/v2", o3["session_id"]))
     assert len(cluster.etcd.get_prefix("/curve/v1/session/")) == 1
     wait_until(lambda: cluster.etcd.get_prefix("/curve/v1/session/") == [], 15,
                interval=0.2, what="session lease expiry")

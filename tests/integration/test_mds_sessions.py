@@ -49,6 +49,7 @@ def test_second_rw_open_busy_raw(mds):
     v = ok(tool(a, "create", "/v", SEG))
     fid = v["id"]
     s1 = ok(tool(a, "open", "/v", "token=aaaa"))
+    assert s1["file"]["epoch"] == v["epoch"] + 1  # a read-write open takes the epoch
     assert len(writer(mds, fid)) == 1
     # another opener, read-write: refused, the message names the holder
     r = err(tool(a, "open", "/v", "token=bbbb"), "EBUSY")
@@ -56,7 +57,7 @@ def test_second_rw_open_busy_raw(mds):
     err(tool(a, "open", "/v"), "EBUSY")  # no token (old clients): refused too
     # read-only opens are allowed and do not become the writer
     ro = ok(tool(a, "open", "/v", "readonly", "token=cccc"))
-    assert ro["file"]["epoch"] == v["epoch"]
+    assert ro["file"]["epoch"] == s1["file"]["epoch"]
     err(tool(a, "open", "/v", "exclusive", "readonly"), "EINVAL")
     # the same opener again (its answer was lost): takes its own record over, ends the orphan
     s1b = ok(tool(a, "open", "/v", "token=aaaa"))
@@ -66,7 +67,7 @@ def test_second_rw_open_busy_raw(mds):
     assert len(sessions(mds, fid)) == 2  # s1b and the read-only one
     # exclusive: allowed, bumps the epoch, becomes the writer
     ex = ok(tool(a, "open", "/v", "exclusive", "token=dddd"))
-    assert ex["file"]["epoch"] == v["epoch"] + 1
+    assert ex["file"]["epoch"] == s1b["file"]["epoch"] + 1
     err(tool(a, "open", "/v", "token=eeee"), "EBUSY")
     err(tool(a, "open", "/v", "token=aaaa"), "EBUSY")  # the fenced writer cannot come back
     # the writer closes: the next read-write open succeeds (even with the old, fenced one open)
@@ -77,12 +78,18 @@ def test_second_rw_open_busy_raw(mds):
     wait_until(lambda: writer(mds, fid) == [], 5 * LEASE_S, interval=0.1,
                what="the writer record expiring with its session")
     err(tool(a, "refresh", "/v", s2["session_id"]), "CURVE_ERR_SESSION_EXPIRED")
-    ok(tool(a, "open", "/v", "token=gggg"))
+    # a re-open of an expired session keeps the epoch (the client checks it is still its own)
+    s3 = ok(tool(a, "open", "/v", "reopen", "token=ffff"))
+    assert s3["file"]["epoch"] == s2["file"]["epoch"]
+    err(tool(a, "open", "/v", "reopen", "token=gggg"), "EBUSY")  # still exclusive of others
+    ok(tool(a, "close", "/v", s3["session_id"]))
+    s4 = ok(tool(a, "open", "/v", "token=gggg"))
+    assert s4["file"]["epoch"] == s3["file"]["epoch"] + 1
     m = mds.mds[0]
     text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % m.admin_port,
                                   timeout=5).read().decode()
     busy = [line for line in text.splitlines() if line.startswith("mds_open_busy_total")]
-    assert busy and float(busy[0].split()[-1]) == 4.0, busy
+    assert busy and float(busy[0].split()[-1]) == 5.0, busy
 
 
 def test_racing_rw_opens_one_wins(mds):
