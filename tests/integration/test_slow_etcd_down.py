@@ -19,6 +19,7 @@ Run with -s for the measured times.
 import json
 import os
 import re
+import signal
 import time
 import urllib.request
 
@@ -186,3 +187,34 @@ def test_leader_cut_off_from_etcd(bs3, procs):
     print("\nleader cut off from etcd (failpoint): stopped serving after %.2f s (D = %.1f s), "
           "%s serving after %.2f s; IO pairs %d at the cut, %d at the takeover, %d at the end, "
           "0 IO errors" % (stopped, D_S, m.name, took, n0, n1, ops(stress)))
+
+
+def test_expired_writer_fenced_by_next_open(bs3, procs):
+    """The price of keeping IO going without MDS contact, and how it is paid: a writer whose
+    session expired (here: paused with SIGSTOP past the session lease, like a partitioned or
+    frozen client) no longer blocks a read-write open, and that open bumps the epoch, so the
+    old writer is fenced when it comes back (docs/sessions.md)."""
+    c = bs3
+    a = start_stress(procs, c, "/f", 60)
+    fid = ok(tool(c.addrs_str, "stat", "/f"))["id"]
+    assert len(c.etcd.get_prefix("/curve/v1/writer/%d" % fid)) == 1
+    a.signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        # its session (and writer record) runs out with its lease: nobody refreshes it
+        wait_until(lambda: c.etcd.get_prefix("/curve/v1/writer/%d" % fid) == [], 30,
+                   interval=0.1, what="the paused writer's session expiring")
+        expired = time.monotonic() - t0
+        # a second writer: the open succeeds now, takes the epoch, writes and verifies
+        b = io_check(procs, c, "verify", "/f", 11, name="writer-b")
+        assert b.wait(120) == 0, b.describe()
+    finally:
+        a.signal(signal.SIGCONT)
+    t1 = time.monotonic()
+    rc = a.wait(60)
+    fenced = time.monotonic() - t1
+    assert rc == 1, a.describe()
+    err = " ".join(line for line in a.stderr_lines if "FAIL" in line)
+    assert re.search(r"epoch too old|fenced|session expired", err), a.describe()
+    print("\nwriter paused: session expired after %.2f s; second writer opened and verified; "
+          "resumed old writer stopped after %.2f s with: %s" % (expired, fenced, err[:200]))
