@@ -217,6 +217,18 @@ int curve_stat(curve_client *c, const char *path, struct curve_stat *st);
 /* Fills *st for an open volume (asks the MDS: size reflects extends done elsewhere). */
 int curve_fstat(curve_volume *v, struct curve_stat *st);
 
+/*
+ * Allocation status of the segment holding `offset` (the unit the MDS allocates on a volume's
+ * first write into it, DESIGN §2): sets *start and *len to that segment's range (clipped to
+ * the volume) and returns 1 when the segment is allocated (it may hold data) or 0 when it is
+ * not (it holds nothing and reads as zeros: a hole, e.g. for NBD block status). Blocking: asks
+ * the MDS unless the segment is in the metadata cache; never allocates. Errors: -EINVAL (NULL
+ * argument), -ERANGE (offset at or beyond the volume size), -EDEADLK (from an AIO callback),
+ * CURVE_ERR_FENCED (the path names another volume now), MDS unreachable (CURVE_ERR_TIMEOUT /
+ * CURVE_ERR_RPC_CONN).
+ */
+int curve_block_status(curve_volume *v, uint64_t offset, uint64_t *start, uint64_t *len);
+
 /* ---- management -------------------------------------------------------------------------- */
 
 /* Creates a volume of `size` bytes (a multiple of the segment size, within the cluster's

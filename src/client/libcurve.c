@@ -952,6 +952,45 @@ CURVE_EXPORT int curve_fstat(curve_volume *v, struct curve_stat *st)
     return 0;
 }
 
+CURVE_EXPORT int curve_block_status(curve_volume *v, uint64_t offset, uint64_t *start,
+                                    uint64_t *len)
+{
+    if (!v || !start || !len)
+        return -EINVAL;
+    if (tls_in_cb)
+        return -EDEADLK;
+    uint64_t size = atomic_load(&v->size);
+    if (offset >= size)
+        return -ERANGE;
+    uint64_t seg_size = v->geom.segment_size;
+    uint64_t seg = offset / seg_size;
+    *start = seg * seg_size;
+    *len = size - *start < seg_size ? size - *start : seg_size;
+    curve_chunk_loc loc;
+    if (curve_metacache_get_chunk(v->c->mc, v->file_id, seg, 0, &loc) == 0)
+        return 1; /* cached: allocated (unallocated segments are never cached) */
+    Curve__Mds__SegmentRequest req = CURVE__MDS__SEGMENT_REQUEST__INIT;
+    req.path = v->path;
+    req.offset = *start;
+    req.has_allocate = 1;
+    req.allocate = 0;
+    Curve__Mds__SegmentResponse *sr = NULL;
+    int rc = mds_call(v->c, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_GET_SEGMENT, &req.base,
+                      &curve__mds__segment_response__descriptor, (ProtobufCMessage **)&sr,
+                      "block status", v->path);
+    if (rc == CURVE_ERR_NOT_FOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    bool same = sr->file_id == v->file_id;
+    free_msg(sr);
+    if (!same) {
+        CLOG_ERROR("libcurve: block status of '%s': the path names another volume now", v->path);
+        return CURVE_ERR_FENCED;
+    }
+    return 1;
+}
+
 /* ---- management -------------------------------------------------------------------------- */
 
 #define NS(method, req, desc, resp, what, path)                                                    \

@@ -252,6 +252,35 @@ static int curve_nbd_zero(void *h, uint32_t count, uint64_t offset, uint32_t fla
     return r < 0 ? fail(r, "zero") : 0;
 }
 
+/* Block status: Curve allocates a segment (64 MiB … 1 GiB) on the first write into it; an
+ * unallocated segment holds nothing and reads as zeros, so it is reported as a hole. An
+ * allocated segment is reported as data (libcurve does not track which of its chunks were
+ * written). At most NBD_PLUGIN_EXTENTS_MAX segments per request (each may cost an MDS call);
+ * nbdkit asks again for the rest. */
+#define NBD_PLUGIN_EXTENTS_MAX 64
+
+static int curve_nbd_extents(void *h, uint32_t count, uint64_t offset, uint32_t flags,
+                             struct nbdkit_extents *extents)
+{
+    uint64_t end = offset + count;
+    unsigned n = 0;
+    while (offset < end && n < NBD_PLUGIN_EXTENTS_MAX) {
+        uint64_t start, len;
+        bool hole;
+        int r = nbd_io_block_status(&g.io, offset, &start, &len, &hole);
+        if (r < 0)
+            return fail(r, "block status");
+        uint32_t type = hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0;
+        if (nbdkit_add_extent(extents, start, len, type) < 0)
+            return -1; /* nbdkit set the error */
+        offset = start + len;
+        n++;
+        if (flags & NBDKIT_FLAG_REQ_ONE)
+            break;
+    }
+    return 0;
+}
+
 static int curve_nbd_thread_model(void)
 {
     return NBDKIT_THREAD_MODEL_PARALLEL;
@@ -297,6 +326,8 @@ static struct nbdkit_plugin plugin = {
     .flush = curve_nbd_flush,
     .trim = curve_nbd_trim,
     .zero = curve_nbd_zero,
+    .can_extents = curve_nbd_one,
+    .extents = curve_nbd_extents,
     .thread_model = curve_nbd_thread_model,
     .dump_plugin = curve_nbd_dump_plugin,
     .errno_is_preserved = 0,

@@ -287,3 +287,16 @@ int nbd_io_errno(int err)
         return EIO;
     }
 }
+
+int nbd_io_block_status(struct nbd_io *io, uint64_t offset, uint64_t *start, uint64_t *len,
+                        bool *hole)
+{
+    if (offset >= io->size)
+        return -ERANGE;
+    int r = curve_block_status(io->vol, offset, start, len);
+    if (r < 0)
+        return r;
+    CURVE_ASSERT(*start <= offset && *len > 0 && offset - *start < *len);
+    *hole = r == 0;
+    return 0;
+}

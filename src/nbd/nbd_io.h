@@ -58,6 +58,12 @@ int nbd_io_zero(struct nbd_io *io, uint64_t len, uint64_t offset, bool may_trim)
 int nbd_io_trim(struct nbd_io *io, uint64_t len, uint64_t offset);
 /* Barrier: returns once every write completed before the call is durable. */
 int nbd_io_flush(struct nbd_io *io);
+/* Block status at `offset` (< size): *start and *len receive the allocation unit holding it (a
+ * Curve segment, clipped to the volume) and *hole whether that unit is unallocated (it reads
+ * as zeros and holds nothing) rather than possibly holding data. Blocking (may ask the MDS).
+ * Returns 0, -ERANGE or a libcurve error. */
+int nbd_io_block_status(struct nbd_io *io, uint64_t offset, uint64_t *start, uint64_t *len,
+                        bool *hole);
 
 /* Maps a libcurve error (negative errno or CURVE_ERR_*) to a positive errno among those the
  * NBD protocol carries (EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP, ESHUTDOWN). */

@@ -1,7 +1,7 @@
 """End to end: nbdkit-curve-plugin.so (the real plugin over libcurve) on a local cluster started
 by `curve cluster up` (etcd, 3 MDS, 3 chunkservers), driven by real NBD clients: nbdinfo,
-nbdcopy (64 MiB of random data in and back out), qemu-img, qemu-io (trim/zero/unaligned) and
-fio with verify=crc32c.
+nbdcopy (64 MiB of random data in and back out), qemu-img, qemu-io (trim/zero/unaligned),
+fio with verify=crc32c, and block status (nbdinfo --map: unallocated segments are holes).
 """
 
 import hashlib
@@ -168,6 +168,28 @@ def test_fio_verify(export, tmp_dir):  # noqa: F811
         job = json.load(f)["jobs"][0]
     assert job["error"] == 0, job
     assert job["write"]["io_bytes"] >= 32 << 20 and job["read"]["io_bytes"] >= 32 << 20
+
+
+def block_map(uri):
+    """nbdinfo --map as [(offset, length, type names)]."""
+    out = json.loads(run(["nbdinfo", "--map", "--json", uri]).stdout)
+    return [(e["offset"], e["length"], e["description"]) for e in out]
+
+
+def test_extents_map_unallocated_segments_as_holes(export):  # noqa: F811
+    """A fresh volume is one hole; a write into the second 64 MiB segment makes exactly that
+    segment data (the MDS allocates segments on first write); a read of the first does not."""
+    seg = 64 << 20
+    info = json.loads(run(["nbdinfo", "--json", export["uri"]]).stdout)["exports"][0]
+    assert "base:allocation" in info["contexts"], info
+    assert block_map(export["uri"]) == [(0, VOL_SIZE, "hole,zero")]
+    run(["qemu-io", "-f", "raw", "-c", "read -P 0 4k 64k", "-c",
+         "write -P 0xab %d 4k" % (seg + 12345 * 4096), export["uri"]])
+    assert block_map(export["uri"]) == [(0, seg, "hole,zero"), (seg, seg, "data")]
+    # qemu-img map sees the same through NBD block status
+    m = json.loads(run(["qemu-img", "map", "--output=json", "-f", "raw", export["uri"]]).stdout)
+    data = [(e["start"], e["length"]) for e in m if e["data"]]
+    assert data == [(seg, seg)], m
 
 
 def fence_scenario(export, procs, tmp_dir, offset):  # noqa: F811

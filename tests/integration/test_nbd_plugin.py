@@ -176,6 +176,22 @@ def test_unaligned_write_read(export):
             "read -P 0x33 4095 4098", "read -P 0x11 8193 57343")
 
 
+def test_extents_map(export):
+    """Block status through the plugin: the fake reports 64 MiB units without data in the
+    backing file as holes (as unallocated segments of a real volume); REQ_ONE (qemu-img map
+    asks for one extent at a time) gives the same map."""
+    seg = 64 << 20
+
+    def nbd_map():
+        out = json.loads(run(["nbdinfo", "--map", "--json", export.uri]).stdout)
+        return [(e["offset"], e["length"], e["description"]) for e in out]
+    assert nbd_map() == [(0, VOL_SIZE, "hole,zero")]
+    qemu_io(export.uri, "write -P 0x5a %d 4k" % (seg + 8192))
+    assert nbd_map() == [(0, seg, "hole,zero"), (seg, seg, "data")]
+    m = json.loads(run(["qemu-img", "map", "--output=json", "-f", "raw", export.uri]).stdout)
+    assert [(e["start"], e["length"]) for e in m if e["data"]] == [(seg, seg)], m
+
+
 def test_flush_and_fua(export):
     qemu_io(export.uri, "write -f -P 0x44 0 64k", "flush", "read -P 0x44 0 64k")
 

@@ -215,3 +215,24 @@ int curve_fstat(curve_volume *v, struct curve_stat *st)
     strcpy(st->name, "fake");
     return 0;
 }
+
+/* Allocation in units of the fake's segment size (curve_fstat: 64 MiB): a unit is allocated
+ * when the backing file has data in it (SEEK_DATA), so holes punched or never written are
+ * holes, as unallocated segments are on a real volume. */
+int curve_block_status(curve_volume *v, uint64_t offset, uint64_t *start, uint64_t *len)
+{
+    if (!v || !start || !len)
+        return -EINVAL;
+    struct stat s;
+    if (fstat(v->fd, &s) != 0)
+        return -errno;
+    uint64_t size = (uint64_t)s.st_size, seg = 64u << 20;
+    if (offset >= size)
+        return -ERANGE;
+    *start = offset / seg * seg;
+    *len = size - *start < seg ? size - *start : seg;
+    off_t d = lseek(v->fd, (off_t)*start, SEEK_DATA);
+    if (d < 0)
+        return errno == ENXIO ? 0 : -errno;
+    return (uint64_t)d < *start + *len ? 1 : 0;
+}
