@@ -26,7 +26,7 @@ TOPO = {
 }
 
 
-def start_chunkserver(procs, root, i, mds):
+def start_chunkserver(procs, root, i, mds, extra=()):
     d = os.path.join(root, "cs%d" % i)
     for _ in range(5):  # the port is picked up front (the Raft id derives from it): retry
         port = free_port()
@@ -35,7 +35,7 @@ def start_chunkserver(procs, root, i, mds):
                          "--chunk-size=%d" % CHUNK, "--pool.target-files=24",
                          "--pool.reserve-bytes=0", "--pool.min-ready=4",
                          "--raft.election-timeout=500ms", "--raft.heartbeat=50ms",
-                         "--heartbeat.interval=500ms"], name="cs%d" % i)
+                         "--heartbeat.interval=500ms"] + list(extra), name="cs%d" % i)
         try:
             p.wait_for_line(r"^listening 127\.0\.0\.%d:(\d+) admin (\d+)$" % i,
                             timeout=START_TIMEOUT_S)
@@ -56,6 +56,11 @@ class Bs(str):
 def bs(procs, tmp_dir):
     """A running block cluster: a serving MDS, a standby MDS (on a port chosen up front, so
     clients and chunkservers can list it before it serves) and 3 chunkservers."""
+    yield from block_cluster(procs, tmp_dir)
+
+
+def block_cluster(procs, tmp_dir, cs_extra=()):  # noqa: F811
+    """The body of the `bs` fixture (a generator); cs_extra: more chunkserver options."""
     c = MdsCluster(procs)
     try:
         m1 = c.start_mds()
@@ -67,7 +72,7 @@ def bs(procs, tmp_dir):
         with open(topo, "w") as f:
             json.dump(TOPO, f)
         ok(tool(a1, "apply-topology", topo))
-        cs = [start_chunkserver(procs, tmp_dir, i, addrs) for i in (1, 2, 3)]
+        cs = [start_chunkserver(procs, tmp_dir, i, addrs, cs_extra) for i in (1, 2, 3)]
         wait_until(lambda: ok(tool(a1, "status"))["healthy_copysets"] == COPYSETS, 60,
                    interval=0.2, what="%d healthy copysets" % COPYSETS)
         b = Bs(addrs)
