@@ -16,6 +16,8 @@
 #   FILL_BS          block size of the sequential fill before the jobs (default 1m)
 #   BENCH_DIR        parent of the temporary directory (default /tmp): cluster, baseline file
 #                    and nbdkit-file backing file all live in it, on the same file system
+#   CURVE_PLUGIN_ARGS  extra parameters of the Curve export, e.g. "client.fast_path_inflight=0"
+#                    (space-separated key=value; to compare libcurve settings run by run)
 #   KEEP=1           keep the temporary directory (logs, fio JSON) after the run
 #   RESULT_JSON      also write the parsed results and targets to this file
 #
@@ -161,6 +163,7 @@ fio_run() {
 echo "# bench-nbd: $(date -u +%FT%TZ), $(nproc) cores, dir $TMP ($(df -T "$TMP" |
     awk 'NR==2{print $2}')), working set ${SIZE_MB} MiB, ${SECS}s per job (+${RAMP}s warm-up)"
 echo "# shared machine: other processes may be running; compare backends within one run"
+echo "# curve export parameters: ${CURVE_PLUGIN_ARGS:-(defaults)}"
 
 echo "# curve cluster up --dir=$CL"
 CLUSTER_UP=1
@@ -171,7 +174,8 @@ CLUSTER_UP=1
 truncate -s "${SIZE_MB}M" "$TMP/nbdfile.dat"
 start_nbdkit nbdfile file file="$TMP/nbdfile.dat"
 NBDFILE_URI=$URI
-start_nbdkit curve "$PLUGIN" volume="$VOL" conf="$CL/client.conf"
+# shellcheck disable=SC2086 # CURVE_PLUGIN_ARGS is a list of key=value words
+start_nbdkit curve "$PLUGIN" volume="$VOL" conf="$CL/client.conf" ${CURVE_PLUGIN_ARGS:-}
 CURVE_URI=$URI
 
 COMMON=(--randrepeat=0 --norandommap --lat_percentiles=1 --time_based --runtime="$SECS"

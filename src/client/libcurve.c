@@ -64,6 +64,7 @@ typedef struct vol_metrics {
     curve_counter *retries[CURVE_CAUSE_COUNT_];
     curve_counter *slow;
     curve_counter *errors;
+    curve_counter *fast; /* IOs completed by the fast path (fastpath.h) */
 } vol_metrics;
 
 struct curve_volume {
@@ -326,6 +327,10 @@ static void metrics_register(curve_volume *v)
     if (rc == 0)
         rc = curve_metrics_counter(reg, "curve_client_io_errors_total",
                                    "user IOs completed with an error", l, &v->m.errors);
+    if (rc == 0)
+        rc = curve_metrics_counter(reg, "curve_client_fast_path_ios_total",
+                                   "sync IOs completed by one RPC from the caller's thread", l,
+                                   &v->m.fast);
     if (rc != 0)
         CLOG_WARN("libcurve: metrics of '%s': %s (IO continues without some metrics)", v->path,
                   curve_strerror(rc));
@@ -345,6 +350,7 @@ static void metrics_unregister(curve_volume *v)
         curve_counter_unregister(v->m.retries[i]);
     curve_counter_unregister(v->m.slow);
     curve_counter_unregister(v->m.errors);
+    curve_counter_unregister(v->m.fast);
     memset(&v->m, 0, sizeof(v->m));
 }
 
@@ -684,6 +690,8 @@ static bool fast_io(curve_volume *v, curve_op op, void *buf, uint64_t len, uint6
         if (v->c->unstable)
             curve_unstable_on_success(v->c->unstable, leader.cs_id);
         record_io(v, op, t0, 0, len);
+        if (v->m.fast)
+            curve_counter_add(v->m.fast, 1);
         *res = (int64_t)len;
     } else {
         /* the engine continues from this first attempt under the retry policy */

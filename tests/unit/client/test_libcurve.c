@@ -61,6 +61,9 @@ static struct {
     uint8_t data[MAXFILES][VOLSIZE];
     bool written[MAXFILES][NCHUNKS];
     char leader_addr[64], follower_addr[64];
+    int overload_next;        /* the leader answers OVERLOAD to this many more chunk requests */
+    bool hold_writes;         /* the leader keeps the reply of the next write in held */
+    rpc_call_ctx *held;       /* (then replies SUCCESS when the test releases it) */
 } F;
 
 static curve_loop_group *srv_loops;
@@ -504,6 +507,12 @@ static void h_chunk(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a
         pthread_mutex_unlock(&F.lock);
         return;
     }
+    if (F.overload_next > 0) {
+        F.overload_next--;
+        chunk_reply(ctx, CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_OVERLOAD, NULL, NULL);
+        pthread_mutex_unlock(&F.lock);
+        return;
+    }
     uint64_t fid = r->file_id, idx = (r->chunk_id % 1000) - 1;
     if (fid >= MAXFILES || idx >= NCHUNKS || chunk_of(fid, idx) != r->chunk_id ||
         r->offset + r->size > CHUNK) {
@@ -531,6 +540,10 @@ static void h_chunk(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a
         }
         curve_iobuf_copyout(att, 0, base + r->offset, r->size);
         F.written[fid][idx] = true;
+        if (F.hold_writes && !F.held) {
+            F.held = ctx; /* the test replies */
+            break;
+        }
         chunk_reply(ctx, CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_SUCCESS, NULL, NULL);
         break;
     case CURVE__CHUNK__CHUNK_OP_TYPE__CHUNK_OP_READ: {
@@ -901,6 +914,131 @@ static void test_io(void **state)
     assert_int_equal(curve_client_destroy(c), 0);
 }
 
+typedef struct bg_io {
+    curve_volume *v;
+    bool flush;
+    uint8_t *buf;
+    atomic_int done;
+    int64_t result;
+} bg_io;
+
+static void *bg_io_run(void *arg)
+{
+    bg_io *b = arg;
+    b->result = b->flush ? curve_flush(b->v) : curve_pwrite(b->v, b->buf, 4096, 0);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+static void wait_flag(atomic_int *f)
+{
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while (!atomic_load(f) && curve_now_mono_ms() < end)
+        sched_yield();
+    assert_true(atomic_load(f));
+}
+
+/* The blocking fast path (fastpath.h): one-piece sync IO sent from the caller's thread once the
+ * segment and leader are cached; a failed first attempt continues in the engine under the
+ * retry policy; a flush waits for fast-path writes in progress. */
+static void test_fast_path(void **state)
+{
+    curve_client *c = new_client("client.max_rpc_size=64k");
+    assert_int_equal(curve_create(c, "/f", VOLSIZE), 0);
+    curve_volume *v;
+    assert_int_equal(curve_open(c, "/f", 0, &v), 0);
+    const char *fast[] = {"curve_client_fast_path_ios_total{", "volume=\"/f\"", NULL};
+    uint8_t w[8192], r[8192];
+    fill(w, sizeof(w), 5);
+    /* cold: the engine allocates the segment and learns the leader (the MDS names the
+     * follower first) */
+    assert_int_equal(curve_pwrite(v, w, 8192, CHUNK), 8192);
+    assert_true(metric_value(fast) == 0);
+    /* warm: straight from this thread, data round-trips (also an unwritten chunk: zeros) */
+    int writes = counter(&F.writes);
+    assert_int_equal(curve_pwrite(v, w, 4096, CHUNK + 8192), 4096);
+    assert_int_equal(counter(&F.writes), writes + 1);
+    memset(r, 0xee, sizeof(r));
+    assert_int_equal(curve_pread(v, r, 8192, CHUNK), 8192);
+    assert_memory_equal(r, w, 8192);
+    assert_int_equal(curve_pread(v, r, 4096, CHUNK + 8192), 4096);
+    assert_memory_equal(r, w, 4096);
+    assert_true(metric_value(fast) == 3);
+    /* another copyset, whose leader the MDS names wrongly: the fast attempt is redirected and
+     * the engine follows the hint from there (one redirect, not two) */
+    int redirects = counter(&F.redirects);
+    memset(r, 0xee, sizeof(r));
+    assert_int_equal(curve_pread(v, r, 4096, 2 * CHUNK), 4096); /* never written: zeros */
+    for (int i = 0; i < 4096; i++)
+        assert_int_equal(r[i], 0);
+    assert_int_equal(counter(&F.redirects), redirects + 1);
+    assert_true(metric_value(fast) == 3);
+    assert_int_equal(curve_pread(v, r, 4096, 2 * CHUNK), 4096); /* now the leader is known */
+    assert_true(metric_value(fast) == 4);
+    /* OVERLOAD on the fast attempt: the engine backs off (200 ms -10% at least) and resends */
+    pthread_mutex_lock(&F.lock);
+    F.overload_next = 1;
+    pthread_mutex_unlock(&F.lock);
+    uint64_t t0 = curve_now_mono_ms();
+    fill(w, sizeof(w), 6);
+    assert_int_equal(curve_pwrite(v, w, 4096, CHUNK), 4096);
+    uint64_t took = curve_now_mono_ms() - t0;
+    if (took < 180)
+        fail_msg("the overloaded write took only %llu ms", (unsigned long long)took);
+    const char *ovl[] = {"curve_client_retries_total{", "volume=\"/f\"", "cause=\"overload\"",
+                         NULL};
+    assert_true(metric_value(ovl) == 1);
+    assert_int_equal(curve_pread(v, r, 4096, CHUNK), 4096);
+    assert_memory_equal(r, w, 4096);
+    /* a flush submitted while a fast-path write is in progress waits for it */
+    assert_int_equal(curve_pwrite(v, w, 4096, 0), 4096); /* warm chunk 0 */
+    pthread_mutex_lock(&F.lock);
+    F.hold_writes = true;
+    pthread_mutex_unlock(&F.lock);
+    writes = counter(&F.writes);
+    bg_io wr = {.v = v, .buf = w}, fl = {.v = v, .flush = true};
+    pthread_t tw, tf;
+    assert_int_equal(pthread_create(&tw, NULL, bg_io_run, &wr), 0);
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while (counter(&F.writes) == writes && curve_now_mono_ms() < end)
+        sched_yield(); /* the write reached the chunkserver, whose reply is held */
+    assert_int_equal(counter(&F.writes), writes + 1);
+    assert_int_equal(pthread_create(&tf, NULL, bg_io_run, &fl), 0);
+    /* negative check: give a wrong flush time to return (it must not) */
+    end = curve_now_mono_ms() + 200;
+    while (curve_now_mono_ms() < end)
+        sched_yield();
+    assert_false(atomic_load(&fl.done));
+    assert_false(atomic_load(&wr.done));
+    pthread_mutex_lock(&F.lock);
+    rpc_call_ctx *held = F.held;
+    F.held = NULL;
+    F.hold_writes = false;
+    pthread_mutex_unlock(&F.lock);
+    assert_non_null(held);
+    chunk_reply(held, CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_SUCCESS, NULL, NULL);
+    wait_flag(&wr.done);
+    wait_flag(&fl.done);
+    pthread_join(tw, NULL);
+    pthread_join(tf, NULL);
+    assert_int_equal(wr.result, 4096);
+    assert_int_equal(fl.result, 0);
+    assert_int_equal(curve_close(v), 0);
+    assert_int_equal(curve_delete(c, "/f", CURVE_DELETE_FORCE), 0);
+    assert_int_equal(curve_client_destroy(c), 0);
+    /* switched off: nothing goes the fast way */
+    c = new_client("client.fast_path_inflight=0");
+    assert_int_equal(curve_create(c, "/g", VOLSIZE), 0);
+    assert_int_equal(curve_open(c, "/g", 0, &v), 0);
+    const char *gfast[] = {"curve_client_fast_path_ios_total{", "volume=\"/g\"", NULL};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(curve_pwrite(v, w, 4096, 0), 4096);
+    assert_true(metric_value(gfast) == 0);
+    assert_int_equal(curve_close(v), 0);
+    assert_int_equal(curve_delete(c, "/g", CURVE_DELETE_FORCE), 0);
+    assert_int_equal(curve_client_destroy(c), 0);
+}
+
 static void test_readonly_and_extend(void **state)
 {
     curve_client *c = new_client(NULL);
@@ -1103,6 +1241,7 @@ int main(void)
         cmocka_unit_test(test_init_errors),
         cmocka_unit_test_setup_teardown(test_management, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_and_extend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exclusive_fences_old_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_seen_by_refresh_fences, setup, teardown),

@@ -69,7 +69,7 @@ typedef struct world {
     event ev[EVENTS_MAX];
     int nev;
     uint64_t order;
-    int sends_now, sends_peak;
+    int sends_now, sends_peak, sends_total;
     bool in_submit;
     int cb_in_submit;
 } world;
@@ -152,6 +152,7 @@ static void fake_call(void *ctx, curve_volio_call *c)
     switch (c->kind) {
     case CURVE_VOLIO_CALL_SEND: {
         w->sends_now++;
+        w->sends_total++;
         if (w->sends_now > w->sends_peak)
             w->sends_peak = w->sends_now;
         node *n = &w->nodes[node_of(w, c->peer.addr)];
@@ -446,6 +447,69 @@ static void test_leader_change_and_overload(void **state)
     free_world(w);
 }
 
+/* A one-piece IO whose first attempt was made elsewhere (libcurve's sync fast path) continues
+ * from that outcome under the retry policy instead of starting over. */
+static int seeded_io(world *w, curve_retry_op op, uint64_t off, void *buf, int status,
+                     const char *peer, const char *hint)
+{
+    uio u;
+    memset(&u, 0, sizeof(u));
+    u.w = w;
+    u.io = (curve_volio_io){.op = op,
+                            .offset = off,
+                            .len = 4096,
+                            .buf = buf,
+                            .cb = user_cb,
+                            .seed_status = status,
+                            .seed_peer = peer,
+                            .seed_hint = hint};
+    assert_int_equal(curve_volio_submit(w->v, &u.io), 0);
+    run_loop(w);
+    assert_int_equal(u.done, 1);
+    return u.result;
+}
+
+static void test_seeded_first_attempt(void **state)
+{
+    world *w = make_world(8);
+    uint8_t buf[4096] = {7, 7, 7};
+    assert_int_equal(do_io(w, CURVE_RETRY_OP_WRITE, 0, 4096, buf), 0); /* copyset 1, node 0 */
+    /* OVERLOAD: one resend, after the 200 ms backoff of the first failure (jitter 0) */
+    w->sends_total = 0;
+    uint64_t t0 = curve_clock_mono_ns(&w->clock.base);
+    assert_int_equal(seeded_io(w, CURVE_RETRY_OP_WRITE, 0, buf, CURVE_ERR_OVERLOAD,
+                               w->nodes[0].addr, ""),
+                     0);
+    assert_int_equal(w->sends_total, 1);
+    uint64_t took = (curve_clock_mono_ns(&w->clock.base) - t0) / MS;
+    assert_true(took >= 200 && took < 210);
+    /* REDIRECTED with a hint: straight to the new leader, which the cache learns */
+    w->leader[1] = 1;
+    w->sends_total = 0;
+    t0 = curve_clock_mono_ns(&w->clock.base);
+    assert_int_equal(seeded_io(w, CURVE_RETRY_OP_READ, 0, buf, CURVE_ERR_REDIRECTED,
+                               w->nodes[0].addr, w->nodes[1].addr),
+                     0);
+    assert_int_equal(w->sends_total, 1);
+    assert_true((curve_clock_mono_ns(&w->clock.base) - t0) / MS < 10);
+    assert_int_equal(buf[0], 7);
+    curve_peer l;
+    assert_int_equal(curve_metacache_get_leader(w->mc, 1, 1, &l, NULL), 0);
+    assert_string_equal(l.addr, w->nodes[1].addr);
+    /* a fatal outcome completes the IO with it, without any RPC */
+    w->sends_total = 0;
+    assert_int_equal(seeded_io(w, CURVE_RETRY_OP_WRITE, 0, buf, CURVE_ERR_EPOCH_TOO_OLD,
+                               w->nodes[1].addr, ""),
+                     CURVE_ERR_EPOCH_TOO_OLD);
+    assert_int_equal(w->sends_total, 0);
+    /* a seed for another peer than the engine's first SEND is stale: ignored */
+    assert_int_equal(seeded_io(w, CURVE_RETRY_OP_WRITE, 0, buf, CURVE_ERR_EPOCH_TOO_OLD,
+                               w->nodes[2].addr, ""),
+                     0);
+    assert_int_equal(w->sends_total, 1);
+    free_world(w);
+}
+
 static void test_dead_node_timeout(void **state)
 {
     world *w = make_world(8);
@@ -648,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_dead_node_timeout), cmocka_unit_test(test_flush_waits_for_writes),
         cmocka_unit_test(test_bad_submits),       cmocka_unit_test(test_mds_retries),
         cmocka_unit_test(test_discard),           cmocka_unit_test(test_random_model),
+        cmocka_unit_test(test_seeded_first_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
