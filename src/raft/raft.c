@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/buf.h"
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "curve/errors.h"
@@ -296,8 +297,9 @@ static uint64_t log_last_term(const struct raft_log *l)
     return log_term_at(l, log_last(l));
 }
 
-/* Appends a copy of e. Returns 0 or -ENOMEM. */
-static int log_append(struct raft_log *l, const struct raft_entry *e)
+/* Appends e: a reference to `buf` (which holds e->data) when given, else a copy.
+ * Returns 0 or -ENOMEM. */
+static int log_append(struct raft_log *l, const struct raft_entry *e, curve_buf *buf)
 {
     if (l->start + l->n == l->cap) {
         if (l->start > 0 && l->start >= l->cap / 2) {
@@ -312,16 +314,27 @@ static int log_append(struct raft_log *l, const struct raft_entry *e)
             l->cap = cap;
         }
     }
-    void *data = NULL;
-    if (e->len) {
-        data = malloc(e->len);
-        if (data == NULL)
+    /* One refcounted buffer per entry (a reference when the caller has one), so the io can
+     * hand the bytes to the disk log and to every follower's AppendEntries without copies. */
+    curve_buf *b = NULL;
+    const void *data = NULL;
+    if (e->len && buf != NULL) {
+        CURVE_ASSERT((const uint8_t *)e->data >= curve_buf_data(buf) &&
+                     (const uint8_t *)e->data + e->len <= curve_buf_data(buf) + curve_buf_cap(buf));
+        b = curve_buf_ref(buf);
+        data = e->data;
+    } else if (e->len) {
+        b = curve_buf_new(e->len);
+        if (b == NULL)
             return -ENOMEM;
-        memcpy(data, e->data, e->len);
+        memcpy(curve_buf_data(b), e->data, e->len);
+        curve_buf_set_len(b, e->len);
+        data = curve_buf_data(b);
     }
     struct raft_entry *d = &l->e[l->start + l->n];
     *d = *e;
     d->data = data;
+    d->buf = b;
     l->n++;
     l->bytes += e->len;
     return 0;
@@ -334,7 +347,7 @@ static void log_truncate(struct raft_log *l, uint64_t index)
     while (log_last(l) >= index) {
         struct raft_entry *e = &l->e[l->start + l->n - 1];
         l->bytes -= e->len;
-        free((void *)e->data);
+        curve_buf_unref(e->buf);
         l->n--;
     }
 }
@@ -348,7 +361,7 @@ static void log_compact(struct raft_log *l, uint64_t index)
     uint64_t term = log_term_at(l, index);
     while (l->offset < index) {
         l->bytes -= l->e[l->start].len;
-        free((void *)l->e[l->start].data);
+        curve_buf_unref(l->e[l->start].buf);
         l->start++;
         l->n--;
         l->offset++;
@@ -361,7 +374,7 @@ static void log_compact(struct raft_log *l, uint64_t index)
 static void log_reset(struct raft_log *l, uint64_t index, uint64_t term)
 {
     for (uint64_t i = 0; i < l->n; i++)
-        free((void *)l->e[l->start + i].data);
+        curve_buf_unref(l->e[l->start + i].buf);
     l->start = l->n = 0;
     l->bytes = 0;
     l->offset = index;
@@ -611,9 +624,9 @@ static void conf_recompute(struct raft *r)
 }
 
 /* Appends one entry to the in-memory log (and tracks configurations). */
-static int append_mem(struct raft *r, const struct raft_entry *e)
+static int append_mem(struct raft *r, const struct raft_entry *e, curve_buf *buf)
 {
-    int rc = log_append(&r->log, e);
+    int rc = log_append(&r->log, e, buf);
     if (rc != 0)
         return rc;
     if (e->type == RAFT_ENTRY_CONFIG) {
@@ -790,7 +803,7 @@ static void become_leader(struct raft *r)
               (unsigned long long)r->term, (unsigned long long)log_last(&r->log));
     /* A no-op of the new term commits every earlier entry (§5.4.2, §8). */
     struct raft_entry e = {.term = r->term, .type = RAFT_ENTRY_NOOP};
-    if (append_mem(r, &e) != 0 || io_append(r, log_last(&r->log), log_last(&r->log)) != 0) {
+    if (append_mem(r, &e, NULL) != 0 || io_append(r, log_last(&r->log), log_last(&r->log)) != 0) {
         set_failed(r, -ENOMEM, "leader no-op");
         return;
     }
@@ -1691,7 +1704,7 @@ static void recv_ae(struct raft *r, const struct raft_msg *m)
             return; /* disk saturated: the leader will resend */
         uint64_t first = prev + 1 + i;
         for (uint32_t k = i; k < n; k++) {
-            if (append_mem(r, &ents[k]) != 0) {
+            if (append_mem(r, &ents[k], m->ae.buf) != 0) {
                 set_failed(r, -ENOMEM, "append");
                 return;
             }
@@ -2054,7 +2067,7 @@ static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_
     struct raft_entry e = {.term = r->term, .type = type, .len = len, .data = data};
     if (!append_room(r, 1))
         return CURVE_ERR_BUSY;
-    int rc = append_mem(r, &e);
+    int rc = append_mem(r, &e, NULL);
     if (rc != 0)
         return rc;
     rc = io_append(r, log_last(&r->log), log_last(&r->log));
@@ -2093,7 +2106,7 @@ uint32_t raft_propose_batch(struct raft *r, struct raft_prop *p, uint32_t n)
             continue;
         struct raft_entry e = {
             .term = r->term, .type = RAFT_ENTRY_COMMAND, .len = p[i].len, .data = p[i].data};
-        p[i].status = append_mem(r, &e);
+        p[i].status = append_mem(r, &e, p[i].buf);
         if (p[i].status != 0)
             continue;
         p[i].index = log_last(&r->log);
@@ -2307,7 +2320,7 @@ int raft_reset_peers(struct raft *r)
     size_t len = raft_config_encode(&c, buf);
     struct raft_entry e = {
         .term = r->term, .type = RAFT_ENTRY_CONFIG, .len = (uint32_t)len, .data = buf};
-    int rc = append_mem(r, &e);
+    int rc = append_mem(r, &e, NULL);
     if (rc == 0)
         rc = io_append(r, log_last(&r->log), log_last(&r->log));
     if (rc != 0)
@@ -2457,7 +2470,7 @@ int raft_start(struct raft *r, const struct raft_boot *b)
                 e->type > RAFT_ENTRY_NOOP || (e->len && e->data == NULL) ||
                 (e->type == RAFT_ENTRY_CONFIG && raft_config_decode(e->data, e->len, &c) != 0))
                 return CURVE_ERR_CORRUPT;
-            if (log_append(&r->log, e) != 0)
+            if (log_append(&r->log, e, NULL) != 0)
                 return -ENOMEM;
             prev_term = e->term;
         }
@@ -2490,7 +2503,7 @@ int raft_start(struct raft *r, const struct raft_boot *b)
         size_t len = raft_config_encode(b->bootstrap, buf);
         struct raft_entry e = {
             .term = 1, .type = RAFT_ENTRY_CONFIG, .len = (uint32_t)len, .data = buf};
-        if (log_append(&r->log, &e) != 0)
+        if (log_append(&r->log, &e, NULL) != 0)
             return -ENOMEM;
         if (io_append(r, 1, 1) != 0)
             return -EIO;

@@ -68,6 +68,12 @@ struct raft_entry {
     uint8_t type;     /* enum raft_entry_type */
     uint32_t len;     /* <= RAFT_MAX_ENTRY_BYTES */
     const void *data; /* len bytes (NULL when len == 0) */
+    /* Set by the core on the entries it hands out (io->append, io->send, fsm->apply) when
+     * len > 0: the refcounted buffer `data` points into, so an io can keep the bytes (disk log
+     * queue, RPC attachment) by taking a reference instead of copying them. Ignored on entries
+     * handed to the core (a copy of a raft_entry may carry a stale pointer here); callers give
+     * buffers explicitly: raft_msg.ae.buf, raft_prop.buf. */
+    struct curve_buf *buf;
 };
 
 enum raft_server_role {
@@ -160,6 +166,9 @@ struct raft_msg {
             uint64_t ts;  /* leader's now_ms at send, echoed (lease) */
             uint32_t n;
             const struct raft_entry *entries; /* n entries, prev_index+1.. */
+            /* Receiving only, optional: a refcounted buffer holding every entry's data; the
+             * core keeps references to it instead of copying the entries (NULL: copied). */
+            struct curve_buf *buf;
         } ae;
         struct {
             uint8_t success;
@@ -402,8 +411,9 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, void *cookie, u
                  uint64_t *term);
 /* One proposal of raft_propose_batch(). */
 struct raft_prop {
-    const void *data; /* borrowed for the call (copied) */
+    const void *data; /* borrowed for the call (copied, unless buf is set) */
     uint32_t len;
+    struct curve_buf *buf; /* optional: data lies inside it; referenced instead of copied */
     void *cookie;
     uint64_t index, term; /* out: the entry's position when accepted */
     int status;           /* out: 0 accepted (propose_done(cookie) runs exactly once later),

@@ -505,6 +505,7 @@ static struct sim_msg *msg_copy(const struct raft_msg *m)
         sm->ents = calloc(m->ae.n, sizeof(*sm->ents));
         for (uint32_t i = 0; i < m->ae.n; i++) {
             sm->ents[i] = m->ae.entries[i];
+            sm->ents[i].buf = NULL; /* the data is copied below: not the core's buffer */
             if (m->ae.entries[i].len) {
                 void *d = malloc(m->ae.entries[i].len);
                 memcpy(d, m->ae.entries[i].data, m->ae.entries[i].len);

@@ -1303,6 +1303,7 @@ void rlog_disk_opts_default(rlog_disk_opts *o)
     o->max_pending_entries = RLOG_DISK_DEFAULT_MAX_PENDING_ENTRIES;
     o->max_round_bytes = RLOG_DISK_DEFAULT_MAX_ROUND_BYTES;
     o->sync_threads = RLOG_DISK_DEFAULT_SYNC_THREADS;
+    o->sync_lone_inline = false;
 }
 
 /* Appends `l` to the disk's ready list. Under d->mu. */
@@ -1447,6 +1448,19 @@ static void disk_round(rlog_disk *d, rlog *round)
             continue;
         }
         pthread_mutex_lock(&d->mu);
+        if (d->o.sync_lone_inline && next == NULL && nlogs == 1 && d->ready_head == NULL &&
+            d->sync_head == NULL && mine == NULL) {
+            /* The only log of this round and nobody else waiting: sync it here instead of
+             * waking a helper (one thread hand-off less on the latency path of a lone
+             * append). A log that becomes ready meanwhile waits at most this one fdatasync,
+             * as it would behind a busy helper. */
+            d->st.inline_syncs++;
+            pthread_mutex_unlock(&d->mu);
+            l->rd_sync_next = NULL;
+            *mine_tail = l;
+            mine_tail = &l->rd_sync_next;
+            continue;
+        }
         l->rd_sync_next = NULL;
         if (d->sync_tail)
             d->sync_tail->rd_sync_next = l;

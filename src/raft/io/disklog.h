@@ -217,6 +217,11 @@ typedef struct rlog_disk_opts {
     uint32_t sync_threads;        /* <= RLOG_DISK_MAX_SYNC_THREADS helper threads that run the
                                    * fdatasyncs of a round in parallel with the disk thread
                                    * (0: the disk thread syncs the logs one after the other) */
+    bool sync_lone_inline;        /* when a round has a single log and nothing else waits, the
+                                   * disk thread syncs it and runs its callbacks itself instead
+                                   * of waking a helper (one thread hand-off less per lone
+                                   * append). Only for callbacks that never block: one that
+                                   * blocks then stalls every log of the disk. Default false */
 } rlog_disk_opts;
 
 /* Counters since rlog_disk_create(); read with rlog_disk_get_stats(). */
@@ -226,6 +231,8 @@ typedef struct rlog_disk_stats {
                               * syncs before a segment roll are only in rlog_stats) */
     uint64_t entries;        /* entries made durable */
     uint64_t max_round_logs; /* most logs with a batch in one writer pass */
+    uint64_t inline_syncs;   /* batches synced by the writer thread itself (a round's only
+                              * log, nothing else waiting) instead of by a sync helper */
     uint64_t logs;           /* logs open on the disk now */
     uint64_t pending;        /* entries queued now */
 } rlog_disk_stats;

@@ -31,11 +31,19 @@
 #define RAFTRT__SNAPMETA_VERSION 1u
 #define RAFTRT_BOOT_READ_BATCH   1024u /* entries read per rlog_read_range at boot */
 #define RAFTRT_PROPOSE_BATCH     256u  /* proposals gathered per loop turn into one raft append */
+#define RAFTRT_ATT_SLACK         4096u /* received attachment bytes beyond 2x its entries that
+                                          still let the entries reference it (else: copied) */
+
+/* Channels per peer: one per sending loop (up to this many loops; beyond, loops share), so a
+ * group's message is written by its own loop instead of being posted to another loop's
+ * channel (one thread hand-off less per message). */
+#define RAFTRT_PEER_CHANNELS 8u
 
 struct peer {
     uint64_t id;
     char addr[RAFTRT_ADDR_MAX];
-    rpc_channel *ch; /* created lazily; never closed before the host is freed */
+    /* ch[i] lives on loop i % nloops; created lazily; never closed before the host is freed */
+    rpc_channel *ch[RAFTRT_PEER_CHANNELS];
 };
 
 struct log_disk {
@@ -454,7 +462,8 @@ static int io_append(struct raft_io *io, uint64_t seq, uint64_t first_index,
                                .term = entries[i].term,
                                .type = entries[i].type,
                                .data = entries[i].data,
-                               .len = entries[i].len};
+                               .len = entries[i].len,
+                               .buf = entries[i].buf}; /* referenced, not copied */
     a->g = g;
     a->seq = seq;
     a->t0_us = now_us();
@@ -493,27 +502,42 @@ static int io_reset_log(struct raft_io *io, uint64_t index, uint64_t term)
  * Transport
  * ========================================================================================== */
 
-/* The channel to server `id` (created on first use). NULL when the address is unknown. */
+/* The index of the calling thread's loop in the host's group (a channel slot), or the slot
+ * picked by `id` when the caller is not one of the host's loops. */
+static unsigned channel_slot(raftrt_host *h, uint64_t id)
+{
+    unsigned n = curve_loop_group_size(h->loops);
+    curve_loop *cur = curve_loop_current();
+    for (unsigned i = 0; cur != NULL && i < n && i < RAFTRT_PEER_CHANNELS; i++)
+        if (curve_loop_group_get(h->loops, i) == cur)
+            return i;
+    return (unsigned)(id % (n < RAFTRT_PEER_CHANNELS ? n : RAFTRT_PEER_CHANNELS));
+}
+
+/* The channel to server `id` for the calling loop (created on first use). NULL when the
+ * address is unknown. */
 static rpc_channel *peer_channel(raftrt_host *h, uint64_t id)
 {
     rpc_channel *ch = NULL;
+    unsigned slot = channel_slot(h, id);
     pthread_mutex_lock(&h->lock);
     for (unsigned i = 0; i < h->npeers; i++) {
         struct peer *p = &h->peers[i];
         if (p->id != id)
             continue;
-        if (p->ch == NULL) {
+        if (p->ch[slot] == NULL) {
             rpc_channel_opts co = {.timeout_ms = RAFTRT_SEND_TIMEOUT_MS,
                                    .max_inflight = RAFTRT_CHANNEL_INFLIGHT,
                                    .backoff_max_ms = 500};
-            int rc = rpc_channel_new(curve_loop_group_pick(h->loops, id), p->addr, &co, &p->ch);
+            int rc =
+                rpc_channel_new(curve_loop_group_get(h->loops, slot), p->addr, &co, &p->ch[slot]);
             if (rc != 0) {
                 CLOG_WARN("raftrt: cannot create a channel to server %" PRIu64 " at %s: %s", id,
                           p->addr, curve_strerror(rc));
-                p->ch = NULL;
+                p->ch[slot] = NULL;
             }
         }
-        ch = p->ch;
+        ch = p->ch[slot];
         break;
     }
     pthread_mutex_unlock(&h->lock);
@@ -586,25 +610,23 @@ static int io_send(struct raft_io *io, const struct raft_msg *m)
         }
         pm.n_entries = m->ae.n;
         pm.entries = entp;
-        if (total > 0) {
-            /* the entries are borrowed: one copy into the attachment, none into protobuf */
-            curve_buf *b = curve_buf_new(total);
-            if (b == NULL) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            uint8_t *p = curve_buf_data(b);
-            for (uint32_t i = 0; i < m->ae.n; i++) {
-                if (m->ae.entries[i].len)
-                    memcpy(p, m->ae.entries[i].data, m->ae.entries[i].len);
-                p += m->ae.entries[i].len;
-            }
-            curve_buf_set_len(b, total);
-            rc = curve_iobuf_append(&att, b, 0, total);
-            curve_buf_unref(b);
-            if (rc != 0)
-                goto out;
+        /* The core's entries carry their refcounted buffer: the attachment references each
+         * entry's bytes (no copy, no allocation per message beyond the slice array); entries
+         * without one (not from the core) are copied. None go into protobuf. */
+        for (uint32_t i = 0; i < m->ae.n && rc == 0; i++) {
+            const struct raft_entry *e = &m->ae.entries[i];
+            if (e->len == 0)
+                continue;
+            if (e->buf != NULL)
+                rc = curve_iobuf_append(&att, e->buf,
+                                        (size_t)((const uint8_t *)e->data - curve_buf_data(e->buf)),
+                                        e->len);
+            else
+                rc = curve_iobuf_append_copy(&att, e->data, e->len);
         }
+        if (rc != 0)
+            goto out;
+        (void)total;
         break;
     }
     case RAFT_MSG_APPEND_ENTRIES_RESULT:
@@ -796,6 +818,12 @@ static void recv_on_loop(void *arg)
             ne <= CURVE_ARRAY_SIZE(stack) ? stack : malloc(ne * sizeof(*ents));
         struct raft_msg m;
         int rc = ents ? msg_decode(rm->pm, rm->data, dlen, ents, &m) : -ENOMEM;
+        /* Entries reference the attachment instead of being copied by the core when it holds
+         * little more than them (a buffer much larger than the entries — e.g. a whole read
+         * buffer — would be pinned by the entries kept in memory: copy then). */
+        if (rc == 0 && ne > 0 && rm->data != NULL &&
+            curve_buf_cap(rm->data) <= 2 * dlen + RAFTRT_ATT_SLACK)
+            m.ae.buf = rm->data;
         if (rc == 0)
             rc = raft_recv(g->r, &m);
         if (rc != 0)
@@ -1118,6 +1146,16 @@ static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read
     p->lm.fn = prop_on_loop;
     p->lm.arg = p;
     group_ref(g);
+    if (!read && curve_loop_is_current(g->loop) && g->batch_open &&
+        g->npend < RAFTRT_PROPOSE_BATCH) {
+        /* Already on the group's loop (the RPC connection shares it): join this turn's batch
+         * directly instead of posting to ourselves. The callback still runs later (from
+         * batch_flush at the end of the turn), never inside this call. */
+        if (g->npend == 0)
+            uv_check_start(&g->batch_check, batch_check_cb);
+        g->pend[g->npend++] = p;
+        return 0;
+    }
     if (curve_loop_post_msg(g->loop, &p->lm) != 0) {
         free(p);
         group_unref(g);
@@ -1383,15 +1421,18 @@ int raftrt_host_set_peer(raftrt_host *h, uint64_t id, const char *addr)
             goto out;
         }
         h->peers[h->npeers++] = (struct peer){.id = id};
-    } else if (strcmp(h->peers[i].addr, addr) != 0 && h->peers[i].ch) {
-        rpc_channel **nr = realloc(h->retired, (h->nretired + 1) * sizeof(*nr));
+    } else if (strcmp(h->peers[i].addr, addr) != 0) {
+        rpc_channel **nr = realloc(h->retired, (h->nretired + RAFTRT_PEER_CHANNELS) * sizeof(*nr));
         if (nr == NULL) {
             rc = -ENOMEM;
             goto out;
         }
         h->retired = nr;
-        h->retired[h->nretired++] = h->peers[i].ch;
-        h->peers[i].ch = NULL;
+        for (unsigned k = 0; k < RAFTRT_PEER_CHANNELS; k++) {
+            if (h->peers[i].ch[k])
+                h->retired[h->nretired++] = h->peers[i].ch[k];
+            h->peers[i].ch[k] = NULL;
+        }
     }
     snprintf(h->peers[i].addr, sizeof(h->peers[i].addr), "%s", addr);
 out:
@@ -1429,8 +1470,9 @@ void raftrt_host_free(raftrt_host *h)
     }
     rpc_server_free(h->srv);
     for (unsigned i = 0; i < h->npeers; i++)
-        if (h->peers[i].ch)
-            rpc_channel_close_sync(h->peers[i].ch);
+        for (unsigned k = 0; k < RAFTRT_PEER_CHANNELS; k++)
+            if (h->peers[i].ch[k])
+                rpc_channel_close_sync(h->peers[i].ch[k]);
     for (unsigned i = 0; i < h->nretired; i++)
         rpc_channel_close_sync(h->retired[i]);
     free(h->retired);
@@ -1459,7 +1501,10 @@ static rlog_disk *host_log_disk(raftrt_host *h, const char *data_dir)
         if (strcmp(h->disks[i].data_dir, data_dir) == 0)
             d = h->disks[i].disk;
     if (!d && h->ndisks < RAFTRT_MAX_LOG_DISKS) {
-        int rc = rlog_disk_create(data_dir, NULL, &d);
+        rlog_disk_opts dopts;
+        rlog_disk_opts_default(&dopts);
+        dopts.sync_lone_inline = true; /* our callbacks only post to a loop (append_done_io) */
+        int rc = rlog_disk_create(data_dir, &dopts, &d);
         if (rc == 0) {
             struct log_disk *ld = &h->disks[h->ndisks++];
             snprintf(ld->data_dir, sizeof(ld->data_dir), "%s", data_dir);

@@ -113,6 +113,7 @@ static int io_send(struct raft_io *io, const struct raft_msg *m)
         c->ents = calloc(m->ae.n, sizeof(*c->ents));
         for (uint32_t i = 0; i < m->ae.n; i++) {
             c->ents[i] = m->ae.entries[i];
+            c->ents[i].buf = NULL; /* the data is copied below: not the core's buffer */
             if (c->ents[i].len) {
                 void *d = malloc(c->ents[i].len);
                 memcpy(d, m->ae.entries[i].data, c->ents[i].len);
@@ -332,7 +333,7 @@ void fx_start(struct fx *fx, uint64_t id)
     struct raft_entry *ents = calloc(n->n + 1, sizeof(*ents));
     for (uint64_t i = 0; i < n->n; i++)
         ents[i] =
-            (struct raft_entry){n->log[i].term, n->log[i].type, n->log[i].len, n->log[i].data};
+            (struct raft_entry){n->log[i].term, n->log[i].type, n->log[i].len, n->log[i].data, NULL};
     struct raft_config c = {0};
     for (uint32_t i = 0; i < fx->voters; i++) {
         c.s[c.n].id = i + 1;

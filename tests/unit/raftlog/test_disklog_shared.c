@@ -336,6 +336,47 @@ static void test_one_round_many_logs(void **state)
     rt_rmtree(root);
 }
 
+/* sync_lone_inline: lone appends (one log, nothing else waiting) are synced and completed by
+ * the disk thread itself — counted in inline_syncs, durable as before; without the option
+ * every batch goes through a helper (inline_syncs stays 0). */
+static void test_lone_inline(void **state)
+{
+    (void)state;
+    for (int on = 0; on <= 1; on++) {
+        char *root = rt_mkdtemp();
+        assert_non_null(root);
+        rlog_disk_opts dopts;
+        rlog_disk_opts_default(&dopts);
+        assert_false(dopts.sync_lone_inline);
+        dopts.sync_lone_inline = on;
+        rlog_disk *disk = NULL;
+        assert_int_equal(rlog_disk_create(root, &dopts, &disk), 0);
+        char *da;
+        assert_true(asprintf(&da, "%s/a", root) > 0);
+        rlog *a;
+        rlog_opts o;
+        small_opts(&o, disk);
+        assert_int_equal(rlog_open(da, &o, &a, NULL), 0);
+        rt_waiter w;
+        rt_waiter_init(&w);
+        for (uint64_t i = 1; i <= 10; i++) { /* one at a time: every round has one log */
+            assert_int_equal(append_n(a, i, 1, 1, rt_cb, &w), 0);
+            assert_int_equal(rt_wait(&w, (int)i), 0);
+            assert_int_equal(rlog_durable_index(a), i);
+        }
+        assert_int_equal(w.errors, 0);
+        rlog_disk_stats st;
+        rlog_disk_get_stats(disk, &st);
+        assert_int_equal(st.syncs, 10);
+        assert_int_equal(st.inline_syncs, on ? 10 : 0);
+        rlog_close(a);
+        rlog_disk_destroy(disk);
+        rt_waiter_destroy(&w);
+        free(da);
+        rt_rmtree(root);
+    }
+}
+
 /* With sync helpers, a log whose callback blocks holds one helper only: other logs of the
  * disk keep completing meanwhile. */
 static void test_helpers_pipeline(void **state)
@@ -716,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_thread_count),
         cmocka_unit_test(test_one_round_many_logs),
         cmocka_unit_test(test_helpers_pipeline),
+        cmocka_unit_test(test_lone_inline),
         cmocka_unit_test(test_interleaved_threads),
         cmocka_unit_test(test_ops_and_restart),
         cmocka_unit_test(test_disk_bound_and_close),
