@@ -556,6 +556,10 @@ static int cfp_write_file(curve_cfp *p, int fd, const uint8_t *zeros, bool forma
         return -errno;
     if (fdatasync(fd) != 0)
         return -errno;
+    /* Drop the (clean) zero pages: they were cached as large folios by the big writes, and a
+     * later 4 KiB chunk write into a large folio walks all its buffer heads and dirties the
+     * whole folio (measured: ~2x the CPU per 4 KiB write). Advisory; also frees the memory. */
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     return 0;
 }
 

@@ -408,6 +408,10 @@ static int cs_open_fd(curve_chunkstore *cs, cs_chunk *c)
         }
         return cs_disk_fail(cs, rc, "open", c->id);
     }
+    /* Chunk IO is small and random (4 KiB..1 MiB at any offset): no readahead, so the page
+     * cache holds small folios. A 4 KiB write into a large folio costs a walk over all its
+     * buffer heads (ext4_block_write_begin) and writes the whole folio back. Advisory. */
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
     ssize_t n = pread_full(fd, page, sizeof(page), 0);
     if (n < 0) {
         close(fd);
