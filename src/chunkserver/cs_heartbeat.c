@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "chunkserver/cs_internal.h"
+#include "cli.pb-c.h"
 #include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/log.h"
@@ -24,6 +25,37 @@
 #define CS_HB_METHOD_REGISTER 1u
 #define CS_HB_METHOD_HEARTBEAT 2u
 #define CS_DAT_MAGIC 0x54445343u /* "CSDT" */
+#define CS_CLI_SERVICE_ID 11u
+#define CS_CLI_METHOD_GET_LEADER 1u
+
+/* A peer probed with small RPCs (see cs_heartbeat.h "Service health"). */
+typedef struct probe_sample {
+    uint64_t at_ms; /* monotonic ms of the completion */
+    uint32_t us;    /* round trip (the timeout for a lost probe) */
+    bool lost;
+} probe_sample;
+
+typedef struct probe_peer {
+    uint64_t id;           /* raft peer id ("ip:port" packed); 0 = free slot */
+    uint32_t gen;          /* bumped when the slot changes peer: late callbacks are dropped */
+    rpc_channel *ch;       /* on hb->loop */
+    bool inflight;         /* at most one probe per peer in flight */
+    uint64_t seen_ms;      /* last heartbeat that found it in a copyset configuration */
+    uint32_t head, n;      /* ring of the latest results */
+    probe_sample ring[CS_HB_PROBE_RING];
+} probe_peer;
+
+typedef struct probe_call {
+    struct cs_hb *hb;
+    unsigned slot;
+    uint32_t gen;
+    uint64_t t0_ns;
+} probe_call;
+
+/* Cumulative count/sum of a latency recorder at the previous heartbeat. */
+typedef struct lat_mark {
+    uint64_t count, sum_us;
+} lat_mark;
 
 /* An operator from the MDS being run (or just finished, until a heartbeat reported it). */
 typedef struct hb_op {
@@ -56,6 +88,18 @@ struct cs_hb {
     bool stop;
     uint64_t sent, failed, ops_run, ops_failed;
     int last_err;
+    /* service health (protected by lock; the marks only by the heartbeat thread) */
+    probe_peer probes[CS_HB_PROBE_PEERS];
+    uint64_t probes_sent, probes_lost;
+    lat_mark write_mark, apply_mark;
+    uint64_t mark_ms;
+    /* copyset view collector (see info_collect): the latest complete snapshot, under lock */
+    pthread_t col_thread;
+    bool col_started, col_req;
+    pthread_cond_t col_cond, col_done;
+    cs_copyset_info *col_buf, *cache; /* collector's buffer, latest snapshot (swapped) */
+    uint32_t cache_n;
+    uint64_t cache_seq, cache_ms, stale_sent;
 };
 
 int cs_dat_encode(uint32_t id, const char *token, uint8_t *buf, size_t len)
@@ -297,6 +341,285 @@ static void remove_stale(cs_hb *hb, const Curve__Heartbeat__CopysetInfo *c)
               curve_strerror(rc));
 }
 
+/* ---- service health: peer probes and latency summaries (cs_heartbeat.h) ---------------- */
+
+static void probe_cb(rpc_result *r, void *arg)
+{
+    probe_call *pc = arg;
+    cs_hb *hb = pc->hb;
+    uint64_t us = (curve_now_mono_ns() - pc->t0_ns) / 1000;
+    bool lost = r->status != 0;
+    if (lost && us < (uint64_t)CS_HB_PROBE_TIMEOUT_MS * 1000)
+        us = (uint64_t)CS_HB_PROBE_TIMEOUT_MS * 1000; /* a failed probe counts as a timeout */
+    pthread_mutex_lock(&hb->lock);
+    probe_peer *p = &hb->probes[pc->slot];
+    if (p->gen == pc->gen && r->status != CURVE_ERR_SHUTDOWN && r->status != CURVE_ERR_CANCELED) {
+        p->inflight = false;
+        probe_sample *x = &p->ring[p->head];
+        p->head = (p->head + 1) % CS_HB_PROBE_RING;
+        if (p->n < CS_HB_PROBE_RING)
+            p->n++;
+        x->at_ms = curve_now_mono_ms();
+        x->us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+        x->lost = lost;
+        if (lost)
+            hb->probes_lost++;
+    } else if (p->gen == pc->gen) {
+        p->inflight = false;
+    }
+    pthread_mutex_unlock(&hb->lock);
+    free(pc);
+}
+
+/* Sends one probe to every known peer that has none in flight. Heartbeat thread. */
+static void probe_send_all(cs_hb *hb)
+{
+    Curve__Cli__GetLeaderRequest req = CURVE__CLI__GET_LEADER_REQUEST__INIT;
+    req.logical_pool_id = 0; /* copyset 0.0 never exists: answered at once, no disk */
+    req.copyset_id = 0;
+    for (unsigned i = 0; i < CS_HB_PROBE_PEERS; i++) {
+        pthread_mutex_lock(&hb->lock);
+        probe_peer *p = &hb->probes[i];
+        if (p->id == 0 || p->ch == NULL || p->inflight || hb->stop) {
+            pthread_mutex_unlock(&hb->lock);
+            continue;
+        }
+        probe_call *pc = malloc(sizeof(*pc));
+        if (pc == NULL) {
+            pthread_mutex_unlock(&hb->lock);
+            return;
+        }
+        *pc = (probe_call){.hb = hb, .slot = i, .gen = p->gen, .t0_ns = curve_now_mono_ns()};
+        p->inflight = true;
+        rpc_channel *ch = p->ch;
+        hb->probes_sent++;
+        pthread_mutex_unlock(&hb->lock);
+        /* The channel is only closed by this thread (probe_set_peers, cs_hb_stop). */
+        int rc = rpc_channel_call(ch, CS_CLI_SERVICE_ID, CS_CLI_METHOD_GET_LEADER, &req.base,
+                                  NULL, &curve__cli__get_leader_response__descriptor,
+                                  CS_HB_PROBE_TIMEOUT_MS, probe_cb, pc, NULL);
+        if (rc != 0) {
+            pthread_mutex_lock(&hb->lock);
+            if (hb->probes[i].gen == pc->gen)
+                hb->probes[i].inflight = false;
+            pthread_mutex_unlock(&hb->lock);
+            free(pc);
+        }
+    }
+}
+
+/* Makes the probed set follow the peers of this chunkserver's copysets (ids[0..n), distinct,
+ * self excluded). A peer missing from the configurations for CS_HB_PROBE_FORGET_MS is dropped;
+ * beyond CS_HB_PROBE_PEERS peers the rest is not probed. Heartbeat thread. */
+static void probe_set_peers(cs_hb *hb, const uint64_t *ids, uint32_t n, uint64_t now_ms)
+{
+    rpc_channel *closing[CS_HB_PROBE_PEERS];
+    unsigned nclosing = 0;
+    pthread_mutex_lock(&hb->lock);
+    for (uint32_t k = 0; k < n; k++) {
+        probe_peer *p = NULL, *free_slot = NULL;
+        for (unsigned i = 0; i < CS_HB_PROBE_PEERS; i++) {
+            if (hb->probes[i].id == ids[k])
+                p = &hb->probes[i];
+            else if (hb->probes[i].id == 0 && free_slot == NULL)
+                free_slot = &hb->probes[i];
+        }
+        if (p == NULL && free_slot != NULL) {
+            char addr[CS_PEER_STR_MAX];
+            cs_peer_format(ids[k], false, addr, sizeof(addr));
+            rpc_channel_opts co = {.timeout_ms = CS_HB_PROBE_TIMEOUT_MS};
+            rpc_channel *ch = NULL;
+            if (rpc_channel_new(hb->loop, addr, &co, &ch) == 0) {
+                p = free_slot;
+                uint32_t gen = p->gen + 1;
+                memset(p, 0, sizeof(*p));
+                p->gen = gen;
+                p->id = ids[k];
+                p->ch = ch;
+            }
+        }
+        if (p != NULL)
+            p->seen_ms = now_ms;
+    }
+    for (unsigned i = 0; i < CS_HB_PROBE_PEERS; i++) {
+        probe_peer *p = &hb->probes[i];
+        if (p->id != 0 && now_ms - p->seen_ms > CS_HB_PROBE_FORGET_MS) {
+            closing[nclosing++] = p->ch;
+            p->gen++;
+            p->id = 0;
+            p->ch = NULL;
+            p->inflight = false;
+            p->n = p->head = 0;
+        }
+    }
+    pthread_mutex_unlock(&hb->lock);
+    /* without the lock: pending probe callbacks (SHUTDOWN) take it on the loop */
+    for (unsigned i = 0; i < nclosing; i++)
+        rpc_channel_close_sync(closing[i]);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Summary of peer slot p's samples younger than the window (hb->lock held). False when
+ * there is none. */
+static bool probe_summary_locked(const probe_peer *p, uint64_t now_ms,
+                                 Curve__Heartbeat__PeerProbe *out)
+{
+    uint32_t v[CS_HB_PROBE_RING], n = 0, lost = 0;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+        const probe_sample *x = &p->ring[i];
+        if (x->at_ms + CS_HB_PROBE_WINDOW_MS < now_ms)
+            continue;
+        v[n++] = x->us;
+        sum += x->us;
+        lost += x->lost;
+    }
+    if (n == 0)
+        return false;
+    qsort(v, n, sizeof(v[0]), cmp_u32);
+    out->samples = n;
+    out->has_lost = out->has_mean_us = out->has_p50_us = out->has_p90_us = out->has_max_us = 1;
+    out->lost = lost;
+    out->mean_us = (uint32_t)(sum / n);
+    out->p50_us = v[(n - 1) / 2];
+    out->p90_us = v[(n * 9 + 9) / 10 - 1];
+    out->max_us = v[n - 1];
+    return true;
+}
+
+/* Mean over the interval since *mark of a cumulative recorder; updates *mark. */
+static uint32_t interval_mean(const curve_latency_stats *st, lat_mark *mark, uint64_t *count)
+{
+    uint64_t dc = st->count >= mark->count ? st->count - mark->count : st->count;
+    uint64_t ds = st->sum_us >= mark->sum_us ? st->sum_us - mark->sum_us : st->sum_us;
+    mark->count = st->count;
+    mark->sum_us = st->sum_us;
+    *count = dc;
+    uint64_t mean = dc ? ds / dc : 0;
+    return mean > UINT32_MAX ? UINT32_MAX : (uint32_t)mean;
+}
+
+static uint32_t clamp32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* Storage of the health part of one heartbeat request. */
+typedef struct health_buf {
+    Curve__Heartbeat__ServiceHealth h;
+    Curve__Heartbeat__PeerProbe pr[CS_HB_PROBE_PEERS];
+    Curve__Heartbeat__PeerProbe *ppr[CS_HB_PROBE_PEERS];
+    char addr[CS_HB_PROBE_PEERS][CS_PEER_STR_MAX];
+} health_buf;
+
+/* Fills b (hb->lock held). The interval marks move only when the request is built. */
+static void health_fill_locked(cs_hb *hb, health_buf *b, uint64_t now_ms)
+{
+    Curve__Heartbeat__ServiceHealth *h = &b->h;
+    curve__heartbeat__service_health__init(h);
+    cs_mgr *m = hb->o.mgr;
+    h->has_interval_ms = 1;
+    h->interval_ms = clamp32(hb->mark_ms ? now_ms - hb->mark_ms : 0);
+    hb->mark_ms = now_ms;
+    curve_latency_stats st;
+    if (m != NULL && m->m_lat[CS_OP_WRITE] != NULL) {
+        curve_latency_get_stats(m->m_lat[CS_OP_WRITE], &st);
+        h->has_writes = h->has_write_mean_us = h->has_write_p50_us = h->has_write_p99_us = 1;
+        h->write_mean_us = interval_mean(&st, &hb->write_mark, &h->writes);
+        h->write_p50_us = clamp32(st.p50_us);
+        h->write_p99_us = clamp32(st.p99_us);
+    }
+    if (m != NULL && m->m_apply_lat != NULL) {
+        curve_latency_get_stats(m->m_apply_lat, &st);
+        h->has_applies = h->has_apply_mean_us = h->has_apply_p50_us = h->has_apply_p99_us = 1;
+        h->apply_mean_us = interval_mean(&st, &hb->apply_mark, &h->applies);
+        h->apply_p50_us = clamp32(st.p50_us);
+        h->apply_p99_us = clamp32(st.p99_us);
+    }
+    h->has_probe_window_ms = 1;
+    h->probe_window_ms = CS_HB_PROBE_WINDOW_MS;
+    size_t np = 0;
+    for (unsigned i = 0; i < CS_HB_PROBE_PEERS; i++) {
+        const probe_peer *p = &hb->probes[i];
+        if (p->id == 0)
+            continue;
+        Curve__Heartbeat__PeerProbe *x = &b->pr[np];
+        curve__heartbeat__peer_probe__init(x);
+        if (!probe_summary_locked(p, now_ms, x))
+            continue;
+        cs_peer_format(p->id, true, b->addr[np], CS_PEER_STR_MAX);
+        x->peer = b->addr[np];
+        b->ppr[np] = x;
+        np++;
+    }
+    h->probes = b->ppr;
+    h->n_probes = np;
+}
+
+/* ---- copyset view collector -------------------------------------------------------------
+ * cs_mgr_snapshot_infos asks every group's loop for its status. A slow disk blocks those loops
+ * (apply runs on them), and a heartbeat waiting for them would stall for seconds: the MDS would
+ * think the chunkserver dead, and could not hand it the leader transfers that move leadership
+ * off it. So a collector thread takes the snapshots; a heartbeat asks for a fresh one, waits
+ * at most CS_HB_INFO_WAIT_MS and otherwise reports the latest complete one (older views are
+ * harmless at the MDS: lower epochs and terms are ignored there). */
+
+static void *collector_main(void *arg)
+{
+    cs_hb *hb = arg;
+    pthread_mutex_lock(&hb->lock);
+    while (!hb->stop) {
+        if (!hb->col_req) {
+            pthread_cond_wait(&hb->col_cond, &hb->lock);
+            continue;
+        }
+        hb->col_req = false;
+        cs_copyset_info *buf = hb->col_buf;
+        pthread_mutex_unlock(&hb->lock);
+        uint32_t n = cs_mgr_snapshot_infos(hb->o.mgr, buf, CS_MGR_MAX_COPYSETS);
+        pthread_mutex_lock(&hb->lock);
+        hb->col_buf = hb->cache;
+        hb->cache = buf;
+        hb->cache_n = n;
+        hb->cache_seq++;
+        hb->cache_ms = curve_now_mono_ms();
+        pthread_cond_broadcast(&hb->col_done);
+    }
+    pthread_mutex_unlock(&hb->lock);
+    return NULL;
+}
+
+/* Copies the copyset view into out (fresh if the collector answers within
+ * CS_HB_INFO_WAIT_MS, else the latest one); returns the count. Heartbeat thread. */
+static uint32_t info_collect(cs_hb *hb, cs_copyset_info *out)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)CS_HB_INFO_WAIT_MS * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&hb->lock);
+    uint64_t seq0 = hb->cache_seq;
+    hb->col_req = true;
+    pthread_cond_signal(&hb->col_cond);
+    while (!hb->stop && hb->cache_seq == seq0) {
+        if (pthread_cond_timedwait(&hb->col_done, &hb->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    if (hb->cache_seq == seq0)
+        hb->stale_sent++;
+    uint32_t n = hb->cache_n;
+    if (n > 0)
+        memcpy(out, hb->cache, (size_t)n * sizeof(*out));
+    pthread_mutex_unlock(&hb->lock);
+    return n;
+}
+
 /* Builds the per-copyset part of a heartbeat; the strings live in `peers` (caller frees). */
 static int do_heartbeat(cs_hb *hb)
 {
@@ -309,7 +632,7 @@ static int do_heartbeat(cs_hb *hb)
     int rc = -ENOMEM;
     if (infos == NULL || cis == NULL || cip == NULL || strs == NULL || ptrs == NULL)
         goto out;
-    uint32_t n = cs_mgr_snapshot_infos(hb->o.mgr, infos, CS_MGR_MAX_COPYSETS);
+    uint32_t n = info_collect(hb, infos);
     uint32_t leaders = 0;
     for (uint32_t i = 0; i < n; i++) {
         cs_copyset_info *in = &infos[i];
@@ -347,8 +670,25 @@ static int do_heartbeat(cs_hb *hb)
         }
         cip[i] = c;
     }
+    /* the peers to probe: every other member of our copysets */
+    uint64_t now_ms = curve_now_mono_ms();
+    uint64_t pids[CS_HB_PROBE_PEERS];
+    uint32_t npids = 0;
+    for (uint32_t i = 0; i < n && npids < CS_HB_PROBE_PEERS; i++) {
+        for (uint32_t k = 0; k < infos[i].conf.n && npids < CS_HB_PROBE_PEERS; k++) {
+            uint64_t id = infos[i].conf.s[k].id;
+            bool dup = id == hb->o.mgr->self_id;
+            for (uint32_t j = 0; j < npids && !dup; j++)
+                dup = pids[j] == id;
+            if (!dup)
+                pids[npids++] = id;
+        }
+    }
+    probe_set_peers(hb, pids, npids, now_ms);
     /* operator progress; hb->lock stays held until the request is packed (peer strings) */
+    health_buf hbuf;
     pthread_mutex_lock(&hb->lock);
+    health_fill_locked(hb, &hbuf, now_ms);
     for (uint32_t i = 0; i < n; i++)
         op_report_locked(hb, &cis[i]);
     uint64_t total = 0, avail = 0;
@@ -378,6 +718,7 @@ static int do_heartbeat(cs_hb *hb)
     req.has_leader_count = req.has_copyset_count = 1;
     req.leader_count = leaders;
     req.copyset_count = n;
+    req.health = &hbuf.h;
     ProtobufCMessage *r = NULL;
     /* pack under the lock, send without it */
     size_t plen = protobuf_c_message_get_packed_size(&req.base);
@@ -427,23 +768,39 @@ out:
     return rc;
 }
 
+/* Heartbeats every interval (registration retries sooner); between them, a probe to every
+ * peer each CS_HB_PROBE_PERIOD_MS. */
 static void *hb_main(void *arg)
 {
     cs_hb *hb = arg;
+    uint64_t next_hb = 0;
     for (;;) {
-        int rc = hb->id == 0 ? do_register(hb) : do_heartbeat(hb);
-        pthread_mutex_lock(&hb->lock);
-        hb->sent++;
-        if (rc != 0)
-            hb->failed++;
-        hb->last_err = rc;
-        /* registration retries sooner than the heartbeat period */
-        uint64_t wait_ms = (hb->id == 0 && hb->o.interval_ms > 1000) ? 1000 : hb->o.interval_ms;
+        uint64_t now = curve_now_mono_ms();
+        if (now >= next_hb) {
+            int rc = hb->id == 0 ? do_register(hb) : do_heartbeat(hb);
+            pthread_mutex_lock(&hb->lock);
+            hb->sent++;
+            if (rc != 0)
+                hb->failed++;
+            hb->last_err = rc;
+            pthread_mutex_unlock(&hb->lock);
+            /* registration retries sooner than the heartbeat period */
+            uint64_t wait_ms =
+                (hb->id == 0 && hb->o.interval_ms > 1000) ? 1000 : hb->o.interval_ms;
+            next_hb = curve_now_mono_ms() + wait_ms;
+        }
+        if (hb->id != 0)
+            probe_send_all(hb);
+        now = curve_now_mono_ms();
+        uint64_t until = now + CS_HB_PROBE_PERIOD_MS < next_hb ? now + CS_HB_PROBE_PERIOD_MS
+                                                               : next_hb;
+        uint64_t wait_ms = until > now ? until - now : 0;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t ns = (uint64_t)ts.tv_nsec + (wait_ms % 1000) * 1000000u;
         ts.tv_sec += (time_t)(wait_ms / 1000 + ns / 1000000000u);
         ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_mutex_lock(&hb->lock);
         while (!hb->stop) {
             if (pthread_cond_timedwait(&hb->cond, &hb->lock, &ts) == ETIMEDOUT)
                 break;
@@ -500,13 +857,34 @@ int cs_hb_start(const cs_hb_opts *o, cs_hb **out)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&hb->cond, &ca);
+    pthread_cond_init(&hb->col_done, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&hb->col_cond, NULL);
+    hb->col_buf = calloc(CS_MGR_MAX_COPYSETS, sizeof(*hb->col_buf));
+    hb->cache = calloc(CS_MGR_MAX_COPYSETS, sizeof(*hb->cache));
+    rc = hb->col_buf && hb->cache ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = -pthread_create(&hb->col_thread, NULL, collector_main, hb);
+    if (rc != 0)
+        goto err_after_sync;
+    hb->col_started = true;
     rc = -pthread_create(&hb->thread, NULL, hb_main, hb);
     if (rc != 0)
         goto err_after_sync;
     *out = hb;
     return 0;
 err_after_sync:
+    if (hb->col_started) {
+        pthread_mutex_lock(&hb->lock);
+        hb->stop = true;
+        pthread_cond_broadcast(&hb->col_cond);
+        pthread_mutex_unlock(&hb->lock);
+        pthread_join(hb->col_thread, NULL);
+    }
+    free(hb->col_buf);
+    free(hb->cache);
+    pthread_cond_destroy(&hb->col_cond);
+    pthread_cond_destroy(&hb->col_done);
     pthread_cond_destroy(&hb->cond);
     pthread_mutex_destroy(&hb->lock);
 err_after_channels:
@@ -532,8 +910,16 @@ void cs_hb_stop(cs_hb *hb)
     pthread_mutex_lock(&hb->lock);
     hb->stop = true;
     pthread_cond_broadcast(&hb->cond);
+    pthread_cond_broadcast(&hb->col_cond);
+    pthread_cond_broadcast(&hb->col_done);
     pthread_mutex_unlock(&hb->lock);
     pthread_join(hb->thread, NULL);
+    pthread_join(hb->col_thread, NULL); /* bounded: a snapshot in progress completes */
+    for (unsigned i = 0; i < CS_HB_PROBE_PEERS; i++) {
+        if (hb->probes[i].ch != NULL)
+            rpc_channel_close_sync(hb->probes[i].ch); /* pending probes end (SHUTDOWN) */
+        hb->probes[i].ch = NULL;
+    }
     curve_workpool_free(hb->wp); /* running operators finish (bounded), done on hb->loop */
     for (unsigned i = 0; i < hb->naddrs; i++)
         rpc_channel_close_sync(hb->ch[i]);
@@ -541,18 +927,44 @@ void cs_hb_stop(cs_hb *hb)
     curve_loop_join(hb->loop);
     curve_loop_free(hb->loop);
     pthread_cond_destroy(&hb->cond);
+    pthread_cond_destroy(&hb->col_cond);
+    pthread_cond_destroy(&hb->col_done);
     pthread_mutex_destroy(&hb->lock);
+    free(hb->col_buf);
+    free(hb->cache);
     free(hb);
 }
 
 void cs_hb_status_json(cs_hb *hb, json_t *obj)
 {
     pthread_mutex_lock(&hb->lock);
-    json_t *o = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:s}", "chunkserver_id", (int)hb->id,
-                          "mds", hb->addrs[hb->cur], "sent", (json_int_t)hb->sent, "failed",
-                          (json_int_t)hb->failed, "operators", (json_int_t)hb->ops_run,
-                          "operators_failed", (json_int_t)hb->ops_failed, "last_error",
-                          hb->last_err ? curve_strerror(hb->last_err) : "");
+    json_t *o = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I}", "chunkserver_id",
+                          (int)hb->id, "mds", hb->addrs[hb->cur], "sent", (json_int_t)hb->sent,
+                          "failed", (json_int_t)hb->failed, "operators",
+                          (json_int_t)hb->ops_run, "operators_failed",
+                          (json_int_t)hb->ops_failed, "last_error",
+                          hb->last_err ? curve_strerror(hb->last_err) : "", "probes_sent",
+                          (json_int_t)hb->probes_sent, "probes_lost",
+                          (json_int_t)hb->probes_lost);
+    if (o != NULL)
+        json_object_set_new(o, "stale_views_sent", json_integer((json_int_t)hb->stale_sent));
+    json_t *peers = json_array();
+    uint64_t now_ms = curve_now_mono_ms();
+    for (unsigned i = 0; o != NULL && peers != NULL && i < CS_HB_PROBE_PEERS; i++) {
+        Curve__Heartbeat__PeerProbe x = CURVE__HEARTBEAT__PEER_PROBE__INIT;
+        if (hb->probes[i].id == 0 || !probe_summary_locked(&hb->probes[i], now_ms, &x))
+            continue;
+        char addr[CS_PEER_STR_MAX];
+        cs_peer_format(hb->probes[i].id, true, addr, sizeof(addr));
+        json_array_append_new(peers, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "peer", addr,
+                                               "samples", (int)x.samples, "lost", (int)x.lost,
+                                               "mean_us", (int)x.mean_us, "p90_us",
+                                               (int)x.p90_us, "max_us", (int)x.max_us));
+    }
     pthread_mutex_unlock(&hb->lock);
+    if (o != NULL && peers != NULL)
+        json_object_set_new(o, "probes", peers);
+    else
+        json_decref(peers);
     json_object_set_new(obj, "heartbeat", o);
 }

@@ -7,6 +7,7 @@
  * and health, and per copyset its peers, leader, term, epoch and applied index. Operators in the
  * reply (add/remove/change peer, transfer leader; only for copysets this server leads) are run
  * through the copyset manager. A failed call or NOT_LEADER rotates to the next MDS address.
+ * Each heartbeat also reports the node's recent service health (below).
  *
  * Threads: cs_hb_start/cs_hb_stop from the daemon's main thread; cs_hb_status_json from any.
  */
@@ -23,6 +24,25 @@
 #define CS_HB_MAX_OPS 64u           /* operators run per heartbeat reply */
 #define CS_HB_MAX_STALE 256u        /* stale copysets handled per heartbeat reply */
 #define CS_DAT_FILE "chunkserver.dat"
+
+/* Service health (heartbeat.proto ServiceHealth; docs/mds.md "Slow chunkservers"). Every
+ * heartbeat carries the mean chunk write service time (RPC arrival -> reply built, as leader)
+ * and the mean state machine apply time (chunk store write, any role) since the previous
+ * heartbeat, their p50/p99 over the metrics window, and per peer the round trips of small
+ * probe RPCs (CliService GetLeader of the never-existing copyset 0.0: answered on the peer's
+ * RPC loop without disk). The heartbeat thread sends one probe to every peer of its copysets
+ * each CS_HB_PROBE_PERIOD_MS (at most one in flight per peer), so a reply delay, packet loss
+ * (a TCP retransmission) or a stalled RPC loop on a peer shows as a longer round trip. */
+#define CS_HB_PROBE_PEERS 32u        /* peers probed (the first ones found) */
+#define CS_HB_PROBE_RING 64u         /* results kept per peer */
+#define CS_HB_PROBE_PERIOD_MS 50u    /* one probe per peer per period */
+#define CS_HB_PROBE_TIMEOUT_MS 1000u /* a probe not answered by then counts as lost */
+#define CS_HB_PROBE_WINDOW_MS 2000u  /* results younger than this are reported */
+#define CS_HB_PROBE_FORGET_MS 30000u /* a peer absent from our copysets this long is dropped */
+/* The copyset view of a heartbeat comes from a collector thread (cs_mgr_snapshot_infos blocks
+ * on the group loops, which a slow disk stalls); a heartbeat waits this long for a fresh view,
+ * then sends the latest complete one, so that a slow chunkserver keeps heartbeating. */
+#define CS_HB_INFO_WAIT_MS 300u
 
 typedef struct cs_hb cs_hb;
 

@@ -15,6 +15,107 @@
 #include "curve/errors.h"
 #include "heartbeat.pb-c.h"
 #include "mds/mds_daemon.h"
+#include "mds/slownode.h"
+
+/* ---- slow chunkservers (slownode.h, docs/mds.md "Slow chunkservers") ---- */
+
+#define MDS_SLOW_GAUGES_MAX 4096 /* per-chunkserver mds_chunkserver_slow gauges */
+
+mds_slow_tracker mds_slow_daemon; /* under d->lock; initialised by mds_slow_glue_reset */
+
+static struct {
+    bool init;
+    curve_gauge *count;
+    curve_counter *marks, *unmarks, *transfers;
+    size_t ngauges;
+    struct {
+        uint32_t cs_id;
+        curve_gauge *g;
+    } gauges[MDS_SLOW_GAUGES_MAX];
+} g_slowm; /* under d->lock */
+
+void mds_slow_glue_reset(mds_daemon *d)
+{
+    (void)d;
+    if (!g_slowm.init) {
+        mds_slow_cfg cfg;
+        mds_slow_cfg_default(&cfg);
+        /* Until the daemon's schema carries mds_slow_cfg_defs: CURVE_MDS_SLOW_DETECT=0 turns
+         * the mechanism off (A/B measurements). */
+        const char *env = getenv("CURVE_MDS_SLOW_DETECT");
+        if (env != NULL && strcmp(env, "0") == 0)
+            cfg.enabled = false;
+        mds_slow_init(&mds_slow_daemon, &cfg);
+        CLOG_INFO("mds: slow chunkserver detection %s", cfg.enabled ? "on" : "off");
+        curve_metrics *r = curve_metrics_default();
+        (void)curve_metrics_gauge(r, "mds_slow_chunkservers",
+                                  "chunkservers marked slow (leaders are moved off them)", NULL,
+                                  &g_slowm.count);
+        (void)curve_metrics_counter(r, "mds_slow_marks_total", "chunkservers marked slow", NULL,
+                                    &g_slowm.marks);
+        (void)curve_metrics_counter(r, "mds_slow_unmarks_total",
+                                    "slow chunkservers unmarked after the hold time", NULL,
+                                    &g_slowm.unmarks);
+        (void)curve_metrics_counter(r, "mds_slow_leader_transfers_total",
+                                    "leader transfers created to move leaders off slow "
+                                    "chunkservers", NULL, &g_slowm.transfers);
+        g_slowm.init = true;
+    }
+    for (size_t i = 0; i < mds_slow_daemon.n; i++) {
+        if (!mds_slow_daemon.v[i].marked)
+            continue;
+        for (size_t k = 0; k < g_slowm.ngauges; k++)
+            if (g_slowm.gauges[k].cs_id == mds_slow_daemon.v[i].cs_id)
+                curve_gauge_set(g_slowm.gauges[k].g, 0);
+    }
+    mds_slow_reset(&mds_slow_daemon);
+    if (g_slowm.count)
+        curve_gauge_set(g_slowm.count, 0);
+}
+
+static void slow_gauge_set(uint32_t cs_id, bool marked)
+{
+    for (size_t k = 0; k < g_slowm.ngauges; k++) {
+        if (g_slowm.gauges[k].cs_id == cs_id) {
+            curve_gauge_set(g_slowm.gauges[k].g, marked);
+            return;
+        }
+    }
+    if (g_slowm.ngauges == MDS_SLOW_GAUGES_MAX)
+        return;
+    char id[16];
+    snprintf(id, sizeof(id), "%u", cs_id);
+    curve_gauge *g = NULL;
+    if (curve_metrics_gauge(curve_metrics_default(), "mds_chunkserver_slow",
+                            "1 while the chunkserver is marked slow",
+                            (const char *[]){"chunkserver", id, NULL}, &g) != 0)
+        return;
+    curve_gauge_set(g, marked);
+    g_slowm.gauges[g_slowm.ngauges].cs_id = cs_id;
+    g_slowm.gauges[g_slowm.ngauges].g = g;
+    g_slowm.ngauges++;
+}
+
+void mds_slow_glue_schedule(mds_daemon *d, uint64_t now_ms)
+{
+    if (mds_slow_count(&mds_slow_daemon) == 0)
+        return;
+    mds_sched_result res;
+    if (mds_sched_slow_leaders(&d->topo, &d->ops, now_ms, &d->schedcfg, mds_slow_marked_cb,
+                               &mds_slow_daemon, &res) != 0)
+        return;
+    curve_counter_add(d->m.ops_created, res.ops_created);
+    if (g_slowm.transfers)
+        curve_counter_add(g_slowm.transfers, res.ops_created);
+    if (res.ops_created)
+        CLOG_INFO("mds: scheduler slow_node: %zu leader transfers (busy %zu, no leader %zu, "
+                  "backoff %zu, rate limited %zu)", res.ops_created, res.skipped_busy,
+                  res.skipped_no_leader, res.skipped_backoff, res.rate_limited);
+}
+
+/* Feeds the health part of a heartbeat to the tracker. */
+static void slow_report(mds_daemon *d, const Curve__Heartbeat__HeartbeatRequest *req,
+                        uint64_t now_ms);
 
 static void h_register(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
 {
@@ -73,6 +174,67 @@ static uint32_t peer_id(mds_daemon *d, const char *peer)
         return 0;
     const mds_chunkserver *cs = mds_topo_cs_by_addr(&d->topo, host, (uint32_t)port);
     return cs ? cs->id : 0;
+}
+
+static void slow_report(mds_daemon *d, const Curve__Heartbeat__HeartbeatRequest *req,
+                        uint64_t now_ms)
+{
+    if (!g_slowm.init)
+        mds_slow_glue_reset(d);
+    const Curve__Heartbeat__ServiceHealth *h = req->health;
+    if (h == NULL)
+        return;
+    mds_slow_report rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.cs_id = req->chunkserver_id;
+    if (h->has_writes && h->has_write_mean_us) {
+        rep.writes = h->writes;
+        rep.write_mean_us = h->write_mean_us;
+    }
+    if (h->has_applies && h->has_apply_mean_us) {
+        rep.applies = h->applies;
+        rep.apply_mean_us = h->apply_mean_us;
+    }
+    for (size_t i = 0; i < h->n_probes && rep.nprobes < MDS_SLOW_MAX_PROBES; i++) {
+        const Curve__Heartbeat__PeerProbe *p = h->probes[i];
+        if (p->peer == NULL || !p->has_mean_us)
+            continue;
+        mds_slow_probe *x = &rep.probes[rep.nprobes];
+        x->target = peer_id(d, p->peer);
+        if (x->target == 0 || x->target == rep.cs_id)
+            continue;
+        x->samples = p->samples;
+        x->lost = p->has_lost ? p->lost : 0;
+        x->mean_us = p->mean_us;
+        x->p50_us = p->has_p50_us ? p->p50_us : p->mean_us;
+        x->p90_us = p->has_p90_us ? p->p90_us : 0;
+        rep.nprobes++;
+    }
+    (void)mds_slow_report_add(&mds_slow_daemon, &rep, now_ms);
+}
+
+void mds_slow_glue_evaluate(mds_daemon *d, uint64_t now_ms)
+{
+    if (!g_slowm.init)
+        mds_slow_glue_reset(d);
+    mds_slow_change chs[16];
+    size_t n = mds_slow_evaluate(&mds_slow_daemon, &d->topo, now_ms, chs, 16);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        const mds_slow_change *ch = &chs[i];
+        if (ch->marked) {
+            curve_counter_inc(g_slowm.marks);
+            CLOG_WARN("mds: chunkserver %u marked SLOW: %s latency %u us vs cluster median %u "
+                      "us; moving its copyset leaders away", ch->cs_id,
+                      mds_slow_sig_name(ch->sig), ch->value_us, ch->median_us);
+        } else {
+            curve_counter_inc(g_slowm.unmarks);
+            CLOG_INFO("mds: chunkserver %u no longer slow (healthy for %llu ms)", ch->cs_id,
+                      (unsigned long long)mds_slow_daemon.cfg.hold_ms);
+        }
+        slow_gauge_set(ch->cs_id, ch->marked);
+    }
+    if (n > 0)
+        curve_gauge_set(g_slowm.count, (int64_t)mds_slow_count(&mds_slow_daemon));
 }
 
 typedef struct hb_op_buf {
@@ -222,6 +384,15 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
     }
     curve_counter_inc(d->m.hb);
     log_events(d, res->events, res->nevents);
+    /* Service health (judged in the scheduler tick); a chunkserver marked slow gets its
+     * leader transfers in this very reply. */
+    uint64_t hb_now = curve_now_mono_ms();
+    slow_report(d, req, hb_now);
+    if (mds_slow_is_marked(&mds_slow_daemon, req->chunkserver_id)) {
+        mds_slow_glue_schedule(d, hb_now);
+        res->nops = mds_optable_for_leader(&d->ops, &d->topo, req->chunkserver_id, res->ops,
+                                           MDS_HB_MAX_REPLY_OPS);
+    }
     size_t nops = 0;
     for (size_t i = 0; i < res->nops; i++) {
         /* A new peer must have the copyset before the leader adds it (else the group would

@@ -2,8 +2,9 @@
  * The leader's background thread (docs/mds.md "Daemon"): every sched_interval it
  *   1. applies time-based chunkserver transitions (mds_hb_tick) and stores changed states,
  *   2. expires operators past their deadline,
- *   3. runs recovery and replica-count (every run) and the balance schedulers
- *      (every balance_interval), each rate-limited by max_ops_per_run,
+ *   3. runs recovery and replica-count (every run), moves leaders off slow chunkservers
+ *      (slownode.h) and runs the balance schedulers (every balance_interval; leader balance
+ *      leaves slow chunkservers out), each rate-limited by max_ops_per_run,
  *   4. places the copysets of logical pools still waiting for enough chunkservers,
  *   5. creates placed copysets on their chunkservers (CreateCopyset, proto/copyset.proto)
  *      until a heartbeat reports them (leader known),
@@ -22,6 +23,7 @@
 #include "copyset.pb-c.h"
 #include "curve/errors.h"
 #include "mds/mds_daemon.h"
+#include "mds/slownode.h"
 
 
 #define MDS_TICK_TRANSITIONS 256 /* state transitions logged per tick */
@@ -84,8 +86,13 @@ static void tick(mds_daemon *d, bool balance)
     if (balance && curve_config_bool(d->cfg, "copyset_balance") &&
         mds_sched_copyset_balance(&d->topo, &d->ops, now, &d->schedcfg, &res) == 0)
         log_sched(d, "copyset_balance", &res);
+    /* Leaders off slow chunkservers (also done on their heartbeats), before leader balance,
+     * which leaves slow chunkservers out (slownode.h). */
+    mds_slow_glue_evaluate(d, now);
+    mds_slow_glue_schedule(d, now);
     if (balance && curve_config_bool(d->cfg, "leader_balance") &&
-        mds_sched_leader_balance(&d->topo, &d->ops, now, &d->schedcfg, &res) == 0)
+        mds_sched_leader_balance_ex(&d->topo, &d->ops, now, &d->schedcfg, mds_slow_marked_cb,
+                                    &mds_slow_daemon, &res) == 0)
         log_sched(d, "leader_balance", &res);
     int rc = mds_persist_unlock(d, keys, vals, nk);
     if (rc < 0)
@@ -295,6 +302,9 @@ static void *bg_main(void *arg)
 
 int mds_bg_start(mds_daemon *d)
 {
+    pthread_mutex_lock(&d->lock);
+    mds_slow_glue_reset(d); /* a new leader judges from fresh reports */
+    pthread_mutex_unlock(&d->lock);
     atomic_store(&d->stop_bg, false);
     int rc = pthread_create(&d->bg, NULL, bg_main, d);
     if (rc != 0)

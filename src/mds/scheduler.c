@@ -31,7 +31,7 @@ const char *mds_op_type_name(mds_op_type t)
 const char *mds_sched_kind_name(mds_sched_kind k)
 {
     static const char *const names[] = {"recovery", "replica", "copyset_balance",
-                                        "leader_balance", "manual"};
+                                        "leader_balance", "manual", "slow_node"};
     return (unsigned)k < CURVE_ARRAY_SIZE(names) ? names[k] : "?";
 }
 
@@ -165,7 +165,9 @@ int mds_optable_add(mds_optable *o, const mds_operator *op, uint64_t *id_out)
 {
     if (!op_valid(op) || op->copyset_id == 0)
         return -EINVAL;
-    if (op_index(o, op->pool_id, op->copyset_id) >= 0 || mds_optable_cs_busy(o, mds_op_disk(op)))
+    bool shares_disk = op->type == MDS_OP_TRANSFER_LEADER && op->origin == MDS_SCHED_SLOW_NODE;
+    if (op_index(o, op->pool_id, op->copyset_id) >= 0 ||
+        (!shares_disk && mds_optable_cs_busy(o, mds_op_disk(op))))
         return CURVE_ERR_BUSY;
     if (o->n >= o->max)
         return -ENOSPC;
@@ -779,9 +781,19 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* leader balance */
 
+typedef struct avoid_set {
+    mds_cs_busy_fn fn; /* NULL: nobody avoided */
+    void *ctx;
+} avoid_set;
+
+static bool avoided(const avoid_set *a, uint32_t cs_id)
+{
+    return a->fn != NULL && a->fn(a->ctx, cs_id);
+}
+
 static int leader_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                        const mds_sched_cfg *cfg, pool_view *v, uint32_t *leaders, uint8_t *done,
-                       mds_sched_result *res)
+                       const avoid_set *avoid, mds_sched_result *res)
 {
     for (;;) {
         long s = pick_max(v, leaders, done);
@@ -798,7 +810,8 @@ static int leader_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
             for (uint32_t k = 0; k < c->npeers; k++) {
                 uint32_t p = c->peers[k];
                 long d = mds_place_cs_index(t, p);
-                if (p == src || d < 0 || !cs_online(t, p) || mds_optable_cs_busy(ops, p))
+                if (p == src || d < 0 || !cs_online(t, p) || mds_optable_cs_busy(ops, p) ||
+                    avoided(avoid, p))
                     continue;
                 if (best < 0 || leaders[d] < leaders[best])
                     best = d;
@@ -826,6 +839,14 @@ static int leader_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
 int mds_sched_leader_balance(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                              const mds_sched_cfg *cfg, mds_sched_result *res)
 {
+    return mds_sched_leader_balance_ex(t, ops, now_ms, cfg, NULL, NULL, res);
+}
+
+int mds_sched_leader_balance_ex(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                                const mds_sched_cfg *cfg, mds_cs_busy_fn avoid_fn,
+                                void *avoid_ctx, mds_sched_result *res)
+{
+    avoid_set avoid = {avoid_fn, avoid_ctx};
     memset(res, 0, sizeof(*res));
     size_t n = t->css.n ? t->css.n : 1;
     uint32_t *leaders = calloc(n, sizeof(*leaders));
@@ -846,12 +867,120 @@ int mds_sched_leader_balance(const mds_topology *t, mds_optable *ops, uint64_t n
     }
     for (size_t p = 0; p < t->ppools.n && rc == 0; p++) {
         pool_members(t, t->ppools.v[p].id, leaders, cfg->leader_range_pct, &v);
+        if (avoid.fn != NULL) { /* avoided members: out of the mean, never a source/target */
+            size_t kept = 0;
+            uint64_t sum = 0;
+            for (size_t k = 0; k < v.n; k++) {
+                if (avoided(&avoid, t->css.v[v.members[k]].id))
+                    continue;
+                v.members[kept++] = v.members[k];
+                sum += leaders[v.members[k]];
+            }
+            if (kept != v.n) {
+                v.n = kept;
+                v.mean = kept ? (double)sum / (double)kept : 0;
+                v.range = v.mean * cfg->leader_range_pct / 100.0;
+                if (v.range < 1)
+                    v.range = 1;
+            }
+        }
         if (v.n >= 2)
-            rc = leader_pool(t, ops, now_ms, cfg, &v, leaders, done, res);
+            rc = leader_pool(t, ops, now_ms, cfg, &v, leaders, done, &avoid, res);
     }
 out:
     free(leaders);
     free(done);
     free(v.members);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* leaders off slow chunkservers */
+
+/* The follower of c to lead instead of its slow leader: online, not slow, fewest leaders
+ * (planned counts), lowest id on ties. 0 if none. */
+static uint32_t slow_target(const mds_topology *t, const mds_copyset *c, const uint32_t *leaders,
+                            const avoid_set *slow)
+{
+    uint32_t best = 0;
+    long best_idx = -1;
+    for (uint32_t k = 0; k < c->npeers; k++) {
+        uint32_t p = c->peers[k];
+        long d = mds_place_cs_index(t, p);
+        if (p == c->leader || d < 0 || !cs_online(t, p) || avoided(slow, p))
+            continue;
+        if (best == 0 || leaders[d] < leaders[best_idx] ||
+            (leaders[d] == leaders[best_idx] && p < best)) {
+            best = p;
+            best_idx = d;
+        }
+    }
+    return best;
+}
+
+int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow, void *slow_ctx,
+                           mds_sched_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    avoid_set slow = {is_slow, slow_ctx};
+    if (is_slow == NULL)
+        return 0;
+    size_t n = t->css.n ? t->css.n : 1;
+    uint32_t *leaders = calloc(n, sizeof(*leaders));
+    if (leaders == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->copysets.n; i++) {
+        const mds_copyset *c = &t->copysets.v[i];
+        long idx = c->leader && mds_copyset_has_peer(c, c->leader)
+                       ? mds_place_cs_index(t, c->leader)
+                       : -1;
+        if (idx >= 0)
+            leaders[idx]++;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < t->copysets.n; i++) {
+        const mds_copyset *c = &t->copysets.v[i];
+        if (c->leader == 0 || !avoided(&slow, c->leader))
+            continue;
+        const mds_operator *op = mds_optable_find(ops, c->pool_id, c->id);
+        if (op != NULL) {
+            if (op->type != MDS_OP_TRANSFER_LEADER || !avoided(&slow, op->new_peer)) {
+                res->skipped_busy++; /* already moving (or changing membership): wait */
+                continue;
+            }
+            (void)mds_optable_remove(ops, c->pool_id, c->id); /* moving leadership *to* slow */
+        }
+        if (mds_optable_in_backoff(ops, c->pool_id, c->id, now_ms)) {
+            res->skipped_backoff++;
+            continue;
+        }
+        if (!leader_alive(t, c)) {
+            res->skipped_no_leader++;
+            continue;
+        }
+        uint32_t target = slow_target(t, c, leaders, &slow);
+        if (target == 0) {
+            res->skipped_busy++; /* no healthy follower: it stays (nothing better) */
+            continue;
+        }
+        if (res->ops_created >= cfg->max_ops_per_run) {
+            res->rate_limited++;
+            break;
+        }
+        rc = new_op(ops, c, MDS_OP_TRANSFER_LEADER, MDS_SCHED_SLOW_NODE, c->leader, target,
+                    now_ms, cfg, res);
+        if (rc == -ENOMEM)
+            break;
+        if (rc == 0) {
+            long s_idx = mds_place_cs_index(t, c->leader), d_idx = mds_place_cs_index(t, target);
+            if (s_idx >= 0 && leaders[s_idx] > 0)
+                leaders[s_idx]--;
+            if (d_idx >= 0)
+                leaders[d_idx]++;
+        }
+        rc = 0;
+    }
+    free(leaders);
     return rc;
 }

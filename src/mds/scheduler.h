@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "mds/placement.h"
 #include "mds/topology.h"
 
 #define MDS_OPTABLE_MAX_DEFAULT 65536 /* default bound on operators in flight */
@@ -40,6 +41,7 @@ typedef enum mds_sched_kind {
     MDS_SCHED_COPYSET_BALANCE = 2,
     MDS_SCHED_LEADER_BALANCE = 3,
     MDS_SCHED_MANUAL = 4,
+    MDS_SCHED_SLOW_NODE = 5, /* leaders moved off a slow chunkserver (slownode.h) */
 } mds_sched_kind;
 
 const char *mds_op_type_name(mds_op_type t);
@@ -83,7 +85,7 @@ typedef struct mds_optable {
     size_t nbackoff, backoff_cap;
     /* Per scheduler: group id of the last copyset that got an operator. The next run starts
      * after it, so copysets that keep failing cannot starve the others (round robin). */
-    uint64_t cursor[MDS_SCHED_MANUAL + 1];
+    uint64_t cursor[MDS_SCHED_SLOW_NODE + 1];
 } mds_optable;
 
 /* `max` 0 = MDS_OPTABLE_MAX_DEFAULT. */
@@ -95,7 +97,9 @@ uint32_t mds_op_disk(const mds_operator *op);
 
 /* Adds a copy of `op` (id assigned, returned in *id_out if not NULL). Returns 0,
  * CURVE_ERR_BUSY (the copyset or the disk already has an operator), -EINVAL (bad op),
- * -ENOSPC (table full) or -ENOMEM. */
+ * -ENOSPC (table full) or -ENOMEM. Exception to the one-per-disk rule: a TRANSFER_LEADER of
+ * origin MDS_SCHED_SLOW_NODE moves no data, so several may target one chunkserver at once
+ * (a slow node's leaders must all leave within seconds). */
 int mds_optable_add(mds_optable *o, const mds_operator *op, uint64_t *id_out);
 /* The operator of a copyset, or NULL. Valid until the table changes. */
 const mds_operator *mds_optable_find(const mds_optable *o, uint32_t pool_id,
@@ -197,5 +201,21 @@ int mds_sched_copyset_balance(const mds_topology *t, mds_optable *ops, uint64_t 
  * differs by >= 2. */
 int mds_sched_leader_balance(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                              const mds_sched_cfg *cfg, mds_sched_result *res);
+/* The same, leaving out the chunkservers for which avoid(ctx, id) is true (slow ones,
+ * slownode.h): they are neither counted in the pool's mean nor chosen as a new leader.
+ * avoid may be NULL. */
+int mds_sched_leader_balance_ex(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                                const mds_sched_cfg *cfg, mds_cs_busy_fn avoid, void *avoid_ctx,
+                                mds_sched_result *res);
+
+/* Slow chunkservers (slownode.h): every copyset led by a chunkserver for which
+ * is_slow(ctx, id) is true gets TRANSFER_LEADER (origin MDS_SCHED_SLOW_NODE) to a follower
+ * that is online and not slow, the one leading the fewest copysets (lowest id on ties).
+ * An operator already in flight that moves leadership *to* a slow chunkserver is dropped and
+ * replaced. Copysets in backoff, without a live leader or without such a follower are skipped
+ * (counted). Rate-limited by cfg->max_ops_per_run. */
+int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
+                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow, void *slow_ctx,
+                           mds_sched_result *res);
 
 #endif
