@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "client/chunk_transport.h"
@@ -540,15 +542,40 @@ CURVE_EXPORT int curve_aio_flush(curve_volume *v, struct curve_aio *aio)
 
 /* ---- sync IO ----------------------------------------------------------------------------- */
 
+/* A one-shot wake-up of the thread blocked in sync IO, on a bare futex: the IO loop makes one
+ * FUTEX_WAKE (none if the caller has not gone to sleep yet). A mutex + condvar here cost a
+ * second hand-off per IO: the woken caller immediately blocked on the mutex the loop still held
+ * (seen in perf as lock waits of the nbdkit threads at QD32). */
+enum { SYNC_PENDING = 0, SYNC_DONE = 1, SYNC_SLEEPING = 2 };
+
+static void sync_wake(atomic_uint *st)
+{
+    if (atomic_exchange_explicit(st, SYNC_DONE, memory_order_release) == SYNC_SLEEPING)
+        /* (the waiter may already have returned: a wake on its dead stack slot is harmless,
+         * futex waiters always re-check their condition) */
+        syscall(SYS_futex, st, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void sync_wait(atomic_uint *st)
+{
+    unsigned cur = SYNC_PENDING;
+    if (!atomic_compare_exchange_strong_explicit(st, &cur, SYNC_SLEEPING, memory_order_acquire,
+                                                 memory_order_acquire) &&
+        cur == SYNC_DONE)
+        return;
+    while (atomic_load_explicit(st, memory_order_acquire) != SYNC_DONE)
+        syscall(SYS_futex, st, FUTEX_WAIT_PRIVATE, SYNC_SLEEPING, NULL, NULL, 0);
+}
+
 typedef struct sync_req {
     struct curve_aio aio;
-    curve_completion done;
+    atomic_uint state; /* SYNC_* */
 } sync_req;
 
 static void sync_cb(struct curve_aio *aio)
 {
     sync_req *s = CURVE_CONTAINER_OF(aio, sync_req, aio);
-    curve_completion_signal(&s->done, 0);
+    sync_wake(&s->state);
 }
 
 /* The engine path: an AIO and a wait for its callback. */
@@ -561,11 +588,10 @@ static int64_t slow_io(curve_volume *v, curve_op op, void *buf, uint64_t len, ui
     s.aio.len = len;
     s.aio.offset = off;
     s.aio.cb = sync_cb;
-    curve_completion_init(&s.done);
+    atomic_init(&s.state, SYNC_PENDING);
     int rc = aio_submit_seeded(v, &s.aio, op, seed);
     if (rc == 0)
-        curve_completion_wait(&s.done, 0); /* the engine completes every accepted IO */
-    curve_completion_destroy(&s.done);
+        sync_wait(&s.state); /* the engine completes every accepted IO */
     return rc != 0 ? rc : s.aio.result;
 }
 
