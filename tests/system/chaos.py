@@ -15,9 +15,12 @@ inside the fault window (fio per-100 ms log, per volume, max over volumes), clie
 errors (fio + blkcheck), verification (fio verify + blkcheck read-back) and time-to-healthy
 after the heal. Ends with TARGET lines. Exit status 0 when every target is met.
 
-Cluster and isolation: see cluster.py (failpoint fallback; no network namespaces are used).
-Everything the harness starts is stopped by PID, iptables rules it adds are removed and the
-temporary directory is deleted, also on failure or SIGINT/SIGTERM.
+Cluster (cluster.py): 3 etcd members, 3 MDS, 4 servers with one chunkserver each, started by the
+harness. Isolation (netns.py, --isolation): the harness's own network namespaces when they can be
+created (a partition is iptables DROP inside the node's namespace), else the failpoint fallback;
+the run log, the JSON (meta.isolation) and the table header say which was used.
+Everything the harness starts is stopped by PID, iptables rules it adds are removed, its
+namespaces and the temporary directory are deleted, also on failure or SIGINT/SIGTERM.
 """
 
 import argparse
@@ -714,6 +717,7 @@ def main():
     def on_term(sig, frame):
         raise KeyboardInterrupt("signal %d" % sig)
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     t_start = time.monotonic()
     try:
         blkcheck = compile_blkcheck(src, build, tmp)

@@ -30,7 +30,13 @@ UP_TIMEOUT_S = 180       # whole cluster healthy after start
 
 CHUNK, SEGMENT = "4m", "64m"
 COPYSETS = 24
-POOL_FILES = 48          # chunk files formatted per chunkserver (192 MiB)
+# Chunk files formatted per chunkserver (4 MiB each). `curve cluster up` formats 48; the harness
+# writes more: the 2 load volumes (2 x 32 chunks of 128 MiB, 20 of them written by fio and
+# blkcheck) and the scale scenario's 50 volumes (1 chunk each), at most one replica of each chunk
+# per chunkserver: <= 64 + 50 = 114. With 48, a chunkserver's pool ran dry during the scale
+# scenario and writes to new chunks on it got NOSPACE, which libcurve retries forever (the
+# "/scale33 hung" of the failure table). 128 files = 512 MiB per chunkserver.
+POOL_FILES = 128
 ETCD_PORT, ETCD_PEER_PORT, MDS_PORT, CS_PORT = 2379, 2380, 6700, 8200  # netns mode
 
 

@@ -44,6 +44,26 @@ def segment_chunks(value):
     return [(pool,) + struct.unpack_from("<IQ", value, 32 + 12 * i) for i in range(n)]
 
 
+def pool_state(cluster):
+    """{chunkserver: (ready pool files from /metrics or None, chunk files on disk, non-zero
+    curve_chunkserver_op_errors_total lines)}."""
+    out = {}
+    for d in cluster.chunkservers():
+        ready, errs = None, []
+        try:
+            text = d.http("/metrics")
+            m = re.search(r"^curve_chunkfilepool_ready_files\S*\s+(\d+)", text, re.M)
+            ready = int(m.group(1)) if m else None
+            errs = [x for x in text.splitlines() if x.startswith(
+                "curve_chunkserver_op_errors_total") and not x.endswith(" 0")]
+        except Exception:  # a dead chunkserver has no metrics
+            pass
+        chunks = sum(1 for _, _, fs in os.walk(os.path.join(cluster.dir, d.name, "copysets"))
+                     for n in fs if n.startswith("chunk_"))
+        out[d.name] = (ready, chunks, errs)
+    return out
+
+
 def diagnose_hang(cluster, exports, v):
     """A blkcheck hung: records what the client waits for (its slow-IO log lines, the copyset
     of that chunk from the MDS's segment records in etcd and from `bs list copyset`, the
@@ -87,6 +107,12 @@ def diagnose_hang(cluster, exports, v):
                         hits = [x for x in f if pat in x or gid in x]
                     o.write("== %s: %d lines about %s (last 15)\n%s" % (
                         d.name, len(hits), pat, "".join(hits[-15:])))
+        o.write("== chunk file pools, chunk files on disk, op errors (/metrics)\n")
+        st = pool_state(cluster)
+        for n, (ready, chunks, errs) in sorted(st.items()):
+            o.write("%s: ready %s, chunk files %d\n%s\n" % (n, ready, chunks, "\n".join(errs)))
+        summary.append("pool ready/chunk files: " + ", ".join(
+            "%s %s/%d" % (n, r, c) for n, (r, c, _) in sorted(st.items())))
         g = subprocess.run(["gdb", "-p", str(nbd.pid), "-batch", "-ex", "thread apply all bt"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
                            stdin=subprocess.DEVNULL)
@@ -166,6 +192,7 @@ def run_scale(cluster, tmp, plugin, blkcheck, log):
                 bad += c.get("bad", 0)
                 checked += c.get("checked", 0)
         rss = {d.name: rss_kib(d.pid) for d in cluster.chunkservers() if d.alive()}
+        pools = pool_state(cluster)
     finally:
         exports.close()
     if hung:
@@ -174,6 +201,8 @@ def run_scale(cluster, tmp, plugin, blkcheck, log):
                 "rss_kib": rss, "copysets_per_cs": per_cs, "checked": checked})
     res["notes"].append("RSS per chunkserver (MiB): " + ", ".join(
         "%s %.0f" % (n, v / 1024.0) for n, v in sorted(rss.items()) if v))
+    res["notes"].append("chunk file pool ready/chunk files per chunkserver: " + ", ".join(
+        "%s %s/%d" % (n, r, c) for n, (r, c, _) in sorted(pools.items())))
     res["notes"].append("copysets per chunkserver id: " + ", ".join(
         "%s:%s" % kv for kv in sorted(per_cs.items())))
     res["notes"].append("%d volumes opened in %.1f s, %d blocks verified" % (
