@@ -16,6 +16,9 @@
 #   FILL_BS          block size of the sequential fill before the jobs (default 1m)
 #   BENCH_DIR        parent of the temporary directory (default /tmp): cluster, baseline file
 #                    and nbdkit-file backing file all live in it, on the same file system
+#   CURVE_PLUGIN     the nbdkit-curve-plugin.so to export the volume with (default: the one of
+#                    <builddir>; e.g. a build of an older commit, to compare client builds on
+#                    the same cluster binaries)
 #   CURVE_PLUGIN_ARGS  extra parameters of the Curve export, e.g. "client.fast_path_inflight=0"
 #                    (space-separated key=value; to compare libcurve settings run by run)
 #   KEEP=1           keep the temporary directory (logs, fio JSON) after the run
@@ -55,7 +58,7 @@ SEGMENT_MB=64            # `curve cluster up` segment size (docs/cli.md)
 VOL=/bench
 
 CURVE="$B/tools/curve"
-PLUGIN="$B/src/nbd/nbdkit-curve-plugin.so"
+PLUGIN="${CURVE_PLUGIN:-$B/src/nbd/nbdkit-curve-plugin.so}"
 for f in "$CURVE" "$PLUGIN" "$B/src/mds/curve-mds" "$B/src/chunkserver/curve-chunkserver"; do
     [[ -e "$f" ]] || { echo "bench-nbd: $f is missing: build first (make release)" >&2; exit 1; }
 done
@@ -163,7 +166,7 @@ fio_run() {
 echo "# bench-nbd: $(date -u +%FT%TZ), $(nproc) cores, dir $TMP ($(df -T "$TMP" |
     awk 'NR==2{print $2}')), working set ${SIZE_MB} MiB, ${SECS}s per job (+${RAMP}s warm-up)"
 echo "# shared machine: other processes may be running; compare backends within one run"
-echo "# curve export parameters: ${CURVE_PLUGIN_ARGS:-(defaults)}"
+echo "# curve export: $PLUGIN ${CURVE_PLUGIN_ARGS:-(default parameters)}"
 
 echo "# curve cluster up --dir=$CL"
 CLUSTER_UP=1

@@ -58,6 +58,9 @@ typedef struct curve_client curve_client;
  *   client.max_rpc_size             largest data RPC, 64k..1m (1m)
  *   client.max_inflight_rpcs        data RPCs in flight per volume (128)
  *   client.io_threads               IO event-loop threads (1)
+ *   client.fast_path_inflight       a blocking one-piece read/write is sent from the caller's
+ *                                   thread while fewer IOs are in flight on the volume (2;
+ *                                   0: never)
  *   client.allow_512                accept 512-byte aligned IO (false: 4 KiB)
  *   client.metacache.max_segments   cached segments (4096)
  *   client.metacache.max_copysets   cached copysets (65536)
