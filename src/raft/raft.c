@@ -2090,6 +2090,11 @@ static int propose_check(struct raft *r, const struct raft_prop *p, uint32_t k)
     if (r->transfer_target != 0 || r->nprops + k >= r->o.max_pending_proposals ||
         !append_room(r, (uint64_t)k + 1))
         return CURVE_ERR_BUSY;
+    if (r->o.max_log_bytes && r->log.bytes > 0 && r->log.bytes + p->len > r->o.max_log_bytes) {
+        /* memory bound: back-pressure until a snapshot compacts the log */
+        raft_request_snapshot(r);
+        return CURVE_ERR_BUSY;
+    }
     return 0;
 }
 
@@ -2548,6 +2553,7 @@ void raft_status(struct raft *r, struct raft_status *st)
     st->last_index = log_last(&r->log);
     st->first_index = r->log.offset + 1;
     st->durable = r->durable;
+    st->log_bytes = r->log.bytes;
     st->snapshot_index = r->has_snap ? r->snap_meta.index : 0;
     st->snapshot_term = r->has_snap ? r->snap_meta.term : 0;
     uint64_t until = lease_until(r), now = now_ms(r);
@@ -2612,4 +2618,23 @@ int raft_failed(const struct raft *r)
 void *raft_cbs_data(const struct raft *r)
 {
     return r->cbs.data;
+}
+
+uint64_t raft_log_bytes(const struct raft *r)
+{
+    return r->log.bytes;
+}
+
+uint64_t raft_unsnapshotted_bytes(const struct raft *r)
+{
+    return r->applied_bytes;
+}
+
+void raft_request_snapshot(struct raft *r)
+{
+    if (!r->started || r->failed)
+        return;
+    uint64_t base = r->has_snap ? r->snap_meta.index : 0;
+    if (r->applied > base)
+        maybe_snapshot(r, true);
 }

@@ -335,6 +335,11 @@ struct raft_options {
     uint64_t snapshot_trailing;        /* keep up to N entries behind a snapshot for slow
                                           followers ... */
     uint64_t snapshot_trailing_bytes;  /* ... and at most this many payload bytes of them */
+    uint64_t max_log_bytes;            /* leader: a proposal that would make the in-memory log
+                                          exceed this many payload bytes is refused with
+                                          CURVE_ERR_BUSY (and a snapshot is requested), so the
+                                          log never holds more than this plus one entry
+                                          (0: unlimited) */
     uint32_t snapshot_piece_bytes;     /* bytes per file piece */
     uint32_t snapshot_max_inflight;    /* pieces in flight per follower */
     uint64_t snapshot_bytes_per_sec;   /* transfer throttle per follower (0: unlimited) */
@@ -465,6 +470,7 @@ struct raft_status {
     uint64_t id, term, vote, leader;
     uint64_t commit, applied, last_index, first_index, durable;
     uint64_t snapshot_index, snapshot_term;
+    uint64_t log_bytes;         /* payload bytes of the entries kept in memory */
     int64_t lease_remaining_ms; /* <= 0: no valid lease */
     int failed;                 /* non-zero: the io error that stopped the node */
     uint32_t npeers;
@@ -481,6 +487,13 @@ uint64_t raft_applied_index(const struct raft *r);
 uint64_t raft_last_index(const struct raft *r);
 /* Term of entry `index` if known (in the log or the snapshot's last entry), else 0. */
 uint64_t raft_term_at(const struct raft *r, uint64_t index);
+/* Payload bytes of the entries held in memory (every entry after the last compaction). */
+uint64_t raft_log_bytes(const struct raft *r);
+/* Payload bytes applied since the last snapshot (what a snapshot now would let compact). */
+uint64_t raft_unsnapshotted_bytes(const struct raft *r);
+/* Asks for a snapshot at the applied index now (memory pressure), unless one is being saved
+ * or nothing was applied since the last one. Loop thread. */
+void raft_request_snapshot(struct raft *r);
 /* Entry at index if it is in memory, else NULL (borrowed until the next raft_* call). */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
 const struct raft_config *raft_config(const struct raft *r);

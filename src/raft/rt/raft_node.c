@@ -66,6 +66,8 @@ struct raftrt_host {
     unsigned nretired;
     raftrt_group **groups;
     unsigned ngroups;
+    atomic_uint_fast64_t log_mem; /* payload bytes held by all groups' cores (mem_account) */
+    atomic_uint ngroups_hint;     /* ngroups, readable without `lock` */
     /* shared log writers, one per data_dir (created on first use, freed with the host);
      * protected by `lock` */
     struct log_disk disks[RAFTRT_MAX_LOG_DISKS];
@@ -106,6 +108,9 @@ struct raftrt_group {
     unsigned npend;
     uv_check_t batch_check;
     bool batch_open;
+    /* memory accounting of the core's in-memory log (loop only; mem_max also read by stats) */
+    uint64_t mem_bytes;
+    atomic_uint_fast64_t mem_max, mem_snaps;
     /* commit latency bookkeeping (loop only) */
     struct lat_slot lat[RAFTRT_LAT_RING];
     unsigned lat_head, lat_n;
@@ -805,6 +810,8 @@ int raftrt__decode_wire(const uint8_t *body, size_t blen, const uint8_t *att, si
     return rc;
 }
 
+static void mem_account(raftrt_group *g);
+
 static void recv_on_loop(void *arg)
 {
     struct recv_msg *rm = arg;
@@ -826,6 +833,7 @@ static void recv_on_loop(void *arg)
             m.ae.buf = rm->data;
         if (rc == 0)
             rc = raft_recv(g->r, &m);
+        mem_account(g);
         if (rc != 0)
             CLOG_DEBUG("raftrt %" PRIu64 ": message type %u from %" PRIu64 " dropped: %s", g->id,
                        rm->pm->type, rm->pm->from, curve_strerror(rc));
@@ -1014,6 +1022,36 @@ static void cb_state_changed(struct raft *r, int role, uint64_t term, uint64_t l
         g->ufsm.state_changed(g->ufsm.ctx, role, term, leader);
 }
 
+/* After a call into the core that may have grown or compacted its log: updates the host's
+ * total and, over the host's log_mem_budget, asks this group for a snapshot when it holds at
+ * least its share (the snapshot compacts the log; a follower far behind then gets a snapshot
+ * instead of old entries). Loop only. */
+static void mem_account(raftrt_group *g)
+{
+    if (g->r == NULL)
+        return;
+    raftrt_host *h = g->h;
+    uint64_t b = raft_log_bytes(g->r);
+    if (b != g->mem_bytes) {
+        if (b > g->mem_bytes)
+            atomic_fetch_add(&h->log_mem, b - g->mem_bytes);
+        else
+            atomic_fetch_sub(&h->log_mem, g->mem_bytes - b);
+        g->mem_bytes = b;
+        if (b > atomic_load_explicit(&g->mem_max, memory_order_relaxed))
+            atomic_store_explicit(&g->mem_max, b, memory_order_relaxed);
+    }
+    uint64_t budget = h->o.log_mem_budget;
+    if (budget == 0 || atomic_load(&h->log_mem) <= budget)
+        return;
+    unsigned n = atomic_load_explicit(&h->ngroups_hint, memory_order_relaxed);
+    uint64_t share = budget / (n ? n : 1);
+    if (b >= share && raft_unsnapshotted_bytes(g->r) >= RAFTRT_MEM_MIN_SNAPSHOT_BYTES) {
+        atomic_fetch_add_explicit(&g->mem_snaps, 1, memory_order_relaxed);
+        raft_request_snapshot(g->r);
+    }
+}
+
 static void prop_fail(raftrt_group *g, struct prop *p, int rc)
 {
     p->cb(p->arg, rc, 0, g->r ? raft_leader(g->r) : 0);
@@ -1050,6 +1088,7 @@ static void batch_flush(raftrt_group *g)
         return;
     uint64_t t0 = now_us();
     uint32_t k = raft_propose_batch(g->r, rp, m);
+    mem_account(g);
     if (k)
         atomic_fetch_add_explicit(&g->proposals, k, memory_order_relaxed);
     for (unsigned i = 0; i < m; i++) {
@@ -1104,6 +1143,7 @@ static void prop_on_loop(void *arg)
         uint64_t index = 0;
         p->t0_us = now_us();
         rc = raft_propose(g->r, p->data, p->len, p, &index, NULL);
+        mem_account(g);
         if (rc == 0) {
             atomic_fetch_add_explicit(&g->proposals, 1, memory_order_relaxed);
             if (g->lat_n < RAFTRT_LAT_RING) {
@@ -1252,6 +1292,7 @@ static void snap_done(void *arg, int result)
         if (result == 0)
             atomic_fetch_add_explicit(&g->snaps_saved, 1, memory_order_relaxed);
         raft_snapshot_saved(g->r, j->index, result, &j->mf);
+        mem_account(g); /* the log was compacted */
     }
     snap_job_free(j);
     group_unref(g);
@@ -1837,6 +1878,7 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
     if (ng) {
         h->groups = ng;
         h->groups[h->ngroups++] = g;
+        atomic_store(&h->ngroups_hint, h->ngroups);
     } else if (rc == 0) {
         rc = -ENOMEM;
     }
@@ -1868,6 +1910,8 @@ static void stop_on_loop(void *arg)
     if (g->r) {
         raft_free(g->r); /* pending proposals and reads complete with CURVE_ERR_SHUTDOWN */
         g->r = NULL;
+        atomic_fetch_sub(&g->h->log_mem, g->mem_bytes);
+        g->mem_bytes = 0;
     }
     batch_flush(g); /* gathered, not yet proposed: CURVE_ERR_SHUTDOWN */
     if (g->batch_open) {
@@ -1890,6 +1934,7 @@ void raftrt_group_stop(raftrt_group *g)
     for (unsigned i = 0; i < h->ngroups; i++) {
         if (h->groups[i] == g) {
             h->groups[i] = h->groups[--h->ngroups];
+            atomic_store(&h->ngroups_hint, h->ngroups);
             break;
         }
     }
@@ -2029,4 +2074,14 @@ void raftrt_group_get_stats(raftrt_group *g, raftrt_group_stats *st)
     st->send_errors = atomic_load_explicit(&g->send_errors, memory_order_relaxed);
     st->snapshots_saved = atomic_load_explicit(&g->snaps_saved, memory_order_relaxed);
     st->snapshots_installed = atomic_load_explicit(&g->snaps_installed, memory_order_relaxed);
+    st->log_mem_max = atomic_load_explicit(&g->mem_max, memory_order_relaxed);
+    st->mem_snapshots = atomic_load_explicit(&g->mem_snaps, memory_order_relaxed);
+    struct raft_status rs;
+    raftrt_group_status(g, &rs);
+    st->log_mem_bytes = rs.log_bytes;
+}
+
+uint64_t raftrt_host_log_mem(raftrt_host *h)
+{
+    return atomic_load(&h->log_mem);
 }

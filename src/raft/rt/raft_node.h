@@ -51,6 +51,8 @@
 #define RAFTRT_SEND_TIMEOUT_MS  2000u /* timeout of one message RPC */
 #define RAFTRT_CHANNEL_INFLIGHT 8192u /* messages in flight per peer channel */
 #define RAFTRT_LOOPS_MAX        64u
+#define RAFTRT_MEM_MIN_SNAPSHOT_BYTES (1u << 20) /* applied bytes below which the memory budget
+                                                  never forces a group's snapshot */
 #define RAFTRT_MAX_LOG_DISKS    16u   /* shared log writers (distinct data_dirs) per host; more
                                        * data_dirs fall back to a log thread per group */
 #define RAFTRT_SNAP_META_FILE   "raft_snapshot_meta" /* in <group>/snapshot */
@@ -68,6 +70,12 @@ typedef struct raftrt_host_opts {
      * thread (rlog_disk: one write per group and one fdatasync per touched group per round);
      * true: every group's log has its own IO thread (the behaviour before shared writers). */
     bool log_thread_per_group;
+    /* Bound on the payload bytes that all groups of this host keep in memory (each Raft core
+     * keeps every entry since its last snapshot/compaction). When the total is above it, a
+     * group holding at least its share (budget / groups, and at least
+     * RAFTRT_MEM_MIN_SNAPSHOT_BYTES applied since its last snapshot) takes a snapshot, which
+     * compacts its log. 0: no budget (per-group snapshot thresholds only). */
+    uint64_t log_mem_budget;
 } raftrt_host_opts;
 
 /* Creates a host: loops, worker pool, RPC server with the Raft service (not listening yet).
@@ -201,7 +209,12 @@ typedef struct raftrt_group_stats {
     uint64_t proposals; /* accepted by raftrt_propose */
     uint64_t msgs_sent, msgs_recv, send_errors;
     uint64_t snapshots_saved, snapshots_installed;
+    uint64_t log_mem_bytes;     /* payload bytes the core keeps in memory now */
+    uint64_t log_mem_max;       /* highest log_mem_bytes seen (sampled after each change) */
+    uint64_t mem_snapshots;     /* snapshots requested by the host's log_mem_budget */
 } raftrt_group_stats;
+/* Payload bytes kept in memory by all groups of the host now (see log_mem_budget). */
+uint64_t raftrt_host_log_mem(raftrt_host *h);
 void raftrt_group_get_stats(raftrt_group *g, raftrt_group_stats *st);
 
 /* Counters of the shared log writer of `data_dir` (as passed to raftrt_group_open). Returns 0,

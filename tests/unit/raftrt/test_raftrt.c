@@ -31,6 +31,7 @@
 /* RAFTRT_LOG_THREAD_PER_GROUP=1 (the raftrt_runtime_thread_per_group CTest variant) runs every
  * test with a log IO thread per group instead of the shared writer per data dir (default). */
 static bool g_per_group;
+static uint64_t g_mem_budget; /* raftrt_host_opts.log_mem_budget of the next cluster */
 
 static int count_threads(void)
 {
@@ -193,7 +194,7 @@ static void cluster_start(struct cluster *c)
     for (unsigned i = 0; i < N; i++) {
         raftrt_host_opts ho = {
             .self_id = i + 1, .listen_addr = "127.0.0.1:0", .nloops = 1, .nworkers = 1,
-            .log_thread_per_group = g_per_group};
+            .log_thread_per_group = g_per_group, .log_mem_budget = g_mem_budget};
         assert_int_equal(raftrt_host_new(&ho, &c->h[i]), 0);
         assert_int_equal(raftrt_host_start(c->h[i]), 0);
         c->conf.s[i] = (struct raft_server){.id = i + 1, .role = RAFT_VOTER};
@@ -532,6 +533,157 @@ static void test_many_groups(void **state)
     cluster_stop(&c);
 }
 
+/* ---- memory bound of the in-memory Raft log ---- */
+#define MEM_ENTRY 4096u
+#define MEM_INFLIGHT 16u
+
+static int m_apply(void *ctx, uint64_t index, const struct raft_entry *e)
+{
+    return 0;
+}
+static int m_save(void *ctx, raftrt_group *g, const struct raft_snapshot_meta *meta)
+{
+    struct raft_manifest mf = {0}; /* nothing to keep: the fsm has no state */
+    raftrt_snapshot_saved(g, meta->index, 0, &mf);
+    return 0;
+}
+
+/* Opens group `gid` on the cluster's hosts with the given snapshot settings, writes `n`
+ * entries of MEM_ENTRY bytes (MEM_INFLIGHT in flight) through its leader and returns the
+ * highest in-memory log size any replica had (raftrt_group_stats.log_mem_max). */
+struct mem_waiter {
+    struct waiter w;
+    unsigned busy; /* under w.mu */
+};
+
+static void mem_cb(void *arg, int status, uint64_t index, uint64_t hint)
+{
+    struct mem_waiter *mw = arg;
+    if (status == CURVE_ERR_BUSY) {
+        pthread_mutex_lock(&mw->w.mu);
+        mw->busy++;
+        pthread_mutex_unlock(&mw->w.mu);
+    }
+    waiter_cb(&mw->w, status, index, hint);
+}
+
+static uint64_t mem_run(struct cluster *c, uint64_t gid, uint64_t thr_bytes, uint64_t trail,
+                        uint64_t trail_bytes, uint64_t max_bytes, unsigned n, uint64_t *mem_snaps,
+                        unsigned *busy_out)
+{
+    raftrt_fsm mfsm[N];
+    raftrt_group *g[N];
+    for (unsigned i = 0; i < N; i++) {
+        mfsm[i] = c->fsm[i];
+        mfsm[i].apply = m_apply;
+        mfsm[i].snapshot_save = m_save;
+        char d[300];
+        snprintf(d, sizeof(d), "%s/n%u", c->dir, i + 1);
+        raftrt_group_opts go;
+        raftrt_group_opts_default(&go);
+        go.group_id = gid;
+        go.data_dir = d;
+        go.bootstrap = &c->conf;
+        go.fsm = &mfsm[i];
+        go.raft.election_timeout_ms = 300;
+        go.raft.heartbeat_ms = 30;
+        go.raft.snapshot_threshold = 0; /* no entry-count trigger */
+        go.raft.snapshot_threshold_bytes = thr_bytes;
+        go.raft.snapshot_trailing = trail;
+        go.raft.snapshot_trailing_bytes = trail_bytes;
+        go.raft.max_log_bytes = max_bytes;
+        assert_int_equal(raftrt_group_open(c->h[i], &go, &g[i]), 0);
+    }
+    int l = -1;
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while (l < 0) {
+        for (unsigned i = 0; i < N && l < 0; i++) {
+            struct raft_status st;
+            raftrt_group_status(g[i], &st);
+            if (st.role == RAFT_LEADER && st.commit == st.last_index)
+                l = (int)i;
+        }
+        if (l < 0) {
+            assert_true(curve_now_mono_ms() < end);
+            usleep(5000);
+        }
+    }
+    /* rounds of MEM_INFLIGHT proposals; CURVE_ERR_BUSY (max_log_bytes back-pressure) is
+     * retried in the next round, any other error fails */
+    static uint8_t buf[MEM_ENTRY];
+    unsigned ok = 0, busy = 0, rounds = 0;
+    while (ok < n) {
+        assert_true(++rounds <= 64 * n); /* bounded */
+        struct mem_waiter mw = {0};
+        waiter_init(&mw.w);
+        for (unsigned k = 0; k < MEM_INFLIGHT; k++) {
+            memset(buf, (int)(ok + k), sizeof(buf));
+            assert_int_equal(raftrt_propose(g[l], buf, sizeof(buf), mem_cb, &mw), 0);
+        }
+        waiter_wait(&mw.w, MEM_INFLIGHT);
+        assert_int_equal(mw.w.errors, mw.busy);
+        ok += MEM_INFLIGHT - mw.busy;
+        busy += mw.busy;
+    }
+    if (busy_out)
+        *busy_out = busy;
+    uint64_t mx = 0;
+    *mem_snaps = 0;
+    for (unsigned i = 0; i < N; i++) {
+        raftrt_group_stats st;
+        raftrt_group_get_stats(g[i], &st);
+        print_message("group %" PRIu64 " node %u: in-memory log max %" PRIu64 " now %" PRIu64
+                      " bytes, %" PRIu64 " snapshots (%" PRIu64 " for the host budget)\n",
+                      gid, i + 1, st.log_mem_max, st.log_mem_bytes, st.snapshots_saved,
+                      st.mem_snapshots);
+        assert_true(st.log_mem_max >= st.log_mem_bytes);
+        mx = st.log_mem_max > mx ? st.log_mem_max : mx;
+        *mem_snaps += st.mem_snapshots;
+    }
+    for (unsigned i = 0; i < N; i++)
+        raftrt_group_stop(g[i]);
+    return mx;
+}
+
+/* The core keeps every entry since its last compaction in memory. Byte thresholds (snapshot
+ * every snapshot_threshold_bytes, keep at most snapshot_trailing_bytes after it) bound one
+ * group; the host's log_mem_budget bounds all groups together. 2 MiB (4 MiB) are written;
+ * without the bounds the logs would hold all of it (checked: the unbounded run). */
+static void test_log_memory_bound(void **state)
+{
+    (void)state;
+    struct cluster c;
+    uint64_t snaps;
+    unsigned busy;
+
+    g_mem_budget = 0;
+    cluster_start(&c);
+    uint64_t unbounded = mem_run(&c, 3000, 0, 1000000, 0, 0, 256, &snaps, NULL);
+    assert_true(unbounded >= 256 * MEM_ENTRY); /* nothing compacts: the run can detect it */
+    /* per group: snapshot every 256 KiB, keep <= 64 KiB behind it, refuse proposals beyond
+     * 512 KiB in memory (the hard bound; followers hold what the leader sent them, behind
+     * their own snapshots) */
+    const uint64_t cap = 512u << 10;
+    uint64_t per_group = mem_run(&c, 3001, 256u << 10, 16, 64u << 10, cap, 1024, &snaps, &busy);
+    print_message("per-group bound: max %" PRIu64 " bytes, %u proposals refused (BUSY)\n",
+                  per_group, busy);
+    assert_true(per_group <= 2 * cap); /* 4 MiB written */
+    cluster_stop(&c);
+
+    g_mem_budget = 1u << 20;
+    cluster_start(&c);
+    /* no per-group byte trigger: only the host budget compacts (share = budget / 2 groups,
+     * once RAFTRT_MEM_MIN_SNAPSHOT_BYTES were applied since the last snapshot) */
+    uint64_t budgeted = mem_run(&c, 3002, 0, 16, 0, 2 * g_mem_budget, 1024, &snaps, &busy);
+    print_message("host budget: max %" PRIu64 " bytes, %u proposals refused (BUSY)\n",
+                  budgeted, busy);
+    assert_true(snaps > 0);
+    assert_true(budgeted <= 4 * g_mem_budget); /* 4 MiB written */
+    assert_true(raftrt_host_log_mem(c.h[0]) <= 2 * g_mem_budget + MEM_ENTRY);
+    cluster_stop(&c);
+    g_mem_budget = 0;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -544,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_wire_decode),
         cmocka_unit_test(test_cluster),
         cmocka_unit_test(test_many_groups),
+        cmocka_unit_test(test_log_memory_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
