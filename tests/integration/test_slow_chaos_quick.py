@@ -65,3 +65,47 @@ def test_chaos_quick(tmp_dir):  # noqa: F811
         assert r["blkcheck"]["writes"] > 0, r["blkcheck"]
         assert all(v["write_ios"] and v["write_ios"] > 0 for v in r["volumes"]), r["volumes"]
         assert not r["failed_checks"], r
+
+
+def test_netns_isolation():
+    """The harness's namespaces: two nodes talk over the bridge; an iptables DROP inside one
+    node's namespace (the harness's partition) cuts them; removing it heals; close() deletes
+    every namespace of the run, also one with a process still inside."""
+    can_netns, why = netns_possible()
+    if not can_netns:
+        pytest.skip("network namespaces unavailable: " + why)
+    sys.path.insert(0, os.path.join(source_dir(), "tests", "system"))
+    try:
+        import netns
+    finally:
+        sys.path.pop(0)
+    import socket
+    net = netns.Net("netns", log=print)
+    try:
+        ip_a = net.add_node("cs1")
+        net.add_node("cs2")
+        assert ip_a.startswith(netns.SUBNET)
+        srv = net.call("cs1", lambda: socket.create_server((ip_a, 0)))
+        port = srv.getsockname()[1]
+        srv.settimeout(5)
+
+        def connect():
+            with socket.create_connection((ip_a, port), timeout=1.0):
+                return True
+        assert net.call("cs2", connect)
+        srv.accept()[0].close()
+        # the host namespace has no route to the harness's addresses
+        with pytest.raises(OSError):
+            connect()
+        rule = ["INPUT", "-i", "eth0", "-j", "DROP"]
+        net.iptables("cs1", ["-I"] + rule)
+        with pytest.raises(socket.timeout):
+            net.call("cs2", connect)
+        net.iptables("cs1", ["-D"] + rule)
+        assert net.call("cs2", connect)
+        srv.close()
+        sleeper = subprocess.Popen(net.wrap("cs2", ["sleep", "60"]))
+    finally:
+        net.close()
+    assert sleeper.wait(timeout=10) != 0  # killed by close()
+    assert not [n for n in netns.list_ns() if n.startswith(net.prefix)]

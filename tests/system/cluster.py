@@ -36,7 +36,7 @@ COPYSETS = 24
 # per chunkserver: <= 64 + 50 = 114. With 48, a chunkserver's pool ran dry during the scale
 # scenario and writes to new chunks on it got NOSPACE, which libcurve retries forever (the
 # "/scale33 hung" of the failure table). 128 files = 512 MiB per chunkserver.
-POOL_FILES = 128
+POOL_FILES = int(os.environ.get("CHAOS_POOL_FILES", "128"))  # override: experiments only
 ETCD_PORT, ETCD_PEER_PORT, MDS_PORT, CS_PORT = 2379, 2380, 6700, 8200  # netns mode
 
 
