@@ -69,6 +69,9 @@ typedef struct cs_mgr_opts {
     uint32_t heartbeat_ms;         /* 0: raft default */
     uint64_t snapshot_threshold;   /* 0: raft default */
     uint64_t snapshot_trailing;    /* 0: raft default */
+    uint64_t snapshot_threshold_bytes; /* 0: raft default (memory bound of a copyset's log) */
+    uint64_t snapshot_trailing_bytes;  /* 0: raft default */
+    uint64_t max_log_bytes;            /* 0: no cap (raft_options.max_log_bytes) */
     uint64_t snapshot_bytes_per_sec; /* snapshot transfer throttle (0: raft default) */
     uint32_t log_segment_bytes;    /* 0: disk log default */
     unsigned nworkers;             /* worker threads for blocking service work (0: 2) */

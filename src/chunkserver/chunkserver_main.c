@@ -53,6 +53,14 @@ static const curve_cfg_def cs_schema[] = {
     {"raft.heartbeat", CURVE_CFG_DURATION_MS, "100ms", 10, 30000, "Raft heartbeat interval"},
     {"raft.snapshot_threshold", CURVE_CFG_INT, "10000", 0, 0, "snapshot every N entries"},
     {"raft.snapshot_trailing", CURVE_CFG_INT, "1000", 0, 0, "entries kept behind a snapshot"},
+    {"raft.snapshot_threshold_bytes", CURVE_CFG_INT, "16m", 0, 0,
+     "snapshot once this many bytes were applied since the last one (memory bound)"},
+    {"raft.snapshot_trailing_bytes", CURVE_CFG_INT, "2m", 0, 0,
+     "bytes of entries kept in memory behind a snapshot"},
+    {"raft.max_log_bytes", CURVE_CFG_INT, "64m", 0, 0,
+     "per copyset: writes beyond this many bytes of in-memory log get OVERLOAD (0: no cap)"},
+    {"raft.log_mem_budget", CURVE_CFG_INT, "256m", 0, 0,
+     "all copysets: in-memory log bytes above which the biggest copysets snapshot (0: none)"},
     {"raft.snapshot_bytes_per_sec", CURVE_CFG_INT, "64m", 0, 0, "snapshot transfer throttle"},
     {"raft.log_segment_bytes", CURVE_CFG_INT, "8m", 65536, 1073741824, "Raft log segment"},
     {"heartbeat.interval", CURVE_CFG_DURATION_MS, "10s", 10, 3600000, "MDS heartbeat period"},
@@ -298,7 +306,8 @@ static int serve(curve_config *cfg)
         goto err_after_pool;
     }
     raftrt_host_opts ho = {.self_id = self_id, .listen_addr = self,
-                           .nloops = (unsigned)curve_config_int(cfg, "loops"), .metrics = reg};
+                           .nloops = (unsigned)curve_config_int(cfg, "loops"), .metrics = reg,
+                           .log_mem_budget = (uint64_t)curve_config_int(cfg, "raft.log_mem_budget")};
     raftrt_host *host;
     rc = raftrt_host_new(&ho, &host);
     if (rc != 0) {
@@ -314,6 +323,10 @@ static int serve(curve_config *cfg)
         .heartbeat_ms = (uint32_t)curve_config_duration_ms(cfg, "raft.heartbeat"),
         .snapshot_threshold = (uint64_t)curve_config_int(cfg, "raft.snapshot_threshold"),
         .snapshot_trailing = (uint64_t)curve_config_int(cfg, "raft.snapshot_trailing"),
+        .snapshot_threshold_bytes =
+            (uint64_t)curve_config_int(cfg, "raft.snapshot_threshold_bytes"),
+        .snapshot_trailing_bytes = (uint64_t)curve_config_int(cfg, "raft.snapshot_trailing_bytes"),
+        .max_log_bytes = (uint64_t)curve_config_int(cfg, "raft.max_log_bytes"),
         .snapshot_bytes_per_sec = (uint64_t)curve_config_int(cfg, "raft.snapshot_bytes_per_sec"),
         .log_segment_bytes = (uint32_t)curve_config_int(cfg, "raft.log_segment_bytes"),
         .nworkers = (unsigned)curve_config_int(cfg, "workers"),

@@ -400,6 +400,11 @@ static int copyset_open(cs_mgr *m, uint64_t gid, const struct raft_config *boot,
         go.raft.snapshot_threshold = m->o.snapshot_threshold;
     if (m->o.snapshot_trailing)
         go.raft.snapshot_trailing = m->o.snapshot_trailing;
+    if (m->o.snapshot_threshold_bytes)
+        go.raft.snapshot_threshold_bytes = m->o.snapshot_threshold_bytes;
+    if (m->o.snapshot_trailing_bytes)
+        go.raft.snapshot_trailing_bytes = m->o.snapshot_trailing_bytes;
+    go.raft.max_log_bytes = m->o.max_log_bytes;
     if (m->o.snapshot_bytes_per_sec)
         go.raft.snapshot_bytes_per_sec = m->o.snapshot_bytes_per_sec;
     if (boot != NULL) {
