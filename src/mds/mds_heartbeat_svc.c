@@ -102,7 +102,7 @@ void mds_slow_glue_schedule(mds_daemon *d, uint64_t now_ms)
         return;
     mds_sched_result res;
     if (mds_sched_slow_leaders(&d->topo, &d->ops, now_ms, &d->schedcfg, mds_slow_marked_cb,
-                               &mds_slow_daemon, &res) != 0)
+                               mds_slow_suspect_cb, &mds_slow_daemon, &res) != 0)
         return;
     curve_counter_add(d->m.ops_created, res.ops_created);
     if (g_slowm.transfers)

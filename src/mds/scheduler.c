@@ -919,11 +919,12 @@ static uint32_t slow_target(const mds_topology *t, const mds_copyset *c, const u
 }
 
 int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
-                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow, void *slow_ctx,
-                           mds_sched_result *res)
+                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow,
+                           mds_cs_busy_fn avoid_fn, void *slow_ctx, mds_sched_result *res)
 {
     memset(res, 0, sizeof(*res));
     avoid_set slow = {is_slow, slow_ctx};
+    avoid_set avoid = {avoid_fn ? avoid_fn : is_slow, slow_ctx};
     if (is_slow == NULL)
         return 0;
     size_t n = t->css.n ? t->css.n : 1;
@@ -945,7 +946,7 @@ int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now
             continue;
         const mds_operator *op = mds_optable_find(ops, c->pool_id, c->id);
         if (op != NULL) {
-            if (op->type != MDS_OP_TRANSFER_LEADER || !avoided(&slow, op->new_peer)) {
+            if (op->type != MDS_OP_TRANSFER_LEADER || !avoided(&avoid, op->new_peer)) {
                 res->skipped_busy++; /* already moving (or changing membership): wait */
                 continue;
             }
@@ -959,7 +960,7 @@ int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now
             res->skipped_no_leader++;
             continue;
         }
-        uint32_t target = slow_target(t, c, leaders, &slow);
+        uint32_t target = slow_target(t, c, leaders, &avoid);
         if (target == 0) {
             res->skipped_busy++; /* no healthy follower: it stays (nothing better) */
             continue;

@@ -210,12 +210,13 @@ int mds_sched_leader_balance_ex(const mds_topology *t, mds_optable *ops, uint64_
 
 /* Slow chunkservers (slownode.h): every copyset led by a chunkserver for which
  * is_slow(ctx, id) is true gets TRANSFER_LEADER (origin MDS_SCHED_SLOW_NODE) to a follower
- * that is online and not slow, the one leading the fewest copysets (lowest id on ties).
+ * that is online and not avoided (avoid(ctx, id): slow or suspected slow; NULL = is_slow),
+ * the one leading the fewest copysets (lowest id on ties).
  * An operator already in flight that moves leadership *to* a slow chunkserver is dropped and
  * replaced. Copysets in backoff, without a live leader or without such a follower are skipped
  * (counted). Rate-limited by cfg->max_ops_per_run. */
 int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
-                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow, void *slow_ctx,
-                           mds_sched_result *res);
+                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow,
+                           mds_cs_busy_fn avoid, void *slow_ctx, mds_sched_result *res);
 
 #endif

@@ -123,6 +123,12 @@ bool mds_slow_marked_cb(void *ctx, uint32_t cs_id)
     return mds_slow_is_marked(ctx, cs_id);
 }
 
+bool mds_slow_suspect_cb(void *ctx, uint32_t cs_id)
+{
+    const mds_slow_cs *e = mds_slow_get(ctx, cs_id);
+    return e != NULL && (e->marked || e->streak > 0);
+}
+
 size_t mds_slow_count(const mds_slow_tracker *s)
 {
     size_t n = 0;
@@ -289,8 +295,8 @@ static int verdict(mds_slow_tracker *s, mds_slow_cs *x, int slow, size_t nlive, 
         x->last_slow_ms = now_ms;
         if (x->streak < UINT32_MAX)
             x->streak++;
-        /* never mark half of the cluster: then the "median" itself is what is slow */
-        if (!x->marked && x->streak >= s->cfg.enter_count && 2 * (*nmarked + 1) < nlive) {
+        /* never more than half of the cluster: then the "median" itself is what is slow */
+        if (!x->marked && x->streak >= s->cfg.enter_count && 2 * (*nmarked + 1) <= nlive) {
             x->marked = true;
             x->marked_ms = now_ms;
             s->marks++;

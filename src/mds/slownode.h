@@ -24,12 +24,13 @@
  * thresholds are halved (hysteresis), so a node at the edge does not flap.
  *
  *   - X is *marked* after enter_count consecutive slow evaluations (mds_slow_evaluate, once
- *     per scheduler tick), if fewer than half of the live chunkservers would then be marked;
+ *     per scheduler tick), if at most half of the live chunkservers would then be marked;
  *   - X is *unmarked* once it has been evaluated not slow for hold_ms without interruption.
  *
  * While X is marked, the scheduler moves every copyset leadership off X (TransferLeader to a
  * healthy follower, scheduler.h mds_sched_slow_leaders) and leader balance neither moves
- * leaders to X nor counts X (mds_sched_leader_balance_ex).
+ * leaders to X nor counts X (mds_sched_leader_balance_ex). Neither picks a *suspect* (found
+ * slow by the last evaluation, not marked yet) as a new leader.
  *
  * Pure logic: time comes in as parameters; no locks (the MDS holds its main lock).
  */
@@ -141,6 +142,9 @@ size_t mds_slow_evaluate(mds_slow_tracker *s, const mds_topology *t, uint64_t no
 bool mds_slow_is_marked(const mds_slow_tracker *s, uint32_t cs_id);
 /* mds_cs_busy_fn adapter (placement.h): ctx is a `const mds_slow_tracker *`. */
 bool mds_slow_marked_cb(void *ctx, uint32_t cs_id);
+/* Marked, or found slow by the last evaluation (not marked yet): not a good new leader.
+ * mds_cs_busy_fn adapter, ctx as above. */
+bool mds_slow_suspect_cb(void *ctx, uint32_t cs_id);
 /* Number of marked chunkservers. */
 size_t mds_slow_count(const mds_slow_tracker *s);
 /* The entry of a chunkserver, or NULL. Valid until the next report_add. */
