@@ -312,6 +312,27 @@ class Cluster:
                 self.apply_topology(check=False)  # placement may need the chunkservers
             return self.fully_healthy()
         wait_until(placed, UP_TIMEOUT_S, interval=0.5, what="healthy cluster")
+        # no formatting competes with the load's warm-up (the latency baseline)
+        wait_until(self.pools_formatted, UP_TIMEOUT_S, interval=0.5,
+                   what="chunk file pools formatted")
+
+    def pools_formatted(self, daemons=None):
+        """True when every (given) running chunkserver's formatter is done
+        (curve_chunkfilepool_formatted_files >= _format_target_files)."""
+        for d in daemons or self.chunkservers():
+            if not d.alive():
+                continue
+            try:
+                text = d.http("/metrics")
+            except Exception:  # not answering yet
+                return False
+            v = {}
+            for k in ("formatted_files", "format_target_files"):
+                m = re.search(r"^curve_chunkfilepool_%s\S*\s+(\d+)" % k, text, re.M)
+                v[k] = int(m.group(1)) if m else None
+            if None in v.values() or v["formatted_files"] < v["format_target_files"]:
+                return False
+        return True
 
     def _add_cs(self, i, zone):
         """Declares server s<i> (zone) and its chunkserver cs<i> (not started)."""
@@ -336,6 +357,8 @@ class Cluster:
         self.apply_topology()
         for d in new:
             d.start()
+        wait_until(lambda: self.pools_formatted(new), UP_TIMEOUT_S, interval=0.5,
+                   what="chunk file pools of the new chunkservers formatted")
         return new
 
     def apply_topology(self, check=True):
