@@ -319,18 +319,31 @@ MDS_STOP_BOUND_S = 5.0 + 1.0   # lease TTL (docs/mds-ha.md: stops by p + 4 s) + 
 
 
 class MdsEtcdPartition(Fault):
-    name, title = "mds_etcd_partition", "MDS leader partitioned from etcd (netns: iptables " \
-        "DROP between its namespace and the etcd members)"
+    name = "mds_etcd_partition"
     stall_target = True
     hold_s = 20
-    needs_netns = "needs network namespaces (the MDS etcd client has no failpoint here)"
+
+    def title_for(self, net):
+        if net.netns:
+            return "MDS leader partitioned from etcd (netns: iptables DROP between its " \
+                "namespace and the etcd members)"
+        return "MDS leader partitioned from etcd (failpoint etcd.request=return(ECONNREFUSED) " \
+            "in its etcd client)"
+
+    def needs(self, cluster):
+        if cluster.net.netns or cluster.mds_failpoints:
+            return None
+        return "needs network namespaces or an MDS with --admin.failpoints (etcd.request)"
 
     def inject(self, ctx):
         c = ctx.cluster
         d = wait_until(c.mds_leader, 30, interval=0.2, what="MDS leader")
-        for e in c.etcds():
-            ctx.iptables_add(d.node, ["OUTPUT", "-d", e.ip, "-j", "DROP"])
-            ctx.iptables_add(d.node, ["INPUT", "-s", e.ip, "-j", "DROP"])
+        if ctx.net.netns:
+            for e in c.etcds():
+                ctx.iptables_add(d.node, ["OUTPUT", "-d", e.ip, "-j", "DROP"])
+                ctx.iptables_add(d.node, ["INPUT", "-s", e.ip, "-j", "DROP"])
+        else:
+            d.failpoint("etcd.request", "return(ECONNREFUSED)")
         return {"target": d.name, "t0": time.monotonic()}
 
     def during(self, ctx, st):
@@ -365,6 +378,8 @@ class MdsEtcdPartition(Fault):
         d = ctx.cluster.daemons[st["target"]]
         if not d.alive():  # the supervisor restarts it (it exits on lost leadership)
             d.start()
+        elif not ctx.net.netns:
+            d.failpoints_clear()
 
 
 class ServerKill(Fault):
@@ -727,8 +742,8 @@ def main():
         log("volumes open: %s" % ", ".join(v["vol"] for v in exports.vols))
         for n in names:
             f = next(x for x in ALL if x.name == n)
-            why = getattr(f, "why", None) or (getattr(f, "needs_netns", None)
-                                              if not cluster.net.netns else None)
+            why = getattr(f, "why", None) or (f.needs(cluster) if hasattr(f, "needs")
+                                              else None)
             if why:
                 results.append({"name": f.name, "title": title_of(f, cluster.net),
                                 "skipped": True, "why": why})

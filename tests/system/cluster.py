@@ -192,6 +192,10 @@ class Cluster:
         self.daemons = {}
         self.net = None
         self.no_netns_why = ""
+        # MDS builds with the admin failpoint endpoint (etcd.request: cut it off etcd)
+        h = subprocess.run([self.bin_mds, "--help"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=30)
+        self.mds_failpoints = b"admin.failpoints" in h.stdout
         self.topo = None
 
     # ---- CLI (from the clients' namespace) ----
@@ -286,7 +290,8 @@ class Cluster:
                 "--etcd_endpoints=" + self.etcd_endpoints(), "--ip={ip}", "--port=%d" % port,
                 "--admin_port=0", "--name=" + node, "--chunk_size=" + CHUNK,
                 "--segment_size=" + SEGMENT, "--min_volume_size=" + SEGMENT,
-                "--max_volume_size=1t", "--unstable_time=5s", "--offline_time=60s"], port)
+                "--max_volume_size=1t", "--unstable_time=5s", "--offline_time=60s"] +
+                (["--admin.failpoints=true"] if self.mds_failpoints else []), port)
         for d in self.mdss():
             d.start()
         with open(self.conf, "w") as f:
