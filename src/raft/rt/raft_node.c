@@ -604,14 +604,12 @@ static int io_send(struct raft_io *io, const struct raft_msg *m)
                 goto out;
             }
         }
-        size_t total = 0;
         for (uint32_t i = 0; i < m->ae.n; i++) {
             curve__raft__entry__init(&ents[i]);
             ents[i].term = m->ae.entries[i].term;
             ents[i].type = m->ae.entries[i].type;
             ents[i].len = m->ae.entries[i].len;
             entp[i] = &ents[i];
-            total += m->ae.entries[i].len;
         }
         pm.n_entries = m->ae.n;
         pm.entries = entp;
@@ -631,7 +629,6 @@ static int io_send(struct raft_io *io, const struct raft_msg *m)
         }
         if (rc != 0)
             goto out;
-        (void)total;
         break;
     }
     case RAFT_MSG_APPEND_ENTRIES_RESULT:
