@@ -59,7 +59,7 @@ static const curve_cfg_def cs_schema[] = {
      "bytes of entries kept in memory behind a snapshot"},
     {"raft.max_log_bytes", CURVE_CFG_INT, "64m", 0, 0,
      "per copyset: writes beyond this many bytes of in-memory log get OVERLOAD (0: no cap)"},
-    {"raft.log_mem_budget", CURVE_CFG_INT, "256m", 0, 0,
+    {"raft.log_mem_budget", CURVE_CFG_INT, "512m", 0, 0,
      "all copysets: in-memory log bytes above which the biggest copysets snapshot (0: none)"},
     {"raft.snapshot_bytes_per_sec", CURVE_CFG_INT, "64m", 0, 0, "snapshot transfer throttle"},
     {"raft.log_segment_bytes", CURVE_CFG_INT, "8m", 65536, 1073741824, "Raft log segment"},
