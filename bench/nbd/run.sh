@@ -35,6 +35,9 @@
 # The working set is written sequentially first on every backend (reads of unwritten curve
 # blocks would return zeros without touching a chunkserver).
 #
+# Then the libcurve path alone on the same volume (bench/nbd/curve-io-bench, built with the
+# plugin; skipped when missing): 4 KiB random writes and reads at QD1/QD32 (AIO) and reads from
+# 1 and 32 blocking threads, printed as comment lines above the table.
 # Output: the table (IOPS, MiB/s, avg and p99 latency, ratios) and one line per target:
 #   TARGET nbd_randwrite_4k_qd1_avg_lat_vs_local_fdatasync measured=<x> goal=<=3.00x MET|MISSED
 #   TARGET nbd_randwrite_4k_qd32_iops_vs_local            measured=<x> goal=>=0.20x MET|MISSED
@@ -180,6 +183,7 @@ NBDFILE_URI=$URI
 # shellcheck disable=SC2086 # CURVE_PLUGIN_ARGS is a list of key=value words
 start_nbdkit curve "$PLUGIN" volume="$VOL" conf="$CL/client.conf" ${CURVE_PLUGIN_ARGS:-}
 CURVE_URI=$URI
+CURVE_NBD_PID=${NBD_PIDS[-1]}
 
 COMMON=(--randrepeat=0 --norandommap --lat_percentiles=1 --time_based --runtime="$SECS"
     --ramp_time="$RAMP")
@@ -223,7 +227,31 @@ for entry in "${JOBS[@]}"; do
     done
 done
 
+# The libcurve path alone (no NBD): the same volume through curve-io-bench once the Curve export
+# is stopped (one opener at a time), to tell the client's cost from nbdkit's.
+IOBENCH="$B/bench/nbd/curve-io-bench"
+LIBCURVE_LINES=()
+if [[ -x "$IOBENCH" && -z "${BROKEN[curve]:-}" ]]; then
+    stop_pid "$CURVE_NBD_PID"
+    mds=$(sed -n 's/^mds.addrs=//p' "$CL/client.conf")
+    for j in "randwrite 1" "randwrite 32" "randread 1" "randread 32" "randread 1 -S" \
+        "randread 32 -S"; do
+        read -r rw qd sync <<<"$j"
+        echo "# curve-io-bench $rw QD$qd ${sync:+(blocking threads)}"
+        # shellcheck disable=SC2086 # $sync is empty or one flag
+        line=$(timeout -k "$FIO_KILL_AFTER_S" "$JOB_TIMEOUT_S" "$IOBENCH" -m "$mds" -r "$rw" \
+            -q "$qd" -t "$SECS" -s "$((SIZE_MB << 20))" $sync "$VOL" 2>>"$TMP/curve-io-bench.log" |
+            grep '^curve-io-bench ') || line="curve-io-bench $rw qd=$qd: failed (see $TMP/curve-io-bench.log)"
+        LIBCURVE_LINES+=("$line")
+    done
+fi
+
 echo
+if ((${#LIBCURVE_LINES[@]})); then
+    echo "# libcurve alone (no NBD; aio: QD requests circulating from the completion callback;"
+    echo "# mode=sync: QD threads in curve_pread/curve_pwrite, like the plugin's nbdkit threads):"
+    for l in "${LIBCURVE_LINES[@]}"; do echo "#   $l"; done
+fi
 args=("$OUT")
 [[ -n "${RESULT_JSON:-}" ]] && args+=(--json "$RESULT_JSON")
 rc=0
