@@ -539,7 +539,7 @@ def targets(results):
         out.append(("%s_healthy_s" % n, r["healthy_s"], "auto(<=%d)" % HEALTH_TIMEOUT_S,
                     r["healthy_s"] is not None))
         if f is not None and f.stall_target:
-            s = r["stall_ms"] / 1000
+            s = round(r["stall_ms"] / 1000, 1)  # the value printed is the value compared
             out.append(("%s_stall_s" % n, "%.1f" % s, "<=%.1f" % (STALL_GOAL_MS / 1000),
                         s <= STALL_GOAL_MS / 1000))
         if f is not None and f.latency_target and r.get("lat_base_us"):
