@@ -2120,6 +2120,14 @@ uint32_t raft_propose_batch(struct raft *r, struct raft_prop *p, uint32_t n)
     }
     if (k == 0)
         return 0;
+    /* AppendEntries first, then the local append: the followers' write + fdatasync is the
+     * critical path of a commit (the leader's own append runs in parallel and counts only as
+     * one durable copy), and waking the disk writer may preempt this thread on a small
+     * machine. If the local append then fails the node fails and the proposals are refused
+     * with that io error; entries already sent may still commit (a client retries
+     * idempotently, as after any io error). */
+    for (uint32_t i = 0; i < r->npr; i++)
+        replicate(r, &r->pr[i]);
     int rc = io_append(r, first, log_last(&r->log));
     if (rc != 0) {
         /* the node is failed now: nothing was accepted, no callback runs */
@@ -2136,8 +2144,6 @@ uint32_t raft_propose_batch(struct raft *r, struct raft_prop *p, uint32_t n)
         q->term = p[i].term;
         q->cookie = p[i].cookie;
     }
-    for (uint32_t i = 0; i < r->npr; i++)
-        replicate(r, &r->pr[i]);
     maybe_commit(r); /* single-voter groups */
     check_invariants(r);
     return k;
