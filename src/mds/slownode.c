@@ -27,6 +27,7 @@ void mds_slow_cfg_default(mds_slow_cfg *cfg)
     cfg->min_samples[MDS_SLOW_SIG_PROBE] = 10;
     cfg->min_samples[MDS_SLOW_SIG_PROBE_MEAN] = 20;
     cfg->enter_count = 2;
+    cfg->write_enter_count = 5;
     cfg->hold_ms = 20 * 1000;
     cfg->stale_ms = 5 * 1000;
 }
@@ -46,6 +47,8 @@ const curve_cfg_def mds_slow_cfg_defs[] = {
      "mean probe round trip below this is never slow"},
     {"mds.slow.enter_count", CURVE_CFG_INT, "2", 1, 1000,
      "consecutive slow evaluations (scheduler ticks) before a chunkserver is marked slow"},
+    {"mds.slow.write_enter_count", CURVE_CFG_INT, "5", 1, 1000,
+     "consecutive evaluations the leader write time must be slow to mark"},
     {"mds.slow.hold_ms", CURVE_CFG_DURATION_MS, "20s", 0, 24ll * 3600 * 1000,
      "a slow chunkserver is unmarked after being healthy this long"},
     {"mds.slow.stale_ms", CURVE_CFG_DURATION_MS, "5s", 100, 3600 * 1000,
@@ -67,6 +70,7 @@ void mds_slow_cfg_from_config(const curve_config *c, mds_slow_cfg *out)
     out->floor_us[MDS_SLOW_SIG_PROBE_MEAN] =
         (uint32_t)curve_config_duration_ms(c, "mds.slow.probe_mean_floor_ms") * 1000;
     out->enter_count = (uint32_t)curve_config_int(c, "mds.slow.enter_count");
+    out->write_enter_count = (uint32_t)curve_config_int(c, "mds.slow.write_enter_count");
     out->hold_ms = (uint64_t)curve_config_duration_ms(c, "mds.slow.hold_ms");
     out->stale_ms = (uint64_t)curve_config_duration_ms(c, "mds.slow.stale_ms");
 }
@@ -234,7 +238,15 @@ static bool sig_value(const mds_slow_tracker *s, const mds_topology *t, const md
     }
 }
 
-/* Evaluates entry x: fills its value/median per signal; returns the first slow signal or -1. */
+/* Evaluations a signal must stay slow to mark: the leader write time is the most exposed to
+ * load (chunk creation on the first writes, a node leading hot copysets), so it needs longer. */
+static uint32_t need(const mds_slow_tracker *s, int sig)
+{
+    return sig == MDS_SLOW_SIG_WRITE ? s->cfg.write_enter_count : s->cfg.enter_count;
+}
+
+/* Evaluates entry x: fills its value/median per signal and the per-signal streaks; returns
+ * the first slow signal or -1. */
 static int evaluate(mds_slow_tracker *s, const mds_topology *t, mds_slow_cs *x, uint64_t now_ms,
                     uint32_t *vals, uint32_t *tmp)
 {
@@ -244,6 +256,8 @@ static int evaluate(mds_slow_tracker *s, const mds_topology *t, mds_slow_cs *x, 
                                 : s->cfg.factor_pct;
     for (int sig = 0; sig < MDS_SLOW_NSIG; sig++) {
         x->value_us[sig] = x->median_us[sig] = 0;
+        uint32_t prev = x->sig_streak[sig];
+        x->sig_streak[sig] = 0; /* stays 0 unless slow now */
         uint32_t mine;
         bool probe = sig == MDS_SLOW_SIG_PROBE || sig == MDS_SLOW_SIG_PROBE_MEAN;
         if (!probe && !fresh(s, t, x, now_ms))
@@ -265,8 +279,11 @@ static int evaluate(mds_slow_tracker *s, const mds_topology *t, mds_slow_cs *x, 
         x->value_us[sig] = mine;
         x->median_us[sig] = median;
         uint32_t floor = x->marked ? s->cfg.floor_us[sig] / 2 : s->cfg.floor_us[sig];
-        if (slow < 0 && mine > floor && (uint64_t)mine * 100 > (uint64_t)median * factor)
-            slow = sig;
+        if (mine > floor && (uint64_t)mine * 100 > (uint64_t)median * factor) {
+            x->sig_streak[sig] = prev < UINT32_MAX ? prev + 1 : prev;
+            if (slow < 0)
+                slow = sig;
+        }
     }
     return slow;
 }
@@ -295,8 +312,13 @@ static int verdict(mds_slow_tracker *s, mds_slow_cs *x, int slow, size_t nlive, 
         x->last_slow_ms = now_ms;
         if (x->streak < UINT32_MAX)
             x->streak++;
+        int ready = -1; /* a signal slow for long enough */
+        for (int sig = 0; sig < MDS_SLOW_NSIG && ready < 0; sig++)
+            if (x->sig_streak[sig] >= need(s, sig))
+                ready = sig;
         /* never more than half of the cluster: then the "median" itself is what is slow */
-        if (!x->marked && x->streak >= s->cfg.enter_count && 2 * (*nmarked + 1) <= nlive) {
+        if (!x->marked && ready >= 0 && 2 * (*nmarked + 1) <= nlive) {
+            slow = ready;
             x->marked = true;
             x->marked_ms = now_ms;
             s->marks++;
@@ -348,6 +370,7 @@ size_t mds_slow_evaluate(mds_slow_tracker *s, const mds_topology *t, uint64_t no
         mds_slow_cs *x = &s->v[i];
         if (!live(t, x->cs_id)) {
             x->streak = 0; /* not judged: offline nodes lead nothing, retired ones are gone */
+            memset(x->sig_streak, 0, sizeof(x->sig_streak));
             continue;
         }
         int slow = evaluate(s, t, x, now_ms, vals, tmp);

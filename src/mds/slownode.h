@@ -23,8 +23,10 @@
  * stands out. X is slow in an evaluation when any signal is slow. While X is marked the
  * thresholds are halved (hysteresis), so a node at the edge does not flap.
  *
- *   - X is *marked* after enter_count consecutive slow evaluations (mds_slow_evaluate, once
- *     per scheduler tick), if at most half of the live chunkservers would then be marked;
+ *   - X is *marked* once one signal was slow in enter_count consecutive evaluations
+ *     (write_enter_count for the write signal, the one most exposed to load) —
+ *     mds_slow_evaluate, once per scheduler tick — if at most half of the live chunkservers
+ *     would then be marked;
  *   - X is *unmarked* once it has been evaluated not slow for hold_ms without interruption.
  *
  * While X is marked, the scheduler moves every copyset leadership off X (TransferLeader to a
@@ -61,19 +63,21 @@ typedef struct mds_slow_cfg {
     uint32_t factor_pct;              /* slow: above this % of the cluster median ... */
     uint32_t floor_us[MDS_SLOW_NSIG]; /* ... and above this absolute floor */
     uint32_t min_samples[MDS_SLOW_NSIG]; /* a value built on fewer samples is ignored */
-    uint32_t enter_count;             /* consecutive slow evaluations to mark */
+    uint32_t enter_count;             /* consecutive slow evaluations of a signal to mark */
+    uint32_t write_enter_count;       /* the same for the write signal */
     uint64_t hold_ms;                 /* not slow for this long: unmarked */
     uint64_t stale_ms;                /* reports older than this are ignored */
 } mds_slow_cfg;
 
 /* Defaults: enabled, 300 %, floors write 50 ms / apply 10 ms / probe 15 ms / probe_mean
- * 40 ms, min samples 20 / 20 / 10 / 20, enter after 2 evaluations, hold 20 s, stale after
- * 5 s. */
+ * 40 ms, min samples 20 / 20 / 10 / 20, enter after 2 evaluations (write: 5), hold 20 s, stale
+ * after 5 s. */
 void mds_slow_cfg_default(mds_slow_cfg *cfg);
 
 /* Configuration keys: mds.slow.enabled (true), mds.slow.factor_pct (300),
  * mds.slow.write_floor_ms (50ms), mds.slow.apply_floor_ms (10ms), mds.slow.probe_floor_ms
- * (15ms), mds.slow.probe_mean_floor_ms (40ms), mds.slow.enter_count (2), mds.slow.hold_ms (20s), mds.slow.stale_ms (5s). */
+ * (15ms), mds.slow.probe_mean_floor_ms (40ms), mds.slow.enter_count (2),
+ * mds.slow.write_enter_count (5), mds.slow.hold_ms (20s), mds.slow.stale_ms (5s). */
 extern const curve_cfg_def mds_slow_cfg_defs[];
 extern const size_t mds_slow_cfg_ndefs;
 /* Reads the keys above from a config whose schema includes mds_slow_cfg_defs. */
@@ -97,7 +101,8 @@ typedef struct mds_slow_cs {
     uint32_t cs_id;
     uint64_t report_ms; /* 0: no report yet */
     mds_slow_report rep;
-    uint32_t streak;    /* consecutive slow evaluations */
+    uint32_t streak;    /* consecutive slow evaluations (any signal) */
+    uint32_t sig_streak[MDS_SLOW_NSIG]; /* consecutive slow evaluations per signal */
     bool marked;
     uint64_t marked_ms, last_slow_ms;
     /* last evaluation: per signal the value and the cluster median (0 = no value) */

@@ -178,6 +178,43 @@ static void test_busy_cluster_not_marked(void **state)
     mds_topo_destroy(&t);
 }
 
+/* The leader write time alone (e.g. chunk creation at the first writes of a volume, seen
+ * at chaos warm-up: 145 ms vs 7 ms) must stay slow for write_enter_count evaluations; two
+ * signals slow in alternation never add up. */
+static void test_write_signal_needs_longer(void **state)
+{
+    (void)state;
+    mds_topology t;
+    topo3(&t);
+    mds_slow_tracker s;
+    mds_slow_init(&s, NULL);
+    fake f[3];
+    healthy(f, 3);
+    uint64_t now = 1000;
+    f[0].write_us = 145000;
+    uint32_t n = 0;
+    unsigned ch = 0;
+    while (ch == 0 && n < 20) {
+        ch = round_all(&s, &t, f, 3, &now);
+        n++;
+    }
+    assert_int_equal(ch, 1u << 1);
+    assert_int_equal(n, s.cfg.write_enter_count);
+    assert_true(s.cfg.write_enter_count > s.cfg.enter_count);
+    mds_slow_destroy(&s);
+    /* write and apply slow in alternation: each signal's streak restarts */
+    mds_slow_init(&s, NULL);
+    healthy(f, 3);
+    for (int i = 0; i < 20; i++) {
+        f[0].write_us = i % 2 ? 145000 : 3000;
+        f[0].apply_us = i % 2 ? 40 : 60000;
+        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    }
+    assert_true(mds_slow_get(&s, 1)->streak >= 20);
+    mds_slow_destroy(&s);
+    mds_topo_destroy(&t);
+}
+
 /* Flapping: slow every other heartbeat never reaches enter_count; once marked, a node slow
  * every other heartbeat is never unmarked (each slow report restarts the hold). */
 static void test_flapping(void **state)
@@ -725,6 +762,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slow_disk_marked_then_unmarked),
         cmocka_unit_test(test_busy_cluster_not_marked),
+        cmocka_unit_test(test_write_signal_needs_longer),
         cmocka_unit_test(test_flapping),
         cmocka_unit_test(test_hysteresis),
         cmocka_unit_test(test_probe_signal),
