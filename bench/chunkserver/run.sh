@@ -6,6 +6,10 @@
 #   bash bench/chunkserver/run.sh <builddir>      (make bench-chunkserver uses build/release)
 #   env: ROUNDS (default 3), SECONDS_PER_RUN (default 3), BENCH_DIR (default /tmp)
 #
+# cs_cpu_us_op: CPU time (user + system, /proc/<pid>/stat) of the three chunkservers per
+# operation — less distorted by a loaded machine than latency or IOPS; compare it between
+# builds measured back to back.
+#
 # Baselines (fio, 4 KiB, file of 64 MiB):
 #   local_w1   randwrite, psync, fdatasync after every write, QD1  (latency = 1 / IOPS)
 #   local_w32  randwrite, O_DIRECT, libaio, QD32                   (IOPS)
@@ -67,22 +71,33 @@ fio_run() { # fio_run <rw> <extra...>: prints IOPS
         --runtime="$SECS" --randrepeat=0 --output-format=json "$@" 2>/dev/null |
         jnum "d['jobs'][0]['${rw#rand}']['iops']"
 }
-cs_run() { # cs_run <op> <qd>: prints the tool's JSON line
-    "$TOOL" --peers="$PLIST" bench --pool=1 --copyset=1 --op="$1" --qd="$2" \
-        --seconds="$SECS" --chunks=4 2>/dev/null | tail -1
+# CPU time (user + system, clock ticks) of the three chunkservers: a per-write cost that the
+# machine's load does not distort the way it distorts latency and IOPS.
+cs_ticks() { for p in "${PIDS[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat"; done |
+    awk '{s += $1} END {print s}'; }
+cs_run() { # cs_run <op> <qd>: prints the tool's JSON line; the daemons' CPU µs per op -> $TMP/cpu_last
+    local t0 t1 out
+    t0=$(cs_ticks)
+    out=$("$TOOL" --peers="$PLIST" bench --pool=1 --copyset=1 --op="$1" --qd="$2" \
+        --seconds="$SECS" --chunks=4 2>/dev/null | tail -1)
+    t1=$(cs_ticks)
+    echo "$out"
+    local hz; hz=$(getconf CLK_TCK)
+    awk -v d=$((t1 - t0)) -v hz="$hz" -v o="$(jnum "d['ops']" <<<"$out")" \
+        'BEGIN{printf "%.1f", (o > 0) ? d * 1e6 / hz / o : 0}' >"$TMP/cpu_last"
 }
 
 echo "# chunkserver benchmark: 4 KiB random IO, ${SECS} s per run, ${ROUNDS} rounds, $(nproc) cores"
 echo "# 3 chunkservers on 127.0.0.1, one copyset; baseline fio on $TMP (same file system)"
-printf "%-5s %-22s %12s %14s\n" round measurement iops lat_avg_us
+printf "%-5s %-22s %12s %14s %14s\n" round measurement iops lat_avg_us cs_cpu_us_op
 declare -a RW1 RW32 RR32
 for r in $(seq "$ROUNDS"); do
     lw1=$(fio_run randwrite --ioengine=psync --fdatasync=1 --iodepth=1)
     lw32=$(fio_run randwrite --ioengine=libaio --direct=1 --iodepth=32)
     lr32=$(fio_run randread --ioengine=libaio --direct=1 --iodepth=32)
-    cw1=$(cs_run write 1)
-    cw32=$(cs_run write 32)
-    cr32=$(cs_run read 32)
+    cw1=$(cs_run write 1); c1=$(cat "$TMP/cpu_last")
+    cw32=$(cs_run write 32); c32=$(cat "$TMP/cpu_last")
+    cr32=$(cs_run read 32); cr=$(cat "$TMP/cpu_last")
     cw1i=$(jnum "d['iops']" <<<"$cw1"); cw32i=$(jnum "d['iops']" <<<"$cw32")
     cr32i=$(jnum "d['iops']" <<<"$cr32")
     for e in "$cw1" "$cw32" "$cr32"; do
@@ -93,9 +108,9 @@ for r in $(seq "$ROUNDS"); do
     printf "%-5s %-22s %12.0f %14s\n" "$r" local_write_direct_qd32 "$lw32" "-"
     printf "%-5s %-22s %12.0f %14s\n" "$r" local_read_direct_qd32 "$lr32" "-"
     avg() { jnum "round(d['lat_avg_us'], 1)" <<<"$1"; }
-    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_write_qd1 "$cw1i" "$(avg "$cw1")"
-    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_write_qd32 "$cw32i" "$(avg "$cw32")"
-    printf "%-5s %-22s %12.0f %14s\n" "$r" cs_read_qd32 "$cr32i" "$(avg "$cr32")"
+    printf "%-5s %-22s %12.0f %14s %14s\n" "$r" cs_write_qd1 "$cw1i" "$(avg "$cw1")" "$c1"
+    printf "%-5s %-22s %12.0f %14s %14s\n" "$r" cs_write_qd32 "$cw32i" "$(avg "$cw32")" "$c32"
+    printf "%-5s %-22s %12.0f %14s %14s\n" "$r" cs_read_qd32 "$cr32i" "$(avg "$cr32")" "$cr"
     RW1+=("$(awk -v c="$cw1i" -v l="$lw1" 'BEGIN{printf "%.3f", l / c}')")
     RW32+=("$(awk -v c="$cw32i" -v l="$lw32" 'BEGIN{printf "%.3f", c / l}')")
     RR32+=("$(awk -v c="$cr32i" -v l="$lr32" 'BEGIN{printf "%.3f", c / l}')")
