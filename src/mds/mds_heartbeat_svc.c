@@ -223,9 +223,9 @@ void mds_slow_glue_evaluate(mds_daemon *d, uint64_t now_ms)
         const mds_slow_cs *e = &mds_slow_daemon.v[i];
         if (e->streak == 1 && !e->marked && e->slow_sig >= 0)
             CLOG_INFO("mds: chunkserver %u looks slow: %s latency %u us vs cluster median %u us "
-                      "(1 of %u evaluations to mark)", e->cs_id,
+                      "(first slow evaluation)", e->cs_id,
                       mds_slow_sig_name((mds_slow_sig)e->slow_sig), e->value_us[e->slow_sig],
-                      e->median_us[e->slow_sig], mds_slow_daemon.cfg.enter_count);
+                      e->median_us[e->slow_sig]);
     }
     for (size_t i = 0; i < n && i < 16; i++) {
         const mds_slow_change *ch = &chs[i];
