@@ -200,12 +200,15 @@ static int propose_write(chunk_req *r, curve_iobuf *attach)
 {
     const Curve__Chunk__ChunkRequest *q = r->req;
     size_t len = CS_CMD_HDR_SIZE + q->size;
-    uint8_t *buf = malloc(len);
-    if (buf == NULL)
+    /* one copy of the data (out of the attachment's slices, next to the header); from here the
+     * Raft runtime, log and AppendEntries reference this buffer */
+    curve_buf *b = curve_buf_new(len);
+    if (b == NULL)
         return -ENOMEM;
+    uint8_t *buf = curve_buf_data(b);
     curve_iobuf_copyout(attach, 0, buf + CS_CMD_HDR_SIZE, q->size);
     if (q->has_data_crc && curve_crc32c(0, buf + CS_CMD_HDR_SIZE, q->size) != q->data_crc) {
-        free(buf);
+        curve_buf_unref(b);
         return CURVE_ERR_CRC_FAIL;
     }
     cs_cmd c = {.type = CS_CMD_WRITE, .chunk_id = q->chunk_id, .offset = q->offset,
@@ -213,8 +216,9 @@ static int propose_write(chunk_req *r, curve_iobuf *attach)
                 .file_id = q->has_file_id ? q->file_id : 0, .len = q->size,
                 .data = buf + CS_CMD_HDR_SIZE};
     cs_cmd_encode_hdr(&c, NULL, 0, buf);
-    int rc = raftrt_propose_term(r->cs->group, buf, (uint32_t)len, r->term, write_done, r);
-    free(buf);
+    curve_buf_set_len(b, len);
+    int rc = raftrt_propose_buf(r->cs->group, b, (uint32_t)len, r->term, write_done, r);
+    curve_buf_unref(b);
     return rc;
 }
 

@@ -983,8 +983,16 @@ struct prop {
     uint64_t expected_term; /* 0: any */
     bool read;
     uint32_t len;
+    curve_buf *buf;     /* raftrt_propose_buf: the command's buffer (referenced), else NULL */
+    const uint8_t *cmd; /* the command: data[] (copied) or the start of buf */
     uint8_t data[];
 };
+
+static void prop_free(struct prop *p)
+{
+    curve_buf_unref(p->buf);
+    free(p);
+}
 
 static void cb_propose_done(struct raft *r, void *cookie, uint64_t index, int status)
 {
@@ -993,7 +1001,7 @@ static void cb_propose_done(struct raft *r, void *cookie, uint64_t index, int st
     if (g->m_apply && status == 0)
         curve_latency_record(g->m_apply, now_us() - p->t0_us);
     p->cb(p->arg, status, index, raft_leader(r));
-    free(p);
+    prop_free(p);
     group_unref(g);
 }
 
@@ -1052,7 +1060,7 @@ static void mem_account(raftrt_group *g)
 static void prop_fail(raftrt_group *g, struct prop *p, int rc)
 {
     p->cb(p->arg, rc, 0, g->r ? raft_leader(g->r) : 0);
-    free(p);
+    prop_free(p);
     group_unref(g);
 }
 
@@ -1078,7 +1086,7 @@ static void batch_flush(raftrt_group *g)
             prop_fail(g, p, CURVE_ERR_NOT_LEADER); /* leadership changed since the check */
             continue;
         }
-        rp[m] = (struct raft_prop){.data = p->data, .len = p->len, .cookie = p};
+        rp[m] = (struct raft_prop){.data = p->cmd, .len = p->len, .buf = p->buf, .cookie = p};
         ps[m++] = p;
     }
     if (m == 0)
@@ -1128,7 +1136,7 @@ static void prop_on_loop(void *arg)
     } else if (p->read) {
         if (raft_lease_valid(g->r)) {
             p->cb(p->arg, 0, raft_applied_index(g->r), raft_leader(g->r));
-            free(p);
+            prop_free(p);
             group_unref(g);
             return;
         }
@@ -1139,7 +1147,7 @@ static void prop_on_loop(void *arg)
     } else if (!g->batch_open) {
         uint64_t index = 0;
         p->t0_us = now_us();
-        rc = raft_propose(g->r, p->data, p->len, p, &index, NULL);
+        rc = raft_propose(g->r, p->cmd, p->len, p, &index, NULL);
         mem_account(g);
         if (rc == 0) {
             atomic_fetch_add_explicit(&g->proposals, 1, memory_order_relaxed);
@@ -1163,14 +1171,16 @@ static void prop_on_loop(void *arg)
     prop_fail(g, p, rc);
 }
 
-static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read,
+static int submit_prop(raftrt_group *g, const void *cmd, curve_buf *buf, uint32_t len, bool read,
                        uint64_t expected_term, raftrt_propose_cb cb, void *arg)
 {
-    if (len > RAFT_MAX_ENTRY_BYTES)
+    if (len > RAFT_MAX_ENTRY_BYTES || (buf != NULL && len > curve_buf_cap(buf)))
         return -EINVAL;
-    struct prop *p = malloc(sizeof(*p) + len);
+    struct prop *p = malloc(sizeof(*p) + (buf ? 0 : len));
     if (p == NULL)
         return -ENOMEM;
+    p->buf = buf ? curve_buf_ref(buf) : NULL;
+    p->cmd = buf ? curve_buf_data(buf) : p->data;
     p->g = g;
     p->cb = cb;
     p->arg = arg;
@@ -1178,7 +1188,7 @@ static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read
     p->expected_term = expected_term;
     p->len = len;
     p->t0_us = now_us();
-    if (len)
+    if (len && buf == NULL)
         memcpy(p->data, cmd, len);
     p->lm.fn = prop_on_loop;
     p->lm.arg = p;
@@ -1194,7 +1204,7 @@ static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read
         return 0;
     }
     if (curve_loop_post_msg(g->loop, &p->lm) != 0) {
-        free(p);
+        prop_free(p);
         group_unref(g);
         return CURVE_ERR_SHUTDOWN;
     }
@@ -1203,18 +1213,26 @@ static int submit_prop(raftrt_group *g, const void *cmd, uint32_t len, bool read
 
 int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propose_cb cb, void *arg)
 {
-    return submit_prop(g, cmd, len, false, 0, cb, arg);
+    return submit_prop(g, cmd, NULL, len, false, 0, cb, arg);
 }
 
 int raftrt_propose_term(raftrt_group *g, const void *cmd, uint32_t len, uint64_t expected_term,
                         raftrt_propose_cb cb, void *arg)
 {
-    return submit_prop(g, cmd, len, false, expected_term, cb, arg);
+    return submit_prop(g, cmd, NULL, len, false, expected_term, cb, arg);
+}
+
+int raftrt_propose_buf(raftrt_group *g, curve_buf *b, uint32_t len, uint64_t expected_term,
+                       raftrt_propose_cb cb, void *arg)
+{
+    if (b == NULL)
+        return -EINVAL;
+    return submit_prop(g, NULL, b, len, false, expected_term, cb, arg);
 }
 
 int raftrt_read(raftrt_group *g, raftrt_propose_cb cb, void *arg)
 {
-    return submit_prop(g, NULL, 0, true, 0, cb, arg);
+    return submit_prop(g, NULL, NULL, 0, true, 0, cb, arg);
 }
 
 struct group_post {

@@ -177,6 +177,12 @@ int raftrt_propose(raftrt_group *g, const void *cmd, uint32_t len, raftrt_propos
  * in raftrt_group_status; 0 = any). Any thread. */
 int raftrt_propose_term(raftrt_group *g, const void *cmd, uint32_t len, uint64_t expected_term,
                         raftrt_propose_cb cb, void *arg);
+/* Like raftrt_propose_term() with the command in the first `len` bytes of a refcounted buffer:
+ * the runtime, the core's log, the disk log queue and the AppendEntries attachments reference
+ * it instead of copying it (the caller must not modify it afterwards). `b` is borrowed (a
+ * reference is taken). -EINVAL if b is NULL or len > its capacity. Any thread. */
+int raftrt_propose_buf(raftrt_group *g, curve_buf *b, uint32_t len, uint64_t expected_term,
+                       raftrt_propose_cb cb, void *arg);
 
 /* Linearizable read barrier: cb(arg, 0, ...) on the group loop when the state machine may be
  * read (leader lease valid, else ReadIndex); NOT_LEADER / BUSY / SHUTDOWN otherwise. Returns 0
