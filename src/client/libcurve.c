@@ -120,6 +120,7 @@ typedef struct fp_seed {
     int status; /* 0: none */
     bool timed_out;
     const char *peer, *hint;
+    uint64_t start_ns; /* when the attempt started (curve_now_mono_ns) */
 } fp_seed;
 
 CURVE_EXPORT const char *curve_version(void)
@@ -480,6 +481,7 @@ static int aio_submit_seeded(curve_volume *v, struct curve_aio *aio, curve_op op
         r->io.seed_timed_out = seed->timed_out;
         r->io.seed_peer = r->seed_peer;
         r->io.seed_hint = r->seed_hint;
+        r->io.seed_start_ns = seed->start_ns;
     }
     pthread_mutex_lock(&v->lock);
     if (v->closing) {
@@ -723,8 +725,11 @@ static bool fast_io(curve_volume *v, curve_op op, void *buf, uint64_t len, uint6
         /* the engine continues from this first attempt under the retry policy */
         if (st != CURVE_ERR_CHUNK_NOTEXIST && !curve_retry_status_is_fatal(st))
             on_retry(v, curve_retry_cause_of(st, c.timed_out));
-        fp_seed seed = {.status = st, .timed_out = c.timed_out, .peer = leader.addr,
-                        .hint = c.hint};
+        fp_seed seed = {.status = st,
+                        .timed_out = c.timed_out,
+                        .peer = leader.addr,
+                        .hint = c.hint,
+                        .start_ns = t0};
         *res = slow_io(v, op, buf, len, off, &seed);
     }
     fast_end(v, op == CURVE_OP_WRITE ? &w : NULL, *res < 0 ? (int)*res : 0);

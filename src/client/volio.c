@@ -283,6 +283,8 @@ static void start_chunk(piece *pc)
         /* that first attempt was made already (fast path): continue from its outcome */
         int st = io->seed_status;
         io->seed_status = 0;
+        if (io->seed_start_ns != 0 && io->seed_start_ns < pc->cr.rs.start_ns)
+            pc->cr.rs.start_ns = io->seed_start_ns; /* total_deadline_ms covers that attempt */
         curve_chunkreq_on_reply(&pc->cr, st, io->seed_timed_out, io->seed_hint, &s);
     }
     run_step(pc, &s);

@@ -113,6 +113,8 @@ struct curve_volio_io {
     bool seed_timed_out;
     const char *seed_peer;
     const char *seed_hint;
+    uint64_t seed_start_ns; /* when that attempt started (the env clock's mono_ns; 0: now):
+                               the request's retry deadline counts from there */
     int result; /* out: 0 or the first error of any piece */
     /* private */
     curve_io_tracker tracker_;

@@ -502,6 +502,29 @@ static void test_seeded_first_attempt(void **state)
                                w->nodes[1].addr, ""),
                      CURVE_ERR_EPOCH_TOO_OLD);
     assert_int_equal(w->sends_total, 0);
+    /* the retry deadline counts from the seeded attempt's start: 900 ms of a 1 s budget gone,
+     * the 200 ms OVERLOAD backoff would cross it, so the IO fails at once */
+    w->opts.total_deadline_ms = 1000;
+    w->sends_total = 0;
+    {
+        uio u;
+        memset(&u, 0, sizeof(u));
+        u.w = w;
+        u.io = (curve_volio_io){.op = CURVE_RETRY_OP_WRITE,
+                                .len = 4096,
+                                .buf = buf,
+                                .cb = user_cb,
+                                .seed_status = CURVE_ERR_OVERLOAD,
+                                .seed_peer = w->nodes[1].addr,
+                                .seed_hint = "",
+                                .seed_start_ns = curve_clock_mono_ns(&w->clock.base) - 900 * MS};
+        assert_int_equal(curve_volio_submit(w->v, &u.io), 0);
+        run_loop(w);
+        assert_int_equal(u.done, 1);
+        assert_int_equal(u.result, CURVE_ERR_TIMEOUT);
+    }
+    assert_int_equal(w->sends_total, 0);
+    w->opts.total_deadline_ms = 0;
     /* a seed for another peer than the engine's first SEND is stale: ignored */
     assert_int_equal(seeded_io(w, CURVE_RETRY_OP_WRITE, 0, buf, CURVE_ERR_EPOCH_TOO_OLD,
                                w->nodes[2].addr, ""),
