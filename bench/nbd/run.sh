@@ -87,7 +87,8 @@ CLUSTER_UP=0
 # stop_pid PID NAME: SIGTERM, bounded wait, SIGKILL; only while /proc/PID still is an nbdkit.
 stop_pid() {
     local pid=$1 i
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q '^nbdkit ' || return 0
+    # (stderr first: the Curve export may be stopped already, its /proc entry gone)
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q '^nbdkit ' || return 0
     kill "$pid" 2>/dev/null || return 0
     for ((i = 0; i < STOP_TIMEOUT_S * 10; i++)); do
         kill -0 "$pid" 2>/dev/null || return 0
