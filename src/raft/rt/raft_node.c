@@ -1675,8 +1675,10 @@ static void tick_cb(curve_timer *t, void *arg)
 {
     raftrt_group *g = arg;
     enter(g);
-    if (g->r)
+    if (g->r) {
         raft_tick(g->r);
+        mem_account(g); /* a new leader's no-op, a forced snapshot's compaction */
+    }
 }
 
 static void timer_closed(curve_timer *t)
@@ -2089,11 +2091,13 @@ void raftrt_group_get_stats(raftrt_group *g, raftrt_group_stats *st)
     st->send_errors = atomic_load_explicit(&g->send_errors, memory_order_relaxed);
     st->snapshots_saved = atomic_load_explicit(&g->snaps_saved, memory_order_relaxed);
     st->snapshots_installed = atomic_load_explicit(&g->snaps_installed, memory_order_relaxed);
-    st->log_mem_max = atomic_load_explicit(&g->mem_max, memory_order_relaxed);
-    st->mem_snapshots = atomic_load_explicit(&g->mem_snaps, memory_order_relaxed);
+    /* the status first: it runs on the loop between handlers, and every handler that changes
+     * the log samples mem_max before returning, so mem_max read after it covers log_bytes */
     struct raft_status rs;
     raftrt_group_status(g, &rs);
     st->log_mem_bytes = rs.log_bytes;
+    st->log_mem_max = atomic_load_explicit(&g->mem_max, memory_order_relaxed);
+    st->mem_snapshots = atomic_load_explicit(&g->mem_snaps, memory_order_relaxed);
 }
 
 uint64_t raftrt_host_log_mem(raftrt_host *h)

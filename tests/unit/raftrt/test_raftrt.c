@@ -613,7 +613,7 @@ static uint64_t mem_run(struct cluster *c, uint64_t gid, uint64_t thr_bytes, uin
     static uint8_t buf[MEM_ENTRY];
     unsigned ok = 0, busy = 0, rounds = 0;
     while (ok < n) {
-        assert_true(++rounds <= 64 * n); /* bounded */
+        assert_true(++rounds <= 64 * n); /* bounded (a wait follows every refused round) */
         struct mem_waiter mw = {0};
         waiter_init(&mw.w);
         for (unsigned k = 0; k < MEM_INFLIGHT; k++) {
@@ -624,6 +624,18 @@ static uint64_t mem_run(struct cluster *c, uint64_t gid, uint64_t thr_bytes, uin
         assert_int_equal(mw.w.errors, mw.busy);
         ok += MEM_INFLIGHT - mw.busy;
         busy += mw.busy;
+        if (mw.busy == MEM_INFLIGHT) {
+            /* all refused: the leader is at max_log_bytes until its snapshot compacts the
+             * log; wait (bounded) for the snapshot instead of spinning */
+            raftrt_group_stats st0, st;
+            raftrt_group_get_stats(g[l], &st0);
+            uint64_t stop = curve_now_mono_ms() + WAIT_MS;
+            do {
+                usleep(1000);
+                raftrt_group_get_stats(g[l], &st);
+            } while (st.snapshots_saved == st0.snapshots_saved &&
+                     st.log_mem_bytes + MEM_ENTRY > max_bytes && curve_now_mono_ms() < stop);
+        }
     }
     if (busy_out)
         *busy_out = busy;
