@@ -30,7 +30,9 @@ typedef struct curve_client_conf {
     char owner[CURVE_OWNER_MAX + 1];
     uint64_t mds_rpc_timeout_ms;
     uint64_t mds_call_deadline_ms; /* blocking MDS calls retry addresses this long */
-    uint64_t session_expire_ms;    /* IO fails after this long without refresh; 0 = lease */
+    uint64_t session_expire_ms;    /* opt-in: session lost after this long without a
+                                      successful refresh or re-open; 0 = never (default:
+                                      the chunkserver epoch is the fence, docs/sessions.md) */
     uint32_t max_rpc_size;         /* CURVE_RPC_SIZE_MIN..MAX, multiple of 4096 */
     uint32_t max_inflight_rpcs;    /* per volume, 1..CURVE_CLIENT_INFLIGHT_MAX */
     uint32_t io_threads;           /* 1..CURVE_CLIENT_IO_THREADS_MAX */
