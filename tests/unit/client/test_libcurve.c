@@ -21,6 +21,7 @@
 
 #include "chunk.pb-c.h"
 #include "cli.pb-c.h"
+#include "client/client_conf.h"
 #include "client/mds_client.h"
 #include "common/assert.h"
 #include "common/clock.h"
@@ -56,6 +57,9 @@ static struct {
     uint32_t lease_ms;
     bool expire_sessions; /* refresh answers SESSION_EXPIRED */
     bool sessions_down;   /* refresh and open answer CURVE_ERR_ETCD */
+    bool open_busy;       /* open answers -EBUSY (another writer holds the volume) */
+    bool last_read_only, last_reopen; /* what the last Open asked for */
+    char last_token[40];              /* ... and the opener token it carried */
     int refreshes, opens, get_copyset, redirects, writes, reads, deletes, seg_calls;
     uint64_t cs_epoch[MAXFILES]; /* highest epoch seen per file id (leader) */
     uint8_t data[MAXFILES][VOLSIZE];
@@ -344,8 +348,14 @@ static void h_open(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a,
     const Curve__Mds__OpenRequest *r = (const void *)m;
     pthread_mutex_lock(&F.lock);
     ffile *f = find_path(r->path);
+    F.last_read_only = r->has_read_only && r->read_only;
+    F.last_reopen = r->has_reopen && r->reopen;
+    snprintf(F.last_token, sizeof(F.last_token), "%s", r->client_token ? r->client_token : "");
     if (F.sessions_down) {
         rpc_call_reply_error(ctx, CURVE_ERR_ETCD, "etcd unavailable");
+    } else if (F.open_busy && f && !f->dir && !F.last_read_only) {
+        F.opens++;
+        rpc_call_reply_error(ctx, -EBUSY, "open read-write by session 00000000000000bb");
     } else if (!f || f->dir) {
         rpc_call_reply_error(ctx, f ? CURVE_ERR_INVALID_REQUEST : CURVE_ERR_NOT_FOUND, "open");
     } else {
@@ -1205,6 +1215,135 @@ static void test_session_lost_fences_io(void **state)
     assert_int_equal(curve_client_destroy(c), 0);
 }
 
+/* A read-write open of a volume another writer holds: -EBUSY to the caller, nothing opened;
+ * read-only opens are still allowed. The request carries the opener's token, not `reopen`. */
+static void test_open_busy(void **state)
+{
+    curve_client *c = new_client(NULL);
+    assert_int_equal(curve_create(c, "/b", SEG), 0);
+    pthread_mutex_lock(&F.lock);
+    F.open_busy = true;
+    pthread_mutex_unlock(&F.lock);
+    curve_volume *v = (curve_volume *)1;
+    assert_int_equal(curve_open(c, "/b", 0, &v), -EBUSY);
+    pthread_mutex_lock(&F.lock);
+    assert_false(F.last_read_only);
+    assert_false(F.last_reopen);
+    assert_int_equal(strlen(F.last_token), 16);
+    assert_int_equal(strspn(F.last_token, "0123456789abcdef"), 16);
+    char first_token[40];
+    snprintf(first_token, sizeof(first_token), "%s", F.last_token);
+    pthread_mutex_unlock(&F.lock);
+    assert_int_equal(curve_open(c, "/b", 0, &v), -EBUSY);
+    pthread_mutex_lock(&F.lock);
+    assert_string_not_equal(F.last_token, first_token); /* a fresh token per curve_open */
+    pthread_mutex_unlock(&F.lock);
+    assert_int_equal(curve_open(c, "/b", CURVE_OPEN_RDONLY, &v), 0);
+    pthread_mutex_lock(&F.lock);
+    assert_true(F.last_read_only);
+    F.open_busy = false;
+    pthread_mutex_unlock(&F.lock);
+    uint8_t b[4096];
+    assert_int_equal(curve_pread(v, b, 4096, 0), 4096);
+    assert_int_equal(curve_close(v), 0);
+    assert_int_equal(curve_open(c, "/b", 0, &v), 0);
+    assert_int_equal(curve_close(v), 0);
+    assert_int_equal(curve_client_destroy(c), 0);
+}
+
+/* The library default: a session is never given up for lack of MDS contact
+ * (client.session.expire_ms = 0, docs/sessions.md). */
+static void test_session_expire_default_never(void **state)
+{
+    const char *kv[] = {"mds.addrs=127.0.0.1:1", NULL};
+    curve_client_conf conf;
+    char err[256];
+    assert_int_equal(curve_client_conf_load(NULL, kv, &conf, err, sizeof(err)), 0);
+    assert_int_equal(conf.session_expire_ms, 0);
+}
+
+/* No MDS can vouch for the session (etcd down) for many leases: with expire_ms = 0 (the
+ * default) IO goes on the whole time, and the session is confirmed again afterwards. */
+static void test_io_continues_sessions_down(void **state)
+{
+    pthread_mutex_lock(&F.lock);
+    F.lease_ms = 200; /* refresh every 50 ms */
+    pthread_mutex_unlock(&F.lock);
+    curve_client *c = new_client("client.session.expire_ms=0");
+    assert_int_equal(curve_create(c, "/d", SEG), 0);
+    curve_volume *v;
+    assert_int_equal(curve_open(c, "/d", 0, &v), 0);
+    uint8_t w[4096], r[4096];
+    fill(w, sizeof(w), 3);
+    assert_int_equal(curve_pwrite(v, w, 4096, 0), 4096);
+    pthread_mutex_lock(&F.lock);
+    F.sessions_down = true;
+    int r0 = F.refreshes;
+    pthread_mutex_unlock(&F.lock);
+    /* 20 failed refreshes span at least 5 leases, more than the 300 ms after which
+     * test_session_lost_fences_io loses its session */
+    uint64_t t0 = curve_now_mono_ms(), end = t0 + WAIT_MS;
+    unsigned n = 0;
+    while (counter(&F.refreshes) < r0 + 20 && curve_now_mono_ms() < end) {
+        fill(w, sizeof(w), n);
+        assert_int_equal(curve_pwrite(v, w, 4096, (n % 8) * 4096), 4096);
+        assert_int_equal(curve_pread(v, r, 4096, (n % 8) * 4096), 4096);
+        assert_memory_equal(w, r, 4096);
+        n++;
+    }
+    assert_true(counter(&F.refreshes) >= r0 + 20);
+    assert_true(curve_now_mono_ms() - t0 >= 4 * 200);
+    /* the control plane is back: refreshes succeed again, IO still fine */
+    pthread_mutex_lock(&F.lock);
+    F.sessions_down = false;
+    int r1 = F.refreshes;
+    pthread_mutex_unlock(&F.lock);
+    wait_counter(&F.refreshes, r1 + 2);
+    assert_int_equal(curve_pwrite(v, w, 4096, 0), 4096);
+    assert_int_equal(curve_close(v), 0);
+    assert_int_equal(curve_client_destroy(c), 0);
+}
+
+/* Our session expired at the MDS and another writer opened the volume meanwhile: the re-open
+ * (same mode, same token, `reopen`) answers -EBUSY and IO fails with SESSION_EXPIRED. */
+static void test_reopen_busy_loses_session(void **state)
+{
+    pthread_mutex_lock(&F.lock);
+    F.lease_ms = 200;
+    pthread_mutex_unlock(&F.lock);
+    curve_client *c = new_client(NULL);
+    assert_int_equal(curve_create(c, "/r", SEG), 0);
+    curve_volume *v;
+    assert_int_equal(curve_open(c, "/r", 0, &v), 0);
+    char token[40];
+    pthread_mutex_lock(&F.lock);
+    snprintf(token, sizeof(token), "%s", F.last_token);
+    int opens = F.opens;
+    pthread_mutex_unlock(&F.lock);
+    uint8_t b[4096] = {1};
+    assert_int_equal(curve_pwrite(v, b, 4096, 0), 4096);
+    pthread_mutex_lock(&F.lock);
+    F.expire_sessions = true;
+    F.open_busy = true;
+    pthread_mutex_unlock(&F.lock);
+    ssize_t rc;
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while ((rc = curve_pwrite(v, b, 4096, 0)) == 4096 && curve_now_mono_ms() < end)
+        sched_yield();
+    assert_int_equal(rc, CURVE_ERR_SESSION_EXPIRED);
+    pthread_mutex_lock(&F.lock);
+    assert_true(F.opens > opens); /* a re-open was refused */
+    assert_true(F.last_reopen);
+    assert_false(F.last_read_only);
+    assert_string_equal(F.last_token, token);
+    F.expire_sessions = false; /* sticky: the MDS being fine again changes nothing */
+    F.open_busy = false;
+    pthread_mutex_unlock(&F.lock);
+    assert_int_equal(curve_pread(v, b, 4096, 0), CURVE_ERR_SESSION_EXPIRED);
+    assert_int_equal(curve_close(v), CURVE_ERR_SESSION_EXPIRED);
+    assert_int_equal(curve_client_destroy(c), 0);
+}
+
 static void test_mds_unreachable(void **state)
 {
     /* a port nobody listens on (the fake MDS's port right after closing is racy; use 1) */
@@ -1247,6 +1386,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_epoch_seen_by_refresh_fences, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_reopened_or_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_lost_fences_io, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_busy, setup, teardown),
+        cmocka_unit_test(test_session_expire_default_never),
+        cmocka_unit_test_setup_teardown(test_io_continues_sessions_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_busy_loses_session, setup, teardown),
         cmocka_unit_test(test_mds_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
