@@ -2,7 +2,8 @@
  * nbdkit-curve-plugin: exports one Curve-C volume over NBD (docs/nbd.md).
  *
  *   nbdkit curve volume=/dir/vol conf=/etc/curve/client.conf [exclusive=true]
- *          [readonly=true] [mds.addrs=host:port,...] [client.<key>=<value> ...]
+ *          [readonly=true] [busy_retry_ms=5000] [mds.addrs=host:port,...]
+ *          [client.<key>=<value> ...]
  *
  * One libcurve client and one open volume serve every connection of the nbdkit process: the
  * volume is opened once in .after_fork (libcurve starts threads, which must not cross nbdkit's
@@ -23,11 +24,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "curve/curve.h"
 #include "nbd/nbd_io.h"
 
 #define NBD_PLUGIN_MAX_OVERRIDES 32 /* client.* / mds.* keys passed through to libcurve */
+/* A writer that crashed holds the volume until its session lease (5 s at the MDS) runs out, so
+ * an nbdkit restarted right away is refused with -EBUSY: retry the open for about one lease. */
+#define NBD_PLUGIN_BUSY_RETRY_MS_DEFAULT 5000u
+#define NBD_PLUGIN_BUSY_RETRY_MS_MAX     3600000u /* bound of busy_retry_ms */
+#define NBD_PLUGIN_BUSY_INTERVAL_MS      250u     /* pause between two busy attempts */
 
 static struct {
     /* configuration (set in .config, on nbdkit's main thread) */
@@ -37,6 +44,8 @@ static struct {
     unsigned noverrides;
     bool exclusive;
     bool readonly;
+    uint32_t busy_retry_ms; /* retry -EBUSY at open this long; 0: fail at once */
+    bool busy_retry_set;
     /* runtime (set in .after_fork, read-only afterwards until .cleanup) */
     curve_client *client;
     curve_volume *vol;
@@ -86,6 +95,19 @@ static int curve_nbd_config(const char *key, const char *value)
             g.readonly = b;
         return 0;
     }
+    if (strcmp(key, "busy_retry_ms") == 0) {
+        uint32_t ms;
+        if (nbdkit_parse_uint32_t("busy_retry_ms", value, &ms) < 0)
+            return -1; /* printed the error */
+        if (ms > NBD_PLUGIN_BUSY_RETRY_MS_MAX) {
+            nbdkit_error("curve: busy_retry_ms=%s: at most %u", value,
+                         NBD_PLUGIN_BUSY_RETRY_MS_MAX);
+            return -1;
+        }
+        g.busy_retry_ms = ms;
+        g.busy_retry_set = true;
+        return 0;
+    }
     if (strncmp(key, "client.", 7) == 0 || strncmp(key, "mds.", 4) == 0) {
         if (g.noverrides == NBD_PLUGIN_MAX_OVERRIDES) {
             nbdkit_error("curve: more than %d client.*/mds.* keys", NBD_PLUGIN_MAX_OVERRIDES);
@@ -98,7 +120,7 @@ static int curve_nbd_config(const char *key, const char *value)
         return 0;
     }
     nbdkit_error("curve: unknown parameter '%s' (expected volume=, conf=, exclusive=, readonly=, "
-                 "mds.addrs= or client.<key>=)",
+                 "busy_retry_ms=, mds.addrs= or client.<key>=)",
                  key);
     return -1;
 }
@@ -113,7 +135,43 @@ static int curve_nbd_config_complete(void)
         nbdkit_error("curve: give conf=<client.conf> or mds.addrs=host:port[,...]");
         return -1;
     }
+    if (!g.busy_retry_set)
+        g.busy_retry_ms = NBD_PLUGIN_BUSY_RETRY_MS_DEFAULT;
     return 0;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* curve_open, retrying -EBUSY (the volume is open read-write elsewhere, possibly by a crashed
+ * process whose session has not expired yet) every NBD_PLUGIN_BUSY_INTERVAL_MS until
+ * busy_retry_ms have passed since the first attempt. Each retry is logged once. */
+static int open_retry_busy(unsigned flags)
+{
+    uint64_t start = mono_ms();
+    for (unsigned attempt = 1;; attempt++) {
+        int r = curve_open(g.client, g.volume, flags, &g.vol);
+        if (r != -EBUSY)
+            return r;
+        uint64_t waited = mono_ms() - start;
+        if (waited + NBD_PLUGIN_BUSY_INTERVAL_MS > g.busy_retry_ms) {
+            if (attempt > 1)
+                nbdkit_error("curve: open %s: still busy after %u attempts in %" PRIu64
+                             " ms (busy_retry_ms=%u)",
+                             g.volume, attempt, waited, g.busy_retry_ms);
+            return r;
+        }
+        nbdkit_error("curve: open %s: busy (open read-write elsewhere); retry %u in %u ms "
+                     "(%" PRIu64 " of busy_retry_ms=%u ms used)",
+                     g.volume, attempt, NBD_PLUGIN_BUSY_INTERVAL_MS, waited, g.busy_retry_ms);
+        struct timespec pause = {0, (long)NBD_PLUGIN_BUSY_INTERVAL_MS * 1000000L};
+        while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+            ;
+    }
 }
 
 static int curve_nbd_after_fork(void)
@@ -127,7 +185,7 @@ static int curve_nbd_after_fork(void)
     unsigned flags = g.readonly ? CURVE_OPEN_RDONLY : CURVE_OPEN_RDWR;
     if (g.exclusive)
         flags |= CURVE_OPEN_EXCLUSIVE;
-    r = curve_open(g.client, g.volume, flags, &g.vol);
+    r = open_retry_busy(flags);
     if (r < 0) {
         fail(r, "open");
         goto err_after_client;
@@ -307,7 +365,8 @@ static struct nbdkit_plugin plugin = {
                    "mds.addrs=<ADDRS>      MDS addresses host:port[,...] (overrides conf)\n"
                    "client.<key>=<VALUE>   any libcurve client key (docs/client.md)\n"
                    "exclusive=<BOOL>       fence other writers of the volume (epoch bump)\n"
-                   "readonly=<BOOL>        open the volume read-only",
+                   "readonly=<BOOL>        open the volume read-only\n"
+                   "busy_retry_ms=<MS>     retry an open refused as busy this long (5000; 0: no)",
     .magic_config_key = "volume",
     .after_fork = curve_nbd_after_fork,
     .cleanup = curve_nbd_cleanup,

@@ -206,18 +206,46 @@ def test_readonly(procs, tmp_dir):  # noqa: F811
 
 def test_second_writer_refused(procs, tmp_dir, export):  # noqa: F811
     # The volume is open read-write by `export`: a second nbdkit on it fails to open (-EBUSY)
-    # and says so; with exclusive=true it is allowed (it fences the first one).
+    # and says so (busy_retry_ms=0: at once); with exclusive=true it is allowed (it fences the
+    # first one).
     sock = os.path.join(tmp_dir, "second.sock")
     p = procs.start(["nbdkit", "-f", "--unix", sock, plugin_path(), "volume=" + export.vol,
-                     "mds.addrs=127.0.0.1:1"], name="second")
+                     "mds.addrs=127.0.0.1:1", "busy_retry_ms=0"], name="second")
     rc = p.wait(timeout=START_TIMEOUT)
     assert rc != 0
     assert any("open" in line and "busy" in line.lower() for line in p.stderr_lines), \
         p.describe()
+    assert p.count_lines(r"retry \d+ in", stream="stderr") == 0, p.describe()
     ex = Export(procs, tmp_dir, name="excl", extra=["exclusive=true"],
                 vol=export.vol).wait_ready()
     assert json.loads(run(["nbdinfo", "--json", ex.uri]).stdout)["exports"][0]["export-size"] \
         == VOL_SIZE
+
+
+def test_busy_retried_until_given_up(procs, tmp_dir, export):  # noqa: F811
+    # Still held after busy_retry_ms: the open fails, after logging each retry once.
+    sock = os.path.join(tmp_dir, "retry.sock")
+    p = procs.start(["nbdkit", "-f", "--unix", sock, plugin_path(), "volume=" + export.vol,
+                     "mds.addrs=127.0.0.1:1", "busy_retry_ms=1000"], name="retry")
+    assert p.wait(timeout=START_TIMEOUT) != 0, p.describe()
+    retries = p.count_lines(r"busy \(open read-write elsewhere\); retry \d+ in", stream="stderr")
+    assert 2 <= retries <= 4, p.describe()  # 1000 ms / 250 ms pauses, each logged once
+    assert p.count_lines(r"still busy after \d+ attempts", stream="stderr") == 1, p.describe()
+
+
+def test_busy_retried_until_the_writer_is_gone(procs, tmp_dir, export):  # noqa: F811
+    # A restarted nbdkit whose previous incarnation still holds the volume (here: `export`,
+    # standing in for a crashed writer whose session has not expired) retries the open and
+    # serves once the volume is free, instead of exiting with -EBUSY.
+    nxt = Export(procs, tmp_dir, name="next", extra=["busy_retry_ms=60000"], vol=export.vol)
+    nxt.proc.wait_for_line(r"busy \(open read-write elsewhere\); retry 1 in", START_TIMEOUT,
+                           stream="stderr")
+    assert nxt.proc.running(), nxt.proc.describe()  # without the retry it exits here
+    export.proc.kill()  # a crash: the fake's flock goes with the process
+    nxt.wait_ready()
+    assert json.loads(run(["nbdinfo", "--json", nxt.uri]).stdout)["exports"][0]["export-size"] \
+        == VOL_SIZE
+    run(["qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 4k", "-c", "read -P 0x5a 0 4k", nxt.uri])
 
 
 def test_bad_parameters(procs, tmp_dir):  # noqa: F811
@@ -227,6 +255,8 @@ def test_bad_parameters(procs, tmp_dir):  # noqa: F811
         (["volume=/v", "bogus=1", "mds.addrs=x"], "unknown parameter 'bogus'"),
         (["volume=/v"], "conf=<client.conf> or mds.addrs"),
         (["volume=/v", "exclusive=maybe", "mds.addrs=x"], "maybe"),
+        (["volume=/v", "busy_retry_ms=-1", "mds.addrs=x"], "busy_retry_ms"),
+        (["volume=/v", "busy_retry_ms=3600001", "mds.addrs=x"], "at most 3600000"),
         (["volume=" + os.path.join(tmp_dir, "missing.vol"), "mds.addrs=x"], "open"),
     ]
     for i, (params, msg) in enumerate(cases):
