@@ -37,6 +37,7 @@
 #include "mds/namespace_rules.h"
 #include "mds/placement.h"
 #include "mds/scheduler.h"
+#include "mds/slownode.h"
 #include "mds/topology.h"
 #include "rpc/rpc_channel.h"
 #include "rpc/rpc_server.h"
@@ -125,6 +126,12 @@ struct mds_daemon {
     uint32_t session_lease_ms;
     uint64_t placement_wait_ms;
     bool prepare_peers; /* CreateCopyset on a new peer before its operator is sent */
+    /* Slow chunkservers (slownode.h): the mds.slow.* keys, and the tracker, under `lock`
+     * (initialised from slowcfg by mds_slow_glue_reset on first use; reset on becoming
+     * leader). */
+    mds_slow_cfg slowcfg;
+    mds_slow_tracker slow;
+    bool slow_init;
     atomic_uint_fast64_t last_topo_change_ms; /* monotonic: last apply or registration */
 
     pthread_t bg;

@@ -21,8 +21,6 @@
 
 #define MDS_SLOW_GAUGES_MAX 4096 /* per-chunkserver mds_chunkserver_slow gauges */
 
-mds_slow_tracker mds_slow_daemon; /* under d->lock; initialised by mds_slow_glue_reset */
-
 static struct {
     bool init;
     curve_gauge *count;
@@ -36,17 +34,13 @@ static struct {
 
 void mds_slow_glue_reset(mds_daemon *d)
 {
-    (void)d;
+    if (!d->slow_init) {
+        mds_slow_init(&d->slow, &d->slowcfg);
+        d->slow_init = true;
+        CLOG_INFO("mds: slow chunkserver detection %s (mds.slow.enabled)",
+                  d->slowcfg.enabled ? "on" : "off");
+    }
     if (!g_slowm.init) {
-        mds_slow_cfg cfg;
-        mds_slow_cfg_default(&cfg);
-        /* Until the daemon's schema carries mds_slow_cfg_defs: CURVE_MDS_SLOW_DETECT=0 turns
-         * the mechanism off (A/B measurements). */
-        const char *env = getenv("CURVE_MDS_SLOW_DETECT");
-        if (env != NULL && strcmp(env, "0") == 0)
-            cfg.enabled = false;
-        mds_slow_init(&mds_slow_daemon, &cfg);
-        CLOG_INFO("mds: slow chunkserver detection %s", cfg.enabled ? "on" : "off");
         curve_metrics *r = curve_metrics_default();
         (void)curve_metrics_gauge(r, "mds_slow_chunkservers",
                                   "chunkservers marked slow (leaders are moved off them)", NULL,
@@ -61,14 +55,14 @@ void mds_slow_glue_reset(mds_daemon *d)
                                     "chunkservers", NULL, &g_slowm.transfers);
         g_slowm.init = true;
     }
-    for (size_t i = 0; i < mds_slow_daemon.n; i++) {
-        if (!mds_slow_daemon.v[i].marked)
+    for (size_t i = 0; i < d->slow.n; i++) {
+        if (!d->slow.v[i].marked)
             continue;
         for (size_t k = 0; k < g_slowm.ngauges; k++)
-            if (g_slowm.gauges[k].cs_id == mds_slow_daemon.v[i].cs_id)
+            if (g_slowm.gauges[k].cs_id == d->slow.v[i].cs_id)
                 curve_gauge_set(g_slowm.gauges[k].g, 0);
     }
-    mds_slow_reset(&mds_slow_daemon);
+    mds_slow_reset(&d->slow);
     if (g_slowm.count)
         curve_gauge_set(g_slowm.count, 0);
 }
@@ -98,11 +92,11 @@ static void slow_gauge_set(uint32_t cs_id, bool marked)
 
 void mds_slow_glue_schedule(mds_daemon *d, uint64_t now_ms)
 {
-    if (mds_slow_count(&mds_slow_daemon) == 0)
+    if (mds_slow_count(&d->slow) == 0)
         return;
     mds_sched_result res;
     if (mds_sched_slow_leaders(&d->topo, &d->ops, now_ms, &d->schedcfg, mds_slow_marked_cb,
-                               mds_slow_suspect_cb, &mds_slow_daemon, &res) != 0)
+                               mds_slow_suspect_cb, &d->slow, &res) != 0)
         return;
     curve_counter_add(d->m.ops_created, res.ops_created);
     if (g_slowm.transfers)
@@ -179,7 +173,7 @@ static uint32_t peer_id(mds_daemon *d, const char *peer)
 static void slow_report(mds_daemon *d, const Curve__Heartbeat__HeartbeatRequest *req,
                         uint64_t now_ms)
 {
-    if (!g_slowm.init)
+    if (!d->slow_init)
         mds_slow_glue_reset(d);
     const Curve__Heartbeat__ServiceHealth *h = req->health;
     if (h == NULL)
@@ -210,17 +204,17 @@ static void slow_report(mds_daemon *d, const Curve__Heartbeat__HeartbeatRequest 
         x->p90_us = p->has_p90_us ? p->p90_us : 0;
         rep.nprobes++;
     }
-    (void)mds_slow_report_add(&mds_slow_daemon, &rep, now_ms);
+    (void)mds_slow_report_add(&d->slow, &rep, now_ms);
 }
 
 void mds_slow_glue_evaluate(mds_daemon *d, uint64_t now_ms)
 {
-    if (!g_slowm.init)
+    if (!d->slow_init)
         mds_slow_glue_reset(d);
     mds_slow_change chs[16];
-    size_t n = mds_slow_evaluate(&mds_slow_daemon, &d->topo, now_ms, chs, 16);
-    for (size_t i = 0; i < mds_slow_daemon.n; i++) { /* first slow evaluation: say why */
-        const mds_slow_cs *e = &mds_slow_daemon.v[i];
+    size_t n = mds_slow_evaluate(&d->slow, &d->topo, now_ms, chs, 16);
+    for (size_t i = 0; i < d->slow.n; i++) { /* first slow evaluation: say why */
+        const mds_slow_cs *e = &d->slow.v[i];
         if (e->streak == 1 && !e->marked && e->slow_sig >= 0)
             CLOG_INFO("mds: chunkserver %u looks slow: %s latency %u us vs cluster median %u us "
                       "(first slow evaluation)", e->cs_id,
@@ -237,12 +231,12 @@ void mds_slow_glue_evaluate(mds_daemon *d, uint64_t now_ms)
         } else {
             curve_counter_inc(g_slowm.unmarks);
             CLOG_INFO("mds: chunkserver %u no longer slow (healthy for %llu ms)", ch->cs_id,
-                      (unsigned long long)mds_slow_daemon.cfg.hold_ms);
+                      (unsigned long long)d->slow.cfg.hold_ms);
         }
         slow_gauge_set(ch->cs_id, ch->marked);
     }
     if (n > 0)
-        curve_gauge_set(g_slowm.count, (int64_t)mds_slow_count(&mds_slow_daemon));
+        curve_gauge_set(g_slowm.count, (int64_t)mds_slow_count(&d->slow));
 }
 
 typedef struct hb_op_buf {
@@ -396,7 +390,7 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
      * leader transfers in this very reply. */
     uint64_t hb_now = curve_now_mono_ms();
     slow_report(d, req, hb_now);
-    if (mds_slow_is_marked(&mds_slow_daemon, req->chunkserver_id)) {
+    if (mds_slow_is_marked(&d->slow, req->chunkserver_id)) {
         mds_slow_glue_schedule(d, hb_now);
         res->nops = mds_optable_for_leader(&d->ops, &d->topo, req->chunkserver_id, res->ops,
                                            MDS_HB_MAX_REPLY_OPS);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/assert.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "curve/errors.h"
@@ -65,6 +66,20 @@ static const curve_cfg_def mds_cfg_defs[] = {
     {"admin.failpoints", CURVE_CFG_BOOL, "false", 0, 0,
      "serve POST /failpoint on the admin port (tests: e.g. etcd.request=return(ECONNREFUSED))"},
 };
+
+/* The daemon's schema: mds_cfg_defs followed by the slow chunkserver keys (slownode.h). The
+ * config keeps a pointer to it, hence static. */
+#define MDS_EXTRA_CFG_DEFS_MAX 32
+static curve_cfg_def mds_all_cfg_defs[CURVE_ARRAY_SIZE(mds_cfg_defs) + MDS_EXTRA_CFG_DEFS_MAX];
+
+static size_t mds_schema(void)
+{
+    CURVE_ASSERT(mds_slow_cfg_ndefs <= MDS_EXTRA_CFG_DEFS_MAX);
+    size_t n = CURVE_ARRAY_SIZE(mds_cfg_defs);
+    memcpy(mds_all_cfg_defs, mds_cfg_defs, sizeof(mds_cfg_defs));
+    memcpy(&mds_all_cfg_defs[n], mds_slow_cfg_defs, mds_slow_cfg_ndefs * sizeof(curve_cfg_def));
+    return n + mds_slow_cfg_ndefs;
+}
 
 static mds_daemon g_d;
 static atomic_bool g_leader_event;
@@ -356,8 +371,7 @@ static void normalize_args(int argc, char **argv)
 static int load_config(mds_daemon *d, int argc, char **argv)
 {
     char err[512];
-    int rc = curve_config_new(mds_cfg_defs, sizeof(mds_cfg_defs) / sizeof(mds_cfg_defs[0]),
-                              &d->cfg, err, sizeof(err));
+    int rc = curve_config_new(mds_all_cfg_defs, mds_schema(), &d->cfg, err, sizeof(err));
     if (rc == 0) {
         normalize_args(argc, argv);
         rc = curve_config_parse_args(d->cfg, &argc, argv, err, sizeof(err));
@@ -410,6 +424,7 @@ static int load_config(mds_daemon *d, int argc, char **argv)
     d->session_lease_ms = (uint32_t)curve_config_duration_ms(d->cfg, "session_lease");
     d->placement_wait_ms = (uint64_t)curve_config_duration_ms(d->cfg, "placement_wait");
     d->prepare_peers = curve_config_bool(d->cfg, "prepare_peers");
+    mds_slow_cfg_from_config(d->cfg, &d->slowcfg);
     d->chunk_id_batch = (uint64_t)curve_config_int(d->cfg, "chunk_id_batch");
     d->file_id_batch = (uint64_t)curve_config_int(d->cfg, "file_id_batch");
     if (d->chunk_id_batch < 4) {

@@ -92,7 +92,7 @@ static void tick(mds_daemon *d, bool balance)
     mds_slow_glue_schedule(d, now);
     if (balance && curve_config_bool(d->cfg, "leader_balance") &&
         mds_sched_leader_balance_ex(&d->topo, &d->ops, now, &d->schedcfg, mds_slow_suspect_cb,
-                                    &mds_slow_daemon, &res) == 0)
+                                    &d->slow, &res) == 0)
         log_sched(d, "leader_balance", &res);
     int rc = mds_persist_unlock(d, keys, vals, nk);
     if (rc < 0)

@@ -157,13 +157,11 @@ const mds_slow_cs *mds_slow_get(const mds_slow_tracker *s, uint32_t cs_id);
 
 /* ---- daemon glue (mds_heartbeat_svc.c, mds_scheduler_run.c; not in curve_mdscore) ---- */
 
-/* The MDS daemon's tracker, defined in mds_heartbeat_svc.c and used under mds_daemon.lock (it
- * would belong in struct mds_daemon, whose header has another owner). Reset by mds_bg_start on
- * becoming leader. */
-extern mds_slow_tracker mds_slow_daemon;
+/* The daemon's tracker is mds_daemon.slow (mds_daemon.h), used under mds_daemon.lock and reset
+ * by mds_bg_start on becoming leader. */
 struct mds_daemon;
-/* Initialises the tracker with the defaults (first call) or forgets its state; registers the
- * metrics once. Call with d->lock held. */
+/* Initialises d->slow from d->slowcfg (the mds.slow.* keys; first call) or forgets its state;
+ * registers the metrics once. Call with d->lock held. */
 void mds_slow_glue_reset(struct mds_daemon *d);
 /* Runs mds_sched_slow_leaders when a chunkserver is marked (d->lock held). */
 void mds_slow_glue_schedule(struct mds_daemon *d, uint64_t now_ms);
