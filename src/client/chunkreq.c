@@ -16,6 +16,16 @@ static void step_mds(curve_chunkreq *r, uint64_t sleep_ms, curve_step *s)
     r->waiting = CURVE_STEP_REFRESH_MDS;
 }
 
+/* Whether the suspect's window is open: it failed less than rpc_timeout_ms ago. */
+static bool suspect_active(const curve_chunkreq *r)
+{
+    if (r->suspect.addr[0] == '\0')
+        return false;
+    uint64_t now = curve_clock_mono_ns(r->env->clock);
+    uint64_t win_ns = r->env->opts->rpc_timeout_ms * 1000000u;
+    return now < r->suspect_ns + win_ns;
+}
+
 static void step_peers(curve_chunkreq *r, uint64_t sleep_ms, curve_step *s)
 {
     curve_copyset_info ci;
@@ -37,9 +47,13 @@ static void step_peers(curve_chunkreq *r, uint64_t sleep_ms, curve_step *s)
         else
             s->peers[s->npeers++] = ci.peers[i];
     }
-    if (last >= 0)
+    /* Within the suspect's window it is not asked at all while others can be: a hung or cut
+     * off chunkserver costs a whole GetLeader timeout and, if alive, names itself. */
+    bool skip = last >= 0 && s->npeers > 0 && suspect_active(r) &&
+                strcmp(r->suspect.addr, ci.peers[last].addr) == 0;
+    if (last >= 0 && !skip)
         s->peers[s->npeers++] = ci.peers[last];
-    CURVE_ASSERT(s->npeers == ci.npeers);
+    CURVE_ASSERT(s->npeers == ci.npeers || (skip && s->npeers + 1 == ci.npeers));
     r->waiting = CURVE_STEP_GET_LEADER;
 }
 
@@ -157,8 +171,16 @@ void curve_chunkreq_on_reply(curve_chunkreq *r, int status, bool timed_out, cons
                            .timed_out = to,
                            .leader_hint = leader_hint,
                            .leader_may_change = may_change};
+    uint32_t conn_before = r->rs.conn_fails;
     curve_retry_action a;
     curve_retry_on_outcome(&r->rs, &o, &a);
+    if (to || r->rs.conn_fails != conn_before) {
+        /* timed out or unreachable: the leader may be gone (hung, killed, cut off) */
+        r->suspect = r->target;
+        r->suspect_ns = curve_clock_mono_ns(env->clock);
+    } else {
+        memset(&r->suspect, 0, sizeof(r->suspect));
+    }
     from_action(r, &a, step);
 }
 
@@ -172,10 +194,21 @@ void curve_chunkreq_on_leader(curve_chunkreq *r, const char *leader_addr, uint64
             curve_metacache_set_leader(r->env->mc, r->pool_id, r->copyset_id, leader_addr, term);
         ok = rc == 0 || rc == -ESTALE; /* -ESTALE: a newer leader is cached already */
     }
+    curve_retry_action a;
+    bool same = leader_addr && leader_addr[0] && strcmp(leader_addr, r->suspect.addr) == 0;
+    if ((!ok || same) && suspect_active(r)) {
+        /* The others name nobody (pre-vote / election under way) or still the suspect (their
+         * election timeout has not passed yet): a new leader is probably moments away. Ask
+         * them again shortly rather than wait on the suspect or believe the MDS's older view;
+         * after the window the suspect gets its turn again with the base timeout. */
+        r->peers_failed = false;
+        curve_retry_poll_peers(&r->rs, r->env->opts->op_retry_interval_ms, &a);
+        from_action(r, &a, step);
+        return;
+    }
     r->peers_failed = !ok;
     if (ok)
         note_leader_change(r, true);
-    curve_retry_action a;
     curve_retry_on_resolved(&r->rs, CURVE_RESOLVE_PEERS, ok, &a);
     from_action(r, &a, step);
 }

@@ -71,6 +71,12 @@ typedef struct curve_chunkreq {
     curve_peer target;       /* destination of the last SEND */
     curve_step_kind waiting; /* the step whose result is expected next */
     bool peers_failed;       /* the last GET_LEADER found no leader */
+    /* The peer whose last SEND timed out or could not connect (cs_id 0 = none) and when: for
+     * rpc_timeout_ms after that, re-resolution asks only the other peers and polls them every
+     * op_retry_interval_ms while they name nobody or the suspect (election under way) instead
+     * of going back to it or to the MDS (whose view comes from heartbeats: the old leader). */
+    curve_peer suspect;
+    uint64_t suspect_ns;
 } curve_chunkreq;
 
 /* Starts a piece for copyset (pool_id, copyset_id); fills the first step. */

@@ -402,6 +402,18 @@ void curve_retry_leader_changed(curve_retry_state *st)
         st->timeout_ms = st->opts->rpc_timeout_ms;
 }
 
+void curve_retry_poll_peers(curve_retry_state *st, uint64_t sleep_ms, curve_retry_action *act)
+{
+    CURVE_ASSERT(st != NULL && act != NULL);
+    memset(act, 0, sizeof(*act));
+    /* not a failed attempt: the chain that started with the timeout goes on, n unchanged */
+    if (st->retries - st->conn_fails < st->opts->min_retries_force_timeout_backoff)
+        st->timeout_ms = st->opts->rpc_timeout_ms;
+    act->resolve = CURVE_RESOLVE_PEERS;
+    act->sleep_ms = sleep_ms;
+    finish_again(st, act);
+}
+
 void curve_retry_on_resolved(curve_retry_state *st, curve_retry_resolve step, bool ok,
                              curve_retry_action *act)
 {

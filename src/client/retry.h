@@ -198,6 +198,14 @@ void curve_retry_on_resolved(curve_retry_state *st, curve_retry_resolve step, bo
  * curve_retry_on_resolved() for that resolve step. Same thread rules as the state. */
 void curve_retry_leader_changed(curve_retry_state *st);
 
+/* The peers asked after a timeout or a refused connection named no leader, or the very
+ * chunkserver that failed (Raft followers name their leader until an election timeout passes
+ * without hearing from it, then nobody until a new one wins): ask them again after `sleep_ms`
+ * instead of going back to the suspect. Does not count as a failed attempt; the next RPC uses
+ * rpc_timeout_ms (same rule as curve_retry_leader_changed); the deadline applies. `act` is
+ * AGAIN with resolve PEERS (or FAIL past the bounds). */
+void curve_retry_poll_peers(curve_retry_state *st, uint64_t sleep_ms, curve_retry_action *act);
+
 /* Whether `status` ends a request at once (never retried): INVALID_REQUEST, EPOCH_TOO_OLD, ... */
 bool curve_retry_status_is_fatal(int status);
 

@@ -248,9 +248,14 @@ static void run_step(piece *pc, const curve_step *s)
         v->st.slow++;
         if (v->env.on_slow)
             v->env.on_slow(v->env.slow_ctx);
-        CLOG_WARN("IO on file %llu chunk %llu slow (retrying for %llu ms)",
+        /* name the cause, so an operator sees why (NOSPACE, a timeout, no leader, ...) */
+        const curve_chunkreq *cr = &pc->cr;
+        CLOG_WARN("IO on file %llu chunk %llu (copyset %u/%u) slow (retrying for %llu ms, %u "
+                  "failed attempts): last %s from chunkserver %u (%s)",
                   (unsigned long long)v->env.file_id, (unsigned long long)pc->loc.chunk_id,
-                  (unsigned long long)v->env.opts->slow_threshold_ms);
+                  cr->pool_id, cr->copyset_id, (unsigned long long)v->env.opts->slow_threshold_ms,
+                  cr->rs.retries, cr->rs.retries ? curve_errname(cr->rs.last_status) : "none",
+                  cr->target.cs_id, cr->target.addr[0] ? cr->target.addr : "-");
     }
     if (s->kind == CURVE_STEP_DONE) {
         if (s->zero_fill && pc->io->buf && s->result == 0) {
@@ -507,6 +512,11 @@ void curve_volio_segment_done(curve_volio_call *c, int rc)
         pc->v->st.slow++;
         if (pc->v->env.on_slow)
             pc->v->env.on_slow(pc->v->env.slow_ctx);
+        CLOG_WARN("IO on file %llu segment %llu slow (retrying for %llu ms, %u failed "
+                  "attempts): last %s from the MDS",
+                  (unsigned long long)pc->v->env.file_id, (unsigned long long)pc->p.seg_index,
+                  (unsigned long long)pc->v->env.opts->slow_threshold_ms, pc->seg_rs.retries,
+                  curve_errname(pc->seg_rs.last_status));
     }
     if (a.verdict == CURVE_RETRY_AGAIN) {
         issue_segment(pc, a.sleep_ms);

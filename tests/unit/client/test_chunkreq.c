@@ -29,6 +29,7 @@ typedef struct fake_node {
     char addr[CURVE_ADDR_MAX];
     bool down;              /* RPCs time out */
     bool refused;           /* killed: connections are refused after CONN_COST_MS */
+    int timeouts_left;      /* the next this many chunk RPCs time out (a slow moment) */
     int script[SCRIPT_MAX]; /* statuses returned first, in order */
     int nscript, pos;
 } fake_node;
@@ -39,6 +40,7 @@ typedef struct cluster {
     int leader; /* node index, -1 = none elected */
     uint64_t term;
     uint64_t elect_at_ns; /* != 0: at this clock time `next_leader` wins an election */
+    uint64_t forget_at_ns; /* != 0: from then on the followers name no leader (pre-vote) */
     int next_leader;
     int members[3]; /* node indexes */
     uint64_t epoch;
@@ -49,6 +51,7 @@ typedef struct cluster {
     char log[LOG_MAX][96];
     int nlog;
     int sends;
+    int asked_down; /* GetLeader RPCs to a stopped or killed node */
 } cluster;
 
 typedef struct fixture {
@@ -148,6 +151,10 @@ static bool is_member(cluster *c, int idx)
 static void elect(fixture *f)
 {
     cluster *c = &f->c;
+    if (c->forget_at_ns != 0 && curve_clock_mono_ns(&f->clock.base) >= c->forget_at_ns) {
+        c->leader = -1;
+        c->forget_at_ns = 0;
+    }
     if (c->elect_at_ns != 0 && curve_clock_mono_ns(&f->clock.base) >= c->elect_at_ns) {
         c->leader = c->next_leader;
         c->term++;
@@ -177,7 +184,9 @@ static curve_step run(fixture *f, curve_retry_op op)
             if (n->refused) {
                 curve_clock_manual_advance(&f->clock, CONN_COST_MS * MS);
                 curve_chunkreq_on_reply(&r, CURVE_ERR_RPC_CONN, false, NULL, &s);
-            } else if (n->down) {
+            } else if (n->down || n->timeouts_left > 0) {
+                if (n->timeouts_left > 0)
+                    n->timeouts_left--;
                 curve_clock_manual_advance(&f->clock, s.timeout_ms * MS);
                 curve_chunkreq_on_reply(&r, 0, true, NULL, &s);
             } else if (n->pos < n->nscript) {
@@ -201,6 +210,8 @@ static curve_step run(fixture *f, curve_retry_op op)
             const char *ans = NULL;
             for (uint32_t k = 0; k < s.npeers; k++) {
                 int i = node_by_addr(c, s.peers[k].addr);
+                if (i >= 0 && (c->n[i].refused || c->n[i].down))
+                    c->asked_down++;
                 if (i >= 0 && c->n[i].refused) {
                     curve_clock_manual_advance(&f->clock, CONN_COST_MS * MS);
                     continue;
@@ -245,6 +256,34 @@ static void expect_log(fixture *f, const char *const *want)
         fail_msg("%d steps, want %d", f->c.nlog, n);
     }
     f->c.nlog = 0;
+}
+
+/* The SEND lines of the log: the first entries of `want` (NULL-terminated) in order, and
+ * `total` of them in all. */
+static void expect_sends(fixture *f, const char *const *want, int total)
+{
+    int k = 0, w = 0;
+    for (int i = 0; i < f->c.nlog; i++) {
+        if (strncmp(f->c.log[i], "send ", 5) != 0)
+            continue;
+        if (want[w] && strcmp(f->c.log[i], want[w]) != 0)
+            fail_msg("send %d: got '%s', want '%s'", k, f->c.log[i], want[w]);
+        if (want[w])
+            w++;
+        k++;
+    }
+    assert_null(want[w]);
+    assert_int_equal(k, total);
+}
+
+static int count_sends_to(fixture *f, const char *addr)
+{
+    char p[96];
+    snprintf(p, sizeof(p), "send %s ", addr);
+    int k = 0;
+    for (int i = 0; i < f->c.nlog; i++)
+        k += strncmp(f->c.log[i], p, strlen(p)) == 0;
+    return k;
 }
 
 static void test_cold_cache(void **state)
@@ -363,23 +402,31 @@ static void test_unstable_keeps_timeout_short(void **state)
     curve_step s = run(f, CURVE_RETRY_OP_WRITE);
     assert_int_equal(s.result, CURVE_ERR_TIMEOUT);
     assert_true(curve_unstable_is_unstable(f->ut, 1));
-    /* the first request: 1, 2, 4, 8, 8 ... s; the peers know no leader, the (stale) MDS still
-     * names node 1, so the client goes back to it without pausing: the timeout is the wait */
-    assert_string_equal(f->c.log[0], "send 127.0.0.1:8201 t=1000 s=0");
+    /* the first request: the peers know no leader (the leader may have changed): for one base
+     * timeout after each timeout the client polls the live peers (every 100 ms), then asks the
+     * stopped node too, then the (stale) MDS, which still names node 1; the timeout stays 1 s
+     * until n = 5 (force_timeout_backoff_after), then 8 s */
+    static const char *const sends1[] = {
+        "send 127.0.0.1:8201 t=1000 s=0", "send 127.0.0.1:8201 t=1000 s=0",
+        "send 127.0.0.1:8201 t=1000 s=0", "send 127.0.0.1:8201 t=1000 s=0",
+        "send 127.0.0.1:8201 t=1000 s=0", "send 127.0.0.1:8201 t=8000 s=0",
+        "send 127.0.0.1:8201 t=8000 s=0", NULL};
+    expect_sends(f, sends1, 10);
     assert_string_equal(f->c.log[1], "getleader s=0");
-    assert_string_equal(f->c.log[2], "mds s=0");
-    assert_string_equal(f->c.log[3], "send 127.0.0.1:8201 t=2000 s=0");
-    assert_string_equal(f->c.log[6], "send 127.0.0.1:8201 t=4000 s=0");
-    assert_string_equal(f->c.log[9], "send 127.0.0.1:8201 t=8000 s=0");
-    assert_string_equal(f->c.log[12], "send 127.0.0.1:8201 t=8000 s=0");
+    for (int i = 2; i <= 10; i++)
+        assert_string_equal(f->c.log[i], "getleader s=100");
+    assert_string_equal(f->c.log[11], "getleader s=100"); /* window over: the stopped node too */
+    assert_string_equal(f->c.log[12], "mds s=0");
+    assert_string_equal(f->c.log[13], "send 127.0.0.1:8201 t=1000 s=0");
     f->c.nlog = 0;
     f->opts.max_attempts = 4;
     s = run(f, CURVE_RETRY_OP_WRITE);
     assert_int_equal(s.result, CURVE_ERR_TIMEOUT);
-    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0", "mds s=0",
-                                   "send 127.0.0.1:8201 t=1000 s=0", "getleader s=0", "mds s=0",
-                                   "send 127.0.0.1:8201 t=1000 s=0", "getleader s=0", "mds s=0",
-                                   "send 127.0.0.1:8201 t=1000 s=0", NULL});
+    static const char *const sends2[] = {
+        "send 127.0.0.1:8201 t=1000 s=0", "send 127.0.0.1:8201 t=1000 s=0",
+        "send 127.0.0.1:8201 t=1000 s=0", "send 127.0.0.1:8201 t=1000 s=0", NULL};
+    expect_sends(f, sends2, 4);
+    f->c.nlog = 0;
     /* the node answers again (marked stable) and redirects to the leader elected meanwhile; the
      * redirect came while the leader "may have changed" (it had), so the timeout stays 1 s */
     f->c.n[0].down = false;
@@ -473,9 +520,11 @@ static void test_leader_killed_election(void **state)
     const char *last = f->c.log[f->c.nlog - 1];
     if (strcmp(last, "send 127.0.0.1:8202 t=1000 s=0") != 0)
         fail_msg("reached the new leader with '%s' after %d steps", last, f->c.nlog);
-    /* done within a few refused round trips of the election */
+    /* done within one poll interval (op_retry_interval 100 ms) of the election */
     assert_true(took_ms >= ELECT_MS);
-    assert_true(took_ms <= ELECT_MS + 4 * CONN_COST_MS);
+    assert_true(took_ms <= ELECT_MS + 100 + CONN_COST_MS);
+    /* without spinning on the dead node: one refused attempt per base timeout (1 s) */
+    assert_true(count_sends_to(f, "127.0.0.1:8201") <= 1 + ELECT_MS / 1000);
     curve_log_set_level(saved);
 }
 
@@ -495,11 +544,86 @@ static void test_leader_stopped_election(void **state)
     curve_step s = run(f, CURVE_RETRY_OP_WRITE);
     assert_int_equal(s.result, 0);
     uint64_t took_ms = (curve_clock_mono_ns(&f->clock.base) - t0) / MS;
+    /* timed out at 1000 ms; the peers name node 1 until the election at 1600 ms: polled every
+     * 100 ms, the new leader is used 1600 ms after the stop (it was 2000 ms: one more 1 s
+     * timeout on the stopped node) */
     expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
-                                   "send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
+                                   "getleader s=100", "getleader s=100", "getleader s=100",
+                                   "getleader s=100", "getleader s=100", "getleader s=100",
                                    "send 127.0.0.1:8202 t=1000 s=0", NULL});
-    assert_int_equal(took_ms, 2000);
+    assert_int_equal(took_ms, ELECT_MS);
+    assert_int_equal(f->c.asked_down, 0);
     curve_log_set_level(saved);
+}
+
+/* Hung leader, and the followers' election timeout runs out before a new leader wins: from
+ * 1100 ms they name nobody (pre-vote), the new leader wins at 1600 ms. The client must not ask
+ * the stopped node (a GetLeader timeout) nor believe the MDS (its view is the old leader) and
+ * go back to the stopped node with a grown timeout. */
+static void test_leader_stopped_no_leader_window(void **state)
+{
+    fixture *f = *state;
+    curve_log_level saved = curve_log_get_level();
+    curve_log_set_level(CURVE_LOG_ERROR);
+    assert_int_equal(mds_answer(f), 0);
+    uint64_t t0 = curve_clock_mono_ns(&f->clock.base);
+    f->c.n[0].down = true;
+    f->c.forget_at_ns = t0 + 1100 * MS;
+    f->c.elect_at_ns = t0 + ELECT_MS * MS;
+    f->c.next_leader = 2;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    uint64_t took_ms = (curve_clock_mono_ns(&f->clock.base) - t0) / MS;
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
+                                   "getleader s=100", "getleader s=100", "getleader s=100",
+                                   "getleader s=100", "getleader s=100", "getleader s=100",
+                                   "send 127.0.0.1:8203 t=1000 s=0", NULL});
+    assert_int_equal(took_ms, ELECT_MS);
+    assert_int_equal(f->c.asked_down, 0);
+    curve_log_set_level(saved);
+}
+
+/* Killed leader whose followers name it for 1.5 s: the client polls them instead of
+ * reconnecting to the dead node in a loop, and uses the new leader within a poll interval. */
+static void test_leader_killed_peers_name_old(void **state)
+{
+    fixture *f = *state;
+    curve_log_level saved = curve_log_get_level();
+    curve_log_set_level(CURVE_LOG_ERROR);
+    assert_int_equal(mds_answer(f), 0);
+    uint64_t t0 = curve_clock_mono_ns(&f->clock.base);
+    f->c.n[0].refused = true;
+    f->c.elect_at_ns = t0 + 1500 * MS;
+    f->c.next_leader = 1;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    uint64_t took_ms = (curve_clock_mono_ns(&f->clock.base) - t0) / MS;
+    /* refused at 20 ms; polled to 1020 ms; refused again at 1040 ms; polled; elected 1500 ms */
+    assert_int_equal(count_sends_to(f, "127.0.0.1:8201"), 2);
+    assert_string_equal(f->c.log[f->c.nlog - 1], "send 127.0.0.1:8202 t=1000 s=0");
+    assert_true(took_ms >= 1500 && took_ms <= 1500 + 100);
+    assert_int_equal(f->c.asked_down, 0);
+    curve_log_set_level(saved);
+}
+
+/* A leader that is merely slow for a moment (one RPC times out) and that the followers keep
+ * naming: after one base timeout of polling it gets the request again, with the base timeout
+ * (the bounded price of not resending to it at once). */
+static void test_slow_leader_retried_after_window(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(mds_answer(f), 0);
+    uint64_t t0 = curve_clock_mono_ns(&f->clock.base);
+    f->c.n[0].timeouts_left = 1;
+    curve_step s = run(f, CURVE_RETRY_OP_WRITE);
+    assert_int_equal(s.result, 0);
+    uint64_t took_ms = (curve_clock_mono_ns(&f->clock.base) - t0) / MS;
+    expect_log(f, (const char *[]){"send 127.0.0.1:8201 t=1000 s=0", "getleader s=0",
+                                   "getleader s=100", "getleader s=100", "getleader s=100",
+                                   "getleader s=100", "getleader s=100", "getleader s=100",
+                                   "getleader s=100", "getleader s=100", "getleader s=100",
+                                   "getleader s=100", "send 127.0.0.1:8201 t=1000 s=0", NULL});
+    assert_int_equal(took_ms, 2000);
 }
 
 int main(void)
@@ -518,6 +642,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_election_in_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_killed_election, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_stopped_election, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_stopped_no_leader_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_killed_peers_name_old, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_leader_retried_after_window, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

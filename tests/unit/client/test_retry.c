@@ -243,6 +243,43 @@ static void test_timeout_reset_leader_may_change(void **state)
     assert_int_equal(a.timeout_ms, 8000);
 }
 
+/* Polling the peers after a timeout (election under way): not a failed attempt, base timeout
+ * while n < 5, the deadline applies. */
+static void test_poll_peers(void **state)
+{
+    fixture *f = *state;
+    f->opts.total_deadline_ms = 3000;
+    fx_start(f, CURVE_RETRY_OP_WRITE);
+    curve_retry_action a;
+    curve_clock_manual_advance(&f->clock, 1000 * MS);
+    feed_timeout(f, false, &a);
+    assert_int_equal(a.timeout_ms, 2000);
+    for (int i = 0; i < 5; i++) {
+        curve_clock_manual_advance(&f->clock, 100 * MS);
+        curve_retry_poll_peers(&f->st, 100, &a);
+        assert_int_equal(a.verdict, CURVE_RETRY_AGAIN);
+        assert_int_equal(a.resolve, CURVE_RESOLVE_PEERS);
+        assert_int_equal(a.sleep_ms, 100);
+        assert_int_equal(a.timeout_ms, 1000);
+    }
+    assert_int_equal(f->st.retries, 1);
+    /* the next timeout grows from n = 1 as before */
+    feed_timeout(f, false, &a);
+    assert_int_equal(f->st.retries, 2);
+    assert_int_equal(a.timeout_ms, 1500); /* 4000, clamped to the 1500 ms left */
+    curve_clock_manual_advance(&f->clock, 1450 * MS);
+    curve_retry_poll_peers(&f->st, 100, &a); /* 50 ms left < sleep */
+    assert_int_equal(a.verdict, CURVE_RETRY_FAIL);
+    assert_int_equal(a.err, CURVE_ERR_TIMEOUT);
+    /* from n = 5 the backoff applies even while polling */
+    f->opts.total_deadline_ms = 0;
+    fx_start(f, CURVE_RETRY_OP_WRITE);
+    for (int i = 0; i < 5; i++)
+        feed_timeout(f, false, &a);
+    curve_retry_poll_peers(&f->st, 100, &a);
+    assert_int_equal(a.timeout_ms, 8000);
+}
+
 static void test_redirected_with_hint(void **state)
 {
     fixture *f = *state;
@@ -810,6 +847,7 @@ int main(void)
         cmocka_unit_test_setup(test_timeout_sequence, setup),
         cmocka_unit_test_setup(test_timeout_cap_configurable, setup),
         cmocka_unit_test_setup(test_timeout_reset_leader_may_change, setup),
+        cmocka_unit_test_setup(test_poll_peers, setup),
         cmocka_unit_test_setup(test_redirected_with_hint, setup),
         cmocka_unit_test_setup(test_redirected_without_hint, setup),
         cmocka_unit_test_setup(test_copyset_notexist_refresh, setup),
