@@ -408,14 +408,23 @@ json_t *cli_status_json(const Curve__Mds__ClusterStatusResponse *s,
         cap += t->chunkservers[i]->capacity;
         used += t->chunkservers[i]->used;
     }
+    /* Slow chunkservers (marked by the MDS, leaders moved off) still serve as followers: they
+     * do not make the cluster unhealthy. An MDS without the field: counted from the topology. */
+    uint32_t slow = 0;
+    if (s->has_slow_chunkservers) {
+        slow = s->slow_chunkservers;
+    } else {
+        for (size_t i = 0; t != NULL && i < t->n_chunkservers; i++)
+            slow += t->chunkservers[i]->has_slow && t->chunkservers[i]->slow;
+    }
     bool healthy = s->etcd_ok && s->chunkservers > 0 && s->online == s->chunkservers - s->retired &&
                    s->copysets > 0 && s->healthy_copysets == s->copysets;
     return json_pack(
-        "{s:s, s:b, s:b, s:{s:i, s:i, s:i, s:i, s:i}, s:i,"
+        "{s:s, s:b, s:b, s:{s:i, s:i, s:i, s:i, s:i, s:i}, s:i,"
         " s:{s:i, s:i, s:i, s:i}, s:i, s:I, s:{s:I, s:I}}",
         "mds_leader", s->leader, "etcd_ok", s->etcd_ok, "healthy", healthy, "chunkservers", "total",
         s->chunkservers, "online", s->online, "unstable", s->unstable, "offline", s->offline,
-        "retired", s->retired, "logical_pools", s->logical_pools, "copysets", "total", s->copysets,
+        "retired", s->retired, "slow", slow, "logical_pools", s->logical_pools, "copysets", "total", s->copysets,
         "healthy", s->healthy_copysets, "degraded", s->degraded_copysets, "unavailable",
         s->majority_lost, "operators", s->operators, "pending_purge", (json_int_t)s->pending_purge,
         "space", "capacity", (json_int_t)cap, "used", (json_int_t)used);
@@ -461,9 +470,9 @@ int cli_bs_status(const struct cli_cmd *cmd, struct cli_opts *o, const char **po
         printf("etcd          %s\n",
                json_is_true(json_object_get(j, "etcd_ok")) ? "ok" : "UNREACHABLE");
         printf("chunkservers  %lld total: %lld online, %lld unstable, %lld offline, %lld "
-               "retired\n",
+               "retired, %lld slow\n",
                JI(cs, "total"), JI(cs, "online"), JI(cs, "unstable"), JI(cs, "offline"),
-               JI(cs, "retired"));
+               JI(cs, "retired"), JI(cs, "slow"));
         printf("copysets      %lld total: %lld healthy, %lld degraded, %lld unavailable "
                "(%lld logical pools, %lld operators)\n",
                JI(cp, "total"), JI(cp, "healthy"), JI(cp, "degraded"), JI(cp, "unavailable"),
@@ -506,6 +515,33 @@ static const struct cli_col lpool_cols[] = {
     {"created", "CREATED", CLI_COL_STR},
 };
 
+json_t *cli_cs_rows(const json_t *chunkservers, bool table);
+
+/* The rows of `bs list chunkserver` (a new array). JSON: every row has "slow" (false when the
+ * MDS does not say). Table: a chunkserver marked slow shows "<state>,slow" in STATE. */
+json_t *cli_cs_rows(const json_t *chunkservers, bool table)
+{
+    json_t *rows = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(chunkservers, i, c)
+    {
+        json_t *row = json_deep_copy(c);
+        if (row == NULL)
+            continue;
+        bool slow = json_is_true(json_object_get(row, "slow"));
+        if (table && slow) {
+            const char *state = json_string_value(json_object_get(row, "state"));
+            char st[64];
+            snprintf(st, sizeof(st), "%s,slow", state ? state : "?");
+            json_object_set_new(row, "state", json_string(st));
+        }
+        json_object_set_new(row, "slow", json_boolean(slow));
+        json_array_append_new(rows, row);
+    }
+    return rows;
+}
+
 int cli_bs_list_topo(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
 {
     struct cli_mds *m;
@@ -523,8 +559,10 @@ int cli_bs_list_topo(const struct cli_cmd *cmd, struct cli_opts *o, const char *
         return cli_fail(o, -ENOMEM, 0, "out of memory");
     const char *obj = cmd->object;
     if (strcmp(obj, "chunkserver") == 0) {
-        cli_render_table(stdout, o->format, json_object_get(all, "chunkservers"), cs_cols,
-                         NCOLS(cs_cols));
+        json_t *rows =
+            cli_cs_rows(json_object_get(all, "chunkservers"), o->format != CLI_FMT_JSON);
+        cli_render_table(stdout, o->format, rows, cs_cols, NCOLS(cs_cols));
+        json_decref(rows);
     } else if (strcmp(obj, "server") == 0) {
         cli_render_table(stdout, o->format, json_object_get(all, "servers"), server_cols,
                          NCOLS(server_cols));

@@ -242,6 +242,21 @@ static void status_cb(void *ctx, json_t *obj)
     json_object_set_new(obj, "rpc_addr", json_string(d->rpc_addr));
     json_object_set_new(obj, "serving", json_boolean(atomic_load(&d->serving)));
     json_object_set_new(obj, "election_key", json_string(election_key(d->el)));
+    /* chunkservers marked slow by this MDS (slownode.h; only a leader evaluates) */
+    json_t *slow = json_array();
+    pthread_mutex_lock(&d->lock);
+    size_t nslow = 0;
+    for (size_t i = 0; d->slow_init && i < d->slow.n; i++) {
+        if (d->slow.v[i].marked) {
+            json_array_append_new(slow, json_integer(d->slow.v[i].cs_id));
+            nslow++;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    json_object_set_new(obj, "slow_detection",
+                        json_boolean(d->slowcfg.enabled));
+    json_object_set_new(obj, "slow_chunkservers", json_integer((json_int_t)nslow));
+    json_object_set_new(obj, "slow_chunkserver_ids", slow);
 }
 
 static int metrics_init(mds_daemon *d)

@@ -174,6 +174,8 @@ static void h_list_topo(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
         cs[i].capacity = c->capacity;
         cs[i].used = c->used;
         cs_counts(t, c->id, &cs[i].copysets, &cs[i].leaders);
+        cs[i].has_slow = 1;
+        cs[i].slow = d->slow_init && mds_slow_is_marked(&d->slow, c->id);
         *p = &cs[i];
     }
     resp.n_chunkservers = t->css.n;
@@ -366,6 +368,8 @@ static void h_status(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m
     }
     r.operators = (uint32_t)d->ops.n;
     r.pending_purge = d->pending_purge;
+    r.has_slow_chunkservers = 1;
+    r.slow_chunkservers = d->slow_init ? (uint32_t)mds_slow_count(&d->slow) : 0;
     pthread_mutex_unlock(&d->lock);
     mds_reply_ok(d, ctx, &r.base);
 }

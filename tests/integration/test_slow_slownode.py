@@ -10,6 +10,8 @@ going. The chunkserver leading the most copysets then gets the slow-disk failpoi
     still online and slow (without the mark, leader balance moves leaders back to the node
     leading none);
   - every write stream keeps completing writes;
+  - `curve bs list chunkserver` / `curve bs status` (table and JSON) and the MDS /status show
+    it as slow while it is marked, and nobody as slow before and after;
   - after the failpoint is cleared and the hold time passed, the MDS unmarks it.
 No timing assertions: every wait is a bounded poll; times are printed.
 """
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 import urllib.request
 
@@ -35,8 +38,8 @@ def have(name):
 
 pytestmark = pytest.mark.skipif(
     not (have("curve-mds") and have("curve-chunkserver") and have("curve-chunk-tool")
-         and shutil.which("etcd")),
-    reason="curve-mds, curve-chunkserver, curve-chunk-tool or etcd not available")
+         and have("curve") and shutil.which("etcd")),
+    reason="curve-mds, curve-chunkserver, curve-chunk-tool, curve or etcd not available")
 
 HOSTS = {"s1": ("z1", "127.0.0.21"), "s2": ("z2", "127.0.0.22"), "s3": ("z3", "127.0.0.23")}
 NCOPYSETS = 6
@@ -69,6 +72,31 @@ def metric(port, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
+
+
+def cli(a, *args):
+    """`curve <args> --mds-addrs=a`: stdout (exit code 0 asserted)."""
+    p = subprocess.run([binary("curve")] + list(args) + ["--mds-addrs=" + a],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0, (args, p.stdout, p.stderr)
+    return p.stdout.decode()
+
+
+def slow_views(a, admin_port):
+    """Who is slow according to the CLI (list JSON, list table, status JSON, status table) and
+    the MDS /status: a tuple of comparable values."""
+    rows = json.loads(cli(a, "bs", "list", "chunkserver", "--format=json"))
+    by_json = sorted(r["id"] for r in rows if r["slow"])
+    table = cli(a, "bs", "list", "chunkserver")
+    by_table = sorted(int(line.split()[0]) for line in table.splitlines()[1:]
+                      if line.strip() and ",slow" in line)
+    st = json.loads(cli(a, "bs", "status", "--format=json"))
+    text = cli(a, "bs", "status")
+    m = re.search(r"chunkservers .* (\d+) slow", text)
+    assert m, text
+    mst = json.loads(http(admin_port, "/status"))
+    return (by_json, by_table, st["chunkservers"]["slow"], int(m.group(1)),
+            mst["slow_chunkservers"], sorted(mst["slow_chunkserver_ids"]))
 
 
 def leaders(a):
@@ -155,6 +183,7 @@ def _run(procs, tmp_dir, cl):
                what="every write stream acknowledged")
     # no false alarm on a healthy, busy cluster
     assert metric(m.admin_port, "mds_slow_chunkservers") == 0
+    assert slow_views(a, m.admin_port) == ([], [], 0, 0, 0, [])
 
     # the victim: the chunkserver leading the most copysets (at least one)
     wait_until(lambda: sum(leaders(a).values()) == NCOPYSETS, 30, interval=0.3,
@@ -176,6 +205,9 @@ def _run(procs, tmp_dir, cl):
     t_gone = time.monotonic() - t0
     print("marked slow after %.1f s, leaders gone after %.1f s" % (t_mark, t_gone))
     assert metric(m.admin_port, "mds_slow_chunkservers") == 1
+    views = slow_views(a, m.admin_port)
+    print("slow in the CLI and /status: %s" % (views,))
+    assert views == ([vid], [vid], 1, 1, 1, [vid])
     # Kept off: several leader-balance rounds with the victim online and still slow.
     balance_lines = len([x for x in m.proc.stderr_lines if "scheduler leader_balance" in x])
     rounds_seen = 0
@@ -201,6 +233,7 @@ def _run(procs, tmp_dir, cl):
     m.proc.wait_for_line(r"chunkserver %d no longer slow" % vid, timeout=120, stream="stderr")
     print("unmarked %.1f s after the heal" % (time.monotonic() - t1))
     assert metric(m.admin_port, "mds_slow_chunkservers") == 0
+    assert slow_views(a, m.admin_port) == ([], [], 0, 0, 0, [])
     for s in streams:
         s.acked()  # a run that failed (exit code != 0) fails the test here
     assert not re.search(r"marked SLOW", "\n".join(

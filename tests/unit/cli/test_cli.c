@@ -18,6 +18,7 @@
 
 json_t *cli_status_json(const Curve__Mds__ClusterStatusResponse *s,
                         const Curve__Mds__ListTopologyResponse *t);
+json_t *cli_cs_rows(const json_t *chunkservers, bool table);
 
 /* Parses a space-separated command line (no quoting). */
 static int parse(const char *line, struct cli_opts *o, char *err, size_t errlen)
@@ -423,6 +424,66 @@ static void test_status_health(void **state)
     json_decref(j);
 }
 
+/* A chunkserver the MDS marked slow: the ListTopology field reaches the JSON rows as "slow"
+ * and the table's STATE column as "<state>,slow"; the status counts it but stays healthy. */
+static void test_slow_chunkservers(void **state)
+{
+    Curve__Mds__ChunkServerInfo a = CURVE__MDS__CHUNK_SERVER_INFO__INIT,
+                                b = CURVE__MDS__CHUNK_SERVER_INFO__INIT,
+                                old = CURVE__MDS__CHUNK_SERVER_INFO__INIT;
+    a.id = 1, b.id = 2, old.id = 3;
+    a.state = b.state = old.state = "online";
+    a.host = b.host = old.host = "127.0.0.1";
+    a.has_slow = b.has_slow = 1;
+    b.slow = 1; /* old: an MDS that does not send the field */
+    Curve__Mds__ChunkServerInfo *csl[] = {&a, &b, &old};
+    Curve__Mds__ListTopologyResponse t = CURVE__MDS__LIST_TOPOLOGY_RESPONSE__INIT;
+    t.n_chunkservers = 3;
+    t.chunkservers = csl;
+    json_t *all = cli_pb_json(&t.base);
+    json_t *cs = json_object_get(all, "chunkservers");
+    assert_true(json_is_true(json_object_get(json_array_get(cs, 1), "slow")));
+    json_t *rows = cli_cs_rows(cs, false);
+    assert_int_equal(json_array_size(rows), 3);
+    assert_true(json_is_false(json_object_get(json_array_get(rows, 0), "slow")));
+    assert_true(json_is_true(json_object_get(json_array_get(rows, 1), "slow")));
+    assert_true(json_is_false(json_object_get(json_array_get(rows, 2), "slow")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "state")),
+                        "online");
+    json_decref(rows);
+    rows = cli_cs_rows(cs, true);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "state")),
+                        "online");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "state")),
+                        "online,slow");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 2), "state")),
+                        "online");
+    json_decref(rows);
+    json_decref(all);
+
+    Curve__Mds__ClusterStatusResponse s = CURVE__MDS__CLUSTER_STATUS_RESPONSE__INIT;
+    s.leader = "127.0.0.1:6700";
+    s.etcd_ok = 1;
+    s.chunkservers = s.online = 3;
+    s.copysets = s.healthy_copysets = 6;
+    s.has_slow_chunkservers = 1;
+    s.slow_chunkservers = 2; /* the status answer wins over the topology */
+    json_t *j = cli_status_json(&s, &t);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "chunkservers"), "slow")),
+                     2);
+    assert_true(json_is_true(json_object_get(j, "healthy")));
+    json_decref(j);
+    s.has_slow_chunkservers = 0; /* an older MDS: counted from the topology */
+    j = cli_status_json(&s, &t);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "chunkservers"), "slow")),
+                     1);
+    json_decref(j);
+    j = cli_status_json(&s, NULL);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "chunkservers"), "slow")),
+                     0);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_render_object_and_cells),
         cmocka_unit_test(test_pb_json),
         cmocka_unit_test(test_status_health),
+        cmocka_unit_test(test_slow_chunkservers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
