@@ -147,9 +147,13 @@ struct curve_cfp {
     uint64_t next_idx;
     curve_cfp_state state;
     uint64_t format_target, formatted, bytes_written, zeroed, gets, puts;
+    uint64_t empty_creates;        /* chunk files created on demand (pool was empty) */
+    uint64_t empty_warn_ms;        /* CLOCK_MONOTONIC ms of the last "pool empty" warning */
+    uint64_t empty_warn_skipped;   /* warnings suppressed since then */
     bool disk_full;
 
     curve_gauge *gauges[CFP_NGAUGES]; /* registered in open, unregistered in close */
+    curve_counter *empty_creates_ctr; /* idem */
 };
 
 static int vec_push(cfp_vec *v, uint64_t x)
@@ -409,8 +413,17 @@ CFP_GAUGE_FN(cfp_g_formatted, st.formatted)
 CFP_GAUGE_FN(cfp_g_bytes, st.bytes_written)
 CFP_GAUGE_FN(cfp_g_failed, st.failed_err != 0)
 
+static double cfp_c_empty_creates(void *ctx)
+{
+    curve_cfp_stats st;
+    curve_cfp_get_stats(ctx, &st);
+    return (double)st.empty_creates;
+}
+
 static void cfp_unregister_metrics(curve_cfp *p)
 {
+    curve_counter_unregister(p->empty_creates_ctr);
+    p->empty_creates_ctr = NULL;
     for (int i = 0; i < CFP_NGAUGES; i++) {
         curve_gauge_unregister(p->gauges[i]);
         p->gauges[i] = NULL;
@@ -452,7 +465,16 @@ static int cfp_register_metrics(curve_cfp *p, curve_metrics *reg)
             return rc;
         }
     }
-    return 0;
+    int rc = curve_metrics_counter_fn(
+        reg, "curve_chunkfilepool_empty_creates_total",
+        "Chunk files created on demand because the pool had no ready file", labels,
+        cfp_c_empty_creates, p, &p->empty_creates_ctr);
+    if (rc != 0) {
+        CLOG_ERROR("registering metric curve_chunkfilepool_empty_creates_total for %s: %s",
+                   p->dir, curve_strerror(rc));
+        cfp_unregister_metrics(p);
+    }
+    return rc;
 }
 
 int curve_cfp_open(const curve_cfp_opts *o, curve_cfp **out)
@@ -774,6 +796,105 @@ static void cfp_requeue_dirty(curve_cfp *p, uint64_t idx)
     pthread_mutex_unlock(&p->mu);
 }
 
+static uint64_t cfp_new_idx(curve_cfp *p);
+
+/* Logs "pool empty" at most once per CFP_EMPTY_WARN_MS, with the number of suppressed ones. */
+#define CFP_EMPTY_WARN_MS 10000u
+static void cfp_warn_empty(curve_cfp *p, const char *dst_path, const char *what)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    pthread_mutex_lock(&p->mu);
+    bool log = p->empty_warn_ms == 0 || now_ms - p->empty_warn_ms >= CFP_EMPTY_WARN_MS;
+    uint64_t skipped = p->empty_warn_skipped;
+    if (log) {
+        p->empty_warn_ms = now_ms == 0 ? 1 : now_ms;
+        p->empty_warn_skipped = 0;
+    } else {
+        p->empty_warn_skipped++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (log)
+        CLOG_WARN("chunk file pool %s is empty: %s for %s (%llu similar warnings suppressed)",
+                  p->dir, what, dst_path, (unsigned long long)skipped);
+}
+
+/* Creates the chunk file `dst_path` directly because the pool has no ready file: same layout as
+ * a pool file (header page + chunk_size bytes), with the blocks allocated for real
+ * (posix_fallocate) so that a later chunk write cannot hit ENOSPC mid-chunk. Built as
+ * "<n>.tmp" in the pool directory (a crash leaves a .tmp that curve_cfp_open removes), header
+ * written, fdatasync'ed, then renamed to dst_path and both directories fsync'ed, exactly like
+ * curve_cfp_get. Returns 0, CURVE_ERR_NOSPACE (the file system has less than one file plus
+ * reserve_bytes free, or ENOSPC while allocating; failpoint "chunkfilepool.create" injects
+ * before the allocation), CURVE_ERR_DISK_FAIL (the disk is marked failed), -EEXIST, -EXDEV
+ * or another -errno from rename. */
+static int cfp_create_on_demand(curve_cfp *p, const char *dst_path, const uint8_t *header_page)
+{
+    char tmp[PATH_MAX];
+    struct statvfs sv;
+    int rc;
+    if (statvfs(p->dir, &sv) != 0) {
+        rc = -errno;
+        CLOG_ERROR("statvfs %s: %s", p->dir, curve_strerror(rc));
+        curve_cfp_mark_failed(p, rc);
+        return CURVE_ERR_DISK_FAIL;
+    }
+    if ((uint64_t)sv.f_bavail * sv.f_frsize < p->file_size + p->reserve_bytes) {
+        cfp_warn_empty(p, dst_path, "file system full (below the reserve), answering NOSPACE");
+        return CURVE_ERR_NOSPACE;
+    }
+    cfp_path(p, cfp_new_idx(p), ".tmp", tmp, sizeof(tmp));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        goto err_io;
+    }
+    rc = CURVE_FAILPOINT("chunkfilepool.create");
+    if (rc == 0)
+        rc = -posix_fallocate(fd, 0, (off_t)p->file_size);
+    if (rc == -ENOSPC) {
+        close(fd);
+        unlink(tmp);
+        cfp_warn_empty(p, dst_path, "no space to create a chunk file, answering NOSPACE");
+        return CURVE_ERR_NOSPACE;
+    }
+    if (rc == 0) {
+        ssize_t n = pwrite(fd, header_page, CURVE_CHUNK_HEADER_SIZE, 0);
+        rc = n == (ssize_t)CURVE_CHUNK_HEADER_SIZE ? 0 : n < 0 ? -errno : -EIO;
+    }
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    if (rc != 0)
+        goto err_after_create;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst_path, RENAME_NOREPLACE) != 0) {
+        rc = -errno;
+        CLOG_WARN("cannot move new chunk file %s to %s: %s", tmp, dst_path, curve_strerror(rc));
+        unlink(tmp);
+        return rc;
+    }
+    rc = fsync_dir(p->dir);
+    if (rc == 0)
+        rc = fsync_parent(dst_path);
+    if (rc != 0)
+        goto err_io;
+    pthread_mutex_lock(&p->mu);
+    p->empty_creates++;
+    p->gets++;
+    pthread_mutex_unlock(&p->mu);
+    cfp_warn_empty(p, dst_path, "created the chunk file on demand");
+    return 0;
+
+err_after_create:
+    unlink(tmp);
+err_io:
+    CLOG_ERROR("creating chunk file %s on demand (via %s): %s", dst_path, tmp,
+               curve_strerror(rc));
+    curve_cfp_mark_failed(p, rc);
+    return CURVE_ERR_DISK_FAIL;
+}
+
 int curve_cfp_get(curve_cfp *p, const char *dst_path, const uint8_t *header_page)
 {
     char src[PATH_MAX];
@@ -785,7 +906,7 @@ int curve_cfp_get(curve_cfp *p, const char *dst_path, const uint8_t *header_page
     pthread_mutex_lock(&p->mu);
     if (p->ready.n == 0) {
         pthread_mutex_unlock(&p->mu);
-        return CURVE_ERR_NOSPACE;
+        return cfp_create_on_demand(p, dst_path, header_page);
     }
     uint64_t idx = vec_pop(&p->ready);
     pthread_mutex_unlock(&p->mu);
@@ -931,6 +1052,7 @@ void curve_cfp_get_stats(curve_cfp *p, curve_cfp_stats *out)
     out->zeroed = p->zeroed;
     out->gets = p->gets;
     out->puts = p->puts;
+    out->empty_creates = p->empty_creates;
     out->disk_full = p->disk_full;
     pthread_mutex_unlock(&p->mu);
     out->failed_err = curve_cfp_failed(p);

@@ -88,11 +88,12 @@ typedef struct curve_cfp_opts {
     uint32_t target_pct;
     uint64_t in_use_files;   /* chunk files already taken by copysets (counted in the target) */
     /* Formatting stops (without error) when the file system's free space would drop below
-     * this many bytes. */
+     * this many bytes; creating a chunk file on demand (empty pool) needs as much. */
     uint64_t reserve_bytes;
     /* Optional registry (borrowed; must outlive the pool) receiving callback gauges labelled
      * disk="<dir>": curve_chunkfilepool_{ready,dirty,format_target,formatted}_files,
-     * curve_chunkfilepool_written_bytes and curve_chunkfilepool_disk_failed (0/1). They are
+     * curve_chunkfilepool_written_bytes, curve_chunkfilepool_disk_failed (0/1) and the counter
+     * curve_chunkfilepool_empty_creates_total. They are
      * unregistered by curve_cfp_close. NULL: no metrics. */
     curve_metrics *metrics;
 } curve_cfp_opts;
@@ -113,6 +114,7 @@ typedef struct curve_cfp_stats {
     uint64_t bytes_written;  /* bytes written by format + zeroing in this run */
     uint64_t zeroed;         /* returned files zeroed in this run */
     uint64_t gets, puts;     /* successful get / put+replace calls */
+    uint64_t empty_creates;  /* gets served by creating the file on demand (pool was empty) */
     bool disk_full;          /* formatting stopped early at reserve_bytes */
     int failed_err;          /* 0, or the negative errno that marked the disk failed */
 } curve_cfp_stats;
@@ -139,9 +141,14 @@ int curve_cfp_wait(curve_cfp *pool, uint64_t min_ready, uint64_t timeout_ms);
 
 /* Takes a ready file: writes `header_page` (CURVE_CHUNK_HEADER_SIZE bytes, borrowed) at offset
  * 0, fdatasyncs, renames it to `dst_path` (which must not exist) and fsyncs the pool dir and
- * dst's directory. Returns 0, CURVE_ERR_NOSPACE (no ready file), CURVE_ERR_DISK_FAIL (the disk
- * failed now or before; failpoint "chunkfilepool.get" injects here), -EEXIST, -EXDEV or another
- * -errno (the file stays in the pool). */
+ * dst's directory. When no file is ready the file is created on demand instead (same layout,
+ * blocks allocated with posix_fallocate, header written, fdatasync, rename, both directories
+ * fsync'ed), counted in stats.empty_creates / curve_chunkfilepool_empty_creates_total, with a
+ * rate-limited warning. Returns 0, CURVE_ERR_NOSPACE (no ready file and the file system has less
+ * than one chunk file + reserve_bytes free, or ENOSPC while allocating; failpoint
+ * "chunkfilepool.create" injects before the allocation), CURVE_ERR_DISK_FAIL (the disk failed
+ * now or before; failpoint "chunkfilepool.get" injects here), -EEXIST, -EXDEV or another -errno
+ * (the file stays in the pool). */
 int curve_cfp_get(curve_cfp *pool, const char *dst_path, const uint8_t *header_page);
 
 /* Gives the chunk file at `src_path` back: renames it into the pool as "<n>.dirty", fsyncs

@@ -433,17 +433,32 @@ def test_nospace_and_reuse(procs, tmp_dir):
     for chunk in range(1, 5):
         r = cl.io(leader, "write", chunk, 0, 4096, "--seed=%d" % chunk)
         assert r["status"] == "SUCCESS", r
+    # the pool is empty but the disk has room: the chunk file is created on demand
     r = cl.io(leader, "write", 5, 0, 4096, "--seed=5")
+    assert r["status"] == "SUCCESS", r
+    assert cl.io(leader, "read", 5, 0, 4096, "--seed=5")["match"] is True
+    code, metrics = http("http://127.0.0.1:%d/metrics" % leader.admin)
+    line = [x for x in metrics.splitlines()
+            if x.startswith("curve_chunkfilepool_empty_creates_total{")]
+    assert line and float(line[0].split()[-1]) >= 1, line
+    # the file system "full" (ENOSPC while allocating) on every replica: NOSPACE
+    for c in cl.cs:
+        code, body = http("http://127.0.0.1:%d/failpoint?name=chunkfilepool.create"
+                          "&action=return(ENOSPC)" % c.admin, data=b"")
+        assert code == 200, body
+    r = cl.io(leader, "write", 6, 0, 4096, "--seed=6")
     assert r["status"] == "NOSPACE", r
     assert cl.io(leader, "read", 4, 0, 4096, "--seed=4")["match"] is True
     # a deleted chunk's file goes back to the pool and is reused once zeroed
     assert leader.tool("delete", "--pool=1", "--copyset=1", "--chunk=1")[0]["status"] == \
         "SUCCESS"
-    wait_until(lambda: cl.io(leader, "write", 5, 0, 4096, "--seed=5")["status"] == "SUCCESS", 30,
+    wait_until(lambda: cl.io(leader, "write", 6, 0, 4096, "--seed=6")["status"] == "SUCCESS", 30,
                interval=0.2, what="the returned chunk file to be reusable")
-    assert cl.io(leader, "read", 5, 0, 4096, "--seed=5")["match"] is True
-    r = cl.io(leader, "read", 5, 4096, 4096)  # never written: zeros, not old data
+    assert cl.io(leader, "read", 6, 0, 4096, "--seed=6")["match"] is True
+    r = cl.io(leader, "read", 6, 4096, 4096)  # never written: zeros, not old data
     assert r["status"] == "SUCCESS" and r["crc32c"] == crc32c(bytes(4096)), r
+    for c in cl.cs:
+        http("http://127.0.0.1:%d/failpoint?clear=1" % c.admin, data=b"")
     for c in cl.cs:
         assert c.proc.running(), c.proc.describe()
 

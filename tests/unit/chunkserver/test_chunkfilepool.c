@@ -328,20 +328,109 @@ static void test_get_put_zeroing(void **state)
     free(buf);
 }
 
-static void test_nospace(void **state)
+/* An empty pool does not turn into NOSPACE while the file system has room: the chunk file is
+ * created on demand (allocated, header written, synced) and counted. */
+static void test_empty_pool_creates_on_demand(void **state)
 {
     char dst[600];
     uint8_t page[CURVE_CHUNK_HEADER_SIZE];
     curve_chunk_header h = {.version = CURVE_CHUNK_VERSION, .chunk_id = 1,
                             .chunk_size = TEST_CHUNK_SIZE};
     curve_chunk_header_encode(&h, page);
-    curve_cfp *p = tu_pool(*state, 1, true);
+    for (uint64_t files = 1; files <= 2; files++) {
+        char root[600];
+        snprintf(root, sizeof(root), "%s/p%llu", (const char *)*state, (unsigned long long)files);
+        assert_int_equal(mkdir(root, 0755), 0);
+        curve_cfp *p = tu_pool(root, files, true);
+        assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+        for (uint64_t i = 1; i <= 3; i++) {
+            char name[32];
+            snprintf(name, sizeof(name), "c%llu", (unsigned long long)i);
+            tu_path(dst, sizeof(dst), root, name);
+            assert_int_equal(curve_cfp_get(p, dst, page), 0);
+            /* same on-disk format as a pool file: full size, our header, zero data */
+            uint8_t *buf = malloc(TEST_FILE_SIZE + 1);
+            assert_non_null(buf);
+            int fd = open(dst, O_RDONLY);
+            assert_true(fd >= 0);
+            assert_int_equal(pread(fd, buf, TEST_FILE_SIZE + 1, 0), (ssize_t)TEST_FILE_SIZE);
+            close(fd);
+            curve_chunk_header d;
+            assert_int_equal(curve_chunk_header_decode(buf, CURVE_CHUNK_HEADER_SIZE, &d), 0);
+            assert_int_equal(d.chunk_id, 1);
+            assert_int_equal(d.chunk_size, TEST_CHUNK_SIZE);
+            for (size_t j = CURVE_CHUNK_HEADER_SIZE; j < TEST_FILE_SIZE; j++)
+                if (buf[j] != 0)
+                    fail_msg("byte %zu of %s is not zero", j, dst);
+            free(buf);
+            struct stat st;
+            assert_int_equal(stat(dst, &st), 0);
+            /* allocated for real, not sparse */
+            assert_true((uint64_t)st.st_blocks * 512 >= TEST_FILE_SIZE);
+        }
+        curve_cfp_stats st;
+        curve_cfp_get_stats(p, &st);
+        assert_int_equal(st.gets, 3);
+        assert_int_equal(st.empty_creates, 3 - files);
+        assert_int_equal(st.failed_err, 0);
+        int ready, tmp, dirty;
+        assert_int_equal(count_pool(root, &ready, &tmp, &dirty), 0);
+        assert_int_equal(ready + tmp + dirty, 0); /* nothing left behind in the pool */
+        /* onto an existing path: -EEXIST, the existing file untouched, no temp file left */
+        assert_int_equal(curve_cfp_get(p, dst, page), -EEXIST);
+        assert_int_equal(count_pool(root, &ready, &tmp, &dirty), 0);
+        assert_int_equal(tmp, 0);
+        curve_cfp_close(p);
+    }
+}
+
+/* NOSPACE only when the file system itself is full: below the reserve, or ENOSPC while
+ * allocating (failpoint). Other allocation errors fail the disk. */
+static void test_nospace_when_fs_full(void **state)
+{
+    char dir[512], dst[600];
+    uint8_t page[CURVE_CHUNK_HEADER_SIZE];
+    curve_chunk_header h = {.version = CURVE_CHUNK_VERSION, .chunk_id = 1,
+                            .chunk_size = TEST_CHUNK_SIZE};
+    curve_chunk_header_encode(&h, page);
+    tu_path(dir, sizeof(dir), *state, "chunkfilepool");
+    /* a reserve larger than any file system: the formatter stops, get answers NOSPACE */
+    curve_cfp_opts o = {.dir = dir, .chunk_size = TEST_CHUNK_SIZE, .target_files = 2,
+                        .reserve_bytes = UINT64_MAX / 4};
+    curve_cfp *p;
+    assert_int_equal(curve_cfp_open(&o, &p), 0);
+    assert_int_equal(curve_cfp_start(p), 0);
     assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
     tu_path(dst, sizeof(dst), *state, "c1");
-    assert_int_equal(curve_cfp_get(p, dst, page), 0);
-    tu_path(dst, sizeof(dst), *state, "c2");
     assert_int_equal(curve_cfp_get(p, dst, page), CURVE_ERR_NOSPACE);
     assert_false(tu_exists(dst));
+    assert_int_equal(curve_cfp_failed(p), 0);
+    curve_cfp_close(p);
+
+    /* ENOSPC from the allocation (file system filled up meanwhile) */
+    p = tu_pool(*state, 1, true);
+    assert_int_equal(curve_cfp_wait(p, UINT64_MAX, TEST_WAIT_MS), 0);
+    tu_path(dst, sizeof(dst), *state, "c0");
+    assert_int_equal(curve_cfp_get(p, dst, page), 0); /* the pool's only file */
+    tu_path(dst, sizeof(dst), *state, "c1");
+    assert_int_equal(curve_failpoint_set("chunkfilepool.create", "1*return(ENOSPC)"), 0);
+    assert_int_equal(curve_cfp_get(p, dst, page), CURVE_ERR_NOSPACE);
+    assert_false(tu_exists(dst));
+    int ready, tmp, dirty;
+    assert_int_equal(count_pool(*state, &ready, &tmp, &dirty), 0);
+    assert_int_equal(tmp, 0);
+    assert_int_equal(curve_cfp_failed(p), 0);
+    /* space came back: the next get succeeds */
+    assert_int_equal(curve_cfp_get(p, dst, page), 0);
+    assert_true(tu_exists(dst));
+    /* an IO error while creating fails the disk */
+    tu_path(dst, sizeof(dst), *state, "c2");
+    assert_int_equal(curve_failpoint_set("chunkfilepool.create", "1*return(EIO)"), 0);
+    assert_int_equal(curve_cfp_get(p, dst, page), CURVE_ERR_DISK_FAIL);
+    assert_false(tu_exists(dst));
+    assert_int_equal(curve_cfp_failed(p), -EIO);
+    assert_int_equal(count_pool(*state, &ready, &tmp, &dirty), 0);
+    assert_int_equal(tmp, 0);
     curve_cfp_close(p);
 }
 
@@ -422,6 +511,19 @@ static void test_metrics(void **state)
     assert_true(metric_value(text, "curve_chunkfilepool_written_bytes", dir) ==
                 3.0 * TEST_FILE_SIZE);
     assert_true(metric_value(text, "curve_chunkfilepool_disk_failed", dir) == 0.0);
+    assert_true(metric_value(text, "curve_chunkfilepool_empty_creates_total", dir) == 0.0);
+    free(text);
+    uint8_t page[CURVE_CHUNK_HEADER_SIZE] = {0};
+    char dst[600];
+    for (int i = 0; i < 4; i++) { /* 3 from the pool, 1 created on demand */
+        char name[16];
+        snprintf(name, sizeof(name), "c%d", i);
+        tu_path(dst, sizeof(dst), *state, name);
+        assert_int_equal(curve_cfp_get(p, dst, page), 0);
+    }
+    assert_int_equal(curve_metrics_render_prometheus(reg, &text, NULL), 0);
+    assert_true(metric_value(text, "curve_chunkfilepool_ready_files", dir) == 0.0);
+    assert_true(metric_value(text, "curve_chunkfilepool_empty_creates_total", dir) == 1.0);
     free(text);
     curve_cfp_mark_failed(p, -EIO);
     assert_int_equal(curve_metrics_render_prometheus(reg, &text, NULL), 0);
@@ -510,7 +612,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_format_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_resume_after_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_put_zeroing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nospace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_pool_creates_on_demand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nospace_when_fs_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_disk_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_enospc_is_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_error_marks_failed, setup, teardown),
