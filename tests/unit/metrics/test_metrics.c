@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "common/assert.h"
@@ -250,11 +251,17 @@ static void test_process_metrics(void **state)
     assert_int_equal(curve_metrics_register_process(reg), -EEXIST);
     assert_int_equal(curve_metrics_count(reg), 7);
 
-    /* Burn a little CPU so the counter is not trivially zero. */
+    /* Burn 30 ms of CPU (not of wall time: on a loaded machine 30 ms of wall time can be
+     * less than one 10 ms clock tick of CPU) so the counter is not trivially zero. */
     volatile uint64_t x = 0;
-    uint64_t t0 = curve_now_mono_ns();
-    while (curve_now_mono_ns() - t0 < 30000000ull)
-        x += 1;
+    struct timespec ts;
+    uint64_t cpu_ns;
+    do {
+        for (int i = 0; i < 100000; i++)
+            x += 1;
+        assert_int_equal(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts), 0);
+        cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    } while (cpu_ns < 30000000ull);
     assert_true(x > 0);
     char *text = render(reg);
     assert_non_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
