@@ -55,6 +55,9 @@ typedef struct curve_client curve_client;
  *   mds.addrs                       required; "host:port[,host:port...]" (up to 16)
  *   client.owner                    owner name used for create/open ("curve")
  *   client.mds.rpc_timeout_ms       timeout of one MDS RPC (500ms)
+ *   client.session.expire_ms        opt-in: IO fails after this long without a successful
+ *                                   session refresh (0: never, the default; the chunkservers'
+ *                                   volume epoch fences a writer whose session was taken over)
  *   client.max_rpc_size             largest data RPC, 64k..1m (1m)
  *   client.max_inflight_rpcs        data RPCs in flight per volume (128)
  *   client.io_threads               IO event-loop threads (1)
