@@ -16,12 +16,12 @@
 #include "common/log.h"
 #include "curve/errors.h"
 
-#define MS         (1000000ull)
-#define NODES      6
-#define SCRIPT_MAX 32
-#define LOG_MAX    1024
-#define STEPS_MAX  2000 /* a request taking more steps than this fails the test */
-#define CONN_COST_MS       20   /* a refused connection attempt (the channel's reconnect pause) */
+#define MS                   (1000000ull)
+#define NODES                6
+#define SCRIPT_MAX           32
+#define LOG_MAX              1024
+#define STEPS_MAX            2000 /* a request taking more steps than this fails the test */
+#define CONN_COST_MS         20   /* a refused connection attempt (the channel's reconnect pause) */
 #define GETLEADER_TIMEOUT_MS 1000 /* GetLeader to a stopped peer waits this long */
 
 typedef struct fake_node {
@@ -39,7 +39,7 @@ typedef struct cluster {
     /* the truth */
     int leader; /* node index, -1 = none elected */
     uint64_t term;
-    uint64_t elect_at_ns; /* != 0: at this clock time `next_leader` wins an election */
+    uint64_t elect_at_ns;  /* != 0: at this clock time `next_leader` wins an election */
     uint64_t forget_at_ns; /* != 0: from then on the followers name no leader (pre-vote) */
     int next_leader;
     int members[3]; /* node indexes */
