@@ -11,7 +11,8 @@
  *                   delete-copyset | copyset-status --pool --copyset      list-copysets
  *   CliService:     get-leader | add-peer | remove-peer | transfer-leader | reset-peer
  *                   --pool --copyset [--peer=ip:port]; change-peer --old-peer --new-peer
- *   Streams (--peers=a,b,c instead of --addr; follow REDIRECTED hints, retry until success):
+ *   Streams (--peers=a,b,c instead of --addr; follow REDIRECTED hints, move on to the next
+ *   peer after DISK_FAIL, retry until success):
  *     write-stream --pool --copyset --count=N [--chunks=K] [--size=4096] [--chunk-size=16m]
  *                  [--out=FILE]: write i = 0..N-1 goes to chunk 1 + i / (chunk_size/size),
  *                  offset (i % per_chunk) * size, pattern seed i; every acknowledged write is
@@ -396,6 +397,13 @@ static int leader_call(tool *t, uint32_t method, Curve__Chunk__ChunkRequest *req
             t->leader = hint >= 0 ? hint : (t->leader + 1) % t->npeers;
             if (hint < 0)
                 usleep(20000);
+            continue;
+        case CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_DISK_FAIL:
+            if (t->npeers < 2)
+                return st; /* --addr: report it */
+            /* that replica's disk failed: it stopped leading, another replica takes over */
+            t->leader = (t->leader + 1) % t->npeers;
+            usleep(20000);
             continue;
         case CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_OVERLOAD:
         case CURVE__CHUNK__CHUNK_STATUS__CHUNK_OP_STATUS_FAILURE_UNKNOWN:

@@ -152,6 +152,9 @@ struct curve_cfp {
     uint64_t empty_warn_skipped;   /* warnings suppressed since then */
     bool disk_full;
 
+    void (*fail_cb)(void *ctx, int err); /* curve_cfp_set_fail_cb */
+    void *fail_ctx;
+
     curve_gauge *gauges[CFP_NGAUGES]; /* registered in open, unregistered in close */
     curve_counter *empty_creates_ctr; /* idem */
 };
@@ -218,13 +221,37 @@ static bool cfp_mark_failed_locked(curve_cfp *p, int err)
     return true;
 }
 
+/* Runs the fail hook for the first failure `err`; called without mu. The hook runs under mu
+ * (it must not block nor call the pool) so that curve_cfp_set_fail_cb(NULL) returns only once
+ * no call is in flight. */
+static void cfp_run_fail_cb(curve_cfp *p, int err)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->fail_cb != NULL)
+        p->fail_cb(p->fail_ctx, err);
+    pthread_mutex_unlock(&p->mu);
+}
+
 void curve_cfp_mark_failed(curve_cfp *p, int err)
 {
     pthread_mutex_lock(&p->mu);
     bool first = cfp_mark_failed_locked(p, err);
     pthread_mutex_unlock(&p->mu);
-    if (first)
+    if (first) {
         CLOG_ERROR("disk of chunk file pool %s marked FAILED: %s", p->dir, curve_strerror(err));
+        cfp_run_fail_cb(p, err);
+    }
+}
+
+void curve_cfp_set_fail_cb(curve_cfp *p, void (*cb)(void *ctx, int err), void *ctx)
+{
+    pthread_mutex_lock(&p->mu);
+    p->fail_cb = cb;
+    p->fail_ctx = ctx;
+    int err = curve_cfp_failed(p);
+    if (err != 0 && cb != NULL)
+        cb(ctx, err);
+    pthread_mutex_unlock(&p->mu);
 }
 
 int curve_cfp_failed(const curve_cfp *p)
@@ -698,9 +725,15 @@ static void *cfp_worker(void *arg)
         }
         /* Fail in the same critical section that retired the file, so that no waiter sees
          * "nothing left to do" before it sees the failure. */
-        if (rc < 0 && rc != -ECANCELED && cfp_mark_failed_locked(p, rc))
+        if (rc < 0 && rc != -ECANCELED && cfp_mark_failed_locked(p, rc)) {
             CLOG_ERROR("disk of chunk file pool %s marked FAILED: %s", p->dir,
                        curve_strerror(rc));
+            pthread_cond_broadcast(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+            cfp_run_fail_cb(p, rc);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
         pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);

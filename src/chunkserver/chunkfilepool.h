@@ -165,6 +165,13 @@ int curve_cfp_replace(curve_cfp *pool, const char *new_path, const char *live_pa
 /* Marks the disk failed with `err` (negative errno; the first error is kept). Idempotent. */
 void curve_cfp_mark_failed(curve_cfp *pool, int err);
 
+/* Optional hook, called once with the error when the disk is first marked failed, by the thread
+ * that marks it (the formatter thread, or a get/put/chunk store caller: possibly an event
+ * loop), under the pool's lock: it must not block nor call the pool (e.g. wake a thread).
+ * cb NULL removes it; when this returns no call of the previous hook is in flight. If the disk
+ * has already failed, cb runs now. */
+void curve_cfp_set_fail_cb(curve_cfp *pool, void (*cb)(void *ctx, int err), void *ctx);
+
 /* 0 while healthy, else the negative errno that failed the disk. One atomic load. */
 int curve_cfp_failed(const curve_cfp *pool);
 

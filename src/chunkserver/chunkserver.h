@@ -99,6 +99,12 @@ int cs_mgr_copyset_epoch(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t *epoch)
  * them. Returns the number purged or -errno. */
 int cs_mgr_purge_recycler(cs_mgr *m, uint64_t age_ms);
 
+/* The disk failed with `err`: every copyset's Raft node is stopped (raft_fail, posted to its
+ * loop): leaders step down and hand over, no node votes or campaigns any more, so the healthy
+ * replicas elect new leaders within an election timeout. Until a restart. Any thread except
+ * the host's loops (takes the manager's read lock). */
+void cs_mgr_disk_failed(cs_mgr *m, int err);
+
 /* Adds {"copysets": [...], "copyset_count", "leader_count", "inflight"} to obj. */
 void cs_mgr_status_json(cs_mgr *m, json_t *obj);
 uint32_t cs_mgr_copyset_count(cs_mgr *m);

@@ -78,9 +78,11 @@ typedef struct daemon_ctx {
     /* housekeeping thread (recycler purge) */
     pthread_t house;
     bool house_started;
-    pthread_mutex_t house_lock; /* protects house_stop */
+    pthread_mutex_t house_lock; /* protects house_stop, disk_fail_err, disk_fail_done */
     pthread_cond_t house_cond;
     bool house_stop;
+    int disk_fail_err;   /* set by the pool's fail hook: stop every Raft node */
+    bool disk_fail_done; /* cs_mgr_disk_failed ran */
 } daemon_ctx;
 
 /* Bound on the housekeeping period: removed copysets are looked at least this often. */
@@ -101,11 +103,21 @@ static void *housekeeping(void *arg)
         uint64_t ns = (uint64_t)ts.tv_nsec + (period % 1000) * 1000000u;
         ts.tv_sec += (time_t)(period / 1000 + ns / 1000000000u);
         ts.tv_nsec = (long)(ns % 1000000000u);
-        while (!d->house_stop &&
+        while (!d->house_stop && !(d->disk_fail_err != 0 && !d->disk_fail_done) &&
                pthread_cond_timedwait(&d->house_cond, &d->house_lock, &ts) != ETIMEDOUT) {
         }
         if (d->house_stop)
             break;
+        if (d->disk_fail_err != 0 && !d->disk_fail_done) {
+            /* out of the pool's hook (which must not block): the failed disk's copysets give
+             * up their leaderships and stop voting (failure-table finding 4) */
+            d->disk_fail_done = true;
+            int err = d->disk_fail_err;
+            pthread_mutex_unlock(&d->house_lock);
+            cs_mgr_disk_failed(d->mgr, err);
+            pthread_mutex_lock(&d->house_lock);
+            continue;
+        }
         pthread_mutex_unlock(&d->house_lock);
         int n = cs_mgr_purge_recycler(d->mgr, age);
         if (n > 0)
@@ -114,6 +126,17 @@ static void *housekeeping(void *arg)
     }
     pthread_mutex_unlock(&d->house_lock);
     return NULL;
+}
+
+/* The pool's fail hook (any thread, under the pool's lock: only wakes the housekeeping). */
+static void disk_failed_cb(void *ctx, int err)
+{
+    daemon_ctx *d = ctx;
+    pthread_mutex_lock(&d->house_lock);
+    if (d->disk_fail_err == 0)
+        d->disk_fail_err = err;
+    pthread_cond_broadcast(&d->house_cond);
+    pthread_mutex_unlock(&d->house_lock);
 }
 
 static int housekeeping_start(daemon_ctx *d)
@@ -126,6 +149,8 @@ static int housekeeping_start(daemon_ctx *d)
     pthread_condattr_destroy(&ca);
     int rc = -pthread_create(&d->house, NULL, housekeeping, d);
     d->house_started = rc == 0;
+    if (rc == 0)
+        curve_cfp_set_fail_cb(d->pool, disk_failed_cb, d);
     return rc;
 }
 
@@ -133,6 +158,7 @@ static void housekeeping_stop(daemon_ctx *d)
 {
     if (!d->house_started)
         return;
+    curve_cfp_set_fail_cb(d->pool, NULL, NULL); /* no hook call in flight after this */
     pthread_mutex_lock(&d->house_lock);
     d->house_stop = true;
     pthread_cond_broadcast(&d->house_cond);

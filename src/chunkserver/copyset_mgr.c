@@ -328,6 +328,39 @@ static void glue_state_changed(void *ctx, int role, uint64_t term, uint64_t lead
                   raft_role_name(role), term, leader);
 }
 
+/* The copyset's Raft node stopped on a storage error. A failure of the log or term/vote store
+ * (same disk as the chunks) fails the whole disk: every other copyset then stops too
+ * (cs_mgr_disk_failed through the pool's fail hook) and IO is refused with DISK_FAIL. */
+static void glue_failed(void *ctx, int err)
+{
+    cs_copyset *cs = ctx;
+    CLOG_ERROR("copyset %u.%u: Raft node stopped: %s", cs->pool, cs->id, curve_strerror(err));
+    if (err == -EIO || err == -ENOSPC || err == -EROFS || err == -EDQUOT ||
+        err == CURVE_ERR_DISK_FAIL)
+        curve_cfp_mark_failed(cs->mgr->pool, err);
+}
+
+static void post_fail(void *arg, raftrt_group *g, bool alive)
+{
+    if (alive)
+        (void)raft_fail(raftrt_group_raft(g), (int)(intptr_t)arg);
+}
+
+void cs_mgr_disk_failed(cs_mgr *m, int err)
+{
+    uint32_t n = 0;
+    pthread_rwlock_rdlock(&m->lock);
+    for (uint32_t i = 0; i < CS_MGR_MAX_COPYSETS; i++) {
+        cs_copyset *cs = m->table[i];
+        if (cs == NULL || cs == CS_TOMBSTONE || cs->group == NULL)
+            continue;
+        if (raftrt_group_post(cs->group, post_fail, (void *)(intptr_t)err) == 0)
+            n++;
+    }
+    pthread_rwlock_unlock(&m->lock);
+    CLOG_ERROR("disk failed (%s): stopping the Raft nodes of %u copysets", curve_strerror(err), n);
+}
+
 /* ---- open / close ----------------------------------------------------------------------- */
 
 static void copyset_free(cs_copyset *cs)
@@ -384,6 +417,7 @@ static int copyset_open(cs_mgr *m, uint64_t gid, const struct raft_config *boot,
         .install_finish = glue_install_finish,
         .install_abort = glue_install_abort,
         .state_changed = glue_state_changed,
+        .failed = glue_failed,
     };
     raftrt_group_opts go;
     raftrt_group_opts_default(&go);

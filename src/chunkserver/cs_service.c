@@ -525,7 +525,8 @@ static void copyset_status_job(job *j)
     }
     resp.peers = voters;
     resp.learners = learners;
-    resp.state = st.failed ? "failed" : (ss.disk_err ? "disk_failed" : "ok");
+    /* a failed disk also stops the Raft node: name the cause */
+    resp.state = ss.disk_err ? "disk_failed" : (st.failed ? "failed" : "ok");
     cs__put(cs);
 out:
     (void)rpc_call_reply(j->ctx, 0, &resp.base, NULL);

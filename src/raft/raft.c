@@ -682,6 +682,51 @@ static void leader_state_clear(struct raft *r)
     r->lease_disabled = false;
 }
 
+/* A failed node (it can no longer persist its log, term/vote or state machine) gives up its
+ * leadership at once instead of keeping it while unable to append (failure-table finding 4):
+ * when leader it sends TimeoutNow to its most up-to-date voter (best effort: that node still
+ * needs a majority of votes, so safety rests on the election rules as for any transfer, §3.10),
+ * then it becomes a follower without a leader and fails its pending proposals
+ * (CURVE_ERR_FAILURE_UNKNOWN: they may still commit through the new leader) and reads. From then
+ * on it sends nothing, ignores messages (no votes) and never campaigns: the healthy replicas
+ * elect a new leader within an election timeout (at once after the TimeoutNow).
+ * Not called from set_failed itself (which runs deep inside loops over the progress array):
+ * only at the top of an entry point — the io completions, raft_tick and raft_fail callers'
+ * next tick. */
+static void failed_stepdown(struct raft *r)
+{
+    if (!r->failed || r->failed_stepped_down || !r->started)
+        return;
+    r->failed_stepped_down = true;
+    if (r->role == RAFT_LEADER) {
+        struct raft_progress *best = NULL;
+        for (uint32_t i = 0; i < r->npr; i++) {
+            struct raft_progress *p = &r->pr[i];
+            if (p->role == RAFT_VOTER && p->id != r->id && (best == NULL || p->match > best->match))
+                best = p;
+        }
+        if (best != NULL && !meta_dirty(r)) {
+            struct raft_msg m = {0};
+            m.type = RAFT_MSG_TIMEOUT_NOW;
+            m.group_id = r->o.group_id;
+            m.from = r->id;
+            m.to = best->id;
+            m.term = r->term;
+            (void)r->io->send(r->io, &m); /* send_msg drops everything once failed */
+            CLOG_WARN("raft group %llu node %llu: failed leader hands over to %llu (match %llu)",
+                      (unsigned long long)r->o.group_id, (unsigned long long)r->id,
+                      (unsigned long long)best->id, (unsigned long long)best->match);
+        }
+        leader_state_clear(r);
+    }
+    r->role = RAFT_FOLLOWER;
+    r->leader = 0;
+    r->campaign_pending = false;
+    props_fail_from(r, 0, CURVE_ERR_FAILURE_UNKNOWN);
+    reads_fail_all(r, CURVE_ERR_NOT_LEADER);
+    notify_state(r); /* always: the owner learns of the failure here (raft_failed() != 0) */
+}
+
 static void become_follower(struct raft *r, uint64_t term, uint64_t leader)
 {
     int old_role = r->role;
@@ -1946,6 +1991,7 @@ void raft_io_meta_done(struct raft *r, uint64_t term, uint64_t vote, int status)
 {
     if (status != 0) {
         set_failed(r, status, "persist_meta");
+        failed_stepdown(r);
         return;
     }
     r->durable_term = term;
@@ -1962,10 +2008,12 @@ void raft_io_append_done(struct raft *r, uint64_t seq, int status)
 {
     if (status != 0) {
         set_failed(r, status, "append");
+        failed_stepdown(r);
         return;
     }
     if (seq != r->append_done + 1 || seq > r->append_issued) {
         set_failed(r, -EPROTO, "append completion out of order");
+        failed_stepdown(r);
         return;
     }
     r->append_done = seq;
@@ -2037,7 +2085,11 @@ static void leader_tick(struct raft *r, uint64_t now)
 
 void raft_tick(struct raft *r)
 {
-    if (r->failed || !r->started)
+    if (r->failed) {
+        failed_stepdown(r); /* a failure raised inside another call (e.g. raft_fail) */
+        return;
+    }
+    if (!r->started)
         return;
     uint64_t now = now_ms(r);
     if (r->role == RAFT_LEADER) {
@@ -2619,6 +2671,12 @@ const struct raft_config *raft_config(const struct raft *r)
 }
 int raft_failed(const struct raft *r)
 {
+    return r->failed;
+}
+
+int raft_fail(struct raft *r, int err)
+{
+    set_failed(r, err < 0 ? err : -EIO, "storage (reported by the owner)");
     return r->failed;
 }
 void *raft_cbs_data(const struct raft *r)

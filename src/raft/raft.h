@@ -401,7 +401,11 @@ int raft_recv(struct raft *r, const struct raft_msg *m);
 
 /* I/O completions (see struct raft_io), on the node's loop, never from inside an io call.
  * status != 0: the node enters the failed state (raft_failed() returns the error; it no longer
- * votes, replicates or applies; the owner should close and reopen the group). */
+ * votes, replicates, applies or campaigns; the owner should close and reopen the group). A
+ * failed leader steps down at once: TimeoutNow to its most up-to-date voter, then follower
+ * with no leader; pending proposals fail with CURVE_ERR_FAILURE_UNKNOWN and reads with
+ * CURVE_ERR_NOT_LEADER; cbs.state_changed runs once then (leader or not) with raft_failed()
+ * already set, so the owner learns of the failure. */
 void raft_io_meta_done(struct raft *r, uint64_t term, uint64_t vote, int status);
 void raft_io_append_done(struct raft *r, uint64_t seq, int status);
 /* State machine snapshot completion (fsm->snapshot_save). manifest borrowed. */
@@ -498,6 +502,12 @@ void raft_request_snapshot(struct raft *r);
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
 const struct raft_config *raft_config(const struct raft *r);
 int raft_failed(const struct raft *r);
+/* The owner reports that the node's storage failed outside the raft io (e.g. the state
+ * machine's disk: a chunk write or fsync failed): the node enters the failed state like an
+ * append failure (err: negative errno / CURVE_ERR_*; other values read as -EIO). Safe to call
+ * from inside a callback (e.g. fsm->apply): the step-down (see raft_io_append_done) runs at
+ * the next raft_tick, not inside this call. Idempotent; returns raft_failed(). Loop thread. */
+int raft_fail(struct raft *r, int err);
 /* The `cbs.data` pointer given to raft_new (copied there, never changes), so that callbacks
  * receiving only `r` (state_changed, propose_done, read_done) can find their owner without
  * thread-locals. Safe to call from any callback and at any time between raft_new and raft_free. */

@@ -109,6 +109,7 @@ struct raft {
     struct raft_cbs cbs;
     uint64_t id;
     int failed;
+    bool failed_stepped_down; /* failed_stepdown() ran (once per failure) */
     bool started;
 
     int role;

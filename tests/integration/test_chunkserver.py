@@ -155,7 +155,8 @@ class CsCluster:
         def agreed():
             seen = set()
             for c in members:
-                if not c.proc.running():
+                # a chunkserver whose disk failed stopped its Raft nodes: it knows no leader
+                if not c.proc.running() or c.status()["disk"]["failed"]:
                     continue
                 r = c.tool("get-leader", "--pool=%d" % POOL, "--copyset=%d" % COPYSET,
                            check=False)

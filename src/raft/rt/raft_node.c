@@ -93,6 +93,7 @@ struct raftrt_group {
     struct raft_io io;
     struct raft_cbs cbs;
     struct raft *r; /* NULL once stopped (loop only) */
+    bool failed_notified; /* ufsm.failed ran (loop only) */
     rlog *log;
     curve_timer timer;
     bool timer_open;
@@ -910,6 +911,13 @@ static int fsm_apply(struct raft_fsm *f, uint64_t index, const struct raft_entry
             curve_latency_record(g->m_commit, now_us() - s.t0_us);
     }
     int rc = g->ufsm.apply ? g->ufsm.apply(g->ufsm.ctx, index, e) : 0;
+    if (rc == CURVE_ERR_DISK_FAIL && g->r != NULL) {
+        /* The state machine's disk failed: this node must not lead (nor vote) any more; it
+         * steps down at its next tick (raft_fail). */
+        CLOG_ERROR("raftrt %" PRIu64 ": apply of entry %" PRIu64 " failed on disk: stopping the "
+                   "node", g->id, index);
+        (void)raft_fail(g->r, rc);
+    }
     atomic_store_explicit(&g->applied, index, memory_order_relaxed);
     if (g->m_applied_idx)
         curve_gauge_set(g->m_applied_idx, (int64_t)index);
@@ -1025,6 +1033,14 @@ static void cb_state_changed(struct raft *r, int role, uint64_t term, uint64_t l
               raft_role_name(role), term, leader);
     if (g->ufsm.state_changed)
         g->ufsm.state_changed(g->ufsm.ctx, role, term, leader);
+    int err = raft_failed(r);
+    if (err != 0 && !g->failed_notified) {
+        g->failed_notified = true;
+        CLOG_ERROR("raftrt %" PRIu64 ": node failed (%s): stepped down, no votes until reopened",
+                   g->id, curve_strerror(err));
+        if (g->ufsm.failed)
+            g->ufsm.failed(g->ufsm.ctx, err);
+    }
 }
 
 /* After a call into the core that may have grown or compacted its log: updates the host's

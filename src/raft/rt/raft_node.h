@@ -104,7 +104,9 @@ int raftrt_host_peer_addr(raftrt_host *h, uint64_t id, char *buf, size_t len);
  * for snapshot_save: the runtime stores the snapshot meta (for raft_boot after a restart) in
  * <group>/snapshot/raft_snapshot_meta after the fsm has finished, so the fsm calls
  * raftrt_snapshot_saved() instead of raft_snapshot_saved(). After install_finish succeeds the
- * runtime stores that file too (synchronously, on the loop). All ops run on the group loop. */
+ * runtime stores that file too (synchronously, on the loop). All ops run on the group loop.
+ * An apply returning CURVE_ERR_DISK_FAIL stops the node (raft_fail: a leader steps down and
+ * hands over, the node stops voting and campaigning) until the group is reopened. */
 typedef struct raftrt_fsm {
     void *ctx;
     int (*apply)(void *ctx, uint64_t index, const struct raft_entry *e);
@@ -119,6 +121,10 @@ typedef struct raftrt_fsm {
     void (*install_abort)(void *ctx);
     /* Optional: role/term/leader changed (group loop). */
     void (*state_changed)(void *ctx, int role, uint64_t term, uint64_t leader);
+    /* Optional: the node entered the failed state (log, term/vote or state machine storage
+     * failed: `err`) and stepped down; it stays so until the group is reopened. Once, on the
+     * group loop, right after the matching state_changed. */
+    void (*failed)(void *ctx, int err);
 } raftrt_fsm;
 
 typedef struct raftrt_group_opts {

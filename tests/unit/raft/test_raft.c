@@ -295,6 +295,66 @@ static void test_leader_transfer(void **state)
     assert_int_equal(raft_transfer_leader(l->r, 0), CURVE_ERR_NOT_LEADER);
 }
 
+/* A leader whose storage fails (raft_fail from the owner, e.g. a state machine disk error, or a
+ * failed log append) gives up its leadership at once: TimeoutNow to the most up-to-date voter
+ * (a new leader well within one election timeout), follower without a leader, pending
+ * proposals failed; then it never campaigns, votes or disturbs the new leader. */
+static void check_failed_leader(struct fx *fx, struct fx_node *l, uint32_t changes_before)
+{
+    assert_int_not_equal(raft_failed(l->r), 0);
+    fx_run(fx, 50); /* far less than an election timeout (100 ms): only TimeoutNow does that */
+    struct fx_node *nl = fx_leader(fx);
+    assert_non_null(nl);
+    assert_int_not_equal(nl->id, l->id);
+    assert_int_not_equal(raft_role(l->r), RAFT_LEADER);
+    assert_int_equal(raft_leader(l->r), 0);
+    assert_true(l->state_changes > changes_before); /* the owner was told */
+    assert_int_equal(fx_propose(fx, l->id, 9), raft_failed(l->r));
+    /* the two healthy nodes commit without it */
+    uint64_t term = raft_term(nl->r), l_term = raft_term(l->r);
+    assert_int_equal(fx_propose(fx, nl->id, 3), 0);
+    uint64_t idx = raft_last_index(nl->r);
+    fx_run(fx, 100);
+    assert_true(raft_applied_index(nl->r) >= idx);
+    /* many election timeouts later: same leader and term, the failed node stayed silent */
+    fx_run(fx, 2000);
+    assert_ptr_equal(fx_leader(fx), nl);
+    assert_int_equal(raft_term(nl->r), term);
+    assert_int_equal(raft_term(l->r), l_term);
+    assert_int_equal(count_leaders(fx), 1);
+}
+
+static void test_failed_leader_hands_over(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    assert_int_equal(fx_propose(fx, l->id, 1), 0);
+    fx_run(fx, 50);
+    uint32_t changes = l->state_changes;
+    fx->props_failed = 0;
+    assert_int_equal(fx_propose(fx, l->id, 2), 0); /* still pending when the disk fails */
+    assert_int_equal(raft_fail(l->r, -EIO), -EIO);
+    assert_int_equal(raft_fail(l->r, -ENOSPC), -EIO); /* the first error is kept */
+    fx_step(fx);
+    assert_int_equal(raft_role(l->r), RAFT_FOLLOWER); /* stepped down at its next tick */
+    assert_int_equal(fx->props_failed, 1);
+    assert_int_equal(fx->last_prop_status, CURVE_ERR_FAILURE_UNKNOWN);
+    check_failed_leader(fx, l, changes);
+}
+
+static void test_failed_append_steps_down(void **state)
+{
+    struct fx *fx = *state;
+    struct fx_node *l = elect(fx);
+    assert_int_equal(fx_propose(fx, l->id, 1), 0);
+    fx_run(fx, 50);
+    uint32_t changes = l->state_changes;
+    raft_io_append_done(l->r, raft_last_index(l->r), -ENOSPC); /* the log write failed */
+    assert_int_equal(raft_failed(l->r), -ENOSPC);
+    assert_int_equal(raft_role(l->r), RAFT_FOLLOWER); /* at once, in the completion */
+    check_failed_leader(fx, l, changes);
+}
+
 static bool installed(struct fx *fx, void *arg)
 {
     return fx_node(fx, *(uint64_t *)arg)->installs > 0;
@@ -827,6 +887,8 @@ int main(void)
     curve_log_set_level(CURVE_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_election, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_leader_hands_over, setup3, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_append_steps_down, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_replication_and_apply, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_backtracking_and_conflicts, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_log_matching_follower, setup3, teardown),
