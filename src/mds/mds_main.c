@@ -436,6 +436,7 @@ static int load_config(mds_daemon *d, int argc, char **argv)
         (uint64_t)curve_config_duration_ms(d->cfg, "transfer_timeout");
     d->schedcfg.balance_range_pct = (uint32_t)curve_config_int(d->cfg, "balance_range_pct");
     d->schedcfg.leader_range_pct = (uint32_t)curve_config_int(d->cfg, "leader_range_pct");
+    d->schedcfg.leader_target_fresh_ms = d->hbcfg.unstable_ms / 2;
     d->session_lease_ms = (uint32_t)curve_config_duration_ms(d->cfg, "session_lease");
     d->placement_wait_ms = (uint64_t)curve_config_duration_ms(d->cfg, "placement_wait");
     d->prepare_peers = curve_config_bool(d->cfg, "prepare_peers");

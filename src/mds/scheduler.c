@@ -30,8 +30,8 @@ const char *mds_op_type_name(mds_op_type t)
 
 const char *mds_sched_kind_name(mds_sched_kind k)
 {
-    static const char *const names[] = {"recovery", "replica", "copyset_balance",
-                                        "leader_balance", "manual", "slow_node"};
+    static const char *const names[] = {"recovery",       "replica", "copyset_balance",
+                                        "leader_balance", "manual",  "slow_node"};
     return (unsigned)k < CURVE_ARRAY_SIZE(names) ? names[k] : "?";
 }
 
@@ -53,6 +53,7 @@ void mds_sched_cfg_default(mds_sched_cfg *cfg)
     cfg->transfer_timeout_ms = 10 * 1000;
     cfg->balance_range_pct = 5;
     cfg->leader_range_pct = 10;
+    cfg->leader_target_fresh_ms = 0;
 }
 
 const curve_cfg_def mds_sched_cfg_defs[] = {
@@ -127,8 +128,7 @@ static long op_index(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id
     return -1;
 }
 
-const mds_operator *mds_optable_find(const mds_optable *o, uint32_t pool_id,
-                                     uint32_t copyset_id)
+const mds_operator *mds_optable_find(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id)
 {
     long i = op_index(o, pool_id, copyset_id);
     return i >= 0 ? &o->v[i] : NULL;
@@ -248,8 +248,7 @@ int mds_optable_observe(mds_optable *o, const mds_copyset *c, mds_op_event *ev)
     return 1;
 }
 
-int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
-                        uint64_t until_ms)
+int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id, uint64_t until_ms)
 {
     for (size_t i = 0; i < o->nbackoff; i++) {
         if (o->backoff[i].pool_id == pool_id && o->backoff[i].copyset_id == copyset_id) {
@@ -333,6 +332,14 @@ static bool cs_online(const mds_topology *t, uint32_t id)
 {
     const mds_chunkserver *c = mds_topo_cs(t, id);
     return c != NULL && c->state == MDS_CS_ONLINE;
+}
+
+/* Heard from within fresh_ms (0: always true). */
+static bool cs_fresh(const mds_topology *t, uint32_t id, uint64_t now_ms, uint64_t fresh_ms)
+{
+    const mds_chunkserver *c = mds_topo_cs(t, id);
+    return c != NULL &&
+           (fresh_ms == 0 || (c->last_hb_ms <= now_ms && now_ms - c->last_hb_ms <= fresh_ms));
 }
 
 static void add_alert(mds_sched_result *res, mds_alert_kind kind, const mds_copyset *c,
@@ -477,8 +484,7 @@ static void cache_planned(const mds_topology *t, run_cache *rc, uint32_t from, u
  * operator the copyset just waits (skipped_busy); when there is no candidate at all, alert.
  * Returns 0, -ENOSPC (nothing now) or -ENOMEM. */
 static int choose_target(const mds_topology *t, mds_replace_req *req, uint32_t *target,
-                         const mds_copyset *c, uint32_t alive, uint32_t dead,
-                         mds_sched_result *res)
+                         const mds_copyset *c, uint32_t alive, uint32_t dead, mds_sched_result *res)
 {
     int rc = mds_place_choose_replacement(t, req, target, NULL, 0);
     if (rc != -ENOSPC)
@@ -533,8 +539,7 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
             rc = 0;
             continue;
         }
-        rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_RECOVERY, dead, target, now_ms, cfg,
-                    res);
+        rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_RECOVERY, dead, target, now_ms, cfg, res);
         if (rc == -ENOMEM)
             break;
         if (rc == 0) {
@@ -552,8 +557,8 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
 
 /* The peer to drop from an over-full copyset: a dead one first, else the one with the most
  * copysets (lowest id on ties); never the leader, never a busy disk. 0 if none. */
-static uint32_t removal_victim(const mds_topology *t, const mds_optable *ops,
-                               const mds_copyset *c, const uint32_t *counts)
+static uint32_t removal_victim(const mds_topology *t, const mds_optable *ops, const mds_copyset *c,
+                               const uint32_t *counts)
 {
     uint32_t best = 0, best_count = 0;
     for (uint32_t i = 0; i < c->npeers; i++) {
@@ -617,8 +622,7 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                 res->skipped_busy++;
                 continue;
             }
-            rc = new_op(ops, c, MDS_OP_REMOVE_PEER, MDS_SCHED_REPLICA, victim, 0, now_ms, cfg,
-                        res);
+            rc = new_op(ops, c, MDS_OP_REMOVE_PEER, MDS_SCHED_REPLICA, victim, 0, now_ms, cfg, res);
             if (rc == 0)
                 cache_planned(t, &cache, victim, 0);
         }
@@ -734,8 +738,8 @@ static int balance_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms
             CURVE_ASSERT(d >= 0);
             if (!worth_moving(v, counts[s], counts[d]))
                 continue;
-            rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_COPYSET_BALANCE, src, target,
-                        now_ms, cfg, res);
+            rc = new_op(ops, c, MDS_OP_CHANGE_PEER, MDS_SCHED_COPYSET_BALANCE, src, target, now_ms,
+                        cfg, res);
             if (rc == -ENOMEM)
                 return rc;
             if (rc == 0) {
@@ -811,7 +815,7 @@ static int leader_pool(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
                 uint32_t p = c->peers[k];
                 long d = mds_place_cs_index(t, p);
                 if (p == src || d < 0 || !cs_online(t, p) || mds_optable_cs_busy(ops, p) ||
-                    avoided(avoid, p))
+                    avoided(avoid, p) || !cs_fresh(t, p, now_ms, cfg->leader_target_fresh_ms))
                     continue;
                 if (best < 0 || leaders[d] < leaders[best])
                     best = d;
@@ -843,8 +847,8 @@ int mds_sched_leader_balance(const mds_topology *t, mds_optable *ops, uint64_t n
 }
 
 int mds_sched_leader_balance_ex(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
-                                const mds_sched_cfg *cfg, mds_cs_busy_fn avoid_fn,
-                                void *avoid_ctx, mds_sched_result *res)
+                                const mds_sched_cfg *cfg, mds_cs_busy_fn avoid_fn, void *avoid_ctx,
+                                mds_sched_result *res)
 {
     avoid_set avoid = {avoid_fn, avoid_ctx};
     memset(res, 0, sizeof(*res));
@@ -859,9 +863,8 @@ int mds_sched_leader_balance_ex(const mds_topology *t, mds_optable *ops, uint64_
     }
     for (size_t i = 0; i < t->copysets.n; i++) {
         const mds_copyset *c = &t->copysets.v[i];
-        long idx = c->leader && mds_copyset_has_peer(c, c->leader)
-                       ? mds_place_cs_index(t, c->leader)
-                       : -1;
+        long idx =
+            c->leader && mds_copyset_has_peer(c, c->leader) ? mds_place_cs_index(t, c->leader) : -1;
         if (idx >= 0)
             leaders[idx]++;
     }
@@ -900,14 +903,15 @@ out:
 /* The follower of c to lead instead of its slow leader: online, not slow, fewest leaders
  * (planned counts), lowest id on ties. 0 if none. */
 static uint32_t slow_target(const mds_topology *t, const mds_copyset *c, const uint32_t *leaders,
-                            const avoid_set *slow)
+                            const avoid_set *slow, uint64_t now_ms, uint64_t fresh_ms)
 {
     uint32_t best = 0;
     long best_idx = -1;
     for (uint32_t k = 0; k < c->npeers; k++) {
         uint32_t p = c->peers[k];
         long d = mds_place_cs_index(t, p);
-        if (p == c->leader || d < 0 || !cs_online(t, p) || avoided(slow, p))
+        if (p == c->leader || d < 0 || !cs_online(t, p) || avoided(slow, p) ||
+            !cs_fresh(t, p, now_ms, fresh_ms))
             continue;
         if (best == 0 || leaders[d] < leaders[best_idx] ||
             (leaders[d] == leaders[best_idx] && p < best)) {
@@ -933,9 +937,8 @@ int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now
         return -ENOMEM;
     for (size_t i = 0; i < t->copysets.n; i++) {
         const mds_copyset *c = &t->copysets.v[i];
-        long idx = c->leader && mds_copyset_has_peer(c, c->leader)
-                       ? mds_place_cs_index(t, c->leader)
-                       : -1;
+        long idx =
+            c->leader && mds_copyset_has_peer(c, c->leader) ? mds_place_cs_index(t, c->leader) : -1;
         if (idx >= 0)
             leaders[idx]++;
     }
@@ -960,7 +963,7 @@ int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now
             res->skipped_no_leader++;
             continue;
         }
-        uint32_t target = slow_target(t, c, leaders, &avoid);
+        uint32_t target = slow_target(t, c, leaders, &avoid, now_ms, cfg->leader_target_fresh_ms);
         if (target == 0) {
             res->skipped_busy++; /* no healthy follower: it stays (nothing better) */
             continue;
@@ -969,8 +972,8 @@ int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now
             res->rate_limited++;
             break;
         }
-        rc = new_op(ops, c, MDS_OP_TRANSFER_LEADER, MDS_SCHED_SLOW_NODE, c->leader, target,
-                    now_ms, cfg, res);
+        rc = new_op(ops, c, MDS_OP_TRANSFER_LEADER, MDS_SCHED_SLOW_NODE, c->leader, target, now_ms,
+                    cfg, res);
         if (rc == -ENOMEM)
             break;
         if (rc == 0) {

@@ -79,7 +79,7 @@ typedef struct mds_op_backoff {
 typedef struct mds_optable {
     mds_operator *v; /* sorted by (pool_id, copyset_id) */
     size_t n, cap;
-    size_t max;      /* bound on n, and on nbackoff */
+    size_t max; /* bound on n, and on nbackoff */
     uint64_t next_id;
     mds_op_backoff *backoff; /* unsorted */
     size_t nbackoff, backoff_cap;
@@ -102,8 +102,7 @@ uint32_t mds_op_disk(const mds_operator *op);
  * (a slow node's leaders must all leave within seconds). */
 int mds_optable_add(mds_optable *o, const mds_operator *op, uint64_t *id_out);
 /* The operator of a copyset, or NULL. Valid until the table changes. */
-const mds_operator *mds_optable_find(const mds_optable *o, uint32_t pool_id,
-                                     uint32_t copyset_id);
+const mds_operator *mds_optable_find(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id);
 /* True when some operator occupies chunkserver `cs_id`'s disk. */
 bool mds_optable_cs_busy(const mds_optable *o, uint32_t cs_id);
 /* mds_cs_busy_fn adapter: ctx is a `const mds_optable *`. */
@@ -119,8 +118,7 @@ size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, si
 /* Keeps schedulers away from a copyset until until_ms (mds_optable_expire does this by itself
  * for expired operators, for as long as their timeout was). Silently ignored when the backoff
  * list is full (bounded by `max`). Returns 0 or -ENOMEM. */
-int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
-                        uint64_t until_ms);
+int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id, uint64_t until_ms);
 /* True while the copyset is backed off at now_ms. */
 bool mds_optable_in_backoff(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
                             uint64_t now_ms);
@@ -132,11 +130,16 @@ size_t mds_optable_for_leader(const mds_optable *o, const mds_topology *t, uint3
 /* ---- schedulers ---- */
 
 typedef struct mds_sched_cfg {
-    uint32_t max_ops_per_run;      /* rate limit: operators added per scheduler call */
-    uint64_t change_timeout_ms;    /* deadline of add/remove/change peer operators */
-    uint64_t transfer_timeout_ms;  /* deadline of leader transfers */
-    uint32_t balance_range_pct;    /* copyset counts may differ from the mean by this % */
-    uint32_t leader_range_pct;     /* leader counts may differ from the mean by this % */
+    uint32_t max_ops_per_run;     /* rate limit: operators added per scheduler call */
+    uint64_t change_timeout_ms;   /* deadline of add/remove/change peer operators */
+    uint64_t transfer_timeout_ms; /* deadline of leader transfers */
+    uint32_t balance_range_pct;   /* copyset counts may differ from the mean by this % */
+    uint32_t leader_range_pct;    /* leader counts may differ from the mean by this % */
+    /* leader balance moves a leader only to a chunkserver heard from within this long (a
+     * chunkserver cut off from the cluster is still ONLINE until its unstable time; handing it
+     * leaderships then blocks their writes for the transfer's duration). 0: no check. The
+     * daemon sets half the heartbeat unstable time. */
+    uint64_t leader_target_fresh_ms;
 } mds_sched_cfg;
 
 /* Defaults: 16 ops per run, 10 min change timeout, 10 s transfer timeout, 5% / 10%. */
@@ -216,7 +219,7 @@ int mds_sched_leader_balance_ex(const mds_topology *t, mds_optable *ops, uint64_
  * replaced. Copysets in backoff, without a live leader or without such a follower are skipped
  * (counted). Rate-limited by cfg->max_ops_per_run. */
 int mds_sched_slow_leaders(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
-                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow,
-                           mds_cs_busy_fn avoid, void *slow_ctx, mds_sched_result *res);
+                           const mds_sched_cfg *cfg, mds_cs_busy_fn is_slow, mds_cs_busy_fn avoid,
+                           void *slow_ctx, mds_sched_result *res);
 
 #endif

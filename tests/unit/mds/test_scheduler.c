@@ -453,6 +453,23 @@ static void test_leader_balance(void **state)
     assert_int_equal(mds_sched_leader_balance(&t, &ops, 60, &cfg, &res), 0);
     for (size_t i = 0; i < ops.n; i++)
         assert_int_not_equal(ops.v[i].new_peer, 9);
+    /* an ONLINE member not heard from within leader_target_fresh_ms (cut off, not yet
+     * unstable) never receives leadership either; the others still do */
+    mds_optable_destroy(&ops);
+    mds_optable_init(&ops, 0);
+    mds_topo_cs(&t, 9)->state = MDS_CS_ONLINE;
+    for (size_t i = 0; i < t.css.n; i++)
+        t.css.v[i].last_hb_ms = 10000;
+    mds_topo_cs(&t, 8)->last_hb_ms = 7000; /* 3 s ago */
+    cfg.leader_target_fresh_ms = 2500;
+    assert_int_equal(mds_sched_leader_balance(&t, &ops, 10000, &cfg, &res), 0);
+    assert_true(res.ops_created > 0);
+    bool to9 = false;
+    for (size_t i = 0; i < ops.n; i++) {
+        assert_int_not_equal(ops.v[i].new_peer, 8);
+        to9 = to9 || ops.v[i].new_peer == 9;
+    }
+    assert_true(to9);
     mds_optable_destroy(&ops);
     mds_topo_destroy(&t);
 }
