@@ -364,7 +364,10 @@ void curve_retry_on_outcome(curve_retry_state *st, const curve_rpc_outcome *o,
      * leader may have changed, and the next attempt (after re-resolving through the peers)
      * probably goes elsewhere. Counting it as a timeout would leave a request that bounced off
      * a dead leader during an election with a multi-second timeout at the new one. */
-    bool conn = !timed_out && is_conn_status(s);
+    /* DISK_FAIL: the replica's disk failed and its Raft node gave up leadership (it never
+     * leads again until repaired): like an unreachable leader, the next attempt goes to the
+     * leader the other peers elect. */
+    bool conn = !timed_out && (is_conn_status(s) || s == CURVE_ERR_DISK_FAIL);
     if (conn)
         st->conn_fails++;
     st->timeout_ms = next_timeout(st, o->leader_may_change || conn);
@@ -387,7 +390,7 @@ void curve_retry_on_outcome(curve_retry_state *st, const curve_rpc_outcome *o,
         }
     } else if (s == CURVE_ERR_COPYSET_NOTEXIST) {
         act->resolve = CURVE_RESOLVE_MDS;
-    } else if (is_conn_status(s)) {
+    } else if (conn) {
         act->resolve = CURVE_RESOLVE_PEERS;
     } else {
         act->sleep_ms = st->opts->op_retry_interval_ms;

@@ -442,7 +442,7 @@ static void test_unstable_keeps_timeout_short(void **state)
     bool may = true;
     assert_int_equal(curve_metacache_get_leader(f->mc, 1, 1, &l, &may), 0);
     assert_false(may);
-    f->c.n[1].script[0] = CURVE_ERR_DISK_FAIL;
+    f->c.n[1].script[0] = CURVE_ERR_FAILURE_UNKNOWN;
     f->c.n[1].nscript = 1;
     s = run(f, CURVE_RETRY_OP_WRITE);
     assert_int_equal(s.result, 0);

@@ -298,7 +298,7 @@ static void test_redirected_with_hint(void **state)
     assert_string_equal(a.target, "127.0.0.1:8201");
     assert_int_equal(a.sleep_ms, 10);
     /* a different failure in between resets that */
-    feed(f, CURVE_ERR_DISK_FAIL, &a);
+    feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a);
     o.leader_hint = "127.0.0.1:8203";
     curve_retry_on_outcome(&f->st, &o, &a);
     assert_int_equal(a.sleep_ms, 0);
@@ -416,8 +416,8 @@ static void test_other_and_connection_errors(void **state)
     fixture *f = *state;
     fx_start(f, CURVE_RETRY_OP_WRITE);
     curve_retry_action a;
-    const int other[] = {CURVE_ERR_DISK_FAIL,       CURVE_ERR_CRC_FAIL, CURVE_ERR_NOSPACE,
-                         CURVE_ERR_FAILURE_UNKNOWN, CURVE_ERR_BACKWARD, -EIO};
+    const int other[] = {CURVE_ERR_CRC_FAIL, CURVE_ERR_NOSPACE, CURVE_ERR_FAILURE_UNKNOWN,
+                         CURVE_ERR_BACKWARD, -EIO};
     for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
         feed(f, other[i], &a);
         assert_int_equal(a.verdict, CURVE_RETRY_AGAIN);
@@ -428,7 +428,9 @@ static void test_other_and_connection_errors(void **state)
     assert_int_equal(a.timeout_ms, 8000);
 
     fx_start(f, CURVE_RETRY_OP_WRITE);
-    const int conn[] = {CURVE_ERR_RPC_CONN, -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH};
+    /* DISK_FAIL too: that replica gave up leadership for good (docs/client.md) */
+    const int conn[] = {CURVE_ERR_RPC_CONN, -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH,
+                        CURVE_ERR_DISK_FAIL};
     for (size_t i = 0; i < sizeof(conn) / sizeof(conn[0]); i++) {
         feed(f, conn[i], &a);
         assert_int_equal(a.resolve, CURVE_RESOLVE_PEERS);
@@ -455,7 +457,7 @@ static void test_unbounded_by_default(void **state)
     curve_retry_action a;
     for (int i = 0; i < 10000; i++) {
         curve_clock_manual_advance(&f->clock, 3600ull * 1000 * MS);
-        feed(f, CURVE_ERR_DISK_FAIL, &a);
+        feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a);
         assert_int_equal(a.verdict, CURVE_RETRY_AGAIN);
     }
 }
@@ -467,16 +469,16 @@ static void test_total_deadline(void **state)
     fx_start(f, CURVE_RETRY_OP_WRITE);
     curve_retry_action a;
     curve_clock_manual_advance(&f->clock, 4000 * MS);
-    feed(f, CURVE_ERR_DISK_FAIL, &a);
+    feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a);
     assert_int_equal(a.verdict, CURVE_RETRY_AGAIN);
     assert_int_equal(a.sleep_ms, 100);
     assert_int_equal(a.timeout_ms, 900); /* clamped: 5000 - 4000 - 100 */
     curve_clock_manual_advance(&f->clock, 850 * MS);
-    feed(f, CURVE_ERR_DISK_FAIL, &a); /* 150 ms left, sleep 100: 50 ms for the RPC */
+    feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a); /* 150 ms left, sleep 100: 50 ms for the RPC */
     assert_int_equal(a.verdict, CURVE_RETRY_AGAIN);
     assert_int_equal(a.timeout_ms, 50);
     curve_clock_manual_advance(&f->clock, 60 * MS);
-    feed(f, CURVE_ERR_DISK_FAIL, &a); /* 90 ms left < sleep 100 */
+    feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a); /* 90 ms left < sleep 100 */
     assert_int_equal(a.verdict, CURVE_RETRY_FAIL);
     assert_int_equal(a.err, CURVE_ERR_TIMEOUT);
     /* a resolve step past the deadline fails as well */
@@ -515,13 +517,13 @@ static void test_slow_reported_once(void **state)
     fx_start(f, CURVE_RETRY_OP_WRITE);
     curve_retry_action a;
     curve_clock_manual_advance(&f->clock, 44999 * MS);
-    feed(f, CURVE_ERR_DISK_FAIL, &a);
+    feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a);
     assert_false(a.became_slow);
     curve_clock_manual_advance(&f->clock, 1 * MS);
-    feed(f, CURVE_ERR_DISK_FAIL, &a);
+    feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a);
     assert_true(a.became_slow);
     curve_clock_manual_advance(&f->clock, 10000 * MS);
-    feed(f, CURVE_ERR_DISK_FAIL, &a);
+    feed(f, CURVE_ERR_FAILURE_UNKNOWN, &a);
     assert_false(a.became_slow);
     feed(f, 0, &a);
     assert_false(a.became_slow);
