@@ -373,9 +373,41 @@ int cs_mgr_change_peer(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t old_peer,
     return rc != 0 ? rc : cs_mgr_remove_peer(m, pool, id, old_peer);
 }
 
+/* Starts the transfer, then waits for its outcome: the Raft core aborts a transfer after one
+ * election timeout (the target did not take over: cut off, hung, lagging). Reporting that as
+ * a failure lets the MDS fail the operator and back off instead of re-sending it in every
+ * heartbeat reply — each re-run would block the copyset's writes for another election timeout
+ * (Raft refuses proposals while a transfer is pending). 0 when the target leads (or another
+ * node does: the MDS judges), CURVE_ERR_TIMEOUT when this node still leads after two election
+ * timeouts. */
 int cs_mgr_transfer_leader(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t peer)
 {
-    return member_op(m, pool, id, raftrt_transfer_leader, peer, deadline());
+    int rc = member_op(m, pool, id, raftrt_transfer_leader, peer, deadline());
+    if (rc != 0)
+        return rc;
+    cs_copyset *cs = cs__get(m, ((uint64_t)pool << 32) | id);
+    if (cs == NULL)
+        return 0; /* removed meanwhile: nothing left to lead */
+    uint64_t et = m->o.election_timeout_ms ? m->o.election_timeout_ms : 1000;
+    uint64_t until = curve_now_mono_ns() + 2 * et * 1000000u;
+    struct raft_status st;
+    for (;;) {
+        raftrt_group_status(cs->group, &st);
+        if (st.leader == peer || st.role != RAFT_LEADER || st.failed != 0) {
+            rc = 0;
+            break;
+        }
+        if (curve_now_mono_ns() >= until) {
+            rc = CURVE_ERR_TIMEOUT;
+            break;
+        }
+        usleep(20000); /* the worker pool's thread, not a loop: poll, bounded */
+    }
+    cs__put(cs);
+    if (rc != 0)
+        CLOG_WARN("copyset %u.%u: leader transfer to %" PRIu64 " did not happen within %" PRIu64
+                  " ms: reported as failed", pool, id, peer, 2 * et);
+    return rc;
 }
 
 typedef struct reset_arg {

@@ -5,6 +5,7 @@ The helpers (CsCluster) are imported by test_slow_chunkserver_*.py too."""
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -350,6 +351,36 @@ def test_bad_requests(procs, tmp_dir):
     assert cl.io(leader, "read", 3, 0, 4096, "--seed=9")["match"] is True
     for c in cl.cs:
         assert c.proc.running(), c.proc.describe()
+
+
+def test_transfer_to_unreachable_peer_fails(procs, tmp_dir):
+    """A leader transfer whose target cannot take over (hung) is reported as failed once Raft
+    aborts it, so the MDS backs off instead of re-sending it every heartbeat; the leader keeps
+    leading and serving writes."""
+    cl = CsCluster(procs, tmp_dir)
+    leader = cl.create_copyset()
+    assert cl.io(leader, "write", 1, 0, 4096, "--seed=3")["status"] == "SUCCESS"
+    target = [c for c in cl.cs if c is not leader][0]
+    target.proc.signal(signal.SIGSTOP)
+    try:
+        r = leader.tool("transfer-leader", "--pool=1", "--copyset=1",
+                        "--peer=" + target.addr + ":0", check=False)
+        assert r and r[0]["status"] != "CLI_OK", r
+        assert leader.copyset()["role"] == "leader"
+        r = cl.io(leader, "write", 1, 4096, 4096, "--seed=4")
+        assert r["status"] == "SUCCESS", r
+    finally:
+        target.proc.signal(signal.SIGCONT)
+    # The TimeoutNow the aborted transfer sent may still reach the resumed target and make it
+    # leader (Raft allows that); otherwise a transfer to the now reachable target succeeds.
+    now = cl.wait_leader()
+    if now is not target:
+        r = now.tool("transfer-leader", "--pool=1", "--copyset=1",
+                     "--peer=" + target.addr + ":0")
+        assert r[0]["status"] == "CLI_OK", r
+        assert cl.wait_leader(exclude=now) is target
+    r = cl.io(target, "write", 1, 8192, 4096, "--seed=5")
+    assert r["status"] == "SUCCESS", r
 
 
 def test_overload(procs, tmp_dir):
