@@ -67,13 +67,12 @@ static bool same_peers(const mds_copyset *c, const mds_hb_copyset *e)
     return true;
 }
 
-static void note_gc(mds_hb_result *res, uint32_t pool_id, uint32_t copyset_id, uint64_t epoch)
+static void note_gc(mds_hb_result *res, uint32_t pool_id, uint32_t copyset_id)
 {
     if (res->ngc == MDS_HB_MAX_GC)
         return; /* the rest is listed by a later heartbeat */
     res->gc[res->ngc].pool_id = pool_id;
     res->gc[res->ngc].copyset_id = copyset_id;
-    res->gc[res->ngc].epoch = epoch;
     res->ngc++;
 }
 
@@ -93,13 +92,13 @@ static void note_changed(mds_hb_result *res, const mds_copyset *c)
 
 /* Applies one copyset entry from chunkserver `reporter`; returns true if the stored view
  * changed. */
-static bool apply_entry(mds_topology *t, const mds_optable *ops, uint32_t reporter,
-                        const mds_hb_copyset *e, uint64_t now_ms, mds_hb_result *res)
+static bool apply_entry(mds_topology *t, uint32_t reporter, const mds_hb_copyset *e,
+                        uint64_t now_ms, mds_hb_result *res)
 {
     mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
     if (c == NULL) {
         res->unknown++;
-        note_gc(res, e->pool_id, e->copyset_id, 0);
+        note_gc(res, e->pool_id, e->copyset_id);
         return false;
     }
     if (!entry_valid(t, e)) {
@@ -108,12 +107,8 @@ static bool apply_entry(mds_topology *t, const mds_optable *ops, uint32_t report
     }
     if (e->epoch < c->epoch) {
         res->stale++;
-        /* Removed from the group meanwhile: recyclable — unless a membership change is in
-         * flight, because a member being added (a learner, which this view does not list)
-         * may still report the configuration of an older epoch. */
-        if (!mds_copyset_has_peer(c, reporter) &&
-            mds_optable_find(ops, e->pool_id, e->copyset_id) == NULL)
-            note_gc(res, e->pool_id, e->copyset_id, c->epoch);
+        if (!mds_copyset_has_peer(c, reporter))
+            note_gc(res, e->pool_id, e->copyset_id); /* removed from the group meanwhile */
         return false;
     }
     bool changed = false;
@@ -205,7 +200,7 @@ int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, ui
 
     for (size_t i = 0; i < r->ncopysets; i++) {
         const mds_hb_copyset *e = &r->copysets[i];
-        if (apply_entry(t, ops, cs_id, e, now_ms, res))
+        if (apply_entry(t, cs_id, e, now_ms, res))
             note_changed(res, mds_topo_copyset(t, e->pool_id, e->copyset_id));
         const mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
         if (c == NULL)

@@ -94,10 +94,7 @@ typedef struct mds_hb_result {
     /* copysets this chunkserver may remove (heartbeat.proto stale_copysets): unknown to the MDS,
      * or reported with an older epoch by a chunkserver that is no longer a peer */
     size_t ngc;
-    struct {
-        uint32_t pool_id, copyset_id;
-        uint64_t epoch; /* the MDS's epoch of it (0: unknown copyset: the chunkserver only logs) */
-    } gc[MDS_HB_MAX_GC];
+    mds_copyset_key gc[MDS_HB_MAX_GC];
     /* operators that finished with this heartbeat */
     size_t nevents;
     mds_op_event events[MDS_HB_MAX_EVENTS];

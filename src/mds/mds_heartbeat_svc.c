@@ -411,7 +411,6 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
         curve__heartbeat__copyset_info__init(&gcs[i]);
         gcs[i].logical_pool_id = res->gc[i].pool_id;
         gcs[i].copyset_id = res->gc[i].copyset_id;
-        gcs[i].epoch = res->gc[i].epoch; /* newer than the member's: it may recycle */
         pgcs[i] = &gcs[i];
     }
     resp.n_stale_copysets = res->ngc;
