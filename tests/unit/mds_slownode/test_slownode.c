@@ -91,17 +91,23 @@ static void topo3(mds_topology *t)
     assert_int_equal(t->css.n, 3);
 }
 
+/* The common start of a test: 3 chunkservers, a tracker with the default config, all healthy. */
+static void fx_open(mds_topology *t, mds_slow_tracker *s, fake f[3])
+{
+    topo3(t);
+    mds_slow_init(s, NULL);
+    healthy(f, 3);
+}
+
 /* A slow disk (apply 50 ms on one node): marked after exactly enter_count heartbeats, by the
  * apply signal; the healthy nodes never. Unmarked exactly hold_ms after its last slow report. */
 static void test_slow_disk_marked_then_unmarked(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     uint64_t now = 1000;
     for (int i = 0; i < 10; i++)
         assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
@@ -185,11 +191,9 @@ static void test_write_signal_needs_longer(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     uint64_t now = 1000;
     f[0].write_us = 145000;
     uint32_t n = 0;
@@ -221,11 +225,9 @@ static void test_flapping(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     uint64_t now = 1000;
     for (int i = 0; i < 40; i++) {
         f[1].apply_us = i % 2 ? 60000 : 40;
@@ -250,11 +252,9 @@ static void test_hysteresis(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     uint64_t now = 1000;
     f[0].apply_us = 8000; /* below the 10 ms floor, above its half */
     for (int i = 0; i < 20; i++)
@@ -283,11 +283,9 @@ static void test_probe_signal(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     uint64_t now = 1000;
     f[2].seen_rtt_us = 21000; /* reply delay on chunkserver 3 */
     unsigned ch = 0;
@@ -337,11 +335,9 @@ static void test_silent_node_marked_by_probes(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     uint64_t now = 1000;
     for (int i = 0; i < 5; i++)
         assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
@@ -373,11 +369,9 @@ static void test_probe_mean_loss(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     f[0].seen_rtt_us = 45000; /* ~20 % of the probes retransmitted */
     f[0].seen_p50_us = 400;
     uint64_t now = 1000;
@@ -396,11 +390,9 @@ static void test_stale_offline_samples_and_bound(void **state)
 {
     (void)state;
     mds_topology t;
-    topo3(&t);
     mds_slow_tracker s;
-    mds_slow_init(&s, NULL);
     fake f[3];
-    healthy(f, 3);
+    fx_open(&t, &s, f);
     uint64_t now = 1000;
     round_all(&s, &t, f, 3, &now);
     /* only chunkserver 3 keeps reporting (the others' reports go stale): alone, it cannot
