@@ -10,6 +10,7 @@
 
 #include "common/assert.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "curve/errors.h"
@@ -919,9 +920,24 @@ static void complete_proposals(struct raft *r, uint64_t index, uint64_t term, in
     }
 }
 
+/* Applies committed entries. With o.apply_budget_us and cbs.apply_pending set, stops once the
+ * budget is spent (after at least one entry) and asks the owner to call raft_apply() again on a
+ * later loop turn: a slow state machine (a slow disk) then delays its own entries but not the
+ * node's messages, heartbeats and leader transfers, nor the other groups sharing the loop. */
 static void apply_committed(struct raft *r)
 {
+    bool budget = r->o.apply_budget_us != 0 && r->cbs.apply_pending != NULL;
+    uint64_t t0 = budget ? curve_now_mono_ns() : 0;
+    uint32_t n = 0;
     while (r->applied < r->commit && !r->failed) {
+        if (budget && n > 0 && curve_now_mono_ns() - t0 >= (uint64_t)r->o.apply_budget_us * 1000u) {
+            if (!r->apply_yielded) {
+                r->apply_yielded = true; /* one request until raft_apply() runs */
+                r->cbs.apply_pending(r);
+            }
+            break;
+        }
+        n++;
         uint64_t idx = r->applied + 1;
         const struct raft_entry *e = log_get(&r->log, idx);
         CURVE_ASSERT(e != NULL); /* offset <= applied always */
@@ -2395,6 +2411,18 @@ int raft_reset_peers(struct raft *r)
 /* ============================================================================================
  * Lifecycle and status
  * ========================================================================================== */
+
+void raft_apply(struct raft *r)
+{
+    r->apply_yielded = false;
+    apply_committed(r);
+    check_invariants(r);
+}
+
+bool raft_apply_pending(const struct raft *r)
+{
+    return r->applied < r->commit && !r->failed;
+}
 
 void raft_options_default(struct raft_options *o)
 {

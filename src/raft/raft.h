@@ -311,6 +311,10 @@ struct raft_cbs {
     void (*read_done)(struct raft *r, void *cookie, uint64_t index, int status);
     /* Optional notification: role or term changed (e.g. for heartbeats to MDS). */
     void (*state_changed)(struct raft *r, int role, uint64_t term, uint64_t leader);
+    /* Optional: applying stopped with committed entries left (o.apply_budget_us spent). The
+     * owner calls raft_apply() on the node's loop later (a later loop turn), never from inside
+     * this callback. Called once per raft_apply(). Without it the budget is ignored. */
+    void (*apply_pending)(struct raft *r);
 };
 
 struct raft_options {
@@ -344,6 +348,9 @@ struct raft_options {
     uint32_t snapshot_max_inflight;    /* pieces in flight per follower */
     uint64_t snapshot_bytes_per_sec;   /* transfer throttle per follower (0: unlimited) */
     uint32_t promote_max_lag;          /* raft_promote: learner within N entries of last index */
+    uint32_t apply_budget_us;          /* apply for at most this long per call into the node (at
+                                          least one entry), then yield (cbs.apply_pending); 0:
+                                          apply every committed entry at once */
     /* Test-only fault injection proving the simulator's checker can fail. Never set in
      * production. Bit 0: commit entries of older terms by counting (Raft Figure 8 bug).
      * Bit 1: grant votes without the log up-to-date check. Bit 2: no leader stickiness (breaks
@@ -392,6 +399,10 @@ void raft_free(struct raft *r);
 /* Drives timers (elections, heartbeats, check-quorum, transfer timeouts, snapshot pacing).
  * Call at least every heartbeat_ms / 2. */
 void raft_tick(struct raft *r);
+/* Continues applying committed entries after cbs.apply_pending (same budget). */
+void raft_apply(struct raft *r);
+/* Committed entries not applied yet (and the node has not failed). */
+bool raft_apply_pending(const struct raft *r);
 /* Handles a received message (borrowed for the call). Returns 0, or CURVE_ERR_RPC_BADREQ for a
  * malformed message (wrong group or destination, from 0 or from ourselves, term 0, unknown type,
  * counts or lengths beyond the bounds, entries with bad types/terms, undecodable configuration

@@ -109,6 +109,9 @@ struct raftrt_group {
     unsigned npend;
     uv_check_t batch_check;
     bool batch_open;
+    /* continues applying after the core spent its apply budget (cbs.apply_pending; loop only) */
+    uv_idle_t apply_idle;
+    bool apply_open;
     /* memory accounting of the core's in-memory log (loop only; mem_max also read by stats) */
     uint64_t mem_bytes;
     atomic_uint_fast64_t mem_max, mem_snaps;
@@ -1141,6 +1144,32 @@ static void batch_closed(uv_handle_t *hd)
     group_unref(CURVE_CONTAINER_OF((uv_check_t *)hd, raftrt_group, batch_check));
 }
 
+/* libuv idle phase: while it is active the loop polls without blocking, so every loop turn
+ * handles the messages, timers and IO completions that arrived, then applies for one budget. */
+static void apply_idle_cb(uv_idle_t *h)
+{
+    raftrt_group *g = h->data;
+    uv_idle_stop(h);
+    enter(g);
+    if (g->r == NULL)
+        return;
+    raft_apply(g->r); /* calls cb_apply_pending again (restarting us) if entries are left */
+    mem_account(g);
+}
+
+static void apply_closed(uv_handle_t *hd)
+{
+    group_unref(CURVE_CONTAINER_OF((uv_idle_t *)hd, raftrt_group, apply_idle));
+}
+
+static void cb_apply_pending(struct raft *r)
+{
+    raftrt_group *g = tl_cur;
+    CURVE_ASSERT(g != NULL && g->r == r);
+    if (g->apply_open)
+        (void)uv_idle_start(&g->apply_idle, apply_idle_cb);
+}
+
 static void prop_on_loop(void *arg)
 {
     struct prop *p = arg;
@@ -1611,6 +1640,7 @@ void raftrt_group_opts_default(raftrt_group_opts *o)
 {
     memset(o, 0, sizeof(*o));
     raft_options_default(&o->raft);
+    o->raft.apply_budget_us = RAFTRT_APPLY_BUDGET_US;
 }
 
 raftrt_group *raftrt_host_group(raftrt_host *h, uint64_t group_id)
@@ -1800,6 +1830,11 @@ static void start_on_loop(void *arg)
         g->batch_open = true;
         group_ref(g); /* released by batch_closed */
     } /* else: no batching, every proposal is proposed on arrival */
+    if (uv_idle_init(curve_loop_uv(g->loop), &g->apply_idle) == 0) {
+        g->apply_idle.data = g;
+        g->apply_open = true;
+        group_ref(g); /* released by apply_closed */
+    }
     curve_timer_start(&g->timer, g->tick_ms, g->tick_ms);
 out:
     bs->rc = rc;
@@ -1877,7 +1912,8 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
     g->cbs = (struct raft_cbs){.data = g,
                                .propose_done = cb_propose_done,
                                .read_done = cb_read_done,
-                               .state_changed = cb_state_changed};
+                               .state_changed = cb_state_changed,
+                               .apply_pending = cb_apply_pending};
     struct boot_state *bs = calloc(1, sizeof(*bs));
     if (bs == NULL) {
         rc = -ENOMEM;
@@ -1950,6 +1986,10 @@ static void stop_on_loop(void *arg)
     if (g->batch_open) {
         g->batch_open = false;
         uv_close((uv_handle_t *)&g->batch_check, batch_closed);
+    }
+    if (g->apply_open) {
+        g->apply_open = false;
+        uv_close((uv_handle_t *)&g->apply_idle, apply_closed);
     }
     if (g->timer_open) {
         g->timer_open = false;

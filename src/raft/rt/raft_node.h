@@ -137,7 +137,12 @@ typedef struct raftrt_group_opts {
     uint32_t log_segment_bytes;          /* 0: disklog default */
 } raftrt_group_opts;
 
-/* Fills o->raft with raft_options_default() and the rest with zeros. */
+/* Apply budget per loop turn and group (raft_options.apply_budget_us): a slow state machine
+ * delays its own entries, never the loop's messages, heartbeats and other groups for longer. */
+#define RAFTRT_APPLY_BUDGET_US 5000u
+
+/* Fills o->raft with raft_options_default() (apply_budget_us RAFTRT_APPLY_BUDGET_US) and the
+ * rest with zeros. */
 void raftrt_group_opts_default(raftrt_group_opts *o);
 
 /* Creates the directories if needed, recovers the log, the term/vote and the snapshot meta,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/assert.h"
 
@@ -148,6 +149,18 @@ static int fsm_apply(struct raft_fsm *f, uint64_t index, const struct raft_entry
     struct fx_node *n = f->data;
     CURVE_ASSERT(index == n->applied + 1);
     n->applied = index;
+    if (n->call_gen != n->fx->call_gen) { /* first entry of this call into the node */
+        n->call_gen = n->fx->call_gen;
+        n->applied_this_call = 0;
+    }
+    if (++n->applied_this_call > n->max_applied_per_call)
+        n->max_applied_per_call = n->applied_this_call;
+    if (n->fx->apply_delay_us) {
+        /* a slow disk, simulated: the apply itself takes this long */
+        struct timespec ts = {0, (long)n->fx->apply_delay_us * 1000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
     if (e->type == RAFT_ENTRY_COMMAND && e->len == 8) {
         uint64_t v;
         memcpy(&v, e->data, 8);
@@ -269,6 +282,14 @@ static void cb_state(struct raft *r, int role, uint64_t term, uint64_t leader)
     n->state_changes++;
 }
 
+static void cb_apply_pending(struct raft *r)
+{
+    struct fx_node *n = raft_cbs_data(r);
+    CURVE_ASSERT(n != NULL && n->r == r && !n->want_apply);
+    n->want_apply = true;
+    n->apply_pending_calls++;
+}
+
 static const struct raft_cbs fx_cbs = {
     .propose_done = cb_prop, .read_done = cb_read, .state_changed = cb_state};
 
@@ -326,6 +347,9 @@ void fx_start(struct fx *fx, uint64_t id)
     o.id = id;
     struct raft_cbs cbs = fx_cbs;
     cbs.data = n; /* raft_cbs_data(r) finds the node (tests check it) */
+    if (fx->opts.apply_budget_us)
+        cbs.apply_pending = cb_apply_pending;
+    n->want_apply = false;
     int rc = raft_new(&o, &n->io, &n->fsm, &cbs, &n->r);
     CURVE_ASSERT(rc == 0);
     n->npend_meta = n->npend_append = 0;
@@ -397,13 +421,21 @@ void fx_step(struct fx *fx)
         memcpy(mv, n->pend_meta_vote, sizeof(mv));
         memcpy(as, n->pend_append, sizeof(as));
         n->npend_meta = n->npend_append = 0;
+        if (n->want_apply) {
+            n->want_apply = false;
+            fx->call_gen++;
+            raft_apply(n->r);
+        }
         for (uint32_t k = 0; k < nm; k++) {
             n->term = mt[k];
             n->vote = mv[k];
+            fx->call_gen++;
             raft_io_meta_done(n->r, mt[k], mv[k], 0);
         }
-        for (uint32_t k = 0; k < na; k++)
+        for (uint32_t k = 0; k < na; k++) {
+            fx->call_gen++;
             raft_io_append_done(n->r, as[k], 0);
+        }
         if (n->saving) {
             n->saving = false;
             char fa[32] = "a", fb[32] = "b";
@@ -415,6 +447,7 @@ void fx_step(struct fx *fx)
             struct raft_snapshot_file files[FX_NFILES] = {{fa, FX_FILE_BYTES}, {fb, FX_FILE_BYTES}};
             struct raft_manifest m = {
                 .meta = "m", .meta_len = 1, .nfiles = FX_NFILES, .files = files};
+            fx->call_gen++;
             raft_snapshot_saved(n->r, n->save_index, 0, &m);
         }
     }
@@ -425,14 +458,18 @@ void fx_step(struct fx *fx)
     for (uint32_t i = 0; i < nq; i++) {
         struct fx_msg *c = &q[i];
         uint64_t to = c->m.to;
-        if (to >= 1 && to <= fx->n && !fx->cut[c->m.from][to] && fx->nodes[to - 1].up)
+        if (to >= 1 && to <= fx->n && !fx->cut[c->m.from][to] && fx->nodes[to - 1].up) {
+            fx->call_gen++;
             (void)raft_recv(fx->nodes[to - 1].r, &c->m);
+        }
         msg_free(c);
     }
     free(q);
     for (uint32_t i = 0; i < fx->n; i++)
-        if (fx->nodes[i].up)
+        if (fx->nodes[i].up) {
+            fx->call_gen++;
             raft_tick(fx->nodes[i].r);
+        }
 }
 
 bool fx_run_until(struct fx *fx, bool (*pred)(struct fx *fx, void *arg), void *arg, uint32_t max_ms)
@@ -474,6 +511,7 @@ struct fx_node *fx_leader(struct fx *fx)
 int fx_propose(struct fx *fx, uint64_t id, uint64_t v)
 {
     struct fx_node *n = fx_node(fx, id);
+    fx->call_gen++;
     return raft_propose(n->r, &v, 8, fx, NULL, NULL);
 }
 

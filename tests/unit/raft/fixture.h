@@ -54,6 +54,12 @@ struct fx_node {
     uint64_t snap_files;    /* versioned_files: index whose snapshot files exist */
     uint32_t read_errors;   /* snapshot_read fails with -EIO while > 0 (decremented) */
     uint32_t failed_reads;  /* snapshot_read calls that failed */
+    /* cbs.apply_pending (set when opts.apply_budget_us != 0): raft_apply at the next step */
+    bool want_apply;
+    uint32_t apply_pending_calls;
+    uint32_t max_applied_per_call; /* most entries applied by one call into the node */
+    uint32_t applied_this_call;
+    uint64_t call_gen;
 };
 
 struct fx_msg {
@@ -74,6 +80,9 @@ struct fx {
     /* Snapshot files are named "a.<index>", "b.<index>"; saving (or installing) a snapshot
      * deletes the previous one's files, so snapshot_read of an older snapshot fails. */
     bool versioned_files;
+    /* every fsm apply takes this long (real time: the apply budget is measured in real time) */
+    uint32_t apply_delay_us;
+    uint64_t call_gen; /* bumped before every call into a node */
     /* completions seen */
     uint64_t props_ok, props_failed, reads_ok, reads_failed;
     int last_prop_status, last_read_status;

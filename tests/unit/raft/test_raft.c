@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -293,6 +294,76 @@ static void test_leader_transfer(void **state)
     assert_int_equal(nl->id, target);
     assert_int_not_equal(raft_role(l->r), RAFT_LEADER);
     assert_int_equal(raft_transfer_leader(l->r, 0), CURVE_ERR_NOT_LEADER);
+}
+
+static bool fx_committed(struct fx *fx, void *arg)
+{
+    uint64_t last = *(uint64_t *)arg;
+    for (uint32_t i = 0; i < fx->n; i++)
+        if (raft_commit_index(fx->nodes[i].r) < last)
+            return false;
+    return true;
+}
+
+/* A slow state machine (every apply takes 3 ms, budget 1 ms) applies one entry per call into
+ * the node and yields (cbs.apply_pending, raft_apply at the next step): the nodes keep handling
+ * messages, and a leader transfer completes while most committed entries are unapplied. With
+ * budget 0 the first call applies the whole backlog (the behaviour the budget replaces). */
+static void run_apply_budget(uint32_t budget_us)
+{
+    struct raft_options o;
+    raft_options_default(&o);
+    o.election_timeout_ms = 100;
+    o.heartbeat_ms = 10;
+    o.snapshot_threshold = 0;
+    o.apply_budget_us = budget_us;
+    struct fx *fx = &g_fx;
+    fx_init(fx, 3, 3, &o);
+    struct fx_node *l = elect(fx);
+    for (uint32_t i = 0; i < fx->n; i++)
+        fx->nodes[i].max_applied_per_call = 0;
+    fx->apply_delay_us = 3000;
+    for (uint64_t v = 1; v <= 40; v++)
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+    uint64_t last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_committed, &last, 100));
+    printf("applied on the leader once committed everywhere: %llu of %llu\n",
+           (unsigned long long)raft_applied_index(l->r), (unsigned long long)last);
+    if (budget_us == 0) {
+        assert_int_equal(raft_applied_index(l->r), last);
+        assert_true(l->max_applied_per_call >= 20);
+        assert_int_equal(l->apply_pending_calls, 0);
+        fx_free(fx);
+        return;
+    }
+    assert_true(raft_applied_index(l->r) < last - 20); /* a backlog */
+    assert_true(raft_apply_pending(l->r));
+    uint64_t target = l->id % 3 + 1;
+    assert_int_equal(raft_transfer_leader(l->r, target), 0);
+    fx_run(fx, 5); /* far less than an election timeout */
+    struct fx_node *nl = fx_leader(fx);
+    assert_non_null(nl);
+    assert_int_equal(nl->id, target);
+    assert_true(raft_applied_index(l->r) < last); /* still applying: transfer did not wait */
+    last = raft_last_index(nl->r);                /* with the new leader's first entry */
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 1000));
+    assert_int_equal(fx->props_ok, 40); /* the old leader answered each after applying it */
+    for (uint32_t i = 0; i < fx->n; i++) {
+        struct fx_node *n = &fx->nodes[i];
+        assert_int_equal(n->max_applied_per_call, 1);
+        assert_true(n->apply_pending_calls >= 5);
+        assert_false(raft_apply_pending(n->r));
+        for (uint64_t k = 0; k < 40; k++)
+            assert_int_equal(n->cmds[k], k + 1);
+    }
+    fx_free(fx);
+}
+
+static void test_apply_budget_yields(void **state)
+{
+    (void)state;
+    run_apply_budget(1000);
+    run_apply_budget(0);
 }
 
 /* A leader whose storage fails (raft_fail from the owner, e.g. a state machine disk error, or a
@@ -898,6 +969,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_index, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_membership, setup5, teardown),
         cmocka_unit_test_setup_teardown(test_leader_transfer, setup3, teardown),
+        cmocka_unit_test(test_apply_budget_yields),
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_transfer_moves_to_newer, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_read_failures_bounded, setup3, teardown),
