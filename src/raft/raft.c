@@ -1763,6 +1763,13 @@ static void recv_ae(struct raft *r, const struct raft_msg *m)
     if (i < n) {
         if (!append_room(r, n - i))
             return; /* disk saturated: the leader will resend */
+        if (r->o.max_log_bytes && r->log.bytes > r->o.max_log_bytes) {
+            /* memory bound: the state machine is behind (entries wait to be applied) or a
+             * snapshot is due; the leader resends once a heartbeat shows us behind */
+            raft_request_snapshot(r);
+            r->follower_refused++;
+            return;
+        }
         uint64_t first = prev + 1 + i;
         for (uint32_t k = i; k < n; k++) {
             if (append_mem(r, &ents[k], m->ae.buf) != 0) {

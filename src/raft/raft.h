@@ -342,8 +342,11 @@ struct raft_options {
     uint64_t max_log_bytes;            /* leader: a proposal that would make the in-memory log
                                           exceed this many payload bytes is refused with
                                           CURVE_ERR_BUSY (and a snapshot is requested), so the
-                                          log never holds more than this plus one entry
-                                          (0: unlimited) */
+                                          log never holds more than this plus one entry;
+                                          follower: new entries are dropped (the leader
+                                          resends later) while the in-memory log holds more,
+                                          e.g. when its state machine applies slower than the
+                                          others (0: unlimited) */
     uint32_t snapshot_piece_bytes;     /* bytes per file piece */
     uint32_t snapshot_max_inflight;    /* pieces in flight per follower */
     uint64_t snapshot_bytes_per_sec;   /* transfer throttle per follower (0: unlimited) */

@@ -155,9 +155,9 @@ static int fsm_apply(struct raft_fsm *f, uint64_t index, const struct raft_entry
     }
     if (++n->applied_this_call > n->max_applied_per_call)
         n->max_applied_per_call = n->applied_this_call;
-    if (n->fx->apply_delay_us) {
+    if (n->apply_delay_us) {
         /* a slow disk, simulated: the apply itself takes this long */
-        struct timespec ts = {0, (long)n->fx->apply_delay_us * 1000};
+        struct timespec ts = {0, (long)n->apply_delay_us * 1000};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
         }
     }

@@ -60,6 +60,8 @@ struct fx_node {
     uint32_t max_applied_per_call; /* most entries applied by one call into the node */
     uint32_t applied_this_call;
     uint64_t call_gen;
+    /* every fsm apply takes this long (real time: the apply budget is measured in real time) */
+    uint32_t apply_delay_us;
 };
 
 struct fx_msg {
@@ -80,8 +82,6 @@ struct fx {
     /* Snapshot files are named "a.<index>", "b.<index>"; saving (or installing) a snapshot
      * deletes the previous one's files, so snapshot_read of an older snapshot fails. */
     bool versioned_files;
-    /* every fsm apply takes this long (real time: the apply budget is measured in real time) */
-    uint32_t apply_delay_us;
     uint64_t call_gen; /* bumped before every call into a node */
     /* completions seen */
     uint64_t props_ok, props_failed, reads_ok, reads_failed;

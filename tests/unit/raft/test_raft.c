@@ -309,6 +309,13 @@ static bool fx_committed(struct fx *fx, void *arg)
  * the node and yields (cbs.apply_pending, raft_apply at the next step): the nodes keep handling
  * messages, and a leader transfer completes while most committed entries are unapplied. With
  * budget 0 the first call applies the whole backlog (the behaviour the budget replaces). */
+static bool fx_committed_leader(struct fx *fx, void *arg)
+{
+    struct fx_node *l = fx_leader(fx);
+    return l != NULL && raft_commit_index(l->r) >= *(uint64_t *)arg && fx->props_ok > 0 &&
+           raft_applied_index(l->r) >= *(uint64_t *)arg;
+}
+
 static void run_apply_budget(uint32_t budget_us)
 {
     struct raft_options o;
@@ -320,9 +327,10 @@ static void run_apply_budget(uint32_t budget_us)
     struct fx *fx = &g_fx;
     fx_init(fx, 3, 3, &o);
     struct fx_node *l = elect(fx);
-    for (uint32_t i = 0; i < fx->n; i++)
+    for (uint32_t i = 0; i < fx->n; i++) {
         fx->nodes[i].max_applied_per_call = 0;
-    fx->apply_delay_us = 3000;
+        fx->nodes[i].apply_delay_us = 3000;
+    }
     for (uint64_t v = 1; v <= 40; v++)
         assert_int_equal(fx_propose(fx, l->id, v), 0);
     uint64_t last = raft_last_index(l->r);
@@ -356,6 +364,51 @@ static void run_apply_budget(uint32_t budget_us)
         for (uint64_t k = 0; k < 40; k++)
             assert_int_equal(n->cmds[k], k + 1);
     }
+    fx_free(fx);
+}
+
+/* A follower whose state machine is slow (every apply 2 ms, budget 1 ms) stops taking new
+ * entries while its in-memory log holds more than max_log_bytes: its memory stays bounded
+ * while the leader and the other follower commit everything; it catches up once applying
+ * resumes its normal speed. */
+static void test_follower_log_bounded(void **state)
+{
+    (void)state;
+    struct raft_options o;
+    raft_options_default(&o);
+    o.election_timeout_ms = 100;
+    o.heartbeat_ms = 10;
+    o.snapshot_threshold = 0;
+    o.snapshot_threshold_bytes = 64; /* applied entries are compacted soon */
+    o.snapshot_trailing = 4;
+    o.snapshot_trailing_bytes = 32;
+    o.apply_budget_us = 1000;
+    o.max_log_bytes = 100000; /* the leader never refuses (8-byte commands) */
+    struct fx *fx = &g_fx;
+    fx_init(fx, 3, 3, &o);
+    struct fx_node *l = elect(fx);
+    struct fx_node *slow = fx_node(fx, l->id % 3 + 1);
+    uint64_t bound = 8 * 16;
+    slow->r->o.max_log_bytes = bound; /* its own bound, set on the running node */
+    slow->apply_delay_us = 2000;
+    uint64_t max_bytes = 0;
+    for (uint64_t v = 1; v <= 400; v++) {
+        assert_int_equal(fx_propose(fx, l->id, v), 0);
+        if (v % 8 == 0) /* faster than it applies */
+            fx_step(fx);
+        max_bytes = raft_log_bytes(slow->r) > max_bytes ? raft_log_bytes(slow->r) : max_bytes;
+    }
+    uint64_t last = raft_last_index(l->r);
+    assert_true(fx_run_until(fx, fx_committed_leader, &last, 100));
+    assert_int_equal(fx->props_ok, 400); /* committed and applied with the other follower */
+    /* at most the bound plus one message of entries (64 × 8 bytes) */
+    assert_true(max_bytes <= bound + 64 * 8);
+    assert_true(slow->r->follower_refused > 0);
+    assert_true(raft_last_index(slow->r) < last); /* it did not take everything */
+    slow->apply_delay_us = 0;
+    assert_true(fx_run_until(fx, fx_all_applied, &last, 2000));
+    /* same state as the leader (it may have caught up from a snapshot of the leader's) */
+    assert_memory_equal(slow->files, l->files, sizeof(l->files));
     fx_free(fx);
 }
 
@@ -970,6 +1023,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_membership, setup5, teardown),
         cmocka_unit_test_setup_teardown(test_leader_transfer, setup3, teardown),
         cmocka_unit_test(test_apply_budget_yields),
+        cmocka_unit_test(test_follower_log_bounded),
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_transfer_moves_to_newer, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_read_failures_bounded, setup3, teardown),
