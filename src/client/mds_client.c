@@ -153,6 +153,13 @@ int curve_mds_call(curve_mds_client *m, uint32_t svc, uint32_t method, const Pro
                 rc = CURVE_ERR_NOT_LEADER;
                 snprintf(msg, sizeof(msg), "no MDS leader among %u addresses (last: %.150s)",
                          m->n, last);
+            } else {
+                /* say who was tried, not only the transport's error (e.g. every MDS down) */
+                char last[RPC_CHANNEL_ERRMSG_MAX];
+                snprintf(last, sizeof(last), "%s", msg[0] ? msg : curve_strerror(rc));
+                snprintf(msg, sizeof(msg),
+                         "no MDS answered within %llu ms (%u addresses, last %.64s: %.120s)",
+                         (unsigned long long)m->call_deadline_ms, m->n, addr, last);
             }
             CLOG_WARN("libcurve: no MDS (%u configured, first %s) answered svc %u method %u "
                       "within %llu ms: %s",
