@@ -20,6 +20,7 @@
 #include "curve/errors.h"
 #include "heartbeat.pb-c.h"
 #include "rpc/rpc_channel.h"
+#include "rpc/rpc_transport.h"
 
 #define CS_HB_SERVICE_ID 30u
 #define CS_HB_METHOD_REGISTER 1u
@@ -33,6 +34,7 @@ typedef struct probe_sample {
     uint64_t at_ms; /* monotonic ms of the completion */
     uint32_t us;    /* round trip (the timeout for a lost probe) */
     bool lost;
+    uint32_t segs, retrans; /* TCP data segments sent / retransmitted since the previous one */
 } probe_sample;
 
 typedef struct probe_peer {
@@ -43,6 +45,8 @@ typedef struct probe_peer {
     uint64_t seen_ms;      /* last heartbeat that found it in a copyset configuration */
     uint32_t head, n;      /* ring of the latest results */
     probe_sample ring[CS_HB_PROBE_RING];
+    rpc_net_stats net;     /* the channel's socket counters at the previous sample */
+    bool has_net;
 } probe_peer;
 
 typedef struct probe_call {
@@ -362,6 +366,18 @@ static void probe_cb(rpc_result *r, void *arg)
         x->at_ms = curve_now_mono_ms();
         x->us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
         x->lost = lost;
+        x->segs = x->retrans = 0;
+        /* on the channel's loop (this callback), with p->ch alive while gen matches */
+        rpc_net_stats ns;
+        if (p->ch != NULL && rpc_channel_net_stats(p->ch, &ns) == 0) {
+            if (p->has_net && ns.conn_gen == p->net.conn_gen &&
+                ns.data_segs_out >= p->net.data_segs_out && ns.retrans >= p->net.retrans) {
+                x->segs = (uint32_t)(ns.data_segs_out - p->net.data_segs_out);
+                x->retrans = (uint32_t)(ns.retrans - p->net.retrans);
+            }
+            p->net = ns;
+            p->has_net = true;
+        }
         if (lost)
             hb->probes_lost++;
     } else if (p->gen == pc->gen) {
@@ -464,13 +480,18 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static uint32_t clamp32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 /* Summary of peer slot p's samples younger than the window (hb->lock held). False when
  * there is none. */
 static bool probe_summary_locked(const probe_peer *p, uint64_t now_ms,
                                  Curve__Heartbeat__PeerProbe *out)
 {
     uint32_t v[CS_HB_PROBE_RING], n = 0, lost = 0;
-    uint64_t sum = 0;
+    uint64_t sum = 0, segs = 0, retrans = 0;
     for (uint32_t i = 0; i < p->n; i++) {
         const probe_sample *x = &p->ring[i];
         if (x->at_ms + CS_HB_PROBE_WINDOW_MS < now_ms)
@@ -478,6 +499,8 @@ static bool probe_summary_locked(const probe_peer *p, uint64_t now_ms,
         v[n++] = x->us;
         sum += x->us;
         lost += x->lost;
+        segs += x->segs;
+        retrans += x->retrans;
     }
     if (n == 0)
         return false;
@@ -489,6 +512,9 @@ static bool probe_summary_locked(const probe_peer *p, uint64_t now_ms,
     out->p50_us = v[(n - 1) / 2];
     out->p90_us = v[(n * 9 + 9) / 10 - 1];
     out->max_us = v[n - 1];
+    out->has_data_segs = out->has_retrans = 1;
+    out->data_segs = clamp32(segs);
+    out->retrans = clamp32(retrans);
     return true;
 }
 
@@ -504,10 +530,6 @@ static uint32_t interval_mean(const curve_latency_stats *st, lat_mark *mark, uin
     return mean > UINT32_MAX ? UINT32_MAX : (uint32_t)mean;
 }
 
-static uint32_t clamp32(uint64_t v)
-{
-    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
-}
 
 /* Storage of the health part of one heartbeat request. */
 typedef struct health_buf {

@@ -202,9 +202,16 @@ static void slow_report(mds_daemon *d, const Curve__Heartbeat__HeartbeatRequest 
         x->mean_us = p->mean_us;
         x->p50_us = p->has_p50_us ? p->p50_us : p->mean_us;
         x->p90_us = p->has_p90_us ? p->p90_us : 0;
+        x->segs = p->has_data_segs ? p->data_segs : 0;
+        x->retrans = p->has_retrans ? p->retrans : 0;
         rep.nprobes++;
     }
     (void)mds_slow_report_add(&d->slow, &rep, now_ms);
+}
+
+static const char *slow_unit(int sig)
+{
+    return sig == MDS_SLOW_SIG_LOSS ? "per mille retransmitted" : "us";
 }
 
 void mds_slow_glue_evaluate(mds_daemon *d, uint64_t now_ms)
@@ -216,18 +223,19 @@ void mds_slow_glue_evaluate(mds_daemon *d, uint64_t now_ms)
     for (size_t i = 0; i < d->slow.n; i++) { /* first slow evaluation: say why */
         const mds_slow_cs *e = &d->slow.v[i];
         if (e->streak == 1 && !e->marked && e->slow_sig >= 0)
-            CLOG_INFO("mds: chunkserver %u looks slow: %s latency %u us vs cluster median %u us "
+            CLOG_INFO("mds: chunkserver %u looks slow: %s %u %s vs cluster median %u %s "
                       "(first slow evaluation)", e->cs_id,
                       mds_slow_sig_name((mds_slow_sig)e->slow_sig), e->value_us[e->slow_sig],
-                      e->median_us[e->slow_sig]);
+                      slow_unit(e->slow_sig), e->median_us[e->slow_sig], slow_unit(e->slow_sig));
     }
     for (size_t i = 0; i < n && i < 16; i++) {
         const mds_slow_change *ch = &chs[i];
         if (ch->marked) {
             curve_counter_inc(g_slowm.marks);
-            CLOG_WARN("mds: chunkserver %u marked SLOW: %s latency %u us vs cluster median %u "
-                      "us; moving its copyset leaders away", ch->cs_id,
-                      mds_slow_sig_name(ch->sig), ch->value_us, ch->median_us);
+            CLOG_WARN("mds: chunkserver %u marked SLOW: %s %u %s vs cluster median %u %s; "
+                      "moving its copyset leaders away", ch->cs_id, mds_slow_sig_name(ch->sig),
+                      ch->value_us, slow_unit((int)ch->sig), ch->median_us,
+                      slow_unit((int)ch->sig));
         } else {
             curve_counter_inc(g_slowm.unmarks);
             CLOG_INFO("mds: chunkserver %u no longer slow (healthy for %llu ms)", ch->cs_id,

@@ -9,7 +9,7 @@
 
 const char *mds_slow_sig_name(mds_slow_sig s)
 {
-    static const char *const names[] = {"write", "apply", "probe", "probe_mean"};
+    static const char *const names[] = {"write", "apply", "probe", "probe_mean", "loss"};
     return (unsigned)s < CURVE_ARRAY_SIZE(names) ? names[s] : "?";
 }
 
@@ -22,10 +22,12 @@ void mds_slow_cfg_default(mds_slow_cfg *cfg)
     cfg->floor_us[MDS_SLOW_SIG_APPLY] = 10 * 1000;
     cfg->floor_us[MDS_SLOW_SIG_PROBE] = 15 * 1000;
     cfg->floor_us[MDS_SLOW_SIG_PROBE_MEAN] = 40 * 1000;
+    cfg->floor_us[MDS_SLOW_SIG_LOSS] = 20; /* per mille */
     cfg->min_samples[MDS_SLOW_SIG_WRITE] = 20;
     cfg->min_samples[MDS_SLOW_SIG_APPLY] = 20;
     cfg->min_samples[MDS_SLOW_SIG_PROBE] = 10;
     cfg->min_samples[MDS_SLOW_SIG_PROBE_MEAN] = 20;
+    cfg->min_samples[MDS_SLOW_SIG_LOSS] = 20; /* data segments */
     cfg->enter_count = 2;
     cfg->write_enter_count = 5;
     cfg->hold_ms = 20 * 1000;
@@ -45,6 +47,9 @@ const curve_cfg_def mds_slow_cfg_defs[] = {
      "median probe round trip below this is never slow"},
     {"mds.slow.probe_mean_floor_ms", CURVE_CFG_DURATION_MS, "40ms", 1, 60000,
      "mean probe round trip below this is never slow"},
+    {"mds.slow.loss_floor_permille", CURVE_CFG_INT, "20", 1, 1000,
+     "share of TCP segments to a chunkserver retransmitted (median over its peers, per mille) "
+     "at or below which it is never slow"},
     {"mds.slow.enter_count", CURVE_CFG_INT, "2", 1, 1000,
      "consecutive slow evaluations (scheduler ticks) before a chunkserver is marked slow"},
     {"mds.slow.write_enter_count", CURVE_CFG_INT, "5", 1, 1000,
@@ -69,6 +74,7 @@ void mds_slow_cfg_from_config(const curve_config *c, mds_slow_cfg *out)
         (uint32_t)curve_config_duration_ms(c, "mds.slow.probe_floor_ms") * 1000;
     out->floor_us[MDS_SLOW_SIG_PROBE_MEAN] =
         (uint32_t)curve_config_duration_ms(c, "mds.slow.probe_mean_floor_ms") * 1000;
+    out->floor_us[MDS_SLOW_SIG_LOSS] = (uint32_t)curve_config_int(c, "mds.slow.loss_floor_permille");
     out->enter_count = (uint32_t)curve_config_int(c, "mds.slow.enter_count");
     out->write_enter_count = (uint32_t)curve_config_int(c, "mds.slow.write_enter_count");
     out->hold_ms = (uint64_t)curve_config_duration_ms(c, "mds.slow.hold_ms");
@@ -207,10 +213,15 @@ static bool probe_value(const mds_slow_tracker *s, const mds_topology *t, uint32
             continue;
         for (size_t k = 0; k < r->rep.nprobes; k++) {
             const mds_slow_probe *p = &r->rep.probes[k];
-            if (p->target == target && p->samples >= s->cfg.min_samples[sig]) {
+            if (p->target != target)
+                continue;
+            if (sig == MDS_SLOW_SIG_LOSS) {
+                if (p->segs >= s->cfg.min_samples[sig])
+                    tmp[n++] = (uint32_t)((uint64_t)p->retrans * 1000 / p->segs);
+            } else if (p->samples >= s->cfg.min_samples[sig]) {
                 tmp[n++] = sig == MDS_SLOW_SIG_PROBE ? p->p50_us : p->mean_us;
-                break;
             }
+            break;
         }
     }
     if (n == 0)
@@ -232,6 +243,7 @@ static bool sig_value(const mds_slow_tracker *s, const mds_topology *t, const md
         return e->rep.applies >= s->cfg.min_samples[sig] && e->rep.applies > 0;
     case MDS_SLOW_SIG_PROBE:
     case MDS_SLOW_SIG_PROBE_MEAN:
+    case MDS_SLOW_SIG_LOSS:
         return probe_value(s, t, e->cs_id, sig, now_ms, tmp, out);
     default:
         return false;
@@ -259,7 +271,8 @@ static int evaluate(mds_slow_tracker *s, const mds_topology *t, mds_slow_cs *x, 
         uint32_t prev = x->sig_streak[sig];
         x->sig_streak[sig] = 0; /* stays 0 unless slow now */
         uint32_t mine;
-        bool probe = sig == MDS_SLOW_SIG_PROBE || sig == MDS_SLOW_SIG_PROBE_MEAN;
+        bool probe = sig == MDS_SLOW_SIG_PROBE || sig == MDS_SLOW_SIG_PROBE_MEAN ||
+                     sig == MDS_SLOW_SIG_LOSS;
         if (!probe && !fresh(s, t, x, now_ms))
             continue; /* its own measurements are too old */
         if (!sig_value(s, t, x, (mds_slow_sig)sig, now_ms, tmp, &mine))

@@ -16,6 +16,13 @@
  *   probe_mean  the same with R's mean round trip: occasional TCP retransmissions (packet loss)
  *          raise the mean but not the median; its floor is higher, because a node that leads
  *          many copysets has a busier RPC loop and a longer tail (not a slow node).
+ *   loss   the lower median, over the observers R, of the share of R's TCP data segments to X
+ *          (its probe connection) that were retransmitted, in per mille: packet loss on X's
+ *          network shows here as soon as a few segments were lost, while the round trips may
+ *          hardly move (a tail-loss probe resends after ~10 ms). A healthy local network
+ *          retransmits nothing; a node whose own link loses packets also sees loss towards
+ *          everybody, but only it does, so the median over observers keeps it local.
+ *          (Stored in the *_us arrays like the others; its unit is per mille.)
  *
  * A signal of X is *slow* when it is above both an absolute floor and factor_pct % of the
  * cluster median of that signal (the lower median over every chunkserver with a fresh value,
@@ -53,7 +60,8 @@ typedef enum mds_slow_sig {
     MDS_SLOW_SIG_APPLY = 1,
     MDS_SLOW_SIG_PROBE = 2,      /* median probe round trip (delay, stalled loop) */
     MDS_SLOW_SIG_PROBE_MEAN = 3, /* mean probe round trip (retransmissions: packet loss) */
-    MDS_SLOW_NSIG = 4,
+    MDS_SLOW_SIG_LOSS = 4,       /* TCP retransmissions toward it, per mille (packet loss) */
+    MDS_SLOW_NSIG = 5,
 } mds_slow_sig;
 
 const char *mds_slow_sig_name(mds_slow_sig s);
@@ -70,13 +78,14 @@ typedef struct mds_slow_cfg {
 } mds_slow_cfg;
 
 /* Defaults: enabled, 300 %, floors write 50 ms / apply 10 ms / probe 15 ms / probe_mean
- * 40 ms, min samples 20 / 20 / 10 / 20, enter after 2 evaluations (write: 5), hold 20 s, stale
- * after 5 s. */
+ * 40 ms / loss 20 per mille, min samples 20 / 20 / 10 / 20 / 20 segments, enter after 2
+ * evaluations (write: 5), hold 20 s, stale after 5 s. */
 void mds_slow_cfg_default(mds_slow_cfg *cfg);
 
 /* Configuration keys: mds.slow.enabled (true), mds.slow.factor_pct (300),
  * mds.slow.write_floor_ms (50ms), mds.slow.apply_floor_ms (10ms), mds.slow.probe_floor_ms
- * (15ms), mds.slow.probe_mean_floor_ms (40ms), mds.slow.enter_count (2),
+ * (15ms), mds.slow.probe_mean_floor_ms (40ms), mds.slow.loss_floor_permille (20),
+ * mds.slow.enter_count (2),
  * mds.slow.write_enter_count (5), mds.slow.hold_ms (20s), mds.slow.stale_ms (5s). */
 extern const curve_cfg_def mds_slow_cfg_defs[];
 extern const size_t mds_slow_cfg_ndefs;
@@ -86,6 +95,7 @@ void mds_slow_cfg_from_config(const curve_config *c, mds_slow_cfg *out);
 typedef struct mds_slow_probe {
     uint32_t target; /* chunkserver id (0: unknown address, ignored) */
     uint32_t samples, lost, mean_us, p50_us, p90_us;
+    uint32_t segs, retrans; /* TCP data segments sent to target / retransmitted (window) */
 } mds_slow_probe;
 
 /* The health part of one heartbeat (heartbeat.proto ServiceHealth), ids resolved. */

@@ -55,6 +55,7 @@ struct rpc_channel {
     /* Loop-only state below. */
     ch_state state;
     rpc_conn *conn;
+    uint64_t conn_gen; /* connections made (rpc_channel_net_stats) */
     uint32_t backoff_ms;
     int connect_err; /* a connect that failed synchronously, reported by connect_timer */
     bool timers_init;
@@ -570,6 +571,7 @@ static void ch_connect(rpc_channel *ch)
     }
     atomic_fetch_add(&ch->refs, 1);
     ch->conn = conn;
+    ch->conn_gen++;
     ch->state = CH_CONNECTING;
     curve_timer_start(&ch->connect_timer, ch->o.connect_timeout_ms, 0);
 }
@@ -840,6 +842,18 @@ unsigned rpc_channel_inflight(rpc_channel *ch)
 const char *rpc_channel_addr(const rpc_channel *ch)
 {
     return ch->addr;
+}
+
+int rpc_channel_net_stats(rpc_channel *ch, rpc_net_stats *out)
+{
+    CURVE_ASSERT(curve_loop_is_current(ch->loop));
+    if (ch->conn == NULL || ch->state != CH_CONNECTED)
+        return -ENOTCONN;
+    if (ch->conn->ops->net_stats == NULL)
+        return -ENOTSUP;
+    int rc = ch->conn->ops->net_stats(ch->conn, out);
+    out->conn_gen = ch->conn_gen;
+    return rc;
 }
 
 /* ---- blocking wrapper ---- */

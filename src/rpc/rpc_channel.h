@@ -99,6 +99,11 @@ void rpc_channel_close_sync(rpc_channel *ch);
 /* Calls in flight (started, not completed). Any thread. */
 unsigned rpc_channel_inflight(rpc_channel *ch);
 const char *rpc_channel_addr(const rpc_channel *ch);
+/* Socket counters of the channel's current connection (rpc_transport.h rpc_net_stats; conn_gen
+ * changes with every new connection, whose counters start again at 0). Only on the channel's
+ * loop (e.g. inside a call's callback). 0, -ENOTCONN (no connection) or -ENOTSUP. */
+struct rpc_net_stats;
+int rpc_channel_net_stats(rpc_channel *ch, struct rpc_net_stats *out);
 
 /* Blocking call for tools and tests. Not from the channel's loop. On status 0, *resp (if
  * resp != NULL) receives the unpacked response (free it with

@@ -64,6 +64,14 @@ typedef struct rpc_conn_handler {
     void (*on_close)(rpc_conn *c, int reason, void *ud);
 } rpc_conn_handler;
 
+/* Cumulative counters of a connection's socket (TCP_INFO for TCP): data segments sent and
+ * segments retransmitted. Retransmissions on a healthy local network are ~0; packet loss on
+ * the path shows as retrans / data_segs_out. */
+typedef struct rpc_net_stats {
+    uint64_t data_segs_out, retrans;
+    uint64_t conn_gen; /* rpc_channel_net_stats: bumped per new connection (counters restart) */
+} rpc_net_stats;
+
 /* Common part of every connection; transports embed it first. */
 struct rpc_conn {
     const rpc_transport_ops *ops;
@@ -102,10 +110,14 @@ struct rpc_transport_ops {
     void (*close)(rpc_conn *c, int reason);
     /* Frees the memory once the last reference is gone (called by rpc_conn_unref). */
     void (*destroy)(rpc_conn *c);
+    /* Socket counters (loop thread). 0, -ENOTCONN or -ENOTSUP. May be NULL (not supported). */
+    int (*net_stats)(rpc_conn *c, rpc_net_stats *out);
 };
 
 /* The TCP transport (libuv; src/rpc/tcp/). */
 const rpc_transport_ops *rpc_transport_tcp(void);
+/* TCP_INFO of socket fd: data segments sent, segments retransmitted (tcp/tcp_stats.c). */
+int rpc_tcp_fd_stats(int fd, uint64_t *data_segs_out, uint64_t *retrans);
 
 /* Reference counting: the transport holds one reference until on_close returned; users that
  * keep the pointer longer take their own. Thread-safe. */

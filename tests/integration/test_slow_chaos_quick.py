@@ -1,5 +1,6 @@
 """CI subset of the chaos harness (tests/system/chaos.py --quick): chunkserver SIGKILL, hang
-(SIGSTOP 15 s), partition and MDS leader SIGKILL, each under fio verify=crc32c on 2 NBD volumes
+(SIGSTOP 15 s), partition, 5 % packet loss (the MDS must mark the lossy chunkserver slow: a
+failed check otherwise) and MDS leader SIGKILL, each under fio verify=crc32c on 2 NBD volumes
 plus the numbered-block checker. The cluster runs in the harness's own network namespaces (a
 partition is iptables DROP inside the chunkserver's namespace) whenever this machine can create
 them; otherwise in the failpoint fallback. Which one was used is printed; when namespaces are
@@ -56,7 +57,8 @@ def test_chaos_quick(tmp_dir):  # noqa: F811
     else:
         print("network namespaces unavailable here (%s): failpoint fallback" % why)
     names = [r["name"] for r in res]
-    assert names == ["cs_kill", "cs_hang", "cs_partition", "mds_kill"], (names, text[-3000:])
+    assert names == ["cs_kill", "cs_hang", "cs_partition", "cs_loss", "mds_kill"], \
+        (names, text[-3000:])
     for r in res:
         assert r["errors"] == 0, (r["name"], r, text[-3000:])
         assert r["verify_ok"], (r["name"], r, text[-3000:])

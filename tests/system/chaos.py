@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Chaos harness: measures Curve-C's failure table (docs/failure-table.md).
 
-    chaos.py --quick   CI subset: chunkserver kill, hang (shortened), partition; MDS leader kill
+    chaos.py --quick   CI subset: chunkserver kill, hang (shortened), partition, 5 % packet
+                       loss; MDS leader kill
     chaos.py --all     every scenario, then writes docs/failure-table.md
     chaos.py --random  20 rounds of random single/double tolerated faults under load
     options: --build-dir DIR (default $CURVE_BUILD_DIR or build/release), --json FILE (results),
@@ -132,7 +133,7 @@ class CsPartition(Fault):
 class CsLoss(Fault):
     name, title = "cs_loss", "5% packet loss on one chunkserver (iptables statistic)"
     latency_target = True
-    warmup_s, hold_s = 8, 20
+    warmup_s, hold_s, quick_hold_s = 8, 20, 12
 
     def inject(self, ctx):
         d, counts = ctx.cluster.busiest_leader()
@@ -148,7 +149,23 @@ class CsLoss(Fault):
         return {"target": d.name, "leaders": counts}
 
     def heal(self, ctx, st):
-        pass  # ctx.cleanup() removes the rules
+        # ctx.cleanup() removes the rules. Still lossy now: the MDS must have marked it slow
+        # (loss signal: its peers' TCP retransmissions towards it) and moved its leaders off.
+        d = ctx.cluster.daemons[st["target"]]
+        try:
+            rows = ctx.cluster.jcli("bs", "list", "chunkserver")
+            rows = rows if isinstance(rows, list) else rows.get("chunkservers", [])
+            row = [r for r in rows if r.get("host") == d.ip and int(r.get("port", 0)) == d.port]
+            marked = bool(row and row[0].get("slow"))
+        except Exception as e:  # noqa: BLE001 - reported as a failed check
+            marked = False
+            ctx.notes.append("list chunkserver: %s" % e)
+        leads = ctx.cluster.cs_leader_counts().get(d.name)
+        ctx.notes.append("%s %s marked slow by the MDS at the end of the fault; it led %s "
+                         "copysets then (%s before)" % (d.name, "was" if marked else "was NOT",
+                                                        leads, st["leaders"].get(d.name)))
+        if not marked:
+            ctx.failed_checks.append("lossy chunkserver %s not marked slow" % d.name)
 
 
 class CsDelay(Fault):
@@ -419,7 +436,7 @@ class NotRun(Fault):
 
 ALL = [CsKill(), CsHang(), CsPartition(), MdsKill(), CsLoss(), CsDelay(), SlowDisk(), DiskEio(),
        DiskFull(), EtcdDown(), EtcdMemberKill(), MdsEtcdPartition(), ServerKill()]
-QUICK = ["cs_kill", "cs_hang", "cs_partition", "mds_kill"]
+QUICK = ["cs_kill", "cs_hang", "cs_partition", "cs_loss", "mds_kill"]
 RANDOM_OK = ["cs_kill", "cs_hang", "cs_partition", "cs_delay", "slow_disk", "mds_kill"]
 
 

@@ -724,6 +724,17 @@ static void tcp_listener_close(rpc_listener *l)
     free(l);
 }
 
+static int tcp_net_stats(rpc_conn *c, rpc_net_stats *out)
+{
+    tcp_conn *tc = (tcp_conn *)c;
+    if (!tc->connected || tc->closing)
+        return -ENOTCONN;
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&tc->tcp, &fd) != 0)
+        return -ENOTCONN;
+    return rpc_tcp_fd_stats(fd, &out->data_segs_out, &out->retrans);
+}
+
 static const rpc_transport_ops tcp_ops = {
     .name = "tcp",
     .listen = tcp_listen,
@@ -733,6 +744,7 @@ static const rpc_transport_ops tcp_ops = {
     .send = tcp_send,
     .close = tcp_close,
     .destroy = tcp_destroy,
+    .net_stats = tcp_net_stats,
 };
 
 const rpc_transport_ops *rpc_transport_tcp(void)

@@ -26,6 +26,9 @@ typedef struct fake {
     /* overrides of what this chunkserver measures toward others (0: their seen_rtt_us) */
     uint32_t my_rtt_us;
     uint32_t seen_p50_us; /* median round trip others measure to it (0: = the mean) */
+    /* TCP retransmissions (per mille of 100 data segments) others see toward it, and (if not
+     * 0) what it sees toward every other; segs: data segments per probe summary (0: 100) */
+    uint32_t seen_loss, my_loss, segs;
 } fake;
 
 static mds_slow_report make_report(uint32_t id, const fake *f, size_t n)
@@ -48,6 +51,8 @@ static mds_slow_report make_report(uint32_t id, const fake *f, size_t n)
         p->mean_us = f[id - 1].my_rtt_us ? f[id - 1].my_rtt_us : f[k - 1].seen_rtt_us;
         p->p50_us = f[k - 1].seen_p50_us ? f[k - 1].seen_p50_us : p->mean_us;
         p->p90_us = p->mean_us;
+        p->segs = f[id - 1].segs ? f[id - 1].segs : 100;
+        p->retrans = (f[id - 1].my_loss ? f[id - 1].my_loss : f[k - 1].seen_loss) * p->segs / 1000;
     }
     return r;
 }
@@ -380,6 +385,63 @@ static void test_probe_mean_loss(void **state)
         ch |= round_all(&s, &t, f, 3, &now);
     assert_int_equal(ch, 1u << 1);
     assert_int_equal(mds_slow_get(&s, 1)->slow_sig, MDS_SLOW_SIG_PROBE_MEAN);
+    mds_slow_destroy(&s);
+    mds_topo_destroy(&t);
+}
+
+/* Packet loss seen as TCP retransmissions: every peer of chunkserver 1 retransmits 5 % of its
+ * segments to it (and 1 to them): marked by the loss signal after enter_count heartbeats, the
+ * others never (1's view of them is one observer out of two). Loss seen by only one observer,
+ * loss at the floor, and too few segments mark nobody. */
+static void test_loss_signal(void **state)
+{
+    (void)state;
+    mds_topology t;
+    mds_slow_tracker s;
+    fake f[3];
+    fx_open(&t, &s, f);
+    uint64_t now = 1000;
+    f[0].seen_loss = 50;
+    f[0].my_loss = 50;
+    assert_int_equal(round_all(&s, &t, f, 3, &now), 0); /* the first slow evaluation */
+    assert_int_equal(mds_slow_get(&s, 1)->slow_sig, MDS_SLOW_SIG_LOSS);
+    assert_int_equal(round_all(&s, &t, f, 3, &now), 1u << 1);
+    assert_int_equal(mds_slow_get(&s, 1)->value_us[MDS_SLOW_SIG_LOSS], 50);
+    assert_int_equal(mds_slow_get(&s, 1)->median_us[MDS_SLOW_SIG_LOSS], 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    assert_false(mds_slow_is_marked(&s, 2));
+    assert_false(mds_slow_is_marked(&s, 3));
+    /* healed: unmarked after the hold time */
+    healthy(f, 3);
+    unsigned ch = 0;
+    for (int i = 0; i < 25 && ch == 0; i++)
+        ch = round_all(&s, &t, f, 3, &now);
+    assert_int_equal(ch, 1u << 1);
+    assert_false(mds_slow_is_marked(&s, 1));
+    mds_slow_destroy(&s);
+
+    /* only chunkserver 2 retransmits to 3 (its own path): nobody marked */
+    mds_slow_init(&s, NULL);
+    healthy(f, 3);
+    f[1].my_loss = 80;
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    assert_int_equal(mds_slow_count(&s), 0);
+    mds_slow_destroy(&s);
+
+    /* at the floor (20 per mille), or over too few segments (10 < 20): nobody marked */
+    mds_slow_init(&s, NULL);
+    healthy(f, 3);
+    f[0].seen_loss = 20;
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    healthy(f, 3);
+    f[0].seen_loss = 500;
+    f[1].segs = f[2].segs = 10;
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    assert_int_equal(mds_slow_count(&s), 0);
     mds_slow_destroy(&s);
     mds_topo_destroy(&t);
 }
@@ -760,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_probe_signal),
         cmocka_unit_test(test_silent_node_marked_by_probes),
         cmocka_unit_test(test_probe_mean_loss),
+        cmocka_unit_test(test_loss_signal),
         cmocka_unit_test(test_stale_offline_samples_and_bound),
         cmocka_unit_test(test_disabled_and_config),
         cmocka_unit_test(test_slow_leaders_ops),

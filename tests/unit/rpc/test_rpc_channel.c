@@ -542,6 +542,55 @@ static void test_server_gone_then_back(void **state)
     env_free(e);
 }
 
+typedef struct stats_arg {
+    rpc_channel *ch;
+    int rc;
+    rpc_net_stats st;
+} stats_arg;
+
+static void stats_on_loop(void *arg)
+{
+    stats_arg *a = arg;
+    a->rc = rpc_channel_net_stats(a->ch, &a->st);
+}
+
+/* Socket counters of the channel's connection (TCP_INFO): none before it connects; data
+ * segments grow with the calls, nothing retransmitted on loopback; a new connection after
+ * the server came back has a new generation and counters from 0. */
+static void test_net_stats(void **state)
+{
+    rpc_channel_opts co = {.backoff_initial_ms = 10, .backoff_max_ms = 50};
+    env *e = env_new(NULL, &co);
+    stats_arg a = {.ch = e->ch};
+    assert_int_equal(curve_loop_call_sync(e->cli_loop, stats_on_loop, &a), 0);
+    assert_int_equal(a.rc, -ENOTCONN);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(echo_sync(e->ch, "s", 0, 0, 100000, 0, NULL), 0);
+    assert_int_equal(curve_loop_call_sync(e->cli_loop, stats_on_loop, &a), 0);
+    assert_int_equal(a.rc, 0);
+    assert_true(a.st.data_segs_out >= 20); /* 20 requests of 100 KB: many segments */
+    assert_int_equal(a.st.retrans, 0);
+    uint64_t gen = a.st.conn_gen, segs = a.st.data_segs_out;
+    assert_true(gen >= 1);
+
+    rpc_server_stop(e->srv, 0);
+    rpc_server_free(e->srv);
+    e->srv = NULL;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", e->port);
+    assert_int_equal(start_server(e, NULL, addr), 0);
+    int rc = -1;
+    uint64_t deadline = curve_now_mono_ms() + WAIT_MS;
+    while (rc != 0 && curve_now_mono_ms() < deadline)
+        rc = echo_sync(e->ch, "again", 0, 0, 10, 2000, NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(curve_loop_call_sync(e->cli_loop, stats_on_loop, &a), 0);
+    assert_int_equal(a.rc, 0);
+    assert_true(a.st.conn_gen > gen);
+    assert_true(a.st.data_segs_out >= 1 && a.st.data_segs_out < segs);
+    env_free(e);
+}
+
 static void test_close_fails_pending(void **state)
 {
     env *e = env_new(NULL, NULL);
@@ -1236,6 +1285,7 @@ int main(void)
         cmocka_unit_test(test_failpoints),
         cmocka_unit_test(test_server_metrics),
         cmocka_unit_test(test_server_gone_then_back),
+        cmocka_unit_test(test_net_stats),
         cmocka_unit_test(test_close_fails_pending),
         cmocka_unit_test(test_calls_racing_close),
         cmocka_unit_test(test_garbage_closes_only_that_connection),
