@@ -877,7 +877,8 @@ void cs_mgr_status_json(cs_mgr *m, json_t *obj)
         if (c->st.role == RAFT_LEADER)
             leaders++;
         json_array_append_new(
-            arr, json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:i}",
+            arr, json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:i, "
+                           "s:I, s:I}",
                            "pool", (int)c->pool, "copyset", (int)c->id, "role",
                            raft_role_name(c->st.role), "leader", c->st.leader ? leader : "",
                            "term", (json_int_t)c->st.term, "commit", (json_int_t)c->st.commit,
@@ -885,7 +886,8 @@ void cs_mgr_status_json(cs_mgr *m, json_t *obj)
                            (json_int_t)c->st.last_index, "snapshot_index",
                            (json_int_t)c->st.snapshot_index, "epoch", (json_int_t)c->epoch,
                            "peers", peers, "chunks", (json_int_t)c->chunks, "failed",
-                           c->st.failed));
+                           c->st.failed, "log_bytes", (json_int_t)c->st.log_bytes,
+                           "follower_refused", (json_int_t)c->st.follower_refused));
     }
     free(infos);
     json_object_set_new(obj, "copysets", arr);

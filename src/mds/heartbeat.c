@@ -152,7 +152,8 @@ static int change_failed(mds_optable *ops, const mds_copyset *c, const mds_hb_co
         return 0;
     ev->op = *op;
     ev->outcome = MDS_OP_FAILED;
-    (void)mds_optable_backoff(ops, c->pool_id, c->id, now_ms + (op->deadline_ms - op->created_ms));
+    (void)mds_optable_backoff(ops, c->pool_id, c->id, now_ms,
+                              now_ms + (op->deadline_ms - op->created_ms));
     int rc = mds_optable_remove(ops, c->pool_id, c->id);
     CURVE_ASSERT(rc == 0);
     return 1;

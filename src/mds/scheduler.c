@@ -248,12 +248,14 @@ int mds_optable_observe(mds_optable *o, const mds_copyset *c, mds_op_event *ev)
     return 1;
 }
 
-int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id, uint64_t until_ms)
+int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id, uint64_t now_ms,
+                        uint64_t until_ms)
 {
     for (size_t i = 0; i < o->nbackoff; i++) {
         if (o->backoff[i].pool_id == pool_id && o->backoff[i].copyset_id == copyset_id) {
             if (o->backoff[i].until_ms < until_ms)
                 o->backoff[i].until_ms = until_ms;
+            o->backoff[i].since_ms = now_ms;
             return 0;
         }
     }
@@ -267,7 +269,7 @@ int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id, u
         o->backoff = nb;
         o->backoff_cap = ncap;
     }
-    o->backoff[o->nbackoff++] = (mds_op_backoff){pool_id, copyset_id, until_ms};
+    o->backoff[o->nbackoff++] = (mds_op_backoff){pool_id, copyset_id, until_ms, now_ms};
     return 0;
 }
 
@@ -277,6 +279,16 @@ bool mds_optable_in_backoff(const mds_optable *o, uint32_t pool_id, uint32_t cop
     for (size_t i = 0; i < o->nbackoff; i++)
         if (o->backoff[i].pool_id == pool_id && o->backoff[i].copyset_id == copyset_id)
             return o->backoff[i].until_ms > now_ms;
+    return false;
+}
+
+bool mds_optable_in_urgent_backoff(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
+                                   uint64_t now_ms)
+{
+    for (size_t i = 0; i < o->nbackoff; i++)
+        if (o->backoff[i].pool_id == pool_id && o->backoff[i].copyset_id == copyset_id)
+            return o->backoff[i].until_ms > now_ms &&
+                   now_ms < o->backoff[i].since_ms + MDS_URGENT_BACKOFF_MS;
     return false;
 }
 
@@ -295,7 +307,7 @@ size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, si
             continue;
         }
         /* best effort: without memory the copyset is simply retried at once */
-        (void)mds_optable_backoff(o, o->v[i].pool_id, o->v[i].copyset_id,
+        (void)mds_optable_backoff(o, o->v[i].pool_id, o->v[i].copyset_id, now_ms,
                                   now_ms + (o->v[i].deadline_ms - o->v[i].created_ms));
         if (removed < max) {
             evs[removed].op = o->v[i];
@@ -421,14 +433,17 @@ static size_t scan_start(const mds_topology *t, uint64_t cursor)
     return lo < t->copysets.n ? lo : 0;
 }
 
+/* urgent: recovery and replica count (a shorter back-off, MDS_URGENT_BACKOFF_MS). */
 static bool may_schedule(const mds_topology *t, const mds_optable *ops, const mds_copyset *c,
-                         uint64_t now_ms, const mds_sched_cfg *cfg, mds_sched_result *res)
+                         uint64_t now_ms, const mds_sched_cfg *cfg, mds_sched_result *res,
+                         bool urgent)
 {
     if (mds_optable_find(ops, c->pool_id, c->id) != NULL) {
         res->skipped_busy++;
         return false;
     }
-    if (mds_optable_in_backoff(ops, c->pool_id, c->id, now_ms)) {
+    if (urgent ? mds_optable_in_urgent_backoff(ops, c->pool_id, c->id, now_ms)
+               : mds_optable_in_backoff(ops, c->pool_id, c->id, now_ms)) {
         res->skipped_backoff++;
         return false;
     }
@@ -521,7 +536,7 @@ int mds_sched_recovery(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
             add_alert(res, MDS_ALERT_MAJORITY_LOST, c, alive, dead);
             continue;
         }
-        if (!may_schedule(t, ops, c, now_ms, cfg, res))
+        if (!may_schedule(t, ops, c, now_ms, cfg, res, true))
             continue;
         if (cache.counts == NULL && (rc = cache_init(t, &cache)) != 0)
             break;
@@ -597,7 +612,7 @@ int mds_sched_replica(const mds_topology *t, mds_optable *ops, uint64_t now_ms,
             add_alert(res, MDS_ALERT_MAJORITY_LOST, c, alive, dead);
             continue;
         }
-        if (!may_schedule(t, ops, c, now_ms, cfg, res))
+        if (!may_schedule(t, ops, c, now_ms, cfg, res, true))
             continue;
         if (c->npeers < lp->replicas) {
             mds_replace_req req = {.copyset = c,

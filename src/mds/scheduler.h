@@ -74,7 +74,15 @@ typedef struct mds_op_event {
 typedef struct mds_op_backoff {
     uint32_t pool_id, copyset_id;
     uint64_t until_ms;
+    uint64_t since_ms; /* when it (last) started */
 } mds_op_backoff;
+
+/* Recovery and the replica count restore redundancy: they wait out only this much of a
+ * copyset's back-off. (A balance move that failed half way — its leader died after adding the
+ * new peer, before removing the old one — left a copyset with 4 peers that the replica
+ * scheduler ignored for the 10 min back-off of the failed move: chaos random round 19 of
+ * 2026-11-26.) */
+#define MDS_URGENT_BACKOFF_MS 5000u
 
 typedef struct mds_optable {
     mds_operator *v; /* sorted by (pool_id, copyset_id) */
@@ -118,8 +126,12 @@ size_t mds_optable_expire(mds_optable *o, uint64_t now_ms, mds_op_event *evs, si
 /* Keeps schedulers away from a copyset until until_ms (mds_optable_expire does this by itself
  * for expired operators, for as long as their timeout was). Silently ignored when the backoff
  * list is full (bounded by `max`). Returns 0 or -ENOMEM. */
-int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id, uint64_t until_ms);
+int mds_optable_backoff(mds_optable *o, uint32_t pool_id, uint32_t copyset_id, uint64_t now_ms,
+                        uint64_t until_ms);
 /* True while the copyset is backed off at now_ms. */
+/* The same for recovery and replica-count repairs: at most MDS_URGENT_BACKOFF_MS of it. */
+bool mds_optable_in_urgent_backoff(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
+                                   uint64_t now_ms);
 bool mds_optable_in_backoff(const mds_optable *o, uint32_t pool_id, uint32_t copyset_id,
                             uint64_t now_ms);
 /* Copies into out (up to max) the operators of copysets whose current leader is `cs_id`:

@@ -30,6 +30,7 @@ void mds_slow_cfg_default(mds_slow_cfg *cfg)
     cfg->min_samples[MDS_SLOW_SIG_LOSS] = 20; /* data segments */
     cfg->enter_count = 2;
     cfg->write_enter_count = 5;
+    cfg->loss_enter_count = 1;
     cfg->hold_ms = 20 * 1000;
     cfg->stale_ms = 5 * 1000;
 }
@@ -52,6 +53,8 @@ const curve_cfg_def mds_slow_cfg_defs[] = {
      "at or below which it is never slow"},
     {"mds.slow.enter_count", CURVE_CFG_INT, "2", 1, 1000,
      "consecutive slow evaluations (scheduler ticks) before a chunkserver is marked slow"},
+    {"mds.slow.loss_enter_count", CURVE_CFG_INT, "1", 1, 1000,
+     "consecutive evaluations the loss signal (retransmissions) must be slow to mark"},
     {"mds.slow.write_enter_count", CURVE_CFG_INT, "5", 1, 1000,
      "consecutive evaluations the leader write time must be slow to mark"},
     {"mds.slow.hold_ms", CURVE_CFG_DURATION_MS, "20s", 0, 24ll * 3600 * 1000,
@@ -77,6 +80,7 @@ void mds_slow_cfg_from_config(const curve_config *c, mds_slow_cfg *out)
     out->floor_us[MDS_SLOW_SIG_LOSS] = (uint32_t)curve_config_int(c, "mds.slow.loss_floor_permille");
     out->enter_count = (uint32_t)curve_config_int(c, "mds.slow.enter_count");
     out->write_enter_count = (uint32_t)curve_config_int(c, "mds.slow.write_enter_count");
+    out->loss_enter_count = (uint32_t)curve_config_int(c, "mds.slow.loss_enter_count");
     out->hold_ms = (uint64_t)curve_config_duration_ms(c, "mds.slow.hold_ms");
     out->stale_ms = (uint64_t)curve_config_duration_ms(c, "mds.slow.stale_ms");
 }
@@ -254,7 +258,9 @@ static bool sig_value(const mds_slow_tracker *s, const mds_topology *t, const md
  * load (chunk creation on the first writes, a node leading hot copysets), so it needs longer. */
 static uint32_t need(const mds_slow_tracker *s, int sig)
 {
-    return sig == MDS_SLOW_SIG_WRITE ? s->cfg.write_enter_count : s->cfg.enter_count;
+    return sig == MDS_SLOW_SIG_WRITE  ? s->cfg.write_enter_count
+           : sig == MDS_SLOW_SIG_LOSS ? s->cfg.loss_enter_count
+                                      : s->cfg.enter_count;
 }
 
 /* Evaluates entry x: fills its value/median per signal and the per-signal streaks; returns

@@ -73,20 +73,23 @@ typedef struct mds_slow_cfg {
     uint32_t min_samples[MDS_SLOW_NSIG]; /* a value built on fewer samples is ignored */
     uint32_t enter_count;             /* consecutive slow evaluations of a signal to mark */
     uint32_t write_enter_count;       /* the same for the write signal */
+    uint32_t loss_enter_count;        /* the same for the loss signal (retransmissions are
+                                         unambiguous: 1, so a lossy leader leaves at once) */
     uint64_t hold_ms;                 /* not slow for this long: unmarked */
     uint64_t stale_ms;                /* reports older than this are ignored */
 } mds_slow_cfg;
 
 /* Defaults: enabled, 300 %, floors write 50 ms / apply 10 ms / probe 15 ms / probe_mean
  * 40 ms / loss 20 per mille, min samples 20 / 20 / 10 / 20 / 20 segments, enter after 2
- * evaluations (write: 5), hold 20 s, stale after 5 s. */
+ * evaluations (write: 5, loss: 1), hold 20 s, stale after 5 s. */
 void mds_slow_cfg_default(mds_slow_cfg *cfg);
 
 /* Configuration keys: mds.slow.enabled (true), mds.slow.factor_pct (300),
  * mds.slow.write_floor_ms (50ms), mds.slow.apply_floor_ms (10ms), mds.slow.probe_floor_ms
  * (15ms), mds.slow.probe_mean_floor_ms (40ms), mds.slow.loss_floor_permille (20),
  * mds.slow.enter_count (2),
- * mds.slow.write_enter_count (5), mds.slow.hold_ms (20s), mds.slow.stale_ms (5s). */
+ * mds.slow.write_enter_count (5), mds.slow.loss_enter_count (1), mds.slow.hold_ms (20s),
+ * mds.slow.stale_ms (5s). */
 extern const curve_cfg_def mds_slow_cfg_defs[];
 extern const size_t mds_slow_cfg_ndefs;
 /* Reads the keys above from a config whose schema includes mds_slow_cfg_defs. */

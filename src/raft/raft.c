@@ -2654,6 +2654,7 @@ void raft_status(struct raft *r, struct raft_status *st)
                              : until > now       ? (int64_t)(until - now)
                                                  : 0;
     st->failed = r->failed;
+    st->follower_refused = r->follower_refused;
     for (uint32_t i = 0; i < r->conf.n; i++) {
         struct raft_peer_status *ps = &st->peers[st->npeers++];
         ps->id = r->conf.s[i].id;

@@ -491,6 +491,7 @@ struct raft_status {
     uint64_t log_bytes;         /* payload bytes of the entries kept in memory */
     int64_t lease_remaining_ms; /* <= 0: no valid lease */
     int failed;                 /* non-zero: the io error that stopped the node */
+    uint64_t follower_refused;  /* AppendEntries dropped over max_log_bytes (as follower) */
     uint32_t npeers;
     struct raft_peer_status peers[RAFT_MAX_SERVERS];
 };

@@ -516,6 +516,8 @@ def run_scenario(f, cluster, exports, blkcheck, tmp, quick):
             res["healthy_s"] = round(time.monotonic() - healed_at, 1)
         except TimeoutError:
             res["healthy_s"] = None
+            log("%s: not healthy %d s after the heal: %s" % (f.name, HEALTH_TIMEOUT_S,
+                                                            cluster.unhealthy_report()))
         if hasattr(f, "after"):
             f.after(ctx, st)
         fault_to = load.elapsed_ms()
@@ -645,8 +647,14 @@ def random_mode(cluster, exports, blkcheck, tmp, rounds, seed):
                 f.heal(ctx, st)
             ctx.cleanup()
             t = time.monotonic()
-            wait_until(cluster.fully_healthy, HEALTH_TIMEOUT_S, interval=0.25,
-                       what="healthy after random round %d" % i)
+            try:
+                wait_until(cluster.fully_healthy, HEALTH_TIMEOUT_S, interval=0.25,
+                           what="healthy after random round %d" % i)
+            except TimeoutError:
+                log("round %d: %s not healthy: %s" % (i, "+".join(
+                    "%s(%s)" % (f.name, st.get("target")) for f, st in sts),
+                    cluster.unhealthy_report()))
+                raise
             healthy_max = max(healthy_max, time.monotonic() - t)
             log("round %d: %s held %.1f s, healthy after %.1f s" % (
                 i, "+".join("%s(%s)" % (f.name, st.get("target")) for f, st in sts), hold,

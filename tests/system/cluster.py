@@ -237,6 +237,30 @@ class Cluster:
         cs = st.get("copysets", {})
         return cs.get("total", 0) > 0 and cs.get("healthy") == cs.get("total")
 
+    def unhealthy_report(self):
+        """Why the cluster is not fully healthy (for logs): bs status summary, chunkservers not
+        online and copysets that are not healthy (peers, leader)."""
+        out = []
+        st = self.status()
+        if not st:
+            return "no MDS leader answered bs status"
+        out.append("status: healthy=%s etcd_ok=%s chunkservers=%s copysets=%s" % (
+            st.get("healthy"), st.get("etcd_ok"), json.dumps(st.get("chunkservers")),
+            json.dumps(st.get("copysets"))))
+        try:
+            rows = self.jcli("bs", "list", "chunkserver")
+            rows = rows if isinstance(rows, list) else rows.get("chunkservers", [])
+            bad = ["%s %s:%s %s" % (r.get("id"), r.get("host"), r.get("port"), r.get("state"))
+                   for r in rows if r.get("state") != "online"]
+            out.append("chunkservers not online: %s" % (bad or "none"))
+            rows = self.jcli("bs", "list", "copyset")
+            rows = rows if isinstance(rows, list) else rows.get("copysets", [])
+            bad = [r for r in rows if not r.get("healthy", True)]
+            out.append("unhealthy copysets (%d): %s" % (len(bad), json.dumps(bad[:8])))
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            out.append("listing failed: %s" % e)
+        return "; ".join(out)
+
     def copysets_healthy(self):
         """Every copyset has its 3 healthy replicas (chunkservers may be offline)."""
         st = self.status()

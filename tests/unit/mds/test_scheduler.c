@@ -321,6 +321,22 @@ static void test_replica_count(void **state)
     rem = mds_optable_find(&ops, 1, 2);
     assert_non_null(rem);
     assert_int_equal(rem->old_peer, 8);
+    /* A copyset left with 4 peers by a balance move that failed (its 10 min back-off): the
+     * replica count is repaired after MDS_URGENT_BACKOFF_MS, not after the back-off; balance
+     * still waits for all of it. */
+    mds_optable_remove(&ops, 1, 2);
+    uint64_t t0 = 1000, until = t0 + 600000;
+    assert_int_equal(mds_optable_backoff(&ops, 1, 2, t0, until), 0);
+    assert_true(mds_optable_in_backoff(&ops, 1, 2, t0 + MDS_URGENT_BACKOFF_MS));
+    assert_true(mds_optable_in_urgent_backoff(&ops, 1, 2, t0 + MDS_URGENT_BACKOFF_MS - 1));
+    assert_false(mds_optable_in_urgent_backoff(&ops, 1, 2, t0 + MDS_URGENT_BACKOFF_MS));
+    assert_int_equal(mds_sched_replica(&t, &ops, t0 + 1, &cfg, &res), 0);
+    assert_null(mds_optable_find(&ops, 1, 2));
+    assert_int_equal(res.skipped_backoff, 1);
+    assert_int_equal(mds_sched_replica(&t, &ops, t0 + MDS_URGENT_BACKOFF_MS, &cfg, &res), 0);
+    rem = mds_optable_find(&ops, 1, 2);
+    assert_non_null(rem);
+    assert_int_equal(rem->type, MDS_OP_REMOVE_PEER);
     mds_optable_destroy(&ops);
     mds_topo_destroy(&t);
 }

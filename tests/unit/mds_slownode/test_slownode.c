@@ -403,9 +403,9 @@ static void test_loss_signal(void **state)
     uint64_t now = 1000;
     f[0].seen_loss = 50;
     f[0].my_loss = 50;
-    assert_int_equal(round_all(&s, &t, f, 3, &now), 0); /* the first slow evaluation */
+    assert_int_equal(s.cfg.loss_enter_count, 1);
+    assert_int_equal(round_all(&s, &t, f, 3, &now), 1u << 1); /* the first slow evaluation */
     assert_int_equal(mds_slow_get(&s, 1)->slow_sig, MDS_SLOW_SIG_LOSS);
-    assert_int_equal(round_all(&s, &t, f, 3, &now), 1u << 1);
     assert_int_equal(mds_slow_get(&s, 1)->value_us[MDS_SLOW_SIG_LOSS], 50);
     assert_int_equal(mds_slow_get(&s, 1)->median_us[MDS_SLOW_SIG_LOSS], 0);
     for (int i = 0; i < 5; i++)
