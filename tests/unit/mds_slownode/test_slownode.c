@@ -389,6 +389,14 @@ static void test_probe_mean_loss(void **state)
     mds_topo_destroy(&t);
 }
 
+/* `rounds` heartbeat rounds in which no mark changes. */
+static void rounds_no_change(mds_slow_tracker *s, const mds_topology *t, const fake *f,
+                             uint64_t *now, int rounds)
+{
+    for (int i = 0; i < rounds; i++)
+        assert_int_equal(round_all(s, t, f, 3, now), 0);
+}
+
 /* Packet loss seen as TCP retransmissions: every peer of chunkserver 1 retransmits 5 % of its
  * segments to it (and 1 to them): marked by the loss signal after enter_count heartbeats, the
  * others never (1's view of them is one observer out of two). Loss seen by only one observer,
@@ -408,8 +416,7 @@ static void test_loss_signal(void **state)
     assert_int_equal(mds_slow_get(&s, 1)->slow_sig, MDS_SLOW_SIG_LOSS);
     assert_int_equal(mds_slow_get(&s, 1)->value_us[MDS_SLOW_SIG_LOSS], 50);
     assert_int_equal(mds_slow_get(&s, 1)->median_us[MDS_SLOW_SIG_LOSS], 0);
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    rounds_no_change(&s, &t, f, &now, 5);
     assert_false(mds_slow_is_marked(&s, 2));
     assert_false(mds_slow_is_marked(&s, 3));
     /* healed: unmarked after the hold time */
@@ -425,8 +432,7 @@ static void test_loss_signal(void **state)
     mds_slow_init(&s, NULL);
     healthy(f, 3);
     f[1].my_loss = 80;
-    for (int i = 0; i < 6; i++)
-        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    rounds_no_change(&s, &t, f, &now, 6);
     assert_int_equal(mds_slow_count(&s), 0);
     mds_slow_destroy(&s);
 
@@ -434,13 +440,11 @@ static void test_loss_signal(void **state)
     mds_slow_init(&s, NULL);
     healthy(f, 3);
     f[0].seen_loss = 20;
-    for (int i = 0; i < 6; i++)
-        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    rounds_no_change(&s, &t, f, &now, 6);
     healthy(f, 3);
     f[0].seen_loss = 500;
     f[1].segs = f[2].segs = 10;
-    for (int i = 0; i < 6; i++)
-        assert_int_equal(round_all(&s, &t, f, 3, &now), 0);
+    rounds_no_change(&s, &t, f, &now, 6);
     assert_int_equal(mds_slow_count(&s), 0);
     mds_slow_destroy(&s);
     mds_topo_destroy(&t);
