@@ -22,11 +22,11 @@
 #include "rpc/rpc_channel.h"
 #include "rpc/rpc_transport.h"
 
-#define CS_HB_SERVICE_ID 30u
-#define CS_HB_METHOD_REGISTER 1u
-#define CS_HB_METHOD_HEARTBEAT 2u
-#define CS_DAT_MAGIC 0x54445343u /* "CSDT" */
-#define CS_CLI_SERVICE_ID 11u
+#define CS_HB_SERVICE_ID         30u
+#define CS_HB_METHOD_REGISTER    1u
+#define CS_HB_METHOD_HEARTBEAT   2u
+#define CS_DAT_MAGIC             0x54445343u /* "CSDT" */
+#define CS_CLI_SERVICE_ID        11u
 #define CS_CLI_METHOD_GET_LEADER 1u
 
 /* A peer probed with small RPCs (see cs_heartbeat.h "Service health"). */
@@ -38,14 +38,14 @@ typedef struct probe_sample {
 } probe_sample;
 
 typedef struct probe_peer {
-    uint64_t id;           /* raft peer id ("ip:port" packed); 0 = free slot */
-    uint32_t gen;          /* bumped when the slot changes peer: late callbacks are dropped */
-    rpc_channel *ch;       /* on hb->loop */
-    bool inflight;         /* at most one probe per peer in flight */
-    uint64_t seen_ms;      /* last heartbeat that found it in a copyset configuration */
-    uint32_t head, n;      /* ring of the latest results */
+    uint64_t id;      /* raft peer id ("ip:port" packed); 0 = free slot */
+    uint32_t gen;     /* bumped when the slot changes peer: late callbacks are dropped */
+    rpc_channel *ch;  /* on hb->loop */
+    bool inflight;    /* at most one probe per peer in flight */
+    uint64_t seen_ms; /* last heartbeat that found it in a copyset configuration */
+    uint32_t head, n; /* ring of the latest results */
     probe_sample ring[CS_HB_PROBE_RING];
-    rpc_net_stats net;     /* the channel's socket counters at the previous sample */
+    rpc_net_stats net; /* the channel's socket counters at the previous sample */
     bool has_net;
 } probe_peer;
 
@@ -66,18 +66,18 @@ typedef struct hb_op {
     struct cs_hb *hb;
     bool used;
     uint32_t pool, id;
-    int type;                  /* Curve__Heartbeat__ConfigChangeType */
-    uint64_t a, b;             /* peer ids (b: CHANGE's new peer) */
+    int type;      /* Curve__Heartbeat__ConfigChangeType */
+    uint64_t a, b; /* peer ids (b: CHANGE's new peer) */
     char peer[CS_PEER_STR_MAX + 2];
-    int state;                 /* Curve__Heartbeat__ConfigChangeState */
+    int state; /* Curve__Heartbeat__ConfigChangeState */
     int rc;
-    bool reported;             /* a heartbeat carried the final state: slot may be reused */
+    bool reported; /* a heartbeat carried the final state: slot may be reused */
 } hb_op;
 
 struct cs_hb {
     cs_hb_opts o;
-    hb_op ops[CS_HB_MAX_OPS];  /* protected by lock */
-    curve_workpool *wp;        /* runs operators (blocking membership steps) */
+    hb_op ops[CS_HB_MAX_OPS]; /* protected by lock */
+    curve_workpool *wp;       /* runs operators (blocking membership steps) */
     char addrs[CS_HB_MAX_MDS][64];
     unsigned naddrs, cur;
     char dat_path[PATH_MAX];
@@ -95,6 +95,12 @@ struct cs_hb {
     /* service health (protected by lock; the marks only by the heartbeat thread) */
     probe_peer probes[CS_HB_PROBE_PEERS];
     uint64_t probes_sent, probes_lost;
+    /* copysets the MDS listed as stale that we kept (heartbeat thread; count under lock):
+     * the warning is logged once per copyset per CS_HB_STALE_WARN_MS, not every heartbeat */
+    struct {
+        uint64_t gid, at_ms;
+    } stale_warned[CS_HB_STALE_WARN_SLOTS];
+    uint64_t stale_kept;
     lat_mark write_mark, apply_mark;
     uint64_t mark_ms;
     /* copyset view collector (see info_collect): the latest complete snapshot, under lock */
@@ -143,8 +149,7 @@ static int dat_load(cs_hb *hb)
     uint8_t buf[CS_DAT_MAX + 1];
     ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
-    int rc = n < 0 ? -errno : cs_dat_decode(buf, (size_t)n, &hb->id, hb->token,
-                                              sizeof(hb->token));
+    int rc = n < 0 ? -errno : cs_dat_decode(buf, (size_t)n, &hb->id, hb->token, sizeof(hb->token));
     if (rc != 0)
         CLOG_ERROR("cannot load %s: %s", hb->dat_path, curve_strerror(rc));
     return rc;
@@ -293,8 +298,13 @@ static void run_operator(cs_hb *hb, const Curve__Heartbeat__Operator *o)
                   o->logical_pool_id, o->copyset_id);
         return;
     }
-    *slot = (hb_op){.hb = hb, .used = true, .pool = o->logical_pool_id, .id = o->copyset_id,
-                    .type = o->type, .a = a, .b = b,
+    *slot = (hb_op){.hb = hb,
+                    .used = true,
+                    .pool = o->logical_pool_id,
+                    .id = o->copyset_id,
+                    .type = o->type,
+                    .a = a,
+                    .b = b,
                     .state = CURVE__HEARTBEAT__CONFIG_CHANGE_STATE__CHANGE_IN_PROGRESS};
     snprintf(slot->peer, sizeof(slot->peer), "%s", shown ? shown : "");
     pthread_mutex_unlock(&hb->lock);
@@ -335,14 +345,36 @@ static void remove_stale(cs_hb *hb, const Curve__Heartbeat__CopysetInfo *c)
     if (cs_mgr_copyset_epoch(hb->o.mgr, c->logical_pool_id, c->copyset_id, &mine) != 0)
         return; /* already gone */
     if (c->epoch == 0 || c->epoch <= mine) {
+        pthread_mutex_lock(&hb->lock);
+        hb->stale_kept++;
+        pthread_mutex_unlock(&hb->lock);
+        uint64_t gid = ((uint64_t)c->logical_pool_id << 32) | c->copyset_id,
+                 now = curve_now_mono_ms();
+        unsigned slot = 0; /* its slot, else the one warned longest ago */
+        for (unsigned i = 0; i < CS_HB_STALE_WARN_SLOTS; i++) {
+            if (hb->stale_warned[i].gid == gid) {
+                slot = i;
+                break;
+            }
+            if (hb->stale_warned[i].at_ms < hb->stale_warned[slot].at_ms)
+                slot = i;
+        }
+        if (hb->stale_warned[slot].gid == gid &&
+            now - hb->stale_warned[slot].at_ms < CS_HB_STALE_WARN_MS) {
+            CLOG_DEBUG("MDS lists copyset %u.%u as stale: kept", c->logical_pool_id, c->copyset_id);
+            return;
+        }
+        hb->stale_warned[slot].gid = gid;
+        hb->stale_warned[slot].at_ms = now;
         CLOG_WARN("MDS lists copyset %u.%u as stale (its epoch %" PRIu64 ", ours %" PRIu64
-                  "): kept", c->logical_pool_id, c->copyset_id, c->epoch, mine);
+                  "): kept (said again in %u s if it stays so)",
+                  c->logical_pool_id, c->copyset_id, c->epoch, mine, CS_HB_STALE_WARN_MS / 1000);
         return;
     }
     int rc = cs_mgr_remove(hb->o.mgr, c->logical_pool_id, c->copyset_id);
-    CLOG_INFO("copyset %u.%u removed from this chunkserver by the MDS (epoch %" PRIu64
-              " > %" PRIu64 "): %s", c->logical_pool_id, c->copyset_id, c->epoch, mine,
-              curve_strerror(rc));
+    CLOG_INFO("copyset %u.%u removed from this chunkserver by the MDS (epoch %" PRIu64 " > %" PRIu64
+              "): %s",
+              c->logical_pool_id, c->copyset_id, c->epoch, mine, curve_strerror(rc));
 }
 
 /* ---- service health: peer probes and latency summaries (cs_heartbeat.h) ---------------- */
@@ -411,8 +443,8 @@ static void probe_send_all(cs_hb *hb)
         hb->probes_sent++;
         pthread_mutex_unlock(&hb->lock);
         /* The channel is only closed by this thread (probe_set_peers, cs_hb_stop). */
-        int rc = rpc_channel_call(ch, CS_CLI_SERVICE_ID, CS_CLI_METHOD_GET_LEADER, &req.base,
-                                  NULL, &curve__cli__get_leader_response__descriptor,
+        int rc = rpc_channel_call(ch, CS_CLI_SERVICE_ID, CS_CLI_METHOD_GET_LEADER, &req.base, NULL,
+                                  &curve__cli__get_leader_response__descriptor,
                                   CS_HB_PROBE_TIMEOUT_MS, probe_cb, pc, NULL);
         if (rc != 0) {
             pthread_mutex_lock(&hb->lock);
@@ -529,7 +561,6 @@ static uint32_t interval_mean(const curve_latency_stats *st, lat_mark *mark, uin
     uint64_t mean = dc ? ds / dc : 0;
     return mean > UINT32_MAX ? UINT32_MAX : (uint32_t)mean;
 }
-
 
 /* Storage of the health part of one heartbeat request. */
 typedef struct health_buf {
@@ -648,8 +679,8 @@ static int do_heartbeat(cs_hb *hb)
     cs_copyset_info *infos = calloc(CS_MGR_MAX_COPYSETS, sizeof(*infos));
     Curve__Heartbeat__CopysetInfo *cis = calloc(CS_MGR_MAX_COPYSETS, sizeof(*cis));
     Curve__Heartbeat__CopysetInfo **cip = calloc(CS_MGR_MAX_COPYSETS, sizeof(*cip));
-    char(*strs)[CS_PEER_STR_MAX] = calloc((size_t)CS_MGR_MAX_COPYSETS * (RAFT_MAX_SERVERS + 1),
-                                          CS_PEER_STR_MAX);
+    char(*strs)[CS_PEER_STR_MAX] =
+        calloc((size_t)CS_MGR_MAX_COPYSETS * (RAFT_MAX_SERVERS + 1), CS_PEER_STR_MAX);
     char **ptrs = calloc((size_t)CS_MGR_MAX_COPYSETS * RAFT_MAX_SERVERS, sizeof(char *));
     int rc = -ENOMEM;
     if (infos == NULL || cis == NULL || cip == NULL || strs == NULL || ptrs == NULL)
@@ -807,15 +838,14 @@ static void *hb_main(void *arg)
             hb->last_err = rc;
             pthread_mutex_unlock(&hb->lock);
             /* registration retries sooner than the heartbeat period */
-            uint64_t wait_ms =
-                (hb->id == 0 && hb->o.interval_ms > 1000) ? 1000 : hb->o.interval_ms;
+            uint64_t wait_ms = (hb->id == 0 && hb->o.interval_ms > 1000) ? 1000 : hb->o.interval_ms;
             next_hb = curve_now_mono_ms() + wait_ms;
         }
         if (hb->id != 0)
             probe_send_all(hb);
         now = curve_now_mono_ms();
-        uint64_t until = now + CS_HB_PROBE_PERIOD_MS < next_hb ? now + CS_HB_PROBE_PERIOD_MS
-                                                               : next_hb;
+        uint64_t until =
+            now + CS_HB_PROBE_PERIOD_MS < next_hb ? now + CS_HB_PROBE_PERIOD_MS : next_hb;
         uint64_t wait_ms = until > now ? until - now : 0;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -962,14 +992,14 @@ void cs_hb_status_json(cs_hb *hb, json_t *obj)
     pthread_mutex_lock(&hb->lock);
     json_t *o = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I}", "chunkserver_id",
                           (int)hb->id, "mds", hb->addrs[hb->cur], "sent", (json_int_t)hb->sent,
-                          "failed", (json_int_t)hb->failed, "operators",
-                          (json_int_t)hb->ops_run, "operators_failed",
-                          (json_int_t)hb->ops_failed, "last_error",
+                          "failed", (json_int_t)hb->failed, "operators", (json_int_t)hb->ops_run,
+                          "operators_failed", (json_int_t)hb->ops_failed, "last_error",
                           hb->last_err ? curve_strerror(hb->last_err) : "", "probes_sent",
-                          (json_int_t)hb->probes_sent, "probes_lost",
-                          (json_int_t)hb->probes_lost);
+                          (json_int_t)hb->probes_sent, "probes_lost", (json_int_t)hb->probes_lost);
     if (o != NULL)
         json_object_set_new(o, "stale_views_sent", json_integer((json_int_t)hb->stale_sent));
+    if (o != NULL)
+        json_object_set_new(o, "stale_copysets_kept", json_integer((json_int_t)hb->stale_kept));
     json_t *peers = json_array();
     uint64_t now_ms = curve_now_mono_ms();
     for (unsigned i = 0; o != NULL && peers != NULL && i < CS_HB_PROBE_PEERS; i++) {
@@ -980,8 +1010,8 @@ void cs_hb_status_json(cs_hb *hb, json_t *obj)
         cs_peer_format(hb->probes[i].id, true, addr, sizeof(addr));
         json_array_append_new(peers, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "peer", addr,
                                                "samples", (int)x.samples, "lost", (int)x.lost,
-                                               "mean_us", (int)x.mean_us, "p90_us",
-                                               (int)x.p90_us, "max_us", (int)x.max_us));
+                                               "mean_us", (int)x.mean_us, "p90_us", (int)x.p90_us,
+                                               "max_us", (int)x.max_us));
     }
     pthread_mutex_unlock(&hb->lock);
     if (o != NULL && peers != NULL)

@@ -19,11 +19,11 @@
 
 #include "chunkserver/chunkserver.h"
 
-#define CS_HB_MAX_MDS 8u            /* addresses in --mds-addrs */
-#define CS_HB_TOKEN_MAX 256u        /* bytes of a registration token */
-#define CS_HB_MAX_OPS 64u           /* operators run per heartbeat reply */
-#define CS_HB_MAX_STALE 256u        /* stale copysets handled per heartbeat reply */
-#define CS_DAT_FILE "chunkserver.dat"
+#define CS_HB_MAX_MDS   8u   /* addresses in --mds-addrs */
+#define CS_HB_TOKEN_MAX 256u /* bytes of a registration token */
+#define CS_HB_MAX_OPS   64u  /* operators run per heartbeat reply */
+#define CS_HB_MAX_STALE 256u /* stale copysets handled per heartbeat reply */
+#define CS_DAT_FILE     "chunkserver.dat"
 
 /* Service health (heartbeat.proto ServiceHealth; docs/mds.md "Slow chunkservers"). Every
  * heartbeat carries the mean chunk write service time (RPC arrival -> reply built, as leader)
@@ -33,12 +33,14 @@
  * RPC loop without disk). The heartbeat thread sends one probe to every peer of its copysets
  * each CS_HB_PROBE_PERIOD_MS (at most one in flight per peer), so a reply delay, packet loss
  * (a TCP retransmission) or a stalled RPC loop on a peer shows as a longer round trip. */
-#define CS_HB_PROBE_PEERS 32u        /* peers probed (the first ones found) */
-#define CS_HB_PROBE_RING 64u         /* results kept per peer */
-#define CS_HB_PROBE_PERIOD_MS 50u    /* one probe per peer per period */
-#define CS_HB_PROBE_TIMEOUT_MS 1000u /* a probe not answered by then counts as lost */
-#define CS_HB_PROBE_WINDOW_MS 2000u  /* results younger than this are reported */
-#define CS_HB_PROBE_FORGET_MS 30000u /* a peer absent from our copysets this long is dropped */
+#define CS_HB_PROBE_PEERS      32u     /* peers probed (the first ones found) */
+#define CS_HB_PROBE_RING       64u     /* results kept per peer */
+#define CS_HB_PROBE_PERIOD_MS  50u     /* one probe per peer per period */
+#define CS_HB_PROBE_TIMEOUT_MS 1000u   /* a probe not answered by then counts as lost */
+#define CS_HB_PROBE_WINDOW_MS  2000u   /* results younger than this are reported */
+#define CS_HB_PROBE_FORGET_MS  30000u  /* a peer absent from our copysets this long is dropped */
+#define CS_HB_STALE_WARN_MS    600000u /* "MDS lists copyset as stale: kept": once per 10 min */
+#define CS_HB_STALE_WARN_SLOTS 64u     /* copysets remembered for that */
 /* The copyset view of a heartbeat comes from a collector thread (cs_mgr_snapshot_infos blocks
  * on the group loops, which a slow disk stalls); a heartbeat waits this long for a fresh view,
  * then sends the latest complete one, so that a slow chunkserver keeps heartbeating. */
@@ -47,12 +49,12 @@
 typedef struct cs_hb cs_hb;
 
 typedef struct cs_hb_opts {
-    const char *mds_addrs;  /* "ip:port,ip:port" (copied) */
-    const char *data_dir;   /* chunkserver.dat lives here (copied) */
-    const char *ip;         /* advertised address (copied) */
+    const char *mds_addrs; /* "ip:port,ip:port" (copied) */
+    const char *data_dir;  /* chunkserver.dat lives here (copied) */
+    const char *ip;        /* advertised address (copied) */
     uint32_t port, admin_port;
-    cs_mgr *mgr;            /* borrowed */
-    curve_cfp *pool;        /* borrowed */
+    cs_mgr *mgr;     /* borrowed */
+    curve_cfp *pool; /* borrowed */
     uint64_t interval_ms;
     uint32_t timeout_ms;
 } cs_hb_opts;

@@ -258,6 +258,16 @@ def run(procs, tmp_dir, mds):
     wait_until(lambda: len([h for h in mds.heartbeats[nhb:] if h["addr"] == victim.addr]) >= 3,
                30, what="heartbeats after a stale entry")
     assert victim.copyset() is not None
+    # listed again: kept again, counted, but warned about only once (not every heartbeat)
+    with mds.lock:
+        nhb = len(mds.heartbeats)
+    mds.queue_stale(victim.addr, 0)
+    wait_until(lambda: len([h for h in mds.heartbeats[nhb:] if h["addr"] == victim.addr]) >= 3,
+               30, what="heartbeats after the second stale entry")
+    assert victim.copyset() is not None
+    assert victim.status()["heartbeat"]["stale_copysets_kept"] == 2, victim.status()["heartbeat"]
+    warned = [x for x in victim.proc.stderr_lines if "as stale" in x]
+    assert len(warned) == 1, warned
     epoch = victim.copyset()["epoch"]
     mds.queue_stale(victim.addr, epoch + 1)
     wait_until(lambda: victim.copyset() is None, 30, what="the stale copyset removed")
