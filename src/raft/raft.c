@@ -929,7 +929,16 @@ static void apply_committed(struct raft *r)
     bool budget = r->o.apply_budget_us != 0 && r->cbs.apply_pending != NULL;
     uint64_t t0 = budget ? curve_now_mono_ns() : 0;
     uint32_t n = 0;
-    while (r->applied < r->commit && !r->failed) {
+    if (budget && !r->in_apply) {
+        /* deferred: a message or a completion never applies inline (one 50 ms entry per
+         * message would block the loop again); the owner applies from raft_apply() */
+        if (r->applied < r->commit && !r->failed && !r->apply_yielded) {
+            r->apply_yielded = true;
+            r->cbs.apply_pending(r);
+        }
+        n = UINT32_MAX;
+    }
+    while (n != UINT32_MAX && r->applied < r->commit && !r->failed) {
         if (budget && n > 0 && curve_now_mono_ns() - t0 >= (uint64_t)r->o.apply_budget_us * 1000u) {
             if (!r->apply_yielded) {
                 r->apply_yielded = true; /* one request until raft_apply() runs */
@@ -2422,7 +2431,9 @@ int raft_reset_peers(struct raft *r)
 void raft_apply(struct raft *r)
 {
     r->apply_yielded = false;
+    r->in_apply = true;
     apply_committed(r);
+    r->in_apply = false;
     check_invariants(r);
 }
 

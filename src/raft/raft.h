@@ -311,9 +311,11 @@ struct raft_cbs {
     void (*read_done)(struct raft *r, void *cookie, uint64_t index, int status);
     /* Optional notification: role or term changed (e.g. for heartbeats to MDS). */
     void (*state_changed)(struct raft *r, int role, uint64_t term, uint64_t leader);
-    /* Optional: applying stopped with committed entries left (o.apply_budget_us spent). The
-     * owner calls raft_apply() on the node's loop later (a later loop turn), never from inside
-     * this callback. Called once per raft_apply(). Without it the budget is ignored. */
+    /* Optional: committed entries wait to be applied. With it and o.apply_budget_us, the
+     * node never applies inside other calls (messages, completions, ticks): it calls this once
+     * and the owner calls raft_apply() on the node's loop later (a later loop turn, never from
+     * inside this callback), which applies for at most the budget and calls this again if
+     * entries are left. Without it the budget is ignored and entries apply as they commit. */
     void (*apply_pending)(struct raft *r);
 };
 

@@ -134,7 +134,8 @@ struct raft {
     struct raft_snap *snap;              /* with manifest, when known */
     bool saving;
     uint64_t follower_refused;  /* AppendEntries dropped over max_log_bytes (follower) */
-    bool apply_yielded;         /* cbs.apply_pending called, raft_apply() not yet */
+    bool apply_yielded;
+    bool in_apply; /* inside raft_apply(): with a budget, only it applies */         /* cbs.apply_pending called, raft_apply() not yet */
     uint64_t applied_bytes;     /* payload applied since the last snapshot */
     uint64_t saving_bytes_mark; /* applied_bytes when the save in flight was requested */
     bool want_snapshot;         /* a follower needs one and we have no manifest */

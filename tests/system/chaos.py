@@ -205,6 +205,18 @@ class SlowDisk(Fault):
         ctx.cluster.daemons[st["target"]].failpoints_clear()
 
 
+class SlowDiskLeader(SlowDisk):
+    """The slow disk on the chunkserver leading the most copysets: its leaders must be moved
+    off (slow-node detection, docs/mds.md) before the latency recovers."""
+    name = "slow_disk_leader"
+    title = "slow disk: +50 ms on every chunk write of the busiest leader"
+
+    def inject(self, ctx):
+        d, counts = ctx.cluster.busiest_leader()
+        d.failpoint("chunkstore.write", "delay(50)")
+        return {"target": d.name, "leaders": counts}
+
+
 class DiskEio(Fault):
     name, title = "disk_eio", "disk EIO on one replica (chunk writes, raft log writes)"
     stall_target = True
@@ -443,8 +455,9 @@ class NotRun(Fault):
         self.name, self.title, self.why = name, title, why
 
 
-ALL = [CsKill(), CsHang(), CsPartition(), MdsKill(), CsLoss(), CsDelay(), SlowDisk(), DiskEio(),
-       DiskFull(), EtcdDown(), EtcdMemberKill(), MdsEtcdPartition(), ServerKill()]
+ALL = [CsKill(), CsHang(), CsPartition(), MdsKill(), CsLoss(), CsDelay(), SlowDisk(),
+       SlowDiskLeader(), DiskEio(), DiskFull(), EtcdDown(), EtcdMemberKill(), MdsEtcdPartition(),
+       ServerKill()]
 QUICK = ["cs_kill", "cs_hang", "cs_partition", "cs_loss", "mds_kill"]
 RANDOM_OK = ["cs_kill", "cs_hang", "cs_partition", "cs_delay", "slow_disk", "mds_kill"]
 

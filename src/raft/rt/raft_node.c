@@ -72,6 +72,16 @@ struct raftrt_host {
      * protected by `lock` */
     struct log_disk disks[RAFTRT_MAX_LOG_DISKS];
     unsigned ndisks;
+    /* per loop: the groups with committed entries to apply, served one budget per loop turn
+     * for the whole loop (apply_sched_cb); loop-only state */
+    struct apply_sched *asched;
+    unsigned nasched;
+};
+
+struct apply_sched {
+    uv_idle_t idle;
+    bool open;
+    raftrt_group *head, *tail; /* FIFO (raftrt_group.anext); each holds a group reference */
 };
 
 struct lat_slot {
@@ -109,9 +119,10 @@ struct raftrt_group {
     unsigned npend;
     uv_check_t batch_check;
     bool batch_open;
-    /* continues applying after the core spent its apply budget (cbs.apply_pending; loop only) */
-    uv_idle_t apply_idle;
-    bool apply_open;
+    /* queued in its loop's apply scheduler (cbs.apply_pending; loop only) */
+    struct apply_sched *asched;
+    raftrt_group *anext;
+    bool aqueued;
     /* memory accounting of the core's in-memory log (loop only; mem_max also read by stats) */
     uint64_t mem_bytes;
     atomic_uint_fast64_t mem_max, mem_snaps;
@@ -1144,30 +1155,53 @@ static void batch_closed(uv_handle_t *hd)
     group_unref(CURVE_CONTAINER_OF((uv_check_t *)hd, raftrt_group, batch_check));
 }
 
-/* libuv idle phase: while it is active the loop polls without blocking, so every loop turn
- * handles the messages, timers and IO completions that arrived, then applies for one budget. */
-static void apply_idle_cb(uv_idle_t *h)
+/* libuv idle phase of a loop with groups to apply: while it is active the loop polls without
+ * blocking, so every loop turn first handles the messages, timers and IO completions that
+ * arrived, then applies for one budget (RAFTRT_APPLY_BUDGET_US) in total for all the loop's
+ * groups, round robin (at least one entry of one group per turn). A budget per group would let
+ * a slow disk (50 ms per apply) cost 50 ms per group per turn: with a dozen groups on a loop,
+ * messages waited most of a second and leader transfers off the slow node timed out. */
+static void apply_sched_cb(uv_idle_t *h)
 {
-    raftrt_group *g = h->data;
-    uv_idle_stop(h);
-    enter(g);
-    if (g->r == NULL)
-        return;
-    raft_apply(g->r); /* calls cb_apply_pending again (restarting us) if entries are left */
-    mem_account(g);
-}
-
-static void apply_closed(uv_handle_t *hd)
-{
-    group_unref(CURVE_CONTAINER_OF((uv_idle_t *)hd, raftrt_group, apply_idle));
+    struct apply_sched *as = h->data;
+    uint64_t t0 = now_us();
+    do {
+        raftrt_group *g = as->head;
+        as->head = g->anext;
+        if (as->head == NULL)
+            as->tail = NULL;
+        g->anext = NULL;
+        g->aqueued = false;
+        if (g->r != NULL) {
+            enter(g);
+            raft_apply(g->r); /* re-queues g (cb_apply_pending) if entries are left */
+            mem_account(g);
+        }
+        group_unref(g);
+    } while (as->head != NULL && now_us() - t0 < RAFTRT_APPLY_BUDGET_US);
+    if (as->head == NULL)
+        uv_idle_stop(h);
 }
 
 static void cb_apply_pending(struct raft *r)
 {
     raftrt_group *g = tl_cur;
     CURVE_ASSERT(g != NULL && g->r == r);
-    if (g->apply_open)
-        (void)uv_idle_start(&g->apply_idle, apply_idle_cb);
+    struct apply_sched *as = g->asched;
+    if (as == NULL || !as->open) {
+        CLOG_ERROR("raftrt %" PRIu64 ": no apply scheduler on its loop", g->id);
+        return; /* cannot happen: the scheduler is opened with the host */
+    }
+    if (g->aqueued)
+        return;
+    g->aqueued = true;
+    group_ref(g); /* released by apply_sched_cb */
+    if (as->tail)
+        as->tail->anext = g;
+    else
+        as->head = g;
+    as->tail = g;
+    (void)uv_idle_start(&as->idle, apply_sched_cb);
 }
 
 static void prop_on_loop(void *arg)
@@ -1430,6 +1464,76 @@ undeliverable: /* the loop is gone (host teardown): nobody waits for the complet
  * Host
  * ========================================================================================== */
 
+static void asched_open_on_loop(void *arg)
+{
+    struct apply_sched *as = arg;
+    if (uv_idle_init(curve_loop_uv(curve_loop_current()), &as->idle) == 0) {
+        as->idle.data = as;
+        as->open = true;
+    }
+}
+
+static void asched_close_on_loop(void *arg)
+{
+    struct apply_sched *as = arg;
+    while (as->head != NULL) { /* groups stopped meanwhile: drop their queue references */
+        raftrt_group *g = as->head;
+        as->head = g->anext;
+        g->anext = NULL;
+        g->aqueued = false;
+        group_unref(g);
+    }
+    as->tail = NULL;
+    if (as->open) {
+        as->open = false;
+        uv_close((uv_handle_t *)&as->idle, NULL);
+    }
+}
+
+static void nothing_on_loop(void *arg)
+{
+    (void)arg; /* a later loop turn: the closes of the previous turn are done */
+}
+
+/* Opens one apply scheduler per loop (on that loop). 0 or -ENOMEM / the loop's error. */
+static int asched_open(raftrt_host *h)
+{
+    unsigned n = curve_loop_group_size(h->loops);
+    h->asched = calloc(n, sizeof(*h->asched));
+    if (h->asched == NULL)
+        return -ENOMEM;
+    h->nasched = n;
+    for (unsigned i = 0; i < n; i++) {
+        int rc = curve_loop_call_sync(curve_loop_group_get(h->loops, i), asched_open_on_loop,
+                                      &h->asched[i]);
+        if (rc == 0 && !h->asched[i].open)
+            rc = -ENOMEM;
+        if (rc != 0)
+            return rc; /* asched_close frees what was opened */
+    }
+    return 0;
+}
+
+static void asched_close(raftrt_host *h)
+{
+    for (unsigned i = 0; i < h->nasched; i++) {
+        curve_loop *l = curve_loop_group_get(h->loops, i);
+        (void)curve_loop_call_sync(l, asched_close_on_loop, &h->asched[i]);
+        (void)curve_loop_call_sync(l, nothing_on_loop, NULL);
+    }
+    free(h->asched);
+    h->asched = NULL;
+    h->nasched = 0;
+}
+
+static struct apply_sched *asched_of(raftrt_host *h, curve_loop *loop)
+{
+    for (unsigned i = 0; i < h->nasched; i++)
+        if (curve_loop_group_get(h->loops, i) == loop)
+            return &h->asched[i];
+    return NULL;
+}
+
 int raftrt_host_new(const raftrt_host_opts *opts, raftrt_host **out)
 {
     if (opts == NULL || opts->self_id == 0 || opts->listen_addr == NULL ||
@@ -1445,9 +1549,12 @@ int raftrt_host_new(const raftrt_host_opts *opts, raftrt_host **out)
     int rc = curve_loop_group_new("raft", opts->nloops ? opts->nloops : 2, &h->loops);
     if (rc != 0)
         goto err_after_alloc;
+    rc = asched_open(h);
+    if (rc != 0)
+        goto err_after_asched;
     rc = curve_workpool_new("raft-work", opts->nworkers ? opts->nworkers : 2, 65536, &h->wp);
     if (rc != 0)
-        goto err_after_loops;
+        goto err_after_asched;
     rc = rpc_server_new(h->loops, NULL, &h->srv);
     if (rc != 0)
         goto err_after_wp;
@@ -1470,7 +1577,8 @@ err_after_srv:
     rpc_server_free(h->srv);
 err_after_wp:
     curve_workpool_free(h->wp);
-err_after_loops:
+err_after_asched:
+    asched_close(h);
     curve_loop_group_free(h->loops);
 err_after_alloc:
     pthread_mutex_destroy(&h->lock);
@@ -1581,6 +1689,7 @@ void raftrt_host_free(raftrt_host *h)
     for (unsigned i = 0; i < h->ndisks; i++) /* every log closed: every group stopped above */
         rlog_disk_destroy(h->disks[i].disk);
     curve_workpool_free(h->wp);
+    asched_close(h);
     curve_loop_group_free(h->loops);
     pthread_mutex_destroy(&h->lock);
     free(h);
@@ -1830,11 +1939,6 @@ static void start_on_loop(void *arg)
         g->batch_open = true;
         group_ref(g); /* released by batch_closed */
     } /* else: no batching, every proposal is proposed on arrival */
-    if (uv_idle_init(curve_loop_uv(g->loop), &g->apply_idle) == 0) {
-        g->apply_idle.data = g;
-        g->apply_open = true;
-        group_ref(g); /* released by apply_closed */
-    }
     curve_timer_start(&g->timer, g->tick_ms, g->tick_ms);
 out:
     bs->rc = rc;
@@ -1859,6 +1963,7 @@ int raftrt_group_open(raftrt_host *h, const raftrt_group_opts *o, raftrt_group *
     g->h = h;
     g->id = o->group_id;
     g->loop = raftrt_host_loop(h, o->group_id);
+    g->asched = asched_of(h, g->loop);
     g->ufsm = *o->fsm;
     g->rng = curve_now_mono_ns() ^ (o->group_id * 0x9e3779b97f4a7c15ull) ^ h->o.self_id;
     char logdir[RAFTRT_PATH_MAX];
@@ -1986,10 +2091,6 @@ static void stop_on_loop(void *arg)
     if (g->batch_open) {
         g->batch_open = false;
         uv_close((uv_handle_t *)&g->batch_check, batch_closed);
-    }
-    if (g->apply_open) {
-        g->apply_open = false;
-        uv_close((uv_handle_t *)&g->apply_idle, apply_closed);
     }
     if (g->timer_open) {
         g->timer_open = false;
