@@ -920,30 +920,24 @@ static void complete_proposals(struct raft *r, uint64_t index, uint64_t term, in
     }
 }
 
-/* Applies committed entries. With o.apply_budget_us and cbs.apply_pending set, stops once the
- * budget is spent (after at least one entry) and asks the owner to call raft_apply() again on a
- * later loop turn: a slow state machine (a slow disk) then delays its own entries but not the
- * node's messages, heartbeats and leader transfers, nor the other groups sharing the loop. */
-static void apply_committed(struct raft *r)
+/* Asks the owner for a raft_apply() call (cbs.apply_pending), once until it runs. */
+static void request_apply(struct raft *r)
 {
-    bool budget = r->o.apply_budget_us != 0 && r->cbs.apply_pending != NULL;
+    if (!r->apply_yielded) {
+        r->apply_yielded = true;
+        r->cbs.apply_pending(r);
+    }
+}
+
+/* Applies committed entries in order; with `budget`, stops once o.apply_budget_us is spent
+ * (after at least one entry) and asks for another raft_apply(). */
+static void apply_entries(struct raft *r, bool budget)
+{
     uint64_t t0 = budget ? curve_now_mono_ns() : 0;
     uint32_t n = 0;
-    if (budget && !r->in_apply) {
-        /* deferred: a message or a completion never applies inline (one 50 ms entry per
-         * message would block the loop again); the owner applies from raft_apply() */
-        if (r->applied < r->commit && !r->failed && !r->apply_yielded) {
-            r->apply_yielded = true;
-            r->cbs.apply_pending(r);
-        }
-        n = UINT32_MAX;
-    }
-    while (n != UINT32_MAX && r->applied < r->commit && !r->failed) {
+    while (r->applied < r->commit && !r->failed) {
         if (budget && n > 0 && curve_now_mono_ns() - t0 >= (uint64_t)r->o.apply_budget_us * 1000u) {
-            if (!r->apply_yielded) {
-                r->apply_yielded = true; /* one request until raft_apply() runs */
-                r->cbs.apply_pending(r);
-            }
+            request_apply(r);
             break;
         }
         n++;
@@ -958,6 +952,22 @@ static void apply_committed(struct raft *r)
         r->applied = idx;
         r->applied_bytes += e->len;
         complete_proposals(r, idx, e->term, rc);
+    }
+}
+
+/* Applies committed entries. With o.apply_budget_us and cbs.apply_pending set, entries are
+ * applied only inside raft_apply() — a message, completion or tick only asks for it — for at
+ * most the budget per call: a slow state machine (a slow disk) then delays its own entries but
+ * not the node's messages, heartbeats and leader transfers, nor the other groups sharing the
+ * loop. Without them, every committed entry is applied at once. */
+static void apply_committed(struct raft *r)
+{
+    bool budget = r->o.apply_budget_us != 0 && r->cbs.apply_pending != NULL;
+    if (budget && !r->in_apply) {
+        if (r->applied < r->commit && !r->failed)
+            request_apply(r);
+    } else {
+        apply_entries(r, budget);
     }
     if (r->role == RAFT_LEADER) {
         reads_advance(r);

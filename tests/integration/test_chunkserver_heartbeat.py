@@ -252,18 +252,19 @@ def run(procs, tmp_dir, mds):
     # stale copysets: epoch 0 (unknown to the MDS) is kept; a newer MDS epoch removes it
     ldr = cl.wait_leader()
     victim = [c for c in cl.cs if c is not ldr][1]
-    with mds.lock:
-        nhb = len(mds.heartbeats)
-    mds.queue_stale(victim.addr, 0)
-    wait_until(lambda: len([h for h in mds.heartbeats[nhb:] if h["addr"] == victim.addr]) >= 3,
-               30, what="heartbeats after a stale entry")
+
+    def list_stale_unknown():
+        """The MDS lists the victim's copyset as stale with epoch 0; 3 heartbeats later."""
+        with mds.lock:
+            nhb = len(mds.heartbeats)
+        mds.queue_stale(victim.addr, 0)
+        wait_until(lambda: len([h for h in mds.heartbeats[nhb:] if h["addr"] == victim.addr])
+                   >= 3, 30, what="heartbeats after a stale entry")
+
+    list_stale_unknown()
     assert victim.copyset() is not None
     # listed again: kept again, counted, but warned about only once (not every heartbeat)
-    with mds.lock:
-        nhb = len(mds.heartbeats)
-    mds.queue_stale(victim.addr, 0)
-    wait_until(lambda: len([h for h in mds.heartbeats[nhb:] if h["addr"] == victim.addr]) >= 3,
-               30, what="heartbeats after the second stale entry")
+    list_stale_unknown()
     assert victim.copyset() is not None
     assert victim.status()["heartbeat"]["stale_copysets_kept"] == 2, victim.status()["heartbeat"]
     warned = [x for x in victim.proc.stderr_lines if "as stale" in x]

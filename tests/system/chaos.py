@@ -168,22 +168,13 @@ class CsLoss(Fault):
             ctx.failed_checks.append("lossy chunkserver %s not marked slow" % d.name)
 
 
-def slow_target(cluster):
-    """The chunkserver a slow-replica fault (cs_delay, slow_disk) hits: the one leading the
-    fewest copysets (default), or with CHAOS_SLOW_TARGET=busiest the one leading the most (the
-    harder case: its leaders must be moved off before the latency recovers)."""
-    if os.environ.get("CHAOS_SLOW_TARGET") == "busiest":
-        return cluster.busiest_leader()
-    return cluster.quietest()
-
-
 class CsDelay(Fault):
     name, title = "cs_delay", "+20 ms on every reply of one chunkserver (rpc.server.reply_delay)"
     latency_target = True
     warmup_s, hold_s = 8, 20
 
     def inject(self, ctx):
-        d, counts = slow_target(ctx.cluster)
+        d, counts = ctx.cluster.quietest()
         d.failpoint("rpc.server.reply_delay", "return(20)")
         return {"target": d.name, "leaders": counts}
 
@@ -197,7 +188,7 @@ class SlowDisk(Fault):
     warmup_s, hold_s = 8, 20
 
     def inject(self, ctx):
-        d, counts = slow_target(ctx.cluster)
+        d, counts = ctx.cluster.quietest()
         d.failpoint("chunkstore.write", "delay(50)")
         return {"target": d.name, "leaders": counts}
 
