@@ -11,6 +11,7 @@ void mds_hb_cfg_default(mds_hb_cfg *cfg)
 {
     cfg->unstable_ms = 30 * 1000;
     cfg->offline_ms = 30 * 60 * 1000;
+    cfg->recycle_grace_ms = 60 * 1000;
 }
 
 int mds_hb_cfg_check(const mds_hb_cfg *cfg)
@@ -25,6 +26,8 @@ const curve_cfg_def mds_hb_cfg_defs[] = {
      "a chunkserver without heartbeat for this long is unstable"},
     {"mds.heartbeat.offline_ms", CURVE_CFG_DURATION_MS, "30m", 1, 30 * DAY_MS,
      "a chunkserver without heartbeat for this long is offline (recovery starts)"},
+    {"mds.heartbeat.recycle_grace_ms", CURVE_CFG_DURATION_MS, "60s", 1, DAY_MS,
+     "a removed replica is recycled once its copyset's membership is settled this long"},
 };
 const size_t mds_hb_cfg_ndefs = CURVE_ARRAY_SIZE(mds_hb_cfg_defs);
 
@@ -32,6 +35,8 @@ int mds_hb_cfg_from_config(const curve_config *c, mds_hb_cfg *out, char *err, si
 {
     out->unstable_ms = (uint64_t)curve_config_duration_ms(c, "mds.heartbeat.unstable_ms");
     out->offline_ms = (uint64_t)curve_config_duration_ms(c, "mds.heartbeat.offline_ms");
+    out->recycle_grace_ms =
+        (uint64_t)curve_config_duration_ms(c, "mds.heartbeat.recycle_grace_ms");
     if (mds_hb_cfg_check(out) != 0) {
         mds__errf(err, errlen, "mds.heartbeat.unstable_ms must be below mds.heartbeat.offline_ms");
         return CURVE_ERR_CONFIG;
@@ -67,12 +72,13 @@ static bool same_peers(const mds_copyset *c, const mds_hb_copyset *e)
     return true;
 }
 
-static void note_gc(mds_hb_result *res, uint32_t pool_id, uint32_t copyset_id)
+static void note_gc(mds_hb_result *res, uint32_t pool_id, uint32_t copyset_id, uint64_t epoch)
 {
     if (res->ngc == MDS_HB_MAX_GC)
         return; /* the rest is listed by a later heartbeat */
     res->gc[res->ngc].pool_id = pool_id;
     res->gc[res->ngc].copyset_id = copyset_id;
+    res->gc[res->ngc].epoch = epoch;
     res->ngc++;
 }
 
@@ -92,27 +98,35 @@ static void note_changed(mds_hb_result *res, const mds_copyset *c)
 
 /* Applies one copyset entry from chunkserver `reporter`; returns true if the stored view
  * changed. */
-static bool apply_entry(mds_topology *t, uint32_t reporter, const mds_hb_copyset *e,
-                        uint64_t now_ms, mds_hb_result *res)
+static bool apply_entry(mds_topology *t, const mds_hb_cfg *cfg, uint32_t reporter,
+                        const mds_hb_copyset *e, uint64_t now_ms, mds_hb_result *res)
 {
     mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
     if (c == NULL) {
         res->unknown++;
-        note_gc(res, e->pool_id, e->copyset_id);
+        note_gc(res, e->pool_id, e->copyset_id, 0); /* listed, never recycled: ask an operator */
         return false;
     }
     if (!entry_valid(t, e)) {
         res->invalid++;
         return false;
     }
+    if (c->settled_ms == 0)
+        c->settled_ms = now_ms; /* first sight since load: the grace starts now */
     if (e->epoch < c->epoch) {
         res->stale++;
-        if (!mds_copyset_has_peer(c, reporter))
-            note_gc(res, e->pool_id, e->copyset_id); /* removed from the group meanwhile */
+        if (!mds_copyset_has_peer(c, reporter)) {
+            /* removed from the group meanwhile: recyclable once the membership settled */
+            if (now_ms - c->settled_ms >= cfg->recycle_grace_ms)
+                note_gc(res, e->pool_id, e->copyset_id, c->epoch);
+            else
+                res->gc_waiting++;
+        }
         return false;
     }
     bool changed = false;
     if (e->epoch > c->epoch) {
+        c->settled_ms = now_ms;
         c->epoch = e->epoch;
         c->npeers = e->npeers;
         memset(c->peers, 0, sizeof(c->peers));
@@ -159,9 +173,15 @@ static int change_failed(mds_optable *ops, const mds_copyset *c, const mds_hb_co
     return 1;
 }
 
-int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, uint64_t now_ms,
-                   mds_hb_result *res, char *err, size_t errlen)
+int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_cfg *cfg,
+                   const mds_hb_report *r, uint64_t now_ms, mds_hb_result *res, char *err,
+                   size_t errlen)
 {
+    mds_hb_cfg defaults;
+    if (cfg == NULL) {
+        mds_hb_cfg_default(&defaults);
+        cfg = &defaults;
+    }
     memset(res, 0, sizeof(*res));
     mds_chunkserver *cs = mds_topo_cs(t, r->cs_id);
     if (cs == NULL) {
@@ -201,9 +221,14 @@ int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, ui
 
     for (size_t i = 0; i < r->ncopysets; i++) {
         const mds_hb_copyset *e = &r->copysets[i];
-        if (apply_entry(t, cs_id, e, now_ms, res))
-            note_changed(res, mds_topo_copyset(t, e->pool_id, e->copyset_id));
-        const mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
+        mds_copyset *c = mds_topo_copyset(t, e->pool_id, e->copyset_id);
+        /* A membership change in flight (an operator, or one a leader reports running or just
+         * failed) restarts the grace before removed replicas are recycled. */
+        if (c != NULL &&
+            (mds_optable_find(ops, c->pool_id, c->id) != NULL || e->change_type != 0))
+            c->settled_ms = now_ms;
+        if (apply_entry(t, cfg, cs_id, e, now_ms, res))
+            note_changed(res, c);
         if (c == NULL)
             continue;
         mds_op_event ev;

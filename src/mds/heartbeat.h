@@ -35,12 +35,18 @@
 typedef struct mds_hb_cfg {
     uint64_t unstable_ms; /* no heartbeat for this long: unstable (Curve: 30 s) */
     uint64_t offline_ms;  /* no heartbeat for this long: offline (Curve: 30 min; tests: s) */
+    /* A chunkserver that reports a copyset it is no longer a member of is told to recycle its
+     * replica only after the copyset's membership has been settled this long: no change of
+     * epoch, no operator and no change reported in flight by its leader (a configuration entry
+     * a failed change left uncommitted may still be committed by a later leader, and a replica
+     * being added may report the older configuration of the snapshot it installed). */
+    uint64_t recycle_grace_ms;
 } mds_hb_cfg;
 
 void mds_hb_cfg_default(mds_hb_cfg *cfg);
 
 /* Configuration keys (add them to the daemon's schema): mds.heartbeat.unstable_ms (30s),
- * mds.heartbeat.offline_ms (30m). */
+ * mds.heartbeat.offline_ms (30m), mds.heartbeat.recycle_grace_ms (60s). */
 extern const curve_cfg_def mds_hb_cfg_defs[];
 extern const size_t mds_hb_cfg_ndefs;
 /* Reads the keys above from a loaded config (whose schema includes mds_hb_cfg_defs) and checks
@@ -91,10 +97,17 @@ typedef struct mds_hb_result {
     size_t nchanged;
     bool changed_overflow; /* more than MDS_HB_MAX_CHANGED: store every reported copyset */
     mds_copyset_key changed[MDS_HB_MAX_CHANGED];
-    /* copysets this chunkserver may remove (heartbeat.proto stale_copysets): unknown to the MDS,
-     * or reported with an older epoch by a chunkserver that is no longer a peer */
+    /* copysets listed to this chunkserver as stale (heartbeat.proto stale_copysets): unknown
+     * to the MDS (epoch 0: the chunkserver keeps and reports it), or reported with an older
+     * epoch by a chunkserver that is no longer a peer (the MDS's epoch, newer than the
+     * chunkserver's: it recycles its replica) once the membership has settled
+     * (cfg->recycle_grace_ms); `waiting` counts those not listed yet for the grace */
     size_t ngc;
-    mds_copyset_key gc[MDS_HB_MAX_GC];
+    struct {
+        uint32_t pool_id, copyset_id;
+        uint64_t epoch; /* the MDS's epoch of the copyset; 0: unknown copyset */
+    } gc[MDS_HB_MAX_GC];
+    uint32_t gc_waiting;
     /* operators that finished with this heartbeat */
     size_t nevents;
     mds_op_event events[MDS_HB_MAX_EVENTS];
@@ -104,14 +117,16 @@ typedef struct mds_hb_result {
 } mds_hb_result;
 
 /*
- * Applies report `r` at time now_ms. `res` is zeroed and filled (it is large: allocate it
+ * Applies report `r` at time now_ms under `cfg` (NULL: mds_hb_cfg_default). `res` is zeroed and
+ * filled (it is large: allocate it
  * once and reuse it). Returns 0; CURVE_ERR_NOT_FOUND (unknown chunkserver); CURVE_ERR_PERMISSION
  * (token mismatch); CURVE_ERR_FENCED (retired chunkserver); -EINVAL (used > capacity, too
  * many copysets, address differs from the registered one). On error nothing changes. Bad
  * copyset entries do not fail the call: they are counted in res->invalid.
  */
-int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_report *r, uint64_t now_ms,
-                   mds_hb_result *res, char *err, size_t errlen);
+int mds_hb_process(mds_topology *t, mds_optable *ops, const mds_hb_cfg *cfg,
+                   const mds_hb_report *r, uint64_t now_ms, mds_hb_result *res, char *err,
+                   size_t errlen);
 
 /* On becoming leader (after loading the topology from etcd): sets every chunkserver's last
  * heartbeat time to now_ms, so nobody is declared unstable/offline before it could reach the

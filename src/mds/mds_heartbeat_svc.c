@@ -375,7 +375,7 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
                          .capacity = req->disk_capacity, .used = req->disk_used,
                          .copysets = cps, .ncopysets = req->n_copysets};
     mds_hb_result *res = d->hbres;
-    int rc = mds_hb_process(&d->topo, &d->ops, &rep, curve_now_mono_ms(), res, err,
+    int rc = mds_hb_process(&d->topo, &d->ops, &d->hbcfg, &rep, curve_now_mono_ms(), res, err,
                             sizeof(err));
     if (rc < 0) {
         pthread_mutex_unlock(&d->lock);
@@ -419,7 +419,13 @@ static void h_heartbeat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage
         curve__heartbeat__copyset_info__init(&gcs[i]);
         gcs[i].logical_pool_id = res->gc[i].pool_id;
         gcs[i].copyset_id = res->gc[i].copyset_id;
+        gcs[i].epoch = res->gc[i].epoch; /* newer than the chunkserver's: it recycles; 0: keeps */
         pgcs[i] = &gcs[i];
+        if (res->gc[i].epoch != 0)
+            CLOG_INFO("mds: chunkserver %u is no longer a member of copyset (%u, %u) (epoch %" PRIu64
+                      "): told to recycle its replica",
+                      req->chunkserver_id, res->gc[i].pool_id, res->gc[i].copyset_id,
+                      res->gc[i].epoch);
     }
     resp.n_stale_copysets = res->ngc;
     resp.stale_copysets = pgcs;

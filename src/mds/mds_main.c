@@ -45,6 +45,8 @@ static const curve_cfg_def mds_cfg_defs[] = {
     {"file_id_batch", CURVE_CFG_INT, "1024", 1, 1 << 24, "file ids reserved per etcd CAS"},
     {"unstable_time", CURVE_CFG_DURATION_MS, "30s", 1, 86400000, "no heartbeat: unstable"},
     {"offline_time", CURVE_CFG_DURATION_MS, "30m", 2, 86400000LL * 30, "no heartbeat: offline"},
+    {"recycle_grace", CURVE_CFG_DURATION_MS, "60s", 1, 86400000,
+     "a removed replica is recycled once its copyset's membership is settled this long"},
     {"sched_interval", CURVE_CFG_DURATION_MS, "1s", 10, 3600000, "recovery/tick period"},
     {"balance_interval", CURVE_CFG_DURATION_MS, "5s", 10, 3600000, "balance schedulers period"},
     {"max_ops_per_run", CURVE_CFG_INT, "16", 1, 100000, "operators per scheduler run"},
@@ -425,6 +427,7 @@ static int load_config(mds_daemon *d, int argc, char **argv)
     }
     d->hbcfg.unstable_ms = (uint64_t)curve_config_duration_ms(d->cfg, "unstable_time");
     d->hbcfg.offline_ms = (uint64_t)curve_config_duration_ms(d->cfg, "offline_time");
+    d->hbcfg.recycle_grace_ms = (uint64_t)curve_config_duration_ms(d->cfg, "recycle_grace");
     if (mds_hb_cfg_check(&d->hbcfg) < 0) {
         fprintf(stderr, "curve-mds: unstable_time must be below offline_time\n");
         return CURVE_ERR_CONFIG;

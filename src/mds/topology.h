@@ -110,6 +110,10 @@ typedef struct mds_copyset {
     uint64_t epoch;                /* configuration epoch: +1 per membership change */
     uint64_t term;                 /* Raft term of `leader` */
     uint64_t last_update_ms;       /* runtime only, not stored */
+    /* runtime only: when the membership last changed or a change of it was last seen in flight
+     * (an operator, or the leader reporting one); 0 = not seen since load. Removed replicas are
+     * recycled only once it lies recycle_grace_ms back (heartbeat.h). */
+    uint64_t settled_ms;
 } mds_copyset;
 
 /* Raft group id (DESIGN §2). */

@@ -5,8 +5,10 @@ of 8 copysets. Then:
   1. every copyset gets created on its chunkservers and reported healthy (leader, 3 peers);
   2. a z1 chunkserver is SIGKILLed for longer than the offline time: its replicas are rebuilt
      on the other z1 chunkserver and every copyset is back to 3 healthy replicas;
+     then the victim comes back: the MDS tells it to recycle the replicas it no longer holds
+     (once the membership settled, --recycle-grace), and it moves them to its recycler;
   3. a new chunkserver joins z2: copyset balance moves replicas onto it until the z2 counts
-     are within the range.
+     are within the range, and the z2 chunkserver that gave them up recycles them.
 """
 import json
 import os
@@ -35,8 +37,8 @@ HOSTS = {"s1": ("z1", "127.0.0.11"), "s2": ("z2", "127.0.0.12"), "s3": ("z3", "1
          "s4": ("z1", "127.0.0.14"), "s5": ("z2", "127.0.0.15")}
 
 
-def start_cs(procs, tmp, host, mds_addr):
-    port = free_port()
+def start_cs(procs, tmp, host, mds_addr, port=None):
+    port = port or free_port()
     d = os.path.join(tmp, "cs-" + host)
     os.makedirs(d, exist_ok=True)
     p = procs.start([binary("curve-chunkserver"), "--data_dir=" + d, "--ip=" + host,
@@ -52,6 +54,24 @@ def copysets(a):
     return h.ok(h.tool(a, "list-copysets"))["copysets"]
 
 
+def local_copysets(tmp, host):
+    """(copysets the chunkserver on `host` holds, copysets in its recycler) from its data dir."""
+    d = os.path.join(tmp, "cs-" + host)
+    return [sorted(os.listdir(os.path.join(d, sub))) if os.path.isdir(os.path.join(d, sub))
+            else [] for sub in ("copysets", "recycler")]
+
+
+def wait_recycled(a, tmp, host, cs_id, what):
+    """Waits until the chunkserver on `host` holds exactly the copysets the MDS lists it as a
+    member of and has recycled at least one; returns (held, recycled) directory names."""
+    def settled():
+        held, recycled = local_copysets(tmp, host)
+        member = sorted(str((c["logical_pool_id"] << 32) | c["copyset_id"]) for c in copysets(a)
+                        if cs_id in c["peers"])
+        return (held, recycled) if held == member and recycled else None
+    return wait_until(settled, 60, interval=0.3, what=what)
+
+
 def test_recovery_and_rebalance_with_real_chunkservers(procs, tmp_dir):
     try:
         _run(procs, tmp_dir)
@@ -65,7 +85,8 @@ def test_recovery_and_rebalance_with_real_chunkservers(procs, tmp_dir):
 
 def _run(procs, tmp_dir):
     cl = h.MdsCluster(procs, extra=["--offline-time=6s", "--unstable-time=2s",
-                                    "--placement-wait=1s", "--balance-interval=1s"])
+                                    "--placement-wait=1s", "--balance-interval=1s",
+                                    "--recycle-grace=2s"])
     try:
         m = cl.start_mds()
         a = m.wait_leader(20)
@@ -120,6 +141,23 @@ def _run(procs, tmp_dir):
         for c in copysets(a):
             assert len({zone_of[p] for p in c["peers"]}) == 3, c
 
+        # The victim comes back (same address): its replicas were rebuilt elsewhere, so the
+        # MDS lists them as stale with its newer epoch and the chunkserver recycles them all.
+        held, recycled = local_copysets(tmp_dir, HOSTS["s1"][1])
+        assert len(held) == n_victim and recycled == [], (held, recycled)
+        port = int(cs["s1"][1].split(":")[1])
+        cs["s1"] = start_cs(procs, tmp_dir, HOSTS["s1"][1], a, port=port)
+        t3 = time.monotonic()
+        # (balance may already be moving replicas back onto it: it then holds those)
+        held, recycled = wait_recycled(a, tmp_dir, HOSTS["s1"][1], victim,
+                                       "the returning victim recycled its removed replicas")
+        print("returning chunkserver: %d removed replicas recycled after %.1f s, %d held" %
+              (len(recycled), time.monotonic() - t3, len(held)))
+        assert any("removed from this chunkserver by the MDS" in x
+                   for x in cs["s1"][0].stderr_lines)
+        st = h.ok(h.tool(a, "status"))
+        assert st["healthy_copysets"] == 8, st
+
         # 3. A new chunkserver in z2: balance moves replicas onto it.
         cs["s5"] = start_cs(procs, tmp_dir, HOSTS["s5"][1], a)
         t2 = time.monotonic()
@@ -139,6 +177,15 @@ def _run(procs, tmp_dir):
             print(json.dumps(copysets(a)))
             raise
         print("new chunkserver -> z2 balanced after %.1f s" % (time.monotonic() - t2))
+        # the z2 chunkserver that gave replicas up recycles them; nobody else lost any
+        s2_id = ids[HOSTS["s2"][1]]
+        _, moved = wait_recycled(a, tmp_dir, HOSTS["s2"][1], s2_id,
+                                 "the z2 chunkserver recycled the replicas it gave up")
+        print("z2 chunkserver: %d replicas recycled" % len(moved))
+        s5_id = next(c["id"] for c in h.ok(h.tool(a, "list-topology"))["chunkservers"]
+                     if c["host"] == HOSTS["s5"][1])
+        assert local_copysets(tmp_dir, HOSTS["s5"][1])[0] == sorted(
+            str((c["logical_pool_id"] << 32) | c["copyset_id"]) for c in copysets(a) if s5_id in c["peers"])
     finally:
         procs.stop_all(kill=True)
         cl.close()

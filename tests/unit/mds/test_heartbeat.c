@@ -74,7 +74,7 @@ static int send_hb(fixture *f, uint32_t cs, const mds_hb_copyset *e, size_t n, u
                        .copysets = e,
                        .ncopysets = n};
     char err[256] = "";
-    int rc = mds_hb_process(&f->t, &f->ops, &r, now, &res, err, sizeof(err));
+    int rc = mds_hb_process(&f->t, &f->ops, NULL, &r, now, &res, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "hb: %s\n", err);
     return rc;
@@ -85,28 +85,28 @@ static void test_auth_and_bounds(void **state)
     fixture *f = *state;
     char err[256];
     mds_hb_report r = {.cs_id = 99, .token = "x", .capacity = 10, .used = 1};
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 1, &res, err, sizeof(err)),
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 1, &res, err, sizeof(err)),
                      CURVE_ERR_NOT_FOUND);
     r.cs_id = 1;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 1, &res, err, sizeof(err)),
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 1, &res, err, sizeof(err)),
                      CURVE_ERR_PERMISSION);
     assert_non_null(strstr(err, "bad token"));
     r.token = NULL;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 1, &res, err, sizeof(err)),
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 1, &res, err, sizeof(err)),
                      CURVE_ERR_PERMISSION);
     r.token = mds_topo_cs(&f->t, 1)->token;
     r.used = 11;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 1, &res, err, sizeof(err)), -EINVAL);
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 1, &res, err, sizeof(err)), -EINVAL);
     r.used = 1;
     r.ncopysets = MDS_HB_MAX_COPYSETS + 1;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 1, &res, err, sizeof(err)), -EINVAL);
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 1, &res, err, sizeof(err)), -EINVAL);
     r.ncopysets = 0;
     mds_topo_cs(&f->t, 1)->state = MDS_CS_RETIRED;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 1, &res, err, sizeof(err)),
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 1, &res, err, sizeof(err)),
                      CURVE_ERR_FENCED);
     assert_int_equal(mds_topo_cs(&f->t, 1)->capacity, 1ull << 40); /* untouched on error */
     mds_topo_cs(&f->t, 1)->state = MDS_CS_OFFLINE;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 77, &res, err, sizeof(err)), 0);
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 77, &res, err, sizeof(err)), 0);
     assert_int_equal(mds_topo_cs(&f->t, 1)->state, MDS_CS_ONLINE);
     assert_int_equal(mds_topo_cs(&f->t, 1)->last_hb_ms, 77);
     assert_int_equal(mds_topo_cs(&f->t, 1)->capacity, 10);
@@ -250,18 +250,21 @@ static void test_address_and_disk_failure(void **state)
     const mds_chunkserver *c = mds_topo_cs(&f->t, 4);
     mds_hb_report r = {.cs_id = 4, .token = c->token, .host = c->host, .port = c->port + 1,
                        .capacity = 10, .used = 1};
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 5, &res, err, sizeof(err)), -EINVAL);
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 5, &res, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "registered as 10.0.1.0:8200"));
     r.port = c->port;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 5, &res, err, sizeof(err)), 0);
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 5, &res, err, sizeof(err)), 0);
     assert_int_equal(c->state, MDS_CS_ONLINE);
     r.disk_failed = true;
-    assert_int_equal(mds_hb_process(&f->t, &f->ops, &r, 6, &res, err, sizeof(err)), 0);
+    assert_int_equal(mds_hb_process(&f->t, &f->ops, NULL, &r, 6, &res, err, sizeof(err)), 0);
     assert_int_equal(c->state, MDS_CS_OFFLINE);
     assert_int_equal(c->last_hb_ms, 6);
 }
 
-/* Copysets a chunkserver may drop: unknown ones, and old views from removed members. */
+#define GRACE 60000u /* mds_hb_cfg_default's recycle_grace_ms */
+
+/* Copysets a chunkserver may drop: unknown ones (epoch 0: listed, never recycled), and old
+ * views from removed members, with the MDS's epoch, once the membership settled. */
 static void test_gc_list(void **state)
 {
     fixture *f = *state;
@@ -270,12 +273,74 @@ static void test_gc_list(void **state)
     e[1] = entry(1, 4, 2, 1, 1, 4, 9);  /* 9 was removed: its epoch-4 view is stale */
     e[2] = entry(1, 4, 2, 1, 1, 4, 7);  /* stale too, but 7 is still a member: keep */
     assert_int_equal(send_hb(f, 9, e, 2, 10), 0);
-    assert_int_equal(res.ngc, 2);
+    /* first sight of copyset 1 since load: the grace starts now */
+    assert_int_equal(res.ngc, 1);
     assert_int_equal(res.gc[0].copyset_id, 42);
+    assert_int_equal(res.gc[0].epoch, 0);
+    assert_int_equal(res.gc_waiting, 1);
+    assert_int_equal(send_hb(f, 9, e, 2, 10 + GRACE - 1), 0);
+    assert_int_equal(res.ngc, 1);
+    assert_int_equal(send_hb(f, 9, e, 2, 10 + GRACE), 0);
+    assert_int_equal(res.ngc, 2);
     assert_int_equal(res.gc[1].copyset_id, 1);
-    assert_int_equal(send_hb(f, 7, &e[2], 1, 10), 0);
+    assert_int_equal(res.gc[1].epoch, 5); /* the MDS's: newer than the reporter's 4 */
+    assert_int_equal(res.gc_waiting, 0);
+    assert_int_equal(send_hb(f, 7, &e[2], 1, 10 + GRACE), 0);
     assert_int_equal(res.stale, 1);
     assert_int_equal(res.ngc, 0);
+}
+
+/* The grace restarts with every sign of a membership change: a new epoch, an operator in
+ * flight, a change the leader reports running or failed; a custom grace is honoured. */
+static void test_gc_grace(void **state)
+{
+    fixture *f = *state;
+    mds_hb_cfg cfg;
+    mds_hb_cfg_default(&cfg);
+    cfg.recycle_grace_ms = 100;
+    char err[256];
+    mds_hb_copyset old = entry(1, 4, 2, 1, 1, 4, 9); /* removed member 9's view */
+    mds_hb_report r9 = {.cs_id = 9, .token = mds_topo_cs(&f->t, 9)->token, .capacity = 1000,
+                        .copysets = &old, .ncopysets = 1};
+#define HB9(now) mds_hb_process(&f->t, &f->ops, &cfg, &r9, (now), &res, err, sizeof(err))
+    assert_int_equal(HB9(1000), 0);
+    assert_int_equal(res.gc_waiting, 1);
+    assert_int_equal(HB9(1100), 0);
+    assert_int_equal(res.ngc, 1);
+
+    /* the leader reports epoch 6 (another change happened): the grace restarts */
+    mds_hb_copyset lead = entry(1, 6, 2, 1, 1, 4, 8);
+    assert_int_equal(send_hb(f, 1, &lead, 1, 1200), 0);
+    assert_int_equal(HB9(1250), 0);
+    assert_int_equal(res.ngc, 0);
+    assert_int_equal(HB9(1300), 0);
+    assert_int_equal(res.ngc, 1);
+    assert_int_equal(res.gc[0].epoch, 6);
+
+    /* an operator in flight: nothing is recycled while it lasts, nor for the grace after */
+    mds_operator op = {.type = MDS_OP_ADD_PEER, .pool_id = 1, .copyset_id = 1, .new_peer = 9,
+                       .start_epoch = 6, .deadline_ms = 100000};
+    assert_int_equal(mds_optable_add(&f->ops, &op, NULL), 0);
+    assert_int_equal(HB9(1400), 0);
+    assert_int_equal(res.ngc, 0);
+    assert_int_equal(HB9(5000), 0);
+    assert_int_equal(res.ngc, 0);
+    assert_int_equal(mds_optable_remove(&f->ops, 1, 1), 0);
+    assert_int_equal(HB9(5050), 0);
+    assert_int_equal(res.ngc, 0);
+    assert_int_equal(HB9(5100), 0);
+    assert_int_equal(res.ngc, 1);
+
+    /* the leader reports a change it runs (or that failed): the grace restarts */
+    lead.change_type = MDS_OP_ADD_PEER;
+    lead.change_peer = 9;
+    lead.change_failed = true;
+    assert_int_equal(send_hb(f, 1, &lead, 1, 5200), 0);
+    assert_int_equal(HB9(5250), 0);
+    assert_int_equal(res.ngc, 0);
+    assert_int_equal(HB9(5300), 0);
+    assert_int_equal(res.ngc, 1);
+#undef HB9
 }
 
 /* The leader says the change failed: the operator fails now, not at its deadline. */
@@ -393,6 +458,7 @@ static void test_config(void **state)
     assert_int_equal(mds_ns_cfg_from_config(cfg, &ns, &batch, err, sizeof(err)), 0);
     assert_int_equal(hb.unstable_ms, hb_def.unstable_ms);
     assert_int_equal(hb.offline_ms, hb_def.offline_ms);
+    assert_int_equal(hb.recycle_grace_ms, hb_def.recycle_grace_ms);
     assert_int_equal(sc.max_ops_per_run, sc_def.max_ops_per_run);
     assert_int_equal(sc.change_timeout_ms, sc_def.change_timeout_ms);
     assert_int_equal(sc.transfer_timeout_ms, sc_def.transfer_timeout_ms);
@@ -410,6 +476,9 @@ static void test_config(void **state)
     assert_int_equal(curve_config_set(cfg, "mds.heartbeat.unstable_ms", "1s", "test", err,
                                       sizeof(err)),
                      0);
+    assert_int_equal(curve_config_set(cfg, "mds.heartbeat.recycle_grace_ms", "3s", "test", err,
+                                      sizeof(err)),
+                     0);
     assert_int_equal(curve_config_set(cfg, "mds.volume.chunk_size", "4m", "test", err,
                                       sizeof(err)),
                      0);
@@ -422,6 +491,7 @@ static void test_config(void **state)
     assert_int_equal(mds_hb_cfg_from_config(cfg, &hb, err, sizeof(err)), 0);
     assert_int_equal(hb.offline_ms, 5000);
     assert_int_equal(hb.unstable_ms, 1000);
+    assert_int_equal(hb.recycle_grace_ms, 3000);
     assert_int_equal(mds_ns_cfg_from_config(cfg, &ns, NULL, err, sizeof(err)), 0);
     assert_int_equal(ns.segment_size, 64ull << 20);
     /* inconsistent combinations */
@@ -450,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test_setup_teardown(test_address_and_disk_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_failed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
