@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -92,6 +93,87 @@ static int free_port(void)
         r = -errno;
     close(fd);
     return r < 0 ? r : ntohs(sa.sin_port);
+}
+
+/* True when `port` can be bound on `ip` (127.0.0.x) now. */
+static bool port_bindable(const char *ip, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    bool ok = inet_pton(AF_INET, ip, &sa.sin_addr) == 1 &&
+              bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Ports of a stopped cluster recorded in the directory: `up` on it starts the same cluster
+ * again, so every daemon must get its old address back (the chunkservers registered theirs
+ * with the MDS, and the MDS addresses are in client.conf). */
+struct prev_ports {
+    bool have;
+    int etcd, etcd_peer, mds[CLUSTER_MDS], cs[CLUSTER_CS];
+};
+
+static void remember_ports(const struct cluster *c, struct prev_ports *pp)
+{
+    memset(pp, 0, sizeof(*pp));
+    for (int i = 0; i < c->nprocs; i++) {
+        const struct cproc *p = &c->procs[i];
+        int k;
+        if (strcmp(p->name, "etcd") == 0) {
+            pp->etcd = p->port;
+            for (int a = 0; a < p->nargs; a++)
+                (void)sscanf(p->argv[a], "--listen-peer-urls=http://127.0.0.1:%d", &pp->etcd_peer);
+        } else if (sscanf(p->name, "mds%d", &k) == 1 && k >= 1 && k <= CLUSTER_MDS) {
+            pp->mds[k - 1] = p->port;
+        } else if (sscanf(p->name, "cs%d", &k) == 1 && k >= 1 && k <= CLUSTER_CS) {
+            pp->cs[k - 1] = p->port;
+        }
+    }
+    bool all = pp->etcd > 0 && pp->etcd_peer > 0;
+    for (int i = 0; i < CLUSTER_MDS; i++)
+        all = all && pp->mds[i] > 0;
+    for (int i = 0; i < CLUSTER_CS; i++)
+        all = all && pp->cs[i] > 0;
+    pp->have = all;
+}
+
+/* 0 when every recorded port can be bound again, else -EADDRINUSE naming the first one. */
+static int prev_ports_free(const struct prev_ports *pp, char *err, size_t errlen)
+{
+    struct port_use {
+        const char *who;
+        int port, host;
+    } all[2 + CLUSTER_MDS + CLUSTER_CS];
+    int n = 0;
+    all[n++] = (struct port_use){"etcd", pp->etcd, 1};
+    all[n++] = (struct port_use){"etcd (peer)", pp->etcd_peer, 1};
+    for (int i = 0; i < CLUSTER_MDS; i++)
+        all[n++] = (struct port_use){"an MDS", pp->mds[i], 1};
+    for (int i = 0; i < CLUSTER_CS; i++)
+        all[n++] = (struct port_use){"a chunkserver", pp->cs[i], i + 1};
+    for (int i = 0; i < n; i++) {
+        char ip[16];
+        snprintf(ip, sizeof(ip), "127.0.0.%d", all[i].host);
+        if (!port_bindable(ip, all[i].port)) {
+            snprintf(err, errlen,
+                     "port %s:%d of %s recorded in cluster.json is in use (stop what uses it, "
+                     "or remove the directory for a new cluster)",
+                     ip, all[i].port, all[i].who);
+            return -EADDRINUSE;
+        }
+    }
+    return 0;
+}
+
+/* The recorded port of a restarted cluster, else a free one. */
+static int pick_port(const struct prev_ports *pp, int recorded)
+{
+    return pp->have ? recorded : free_port();
 }
 
 /* ---- finding binaries ---- */
@@ -649,9 +731,13 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
     uint64_t wait_ms = o->wait_ms ? o->wait_ms : CLUSTER_WAIT_DEFAULT_MS;
     uint64_t deadline = curve_now_mono_ms() + wait_ms;
 
+    struct prev_ports pp = {0};
     if (load_state(dir, c, err, sizeof(err)) == 0) {
         bool running = any_running(c);
+        remember_ports(c, &pp);
         free_procs(c);
+        if (!running && pp.have && prev_ports_free(&pp, err, sizeof(err)) < 0)
+            return cli_fail(o, -EADDRINUSE, CLI_EXIT_FAIL, "cluster up: %s", err);
         if (running)
             return cli_fail(o, -EEXIST, CLI_EXIT_FAIL,
                             "cluster up: a cluster recorded in %s is still running (curve "
@@ -677,8 +763,8 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
                         "in PATH");
 
     /* etcd */
-    c->etcd_port = free_port();
-    c->etcd_peer_port = free_port();
+    c->etcd_port = pick_port(&pp, pp.etcd);
+    c->etcd_peer_port = pick_port(&pp, pp.etcd_peer);
     struct cproc *etcd = new_proc(c, "etcd", c->bin_etcd);
     add_arg(etcd, "--name=n1");
     add_arg(etcd, "--data-dir=%s/etcd", c->dir);
@@ -704,7 +790,7 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         char name[16];
         snprintf(name, sizeof(name), "mds%d", i + 1);
         struct cproc *p = new_proc(c, name, c->bin_mds);
-        p->port = free_port();
+        p->port = pick_port(&pp, pp.mds[i]);
         add_arg(p, "--etcd_endpoints=http://127.0.0.1:%d", c->etcd_port);
         add_arg(p, "--ip=127.0.0.1");
         add_arg(p, "--port=%d", p->port);
@@ -770,7 +856,7 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         char name[16];
         snprintf(name, sizeof(name), "cs%d", i + 1);
         struct cproc *p = new_proc(c, name, c->bin_cs);
-        p->port = free_port();
+        p->port = pick_port(&pp, pp.cs[i]);
         add_arg(p, "--data_dir=%s/%s", c->dir, name);
         add_arg(p, "--ip=127.0.0.%d", i + 1);
         add_arg(p, "--port=%d", p->port);

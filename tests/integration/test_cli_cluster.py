@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -255,6 +256,7 @@ def test_cluster_lifecycle_and_bs_commands(cluster):
     ok("bs", "rmdir", "/d", conf)
     rc, _, _ = curve("bs", "stat", "volume", "/d", conf)
     assert rc == 3
+    jok("bs", "create", "volume", "/keep", "--size=64m", conf)  # kept over a restart (below)
 
     # apply: idempotent for the same description; errors name the field
     assert jok("cluster", "apply", os.path.join(d, "topology.json"), conf)["added"] == 0
@@ -290,6 +292,36 @@ def test_cluster_lifecycle_and_bs_commands(cluster):
     assert not any(alive_as(p, a) for p, a in pids)
     rc, _, _ = curve("bs", "status", conf, "--timeout=300ms")
     assert rc == 4
+
+    # `up` on the stopped cluster starts the same cluster again: every daemon gets its recorded
+    # port back (the chunkservers are registered at theirs), the namespace is kept
+    ports = {p["name"]: p["port"] for p in procs_by_name.values()}
+    rc, out, err = curve("cluster", "up", "--dir=" + d, "--wait=" + UP_WAIT, "--format=json",
+                         timeout=180)
+    assert rc == 0, (rc, out, err, logs(d))
+    assert json.loads(out)["mds_addrs"] == cluster["addrs"]
+    again = {p["name"]: p["port"] for p in jok("cluster", "status", "--dir=" + d)["procs"]}
+    assert again == ports, (again, ports)
+    listed = sorted("%s:%s" % (c["host"], c["port"]) for c in jok("bs", "list", "chunkserver", conf))
+    assert listed == sorted("127.0.0.%s:%d" % (n[2:], ports[n]) for n in ("cs1", "cs2", "cs3"))
+    st3 = wait_until(lambda: (lambda s: s if s["healthy"] and
+                              s["chunkservers"]["online"] == 3 else None)(
+        jok("bs", "status", conf)), 60, interval=0.3, what="the restarted cluster healthy")
+    assert st3["copysets"]["total"] == st["copysets"]["total"]
+    assert jok("bs", "stat", "volume", "/keep", conf)["size"] == 64 << 20
+    # a recorded port taken by someone else: `up` refuses and names it
+    assert [r["result"] for r in jok("cluster", "down", "--dir=" + d)] == ["stopped"] * 7
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.2", ports["cs2"]))
+    blocker.listen(1)
+    try:
+        rc, _, err = curve("cluster", "up", "--dir=" + d, "--wait=" + UP_WAIT)
+        assert rc == 1 and "127.0.0.2:%d" % ports["cs2"] in err and "in use" in err, err
+        rc, out, _ = curve("cluster", "status", "--dir=" + d, "--format=json")
+        assert rc == 4 and not any(p["state"] == "running" for p in json.loads(out)["procs"])
+    finally:
+        blocker.close()
 
 
 @need_daemons
