@@ -75,6 +75,12 @@ typedef struct cs_mgr_opts {
     uint64_t snapshot_bytes_per_sec; /* snapshot transfer throttle (0: raft default) */
     uint32_t log_segment_bytes;    /* 0: disk log default */
     unsigned nworkers;             /* worker threads for blocking service work (0: 2) */
+    /* Slow disk: after slow_write_count chunk writes in a row each taking >= slow_write_ms,
+     * this chunkserver hands the leadership of every copyset it leads to the most up-to-date
+     * follower (at most once per slow_handoff_cooldown_ms). slow_write_ms 0: off. */
+    uint32_t slow_write_ms;
+    uint32_t slow_write_count;
+    uint64_t slow_handoff_cooldown_ms;
     curve_metrics *metrics;        /* borrowed; may be NULL */
 } cs_mgr_opts;
 

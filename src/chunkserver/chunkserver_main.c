@@ -66,6 +66,12 @@ static const curve_cfg_def cs_schema[] = {
     {"heartbeat.interval", CURVE_CFG_DURATION_MS, "10s", 10, 3600000, "MDS heartbeat period"},
     {"heartbeat.timeout", CURVE_CFG_DURATION_MS, "3s", 10, 600000, "MDS RPC timeout"},
     {"recycler.purge_age", CURVE_CFG_DURATION_MS, "1h", 0, 0, "age before removed copysets go"},
+    {"disk.slow_write", CURVE_CFG_DURATION_MS, "40ms", 0, 60000,
+     "a chunk write this slow counts toward a slow disk (0: never hand leaderships over)"},
+    {"disk.slow_write_count", CURVE_CFG_INT, "5", 1, 1000000,
+     "that many slow chunk writes in a row: hand every leadership over"},
+    {"disk.slow_cooldown", CURVE_CFG_DURATION_MS, "30s", 0, 86400000,
+     "at most one slow-disk handoff per this long"},
     {"admin.failpoints", CURVE_CFG_BOOL, "false", 0, 0, "serve POST /failpoint (tests)"},
     {"log_file", CURVE_CFG_STRING, "-", 0, 0, "log file ('-': stderr)"},
 };
@@ -356,6 +362,9 @@ static int serve(curve_config *cfg)
         .snapshot_bytes_per_sec = (uint64_t)curve_config_int(cfg, "raft.snapshot_bytes_per_sec"),
         .log_segment_bytes = (uint32_t)curve_config_int(cfg, "raft.log_segment_bytes"),
         .nworkers = (unsigned)curve_config_int(cfg, "workers"),
+        .slow_write_ms = (uint32_t)curve_config_duration_ms(cfg, "disk.slow_write"),
+        .slow_write_count = (uint32_t)curve_config_int(cfg, "disk.slow_write_count"),
+        .slow_handoff_cooldown_ms = (uint64_t)curve_config_duration_ms(cfg, "disk.slow_cooldown"),
         .metrics = reg,
     };
     rc = cs_mgr_new(&mo, &d.mgr);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/assert.h"
+#include "common/clock.h"
 #include "common/failpoint.h"
 #include "common/log.h"
 #include "curve/errors.h"
@@ -54,6 +55,8 @@ struct curve_chunkstore {
     uint64_t file_size;
     uint32_t io_align;
     unsigned fd_max;
+    void (*on_write)(void *arg, uint64_t dur_us, bool ok); /* opts.on_write (may be NULL) */
+    void *on_write_arg;
 
     pthread_mutex_t mu; /* protects everything below and the cs_chunk fields noted above */
     pthread_cond_t evict_cv; /* signalled when evict_inflight drops */
@@ -267,6 +270,20 @@ static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
     return (ssize_t)done;
 }
 
+/* One chunk-file write as the disk sees it: the failpoint, then the full pwritev; its duration
+ * goes to the store's write observer (slow-disk detection, docs/chunkserver.md). */
+static int cs_pwrite(curve_chunkstore *cs, int fd, const struct iovec *iov, int iovcnt,
+                     uint64_t off)
+{
+    uint64_t t0 = cs->on_write ? curve_now_mono_ns() : 0;
+    int rc = CURVE_FAILPOINT("chunkstore.write");
+    if (rc == 0)
+        rc = pwritev_full(fd, iov, iovcnt, off);
+    if (cs->on_write)
+        cs->on_write(cs->on_write_arg, (curve_now_mono_ns() - t0) / 1000, rc == 0);
+    return rc;
+}
+
 /* ---- pinning and the fd cache ---------------------------------------------------------- */
 
 /* Finds (or, with create, inserts a CK_NEW entry for) chunk `id` and takes a reference.
@@ -474,9 +491,7 @@ static int cs_update_sn(curve_chunkstore *cs, cs_chunk *c, uint64_t sn)
     uint8_t page[CURVE_CHUNK_HEADER_SIZE];
     cs_encode_header(cs, c->id, sn, page);
     struct iovec iov = {.iov_base = page, .iov_len = sizeof(page)};
-    int rc = CURVE_FAILPOINT("chunkstore.write");
-    if (rc == 0)
-        rc = pwritev_full(c->fd, &iov, 1, 0);
+    int rc = cs_pwrite(cs, c->fd, &iov, 1, 0);
     if (rc != 0)
         return cs_disk_fail(cs, rc, "header write", c->id);
     pthread_mutex_lock(&cs->mu);
@@ -635,6 +650,8 @@ int curve_chunkstore_open(const curve_chunkstore_opts *o, curve_chunkstore **out
     cs->file_size = (uint64_t)cs->chunk_size + CURVE_CHUNK_HEADER_SIZE;
     cs->io_align = o->io_align ? o->io_align : 4096;
     cs->fd_max = o->fd_cache_max ? o->fd_cache_max : CURVE_CHUNKSTORE_FD_CACHE_DEFAULT;
+    cs->on_write = o->on_write;
+    cs->on_write_arg = o->on_write_arg;
     list_init(&cs->lru, true);
     list_init(&cs->dirty, false);
     pthread_mutex_init(&cs->mu, NULL);
@@ -720,9 +737,7 @@ int curve_chunkstore_writev(curve_chunkstore *cs, uint64_t chunk_id, uint64_t sn
     int rc = cs_acquire(cs, chunk_id, true, &sn, &c, &excl);
     if (rc != 0)
         return rc;
-    rc = CURVE_FAILPOINT("chunkstore.write");
-    if (rc == 0)
-        rc = pwritev_full(c->fd, iov, iovcnt, CURVE_CHUNK_HEADER_SIZE + off);
+    rc = cs_pwrite(cs, c->fd, iov, iovcnt, CURVE_CHUNK_HEADER_SIZE + off);
     if (rc != 0) {
         rc = cs_disk_fail(cs, rc, "write", chunk_id);
     } else {
@@ -1034,9 +1049,7 @@ int curve_chunkstore_install_write(curve_chunk_install *in, uint64_t off, const 
     if (curve_cfp_failed(cs->pool) != 0)
         return CURVE_ERR_DISK_FAIL;
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    int rc = CURVE_FAILPOINT("chunkstore.write");
-    if (rc == 0)
-        rc = pwritev_full(in->fd, &iov, 1, off);
+    int rc = cs_pwrite(cs, in->fd, &iov, 1, off);
     if (rc != 0)
         return cs_disk_fail(cs, rc, "install write", in->ch->id);
     return 0;

@@ -346,6 +346,58 @@ static void post_fail(void *arg, raftrt_group *g, bool alive)
         (void)raft_fail(raftrt_group_raft(g), (int)(intptr_t)arg);
 }
 
+/* ---- slow disk: hand leaderships over (docs/chunkserver.md "Slow disk") ---------------- */
+
+static void post_handoff(void *arg, raftrt_group *g, bool alive)
+{
+    cs_mgr *m = arg;
+    if (!alive)
+        return;
+    struct raft *r = raftrt_group_raft(g);
+    if (raft_role(r) != RAFT_LEADER)
+        return;
+    if (raft_transfer_leader(r, 0) == 0) /* to the most up-to-date voter */
+        atomic_fetch_add(&m->slow_transfers, 1);
+}
+
+/* Chunk-store write observer (curve_chunkstore_opts.on_write): any thread, must not block. */
+static void on_chunk_write(void *arg, uint64_t dur_us, bool ok)
+{
+    cs_mgr *m = arg;
+    if (!ok || m->o.slow_write_ms == 0)
+        return;
+    if (dur_us < (uint64_t)m->o.slow_write_ms * 1000) {
+        if (atomic_load_explicit(&m->slow_streak, memory_order_relaxed) != 0)
+            atomic_store(&m->slow_streak, 0);
+        return;
+    }
+    uint32_t n = atomic_fetch_add(&m->slow_streak, 1) + 1;
+    if (n < m->o.slow_write_count)
+        return;
+    uint64_t now = curve_now_mono_ms(), last = atomic_load(&m->slow_last_ms);
+    if (last != 0 && now - last < m->o.slow_handoff_cooldown_ms)
+        return;
+    if (!atomic_compare_exchange_strong(&m->slow_last_ms, &last, now))
+        return; /* another thread is handing over */
+    atomic_store(&m->slow_streak, 0);
+    atomic_fetch_add(&m->slow_handoffs, 1);
+    uint32_t posted = 0;
+    pthread_rwlock_rdlock(&m->lock);
+    for (uint32_t i = 0; i < CS_MGR_MAX_COPYSETS; i++) {
+        cs_copyset *cs = m->table[i];
+        if (cs == NULL || cs == CS_TOMBSTONE || cs->group == NULL)
+            continue;
+        if (raftrt_group_post(cs->group, post_handoff, m) == 0)
+            posted++;
+    }
+    pthread_rwlock_unlock(&m->lock);
+    CLOG_WARN("slow disk: %u chunk writes in a row took >= %u ms (the last %" PRIu64
+              " ms): handing over the leadership of the copysets this chunkserver leads (%u "
+              "checked; again at most every %" PRIu64 " s)",
+              n, m->o.slow_write_ms, dur_us / 1000, posted,
+              m->o.slow_handoff_cooldown_ms / 1000);
+}
+
 void cs_mgr_disk_failed(cs_mgr *m, int err)
 {
     uint32_t n = 0;
@@ -397,7 +449,11 @@ static int copyset_open(cs_mgr *m, uint64_t gid, const struct raft_config *boot,
     if (rc != 0)
         goto err_after_alloc;
     snprintf(p, sizeof(p), "%s/data", cs->dir);
-    curve_chunkstore_opts so = {.data_dir = p, .pool = m->pool, .io_align = m->io_align};
+    curve_chunkstore_opts so = {.data_dir = p,
+                                .pool = m->pool,
+                                .io_align = m->io_align,
+                                .on_write = on_chunk_write,
+                                .on_write_arg = m};
     rc = curve_chunkstore_open(&so, &cs->store);
     if (rc != 0)
         goto err_after_alloc;
@@ -894,4 +950,10 @@ void cs_mgr_status_json(cs_mgr *m, json_t *obj)
     json_object_set_new(obj, "copyset_count", json_integer(n));
     json_object_set_new(obj, "leader_count", json_integer(leaders));
     json_object_set_new(obj, "inflight", json_integer(atomic_load(&m->inflight)));
+    json_object_set_new(
+        obj, "slow_disk",
+        json_pack("{s:I, s:I, s:I, s:I}", "slow_write_ms", (json_int_t)m->o.slow_write_ms,
+                  "streak", (json_int_t)atomic_load(&m->slow_streak), "handoffs",
+                  (json_int_t)atomic_load(&m->slow_handoffs), "transfers",
+                  (json_int_t)atomic_load(&m->slow_transfers)));
 }

@@ -56,6 +56,11 @@ struct cs_mgr {
     pthread_mutex_t epoch_lock;
     cs_epoch_slot *epochs;
     _Atomic unsigned inflight;
+    /* slow-disk handoff (cs_mgr_opts.slow_write_*): current streak of slow chunk writes, time
+     * of the last handoff, handoffs and leader transfers started */
+    _Atomic uint32_t slow_streak;
+    _Atomic uint64_t slow_last_ms;
+    _Atomic uint64_t slow_handoffs, slow_transfers;
     curve_workpool *wp;      /* CLI / copyset / status work */
     curve_workpool *snap_wp; /* snapshot builds */
     /* services (registered on the host) */

@@ -54,7 +54,10 @@ def start_cs(procs, tmp, host, mds_addr):
                      "--port=%d" % port, "--admin_port=0", "--mds_addrs=" + mds_addr,
                      "--chunk_size=%d" % h.CHUNK, "--pool.target_files=12",
                      "--pool.reserve_bytes=0", "--pool.min_ready=2",
-                     "--heartbeat.interval=300ms", "--admin.failpoints=true"],
+                     "--heartbeat.interval=300ms", "--admin.failpoints=true",
+                     # the MDS's detection is under test: no self-handoff on a slow disk
+                     # (that is tested in test_chunkserver.py)
+                     "--disk.slow_write=0"],
                     name="cs-" + host)
     m = p.wait_for_line(r"listening \S+ admin (\d+)", timeout=30)
     return p, "%s:%d" % (host, port), int(m.group(1))
