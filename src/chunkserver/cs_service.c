@@ -98,6 +98,11 @@ static void write_done(void *arg, int status, uint64_t index, uint64_t leader_hi
         curve_latency_record(r->m->m_commit_lat, (curve_now_mono_ns() - r->t0_ns) / 1000);
     if (status == CURVE_ERR_SHUTDOWN)
         status = CURVE_ERR_COPYSET_NOTEXIST; /* removed or stopping: ask the MDS again */
+    /* This node stopped leading before the outcome was known (the entry may still commit
+     * through the new leader): the client retries there, with the hint when we know it. A
+     * write or delete applied twice leaves the same chunk state. */
+    if (status == CURVE_ERR_FAILURE_UNKNOWN)
+        status = CURVE_ERR_NOT_LEADER;
     chunk_reply(r, status, leader_hint, status == 0 ? index : 0, NULL, NULL);
 }
 
