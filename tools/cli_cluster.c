@@ -142,6 +142,63 @@ static void remember_ports(const struct cluster *c, struct prev_ports *pp)
     pp->have = all;
 }
 
+static int write_text(const char *dir, const char *name, const char *text);
+
+/* D/ports: the same ports in a file of their own, written once a start has spawned every
+ * daemon, so that a later `up` that failed half-way (which rewrites cluster.json with what it
+ * had started) does not lose the chunkservers' registered ports. Lines "<name> <port>". */
+#define CLUSTER_PORTS_FILE "ports"
+
+static void read_ports_file(const char *dir, struct prev_ports *pp)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/" CLUSTER_PORTS_FILE, dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    struct prev_ports q = {0};
+    char name[16];
+    int port, k, n = 0;
+    while (n < 64 && fscanf(f, "%15s %d", name, &port) == 2) {
+        n++;
+        if (port <= 0 || port > 65535)
+            continue;
+        if (strcmp(name, "etcd") == 0)
+            q.etcd = port;
+        else if (strcmp(name, "etcd_peer") == 0)
+            q.etcd_peer = port;
+        else if (sscanf(name, "mds%d", &k) == 1 && k >= 1 && k <= CLUSTER_MDS)
+            q.mds[k - 1] = port;
+        else if (sscanf(name, "cs%d", &k) == 1 && k >= 1 && k <= CLUSTER_CS)
+            q.cs[k - 1] = port;
+    }
+    fclose(f);
+    bool all = q.etcd > 0 && q.etcd_peer > 0;
+    for (int i = 0; i < CLUSTER_MDS; i++)
+        all = all && q.mds[i] > 0;
+    for (int i = 0; i < CLUSTER_CS; i++)
+        all = all && q.cs[i] > 0;
+    if (all) {
+        q.have = true;
+        *pp = q;
+    }
+}
+
+static void write_ports_file(const struct cluster *c)
+{
+    char text[512], tmp[PATH_MAX + 16], path[PATH_MAX + 16];
+    size_t n = (size_t)snprintf(text, sizeof(text), "etcd %d\netcd_peer %d\n", c->etcd_port,
+                                c->etcd_peer_port);
+    for (int i = 0; i < c->nprocs && n < sizeof(text); i++)
+        if (strcmp(c->procs[i].name, "etcd") != 0)
+            n += (size_t)snprintf(text + n, sizeof(text) - n, "%s %d\n", c->procs[i].name,
+                                  c->procs[i].port);
+    snprintf(tmp, sizeof(tmp), "%s/" CLUSTER_PORTS_FILE ".tmp", c->dir);
+    snprintf(path, sizeof(path), "%s/" CLUSTER_PORTS_FILE, c->dir);
+    if (write_text(c->dir, CLUSTER_PORTS_FILE ".tmp", text) == 0 && rename(tmp, path) != 0)
+        (void)unlink(tmp);
+}
+
 /* 0 when every recorded port can be bound again, else -EADDRINUSE naming the first one. */
 static int prev_ports_free(const struct prev_ports *pp, char *err, size_t errlen)
 {
@@ -736,13 +793,26 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         bool running = any_running(c);
         remember_ports(c, &pp);
         free_procs(c);
-        if (!running && pp.have && prev_ports_free(&pp, err, sizeof(err)) < 0)
-            return cli_fail(o, -EADDRINUSE, CLI_EXIT_FAIL, "cluster up: %s", err);
         if (running)
             return cli_fail(o, -EEXIST, CLI_EXIT_FAIL,
                             "cluster up: a cluster recorded in %s is still running (curve "
                             "cluster down --dir=%s)",
                             dir, dir);
+    }
+    if (!pp.have)
+        read_ports_file(dir, &pp);
+    if (pp.have && prev_ports_free(&pp, err, sizeof(err)) < 0)
+        return cli_fail(o, -EADDRINUSE, CLI_EXIT_FAIL, "cluster up: %s", err);
+    if (!pp.have) {
+        /* chunkservers registered at ports nobody recorded: new ones would never be accepted */
+        char dat[PATH_MAX + 32];
+        snprintf(dat, sizeof(dat), "%s/cs1/chunkserver.dat", dir);
+        if (access(dat, F_OK) == 0)
+            return cli_fail(o, -EINVAL, CLI_EXIT_FAIL,
+                            "cluster up: %s holds a cluster whose ports are not recorded (no "
+                            "complete cluster.json or " CLUSTER_PORTS_FILE
+                            "): remove the directory for a new cluster",
+                            dir);
     }
     memset(c, 0, sizeof(*c));
     if (realpath(dir, c->dir) == NULL) {
@@ -876,6 +946,7 @@ int cli_cluster_up(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
         }
     }
     save_state(c);
+    write_ports_file(c);
 
     /* healthy: all chunkservers online, copysets placed and all healthy */
     bool healthy = false;

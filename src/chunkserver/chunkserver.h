@@ -99,8 +99,11 @@ void cs_mgr_free(cs_mgr *m);
 int cs_mgr_create(cs_mgr *m, uint32_t pool, uint32_t id, const uint64_t *peers, uint32_t n);
 /* Stops the copyset and moves it to recycler/. Returns 0, CURVE_ERR_COPYSET_NOTEXIST, -errno. */
 int cs_mgr_remove(cs_mgr *m, uint32_t pool, uint32_t id);
-/* The configuration epoch of copyset (pool, id). Returns 0 or CURVE_ERR_COPYSET_NOTEXIST. */
-int cs_mgr_copyset_epoch(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t *epoch);
+/* The configuration epoch of copyset (pool, id) and, when `leader` is not NULL, the leader its
+ * Raft node knows now (0: none; this server's id when it leads). Returns 0 or
+ * CURVE_ERR_COPYSET_NOTEXIST. */
+int cs_mgr_copyset_epoch(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t *epoch,
+                         uint64_t *leader);
 /* Gives the chunk files of recycled copysets older than `age_ms` back to the pool and deletes
  * them. Returns the number purged or -errno. */
 int cs_mgr_purge_recycler(cs_mgr *m, uint64_t age_ms);

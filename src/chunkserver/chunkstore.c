@@ -270,16 +270,19 @@ static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
     return (ssize_t)done;
 }
 
-/* One chunk-file write as the disk sees it: the failpoint, then the full pwritev; its duration
- * goes to the store's write observer (slow-disk detection, docs/chunkserver.md). */
+/* One chunk-file write as the disk sees it: the failpoint, then the full pwritev. With
+ * `observe`, its duration goes to the store's write observer (slow-disk detection,
+ * docs/chunkserver.md); snapshot-install writes (large, throttled, on a replica being built)
+ * are not observed. */
 static int cs_pwrite(curve_chunkstore *cs, int fd, const struct iovec *iov, int iovcnt,
-                     uint64_t off)
+                     uint64_t off, bool observe)
 {
-    uint64_t t0 = cs->on_write ? curve_now_mono_ns() : 0;
+    observe = observe && cs->on_write != NULL;
+    uint64_t t0 = observe ? curve_now_mono_ns() : 0;
     int rc = CURVE_FAILPOINT("chunkstore.write");
     if (rc == 0)
         rc = pwritev_full(fd, iov, iovcnt, off);
-    if (cs->on_write)
+    if (observe)
         cs->on_write(cs->on_write_arg, (curve_now_mono_ns() - t0) / 1000, rc == 0);
     return rc;
 }
@@ -491,7 +494,7 @@ static int cs_update_sn(curve_chunkstore *cs, cs_chunk *c, uint64_t sn)
     uint8_t page[CURVE_CHUNK_HEADER_SIZE];
     cs_encode_header(cs, c->id, sn, page);
     struct iovec iov = {.iov_base = page, .iov_len = sizeof(page)};
-    int rc = cs_pwrite(cs, c->fd, &iov, 1, 0);
+    int rc = cs_pwrite(cs, c->fd, &iov, 1, 0, true);
     if (rc != 0)
         return cs_disk_fail(cs, rc, "header write", c->id);
     pthread_mutex_lock(&cs->mu);
@@ -737,7 +740,7 @@ int curve_chunkstore_writev(curve_chunkstore *cs, uint64_t chunk_id, uint64_t sn
     int rc = cs_acquire(cs, chunk_id, true, &sn, &c, &excl);
     if (rc != 0)
         return rc;
-    rc = cs_pwrite(cs, c->fd, iov, iovcnt, CURVE_CHUNK_HEADER_SIZE + off);
+    rc = cs_pwrite(cs, c->fd, iov, iovcnt, CURVE_CHUNK_HEADER_SIZE + off, true);
     if (rc != 0) {
         rc = cs_disk_fail(cs, rc, "write", chunk_id);
     } else {
@@ -1049,7 +1052,7 @@ int curve_chunkstore_install_write(curve_chunk_install *in, uint64_t off, const 
     if (curve_cfp_failed(cs->pool) != 0)
         return CURVE_ERR_DISK_FAIL;
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    int rc = cs_pwrite(cs, in->fd, &iov, 1, off);
+    int rc = cs_pwrite(cs, in->fd, &iov, 1, off, false);
     if (rc != 0)
         return cs_disk_fail(cs, rc, "install write", in->ch->id);
     return 0;

@@ -48,9 +48,10 @@ typedef struct curve_chunkstore_opts {
     /* Open fds kept in the LRU cache (default CURVE_CHUNKSTORE_FD_CACHE_DEFAULT when 0). The
      * bound may be exceeded by chunks pinned by in-flight calls, at most by their number. */
     unsigned fd_cache_max;
-    /* Optional: called after every chunk data write (writes from the apply path and snapshot
-     * installs) with its duration — failpoint delays included — and whether it succeeded, on
-     * the writing thread. Must be cheap and must not block or call into the store. */
+    /* Optional: called after every chunk write of the apply path (data and header; not the
+     * snapshot-install writes) with its duration — failpoint delays included — and whether it
+     * succeeded, on the writing thread. Must be cheap and must not block or call into the
+     * store. */
     void (*on_write)(void *arg, uint64_t dur_us, bool ok);
     void *on_write_arg;
 } curve_chunkstore_opts;

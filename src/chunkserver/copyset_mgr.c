@@ -656,12 +656,15 @@ out:
     return rc;
 }
 
-int cs_mgr_copyset_epoch(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t *epoch)
+int cs_mgr_copyset_epoch(cs_mgr *m, uint32_t pool, uint32_t id, uint64_t *epoch,
+                         uint64_t *leader)
 {
     cs_copyset *cs = cs__get(m, ((uint64_t)pool << 32) | id);
     if (cs == NULL)
         return CURVE_ERR_COPYSET_NOTEXIST;
     *epoch = cs_fsm_epoch(cs->fsm);
+    if (leader != NULL)
+        *leader = atomic_load(&cs->role) == RAFT_LEADER ? m->self_id : atomic_load(&cs->leader);
     cs__put(cs);
     return 0;
 }

@@ -341,10 +341,15 @@ static void op_report_locked(cs_hb *hb, Curve__Heartbeat__CopysetInfo *c)
  * epoch is newer than ours (proto/heartbeat.proto stale_copysets). */
 static void remove_stale(cs_hb *hb, const Curve__Heartbeat__CopysetInfo *c)
 {
-    uint64_t mine = 0;
-    if (cs_mgr_copyset_epoch(hb->o.mgr, c->logical_pool_id, c->copyset_id, &mine) != 0)
+    uint64_t mine = 0, leader = 0;
+    if (cs_mgr_copyset_epoch(hb->o.mgr, c->logical_pool_id, c->copyset_id, &mine, &leader) != 0)
         return; /* already gone */
-    if (c->epoch == 0 || c->epoch <= mine) {
+    /* Second guard, local: a leader replicates only to the members of its configuration, so a
+     * replica that leads or follows a known leader is a member, whatever the MDS's view says
+     * (its view can be ahead of the committed configuration, e.g. a removal proposed but then
+     * truncated). A removed replica hears from no leader and campaigns in vain (leader 0). */
+    bool hears_leader = leader != 0;
+    if (c->epoch == 0 || c->epoch <= mine || hears_leader) {
         pthread_mutex_lock(&hb->lock);
         hb->stale_kept++;
         pthread_mutex_unlock(&hb->lock);
@@ -367,8 +372,10 @@ static void remove_stale(cs_hb *hb, const Curve__Heartbeat__CopysetInfo *c)
         hb->stale_warned[slot].gid = gid;
         hb->stale_warned[slot].at_ms = now;
         CLOG_WARN("MDS lists copyset %u.%u as stale (its epoch %" PRIu64 ", ours %" PRIu64
-                  "): kept (said again in %u s if it stays so)",
-                  c->logical_pool_id, c->copyset_id, c->epoch, mine, CS_HB_STALE_WARN_MS / 1000);
+                  "%s): kept (said again in %u s if it stays so)",
+                  c->logical_pool_id, c->copyset_id, c->epoch, mine,
+                  hears_leader ? ", but this replica hears a leader" : "",
+                  CS_HB_STALE_WARN_MS / 1000);
         return;
     }
     int rc = cs_mgr_remove(hb->o.mgr, c->logical_pool_id, c->copyset_id);

@@ -744,10 +744,12 @@ static void become_follower(struct raft *r, uint64_t term, uint64_t leader)
     r->campaign_pending = false;
     /* A deposed leader does not keep its proposals until it has applied them: their entries
      * commit (or not) through the new leader, and this node, now a follower, may apply slowly
-     * (a slow disk hands leadership over for exactly that reason). The owner learns at once
-     * that the outcome is unknown and can redirect its clients (chunk writes are idempotent
-     * overwrites, so a retry at the new leader is safe). */
-    if (old_role == RAFT_LEADER)
+     * (a slow disk hands leadership over for exactly that reason). Once the new leader is known
+     * (often only at its first AppendEntries: a transfer or a higher term deposes us without
+     * naming it), the owner learns that the outcome is unknown and can redirect its clients
+     * there (chunk writes are idempotent overwrites, so a retry at the new leader is safe).
+     * Until then they stay pending (an apply still completes them). */
+    if (leader != 0 && leader != r->id)
         props_fail_from(r, 0, CURVE_ERR_FAILURE_UNKNOWN);
     if (term != old_term || leader != old_leader)
         r->f_match = r->f_acked = r->f_seq = r->f_ts = 0;

@@ -70,6 +70,7 @@ typedef struct rpc_conn_handler {
 typedef struct rpc_net_stats {
     uint64_t data_segs_out, retrans;
     uint64_t conn_gen; /* rpc_channel_net_stats: bumped per new connection (counters restart) */
+    uint32_t user_timeout_ms; /* TCP_USER_TIMEOUT of the socket (0: none) */
 } rpc_net_stats;
 
 /* Common part of every connection; transports embed it first. */

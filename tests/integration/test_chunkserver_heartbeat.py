@@ -270,12 +270,26 @@ def run(procs, tmp_dir, mds):
     warned = [x for x in victim.proc.stderr_lines if "as stale" in x]
     assert len(warned) == 1, warned
     epoch = victim.copyset()["epoch"]
+    # a newer MDS epoch, but the replica still follows a leader (so it is a member, whatever
+    # the MDS's view): kept, and said so
+    assert victim.copyset()["leader"] != ""
+    with mds.lock:
+        nhb = len(mds.heartbeats)
+    mds.queue_stale(victim.addr, epoch + 1)
+    wait_until(lambda: len([h for h in mds.heartbeats[nhb:] if h["addr"] == victim.addr]) >= 3,
+               30, what="heartbeats after a stale entry with a newer epoch")
+    assert victim.copyset() is not None
+    assert any("hears a leader" in x for x in victim.proc.stderr_lines)
+    # the other replicas gone (as for a removed replica, no leader replicates to it): recycled
+    for c in cl.cs:
+        if c is not victim:
+            assert c.proc.stop() == 0
+    wait_until(lambda: victim.copyset()["leader"] == "", 30, what="the victim without leader")
     mds.queue_stale(victim.addr, epoch + 1)
     wait_until(lambda: victim.copyset() is None, 30, what="the stale copyset removed")
     assert os.listdir(os.path.join(victim.dir, "recycler"))
     # a damaged chunkserver.dat is refused at start with a clear error
-    for c in cl.cs:
-        assert c.proc.stop() == 0
+    assert victim.proc.stop() == 0
     dat = os.path.join(cl.cs[0].dir, "chunkserver.dat")
     with open(dat, "r+b") as f:
         f.seek(9)

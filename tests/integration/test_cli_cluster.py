@@ -322,6 +322,19 @@ def test_cluster_lifecycle_and_bs_commands(cluster):
         assert rc == 4 and not any(p["state"] == "running" for p in json.loads(out)["procs"])
     finally:
         blocker.close()
+    # cluster.json lost (e.g. rewritten by an `up` that failed half-way): D/ports still has
+    # every port; with neither, `up` refuses instead of starting unregistrable chunkservers
+    os.rename(os.path.join(d, "cluster.json"), os.path.join(d, "cluster.json.bak"))
+    os.rename(os.path.join(d, "ports"), os.path.join(d, "ports.bak"))
+    rc, _, err = curve("cluster", "up", "--dir=" + d, "--wait=" + UP_WAIT)
+    assert rc == 1 and "ports are not recorded" in err, err
+    os.rename(os.path.join(d, "ports.bak"), os.path.join(d, "ports"))
+    rc, out, err = curve("cluster", "up", "--dir=" + d, "--wait=" + UP_WAIT, "--format=json",
+                         timeout=180)
+    assert rc == 0, (rc, out, err, logs(d))
+    again = {p["name"]: p["port"] for p in jok("cluster", "status", "--dir=" + d)["procs"]}
+    assert again == ports, (again, ports)
+    assert jok("bs", "stat", "volume", "/keep", conf)["size"] == 64 << 20
 
 
 @need_daemons

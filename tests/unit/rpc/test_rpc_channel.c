@@ -570,6 +570,7 @@ static void test_net_stats(void **state)
     assert_int_equal(a.rc, 0);
     assert_true(a.st.data_segs_out >= 20); /* 20 requests of 100 KB: many segments */
     assert_int_equal(a.st.retrans, 0);
+    assert_int_equal(a.st.user_timeout_ms, 5000); /* unacknowledged data fails the connection */
     uint64_t gen = a.st.conn_gen, segs = a.st.data_segs_out;
     assert_true(gen >= 1);
 
