@@ -346,6 +346,23 @@ static void post_fail(void *arg, raftrt_group *g, bool alive)
         (void)raft_fail(raftrt_group_raft(g), (int)(intptr_t)arg);
 }
 
+/* Posts fn(arg) to the loop of every open copyset's group; returns how many were posted. Any
+ * thread; never blocks on a group. */
+static uint32_t post_all(cs_mgr *m, void (*fn)(void *arg, raftrt_group *g, bool alive), void *arg)
+{
+    uint32_t n = 0;
+    pthread_rwlock_rdlock(&m->lock);
+    for (uint32_t i = 0; i < CS_MGR_MAX_COPYSETS; i++) {
+        cs_copyset *cs = m->table[i];
+        if (cs == NULL || cs == CS_TOMBSTONE || cs->group == NULL)
+            continue;
+        if (raftrt_group_post(cs->group, fn, arg) == 0)
+            n++;
+    }
+    pthread_rwlock_unlock(&m->lock);
+    return n;
+}
+
 /* ---- slow disk: hand leaderships over (docs/chunkserver.md "Slow disk") ---------------- */
 
 static void post_handoff(void *arg, raftrt_group *g, bool alive)
@@ -381,16 +398,7 @@ static void on_chunk_write(void *arg, uint64_t dur_us, bool ok)
         return; /* another thread is handing over */
     atomic_store(&m->slow_streak, 0);
     atomic_fetch_add(&m->slow_handoffs, 1);
-    uint32_t posted = 0;
-    pthread_rwlock_rdlock(&m->lock);
-    for (uint32_t i = 0; i < CS_MGR_MAX_COPYSETS; i++) {
-        cs_copyset *cs = m->table[i];
-        if (cs == NULL || cs == CS_TOMBSTONE || cs->group == NULL)
-            continue;
-        if (raftrt_group_post(cs->group, post_handoff, m) == 0)
-            posted++;
-    }
-    pthread_rwlock_unlock(&m->lock);
+    uint32_t posted = post_all(m, post_handoff, m);
     CLOG_WARN("slow disk: %u chunk writes in a row took >= %u ms (the last %" PRIu64
               " ms): handing over the leadership of the copysets this chunkserver leads (%u "
               "checked; again at most every %" PRIu64 " s)",
@@ -400,16 +408,7 @@ static void on_chunk_write(void *arg, uint64_t dur_us, bool ok)
 
 void cs_mgr_disk_failed(cs_mgr *m, int err)
 {
-    uint32_t n = 0;
-    pthread_rwlock_rdlock(&m->lock);
-    for (uint32_t i = 0; i < CS_MGR_MAX_COPYSETS; i++) {
-        cs_copyset *cs = m->table[i];
-        if (cs == NULL || cs == CS_TOMBSTONE || cs->group == NULL)
-            continue;
-        if (raftrt_group_post(cs->group, post_fail, (void *)(intptr_t)err) == 0)
-            n++;
-    }
-    pthread_rwlock_unlock(&m->lock);
+    uint32_t n = post_all(m, post_fail, (void *)(intptr_t)err);
     CLOG_ERROR("disk failed (%s): stopping the Raft nodes of %u copysets", curve_strerror(err), n);
 }
 

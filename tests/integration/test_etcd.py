@@ -81,6 +81,10 @@ def test_three_members_one_killed():
     with EtcdCluster(size=3) as cl:
         run_check("kv", cl.endpoints())
         cl.kill(0)
+        # If member 0 led, the other two elect a new leader first (1-3 s with etcd's default
+        # timings, longer than one client deadline): wait for it, then the client must fail
+        # over from the dead first endpoint on its own.
+        wait_until(lambda: cl.health(1) or cl.health(2), 30, "a new etcd leader")
         run_check("kv", cl.endpoints())
         run_check("txn", cl.endpoints())
         run_check("watch", cl.endpoints())
