@@ -404,9 +404,11 @@ def test_slow_disk_hands_leadership_over(procs, tmp_dir):
              "--chunks=2", "--chunk-size=%d" % CHUNK_SIZE, timeout=120)
     assert r[-1] == {"acked": 40}, r
     new = cl.wait_leader(exclude=leader)
+    wait_until(lambda: leader.status()["slow_disk"]["transfers"] == 1 and
+               any("slow disk: 3 chunk writes in a row" in x for x in leader.proc.stderr_lines),
+               30, what="the handoff counted and logged")
     st = leader.status()["slow_disk"]
     assert st["handoffs"] == 1 and st["transfers"] == 1, st
-    assert any("slow disk: 3 chunk writes in a row" in x for x in leader.proc.stderr_lines)
     # the slow replica stays a follower: later writes are applied at the new leader's pace
     assert new.copyset()["role"] == "leader" and leader.copyset()["role"] == "follower"
     for i in range(5):
