@@ -153,8 +153,9 @@ def _run(procs, tmp_dir):
                                        "the returning victim recycled its removed replicas")
         print("returning chunkserver: %d removed replicas recycled after %.1f s, %d held" %
               (len(recycled), time.monotonic() - t3, len(held)))
-        assert any("removed from this chunkserver by the MDS" in x
-                   for x in cs["s1"][0].stderr_lines)
+        wait_until(lambda: any("removed from this chunkserver by the MDS" in x
+                               for x in cs["s1"][0].stderr_lines), 30,
+                   what="the recycling logged")
         st = h.ok(h.tool(a, "status"))
         assert st["healthy_copysets"] == 8, st
 
