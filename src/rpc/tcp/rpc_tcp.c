@@ -48,13 +48,13 @@
 #define TCP_SHUTDOWN_TIMEOUT_MS 2000u
 /* uv_buf_t array kept on the stack for a flush; more slices use the heap. */
 #define TCP_SEND_STACK_BUFS 128
-/* A send queue reaching either bound is flushed at once instead of before the next poll. */
 /* TCP_USER_TIMEOUT of every connection: sent data unacknowledged this long (the peer's host
  * or the network path is gone, e.g. a partition) fails the connection, so the channel
  * reconnects instead of waiting for the kernel's exponentially backed-off retransmissions,
  * which after a 30 s partition resume only tens of seconds after the heal (chaos finding 14).
  * A live but stopped peer still acknowledges (its kernel does). */
 #define TCP_USER_TIMEOUT_MS 5000u
+/* A send queue reaching either bound is flushed at once instead of before the next poll. */
 #define TCP_FLUSH_FRAMES_MAX 64u
 #define TCP_FLUSH_BYTES_MAX  ((size_t)256 << 10)
 
@@ -491,7 +491,6 @@ static int tcp_connect(curve_loop *loop, const char *addr, const rpc_conn_handle
     rc = tcp_init_handles(t);
     if (rc < 0)
         goto err_after_alloc;
-    uv_tcp_nodelay(&t->tcp, 1);
     t->creq.data = t;
     rc = uv_tcp_connect(&t->creq, &t->tcp, (const struct sockaddr *)&sa, tcp_connect_cb);
     if (rc < 0)
