@@ -118,28 +118,47 @@ struct prev_ports {
     int etcd, etcd_peer, mds[CLUSTER_MDS], cs[CLUSTER_CS];
 };
 
-static void remember_ports(const struct cluster *c, struct prev_ports *pp)
+/* Records `port` for the daemon called `name` (etcd, etcd_peer, mdsN, csN); others ignored. */
+static void note_port(struct prev_ports *pp, const char *name, int port)
 {
-    memset(pp, 0, sizeof(*pp));
-    for (int i = 0; i < c->nprocs; i++) {
-        const struct cproc *p = &c->procs[i];
-        int k;
-        if (strcmp(p->name, "etcd") == 0) {
-            pp->etcd = p->port;
-            for (int a = 0; a < p->nargs; a++)
-                (void)sscanf(p->argv[a], "--listen-peer-urls=http://127.0.0.1:%d", &pp->etcd_peer);
-        } else if (sscanf(p->name, "mds%d", &k) == 1 && k >= 1 && k <= CLUSTER_MDS) {
-            pp->mds[k - 1] = p->port;
-        } else if (sscanf(p->name, "cs%d", &k) == 1 && k >= 1 && k <= CLUSTER_CS) {
-            pp->cs[k - 1] = p->port;
-        }
-    }
+    int k;
+    if (port <= 0 || port > 65535)
+        return;
+    if (strcmp(name, "etcd") == 0)
+        pp->etcd = port;
+    else if (strcmp(name, "etcd_peer") == 0)
+        pp->etcd_peer = port;
+    else if (sscanf(name, "mds%d", &k) == 1 && k >= 1 && k <= CLUSTER_MDS)
+        pp->mds[k - 1] = port;
+    else if (sscanf(name, "cs%d", &k) == 1 && k >= 1 && k <= CLUSTER_CS)
+        pp->cs[k - 1] = port;
+}
+
+/* Sets pp->have when every daemon has a port. */
+static void ports_check_complete(struct prev_ports *pp)
+{
     bool all = pp->etcd > 0 && pp->etcd_peer > 0;
     for (int i = 0; i < CLUSTER_MDS; i++)
         all = all && pp->mds[i] > 0;
     for (int i = 0; i < CLUSTER_CS; i++)
         all = all && pp->cs[i] > 0;
     pp->have = all;
+}
+
+static void remember_ports(const struct cluster *c, struct prev_ports *pp)
+{
+    memset(pp, 0, sizeof(*pp));
+    for (int i = 0; i < c->nprocs; i++) {
+        const struct cproc *p = &c->procs[i];
+        note_port(pp, p->name, p->port);
+        int peer = 0;
+        if (strcmp(p->name, "etcd") == 0)
+            for (int a = 0; a < p->nargs; a++)
+                (void)sscanf(p->argv[a], "--listen-peer-urls=http://127.0.0.1:%d", &peer);
+        if (peer)
+            note_port(pp, "etcd_peer", peer);
+    }
+    ports_check_complete(pp);
 }
 
 static int write_text(const char *dir, const char *name, const char *text);
@@ -158,30 +177,15 @@ static void read_ports_file(const char *dir, struct prev_ports *pp)
         return;
     struct prev_ports q = {0};
     char name[16];
-    int port, k, n = 0;
+    int port, n = 0;
     while (n < 64 && fscanf(f, "%15s %d", name, &port) == 2) {
         n++;
-        if (port <= 0 || port > 65535)
-            continue;
-        if (strcmp(name, "etcd") == 0)
-            q.etcd = port;
-        else if (strcmp(name, "etcd_peer") == 0)
-            q.etcd_peer = port;
-        else if (sscanf(name, "mds%d", &k) == 1 && k >= 1 && k <= CLUSTER_MDS)
-            q.mds[k - 1] = port;
-        else if (sscanf(name, "cs%d", &k) == 1 && k >= 1 && k <= CLUSTER_CS)
-            q.cs[k - 1] = port;
+        note_port(&q, name, port);
     }
     fclose(f);
-    bool all = q.etcd > 0 && q.etcd_peer > 0;
-    for (int i = 0; i < CLUSTER_MDS; i++)
-        all = all && q.mds[i] > 0;
-    for (int i = 0; i < CLUSTER_CS; i++)
-        all = all && q.cs[i] > 0;
-    if (all) {
-        q.have = true;
+    ports_check_complete(&q);
+    if (q.have)
         *pp = q;
-    }
 }
 
 static void write_ports_file(const struct cluster *c)
