@@ -114,6 +114,20 @@ int curve_open(curve_client *c, const char *path, unsigned flags, curve_volume *
  */
 int curve_close(curve_volume *v);
 
+/*
+ * Gives up on every IO of `v`, for an application that is shutting down while the cluster does
+ * not answer (by default IO retries without bound, like a disk that hangs; the NBD export calls
+ * this when nbdkit is told to stop). IOs waiting for a retry (their back-off is cut short), for
+ * an in-flight slot or for metadata complete with CURVE_ERR_CANCELED at once; an RPC already
+ * sent completes within its current timeout (client.retry.* rpc timeouts, at most
+ * max_rpc_timeout_ms) and is not retried — if it succeeded, its IO succeeds. Every IO submitted
+ * afterwards fails with CURVE_ERR_CANCELED. A write that fails this way may or may not have
+ * reached the volume, as on a disk that is pulled. Cannot be undone: curve_close() is still
+ * required, and returns the volume's own state (not CURVE_ERR_CANCELED).
+ * Any thread, also an AIO callback; not after curve_close(). Returns 0, or -EINVAL (v NULL).
+ */
+int curve_abort_io(curve_volume *v);
+
 /* ---- synchronous IO ---------------------------------------------------------------------- */
 
 /*

@@ -137,6 +137,8 @@ typedef struct tcall {
     /* partial discard: bytes zeroed so far */
     uint32_t done_len;
     curve_timer timer;
+    /* SLEEP: on the transport's list of armed back-off timers */
+    struct tcall *snext, *sprev;
 } tcall;
 
 static void fail_later_cb(void *arg);
@@ -547,6 +549,12 @@ static void sleep_fired(curve_timer *tm, void *arg)
     curve_volio_call *c = tc->c;
     CURVE_ASSERT(t->outstanding > 0);
     t->outstanding--;
+    if (tc->sprev)
+        tc->sprev->snext = tc->snext;
+    else
+        t->sleepers = tc->snext;
+    if (tc->snext)
+        tc->snext->sprev = tc->sprev;
     curve_timer_close(tm, sleep_closed);
     curve_volio_wakeup(c);
 }
@@ -561,7 +569,17 @@ static void ops_sleep(void *ctx, curve_volio_call *c)
     int rc = curve_timer_init(t->loop, &tc->timer, sleep_fired, tc);
     CURVE_ASSERT(rc == 0);
     t->outstanding++;
+    tc->snext = t->sleepers;
+    if (tc->snext)
+        tc->snext->sprev = tc;
+    t->sleepers = tc;
     curve_timer_start(&tc->timer, c->sleep_ms, 0);
+}
+
+void curve_chunk_transport_wake_sleepers(curve_chunk_transport *t)
+{
+    for (tcall *tc = t->sleepers; tc; tc = tc->snext)
+        curve_timer_start(&tc->timer, 0, 0); /* re-armed: fires on the next loop turn */
 }
 
 const curve_volio_ops curve_chunk_transport_ops = {.call = ops_call, .sleep = ops_sleep};

@@ -70,9 +70,14 @@ typedef struct curve_chunk_transport {
     /* out: set when a newer exclusive opener fenced this volume (any thread may read) */
     atomic_bool fenced;
     /* loop-only */
-    uint64_t outstanding; /* calls not completed yet */
+    uint64_t outstanding;    /* calls not completed yet */
+    struct tcall *sleepers;  /* armed SLEEP timers (private) */
 } curve_chunk_transport;
 
 extern const curve_volio_ops curve_chunk_transport_ops;
+
+/* Makes every armed SLEEP timer fire on the next loop turn instead of at its time (the engine
+ * was canceled: its back-offs end now). On the transport's loop. */
+void curve_chunk_transport_wake_sleepers(curve_chunk_transport *t);
 
 #endif

@@ -91,6 +91,8 @@ struct curve_volume {
     uint64_t fp_seq;
     struct fp_write *fp_head, *fp_tail;
     struct aio_req *parked; /* flushes not yet posted to the engine, FIFO */
+    atomic_bool aborted;    /* curve_abort_io: every IO fails with CURVE_ERR_CANCELED */
+    curve_loop_msg abort_msg;
 };
 
 /* A fast-path write in progress (on its caller's stack). */
@@ -359,12 +361,20 @@ static void metrics_unregister(curve_volume *v)
 
 /* ---- AIO --------------------------------------------------------------------------------- */
 
-/* The error every new IO of `v` fails with, or 0. */
+/* The fence or session error of `v`, or 0. */
 static int vol_fence_error(curve_volume *v)
 {
     if (atomic_load(&v->tr.fenced))
         return CURVE_ERR_FENCED;
     return curve_mds_session_check(v->sess);
+}
+
+/* The error every new IO of `v` fails with, or 0. */
+static int vol_io_error(curve_volume *v)
+{
+    if (atomic_load(&v->aborted))
+        return CURVE_ERR_CANCELED;
+    return vol_fence_error(v);
 }
 
 /* Records one finished user IO in the volume's metrics. Any thread. */
@@ -420,7 +430,7 @@ static void aio_start(void *arg)
     aio_req *r = arg;
     curve_volume *v = r->v;
     struct curve_aio *aio = r->aio;
-    int err = vol_fence_error(v);
+    int err = vol_io_error(v);
     if (err != 0) {
         aio_complete(r, err);
         return;
@@ -611,7 +621,7 @@ static bool fast_eligible(curve_volume *v, curve_op op, uint64_t len, uint64_t o
         return false;
     curve_io_geom cg = *g;
     cg.volume_size = atomic_load(&v->size);
-    if (curve_io_check(&cg, off, len) != 0 || vol_fence_error(v) != 0)
+    if (curve_io_check(&cg, off, len) != 0 || vol_io_error(v) != 0)
         return false; /* the engine path reports it */
     uint64_t seg = off / g->segment_size;
     uint32_t cis = (uint32_t)((off % g->segment_size) / g->chunk_size);
@@ -943,6 +953,28 @@ CURVE_EXPORT int curve_close(curve_volume *v)
     pthread_mutex_destroy(&v->lock);
     free(v);
     return err;
+}
+
+static void vol_abort(void *arg)
+{
+    curve_volume *v = arg;
+    curve_volio_cancel(v->vio, CURVE_ERR_CANCELED);
+    curve_chunk_transport_wake_sleepers(&v->tr);
+}
+
+CURVE_EXPORT int curve_abort_io(curve_volume *v)
+{
+    if (!v)
+        return -EINVAL;
+    if (atomic_exchange(&v->aborted, true))
+        return 0; /* already done */
+    CLOG_WARN("libcurve: '%s': IO aborted by the application: every pending and later IO fails "
+              "with %s", v->path, curve_errname(CURVE_ERR_CANCELED));
+    v->abort_msg.fn = vol_abort;
+    v->abort_msg.arg = v;
+    int rc = curve_loop_post_msg(v->loop, &v->abort_msg);
+    CURVE_ASSERT(rc == 0); /* the IO loops outlive every open volume */
+    return 0;
 }
 
 /* ---- metadata ---------------------------------------------------------------------------- */

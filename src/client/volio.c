@@ -45,6 +45,7 @@ struct curve_volio {
     curve_volio_io *flush_head; /* waiting flushes, ascending mark (seq_) */
     curve_volio_io *flush_tail;
     curve_volio_stats st;
+    int cancel_err; /* curve_volio_cancel: pieces finish with it instead of a new call */
 };
 
 /* ---- lists ------------------------------------------------------------------------------ */
@@ -109,6 +110,13 @@ void curve_volio_free(curve_volio *v)
     CURVE_ASSERT(v->st.ios_inflight == 0 && v->st.pieces_inflight == 0);
     curve_inflight_destroy(&v->inflight);
     free(v);
+}
+
+void curve_volio_cancel(curve_volio *v, int err)
+{
+    CURVE_ASSERT(v != NULL && err < 0);
+    if (v->cancel_err == 0)
+        v->cancel_err = err;
 }
 
 int curve_volio_set_size(curve_volio *v, uint64_t size)
@@ -257,6 +265,10 @@ static void run_step(piece *pc, const curve_step *s)
                   cr->rs.retries, cr->rs.retries ? curve_errname(cr->rs.last_status) : "none",
                   cr->target.cs_id, cr->target.addr[0] ? cr->target.addr : "-");
     }
+    if (s->kind != CURVE_STEP_DONE && v->cancel_err != 0) {
+        piece_done(pc, v->cancel_err); /* canceled: no further call, no sleep */
+        return;
+    }
     if (s->kind == CURVE_STEP_DONE) {
         if (s->zero_fill && pc->io->buf && s->result == 0) {
             memset((char *)pc->io->buf + pc->p.buf_off, 0, pc->p.len);
@@ -275,10 +287,18 @@ static void run_step(piece *pc, const curve_step *s)
     issue_step(pc, s);
 }
 
+static void piece_fail_later(piece *pc, int err);
+
 static void start_chunk(piece *pc)
 {
     pc->phase = PHASE_CHUNK;
     pc->holds_slot = true;
+    if (pc->v->cancel_err != 0) {
+        /* deferred: a grant runs inside another piece's completion, and the pieces queued for
+         * slots would otherwise complete recursively, one inside the other */
+        piece_fail_later(pc, pc->v->cancel_err);
+        return;
+    }
     curve_step s;
     curve_chunkreq_start(&pc->cr, &pc->v->crenv, pc->io->op, pc->loc.pool_id, pc->loc.copyset_id,
                          &s);
@@ -355,6 +375,10 @@ static void start_piece(piece *pc)
 {
     pc->phase = PHASE_SEGMENT;
     int err;
+    if (pc->v->cancel_err != 0) {
+        piece_fail_later(pc, pc->v->cancel_err); /* submitted after curve_volio_cancel */
+        return;
+    }
     if (lookup_chunk(pc, &err)) {
         if (err)
             piece_fail_later(pc, err);
@@ -482,6 +506,10 @@ void curve_volio_segment_done(curve_volio_call *c, int rc)
 {
     piece *pc = call_piece(c, CURVE_VOLIO_CALL_GET_SEGMENT);
     bool allocate = c->allocate;
+    if (rc != 0 && pc->v->cancel_err != 0 && !(rc == CURVE_ERR_NOT_FOUND && !allocate)) {
+        piece_done(pc, pc->v->cancel_err); /* canceled: not asked again */
+        return;
+    }
     if (rc == 0) {
         int err;
         if (lookup_chunk(pc, &err)) {
@@ -541,6 +569,8 @@ void curve_volio_wakeup(curve_volio_call *c)
     piece *pc = call_piece(c, CURVE_VOLIO_CALL_SLEEP);
     if (pc->fail_later)
         run_step(pc, &pc->pending);
+    else if (pc->v->cancel_err != 0)
+        piece_done(pc, pc->v->cancel_err); /* canceled during its back-off */
     else if (pc->phase == PHASE_SEGMENT)
         issue_segment(pc, 0);
     else

@@ -147,6 +147,15 @@ void curve_volio_mds_done(curve_volio_call *c, int rc);
 void curve_volio_segment_done(curve_volio_call *c, int rc);
 void curve_volio_wakeup(curve_volio_call *c);
 
+/* Gives up on every IO (curve_abort_io): from now on a piece whose next step would be a call
+ * or a back-off sleep completes with `err` (< 0) instead, a piece waiting for a slot or
+ * submitted later completes with it from a 0 ms timer (never inside the submit), and a piece
+ * waking from a back-off completes with it. An answer already on its way is still taken: a
+ * success completes the piece with success. Calls in flight are not interrupted here (their
+ * timeouts bound them); cutting the back-off sleeps short is the ops' business (the transport's
+ * curve_chunk_transport_wake_sleepers). Cannot be undone; a second call keeps the first err. */
+void curve_volio_cancel(curve_volio *v, int err);
+
 /* The volume grew (curve_extend elsewhere): later IOs may use [0, size). size must be a
  * multiple of the segment size and not smaller than before. Returns 0 or -EINVAL. */
 int curve_volio_set_size(curve_volio *v, uint64_t size);

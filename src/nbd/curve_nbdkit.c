@@ -14,12 +14,21 @@
  *
  * Thread model PARALLEL: libcurve volumes are thread-safe; nbd_io serializes only the
  * read-modify-write of partially written 4 KiB blocks.
+ *
+ * Shutdown: libcurve retries IO without bound while the cluster does not answer (a hung disk),
+ * and nbdkit waits for the requests in progress before it exits, so a SIGTERM would never end
+ * an export of a dead cluster. A watcher thread sleeps in nbdkit_nanosleep(), which returns
+ * early once nbdkit is shutting down; then, if the requests still running have not finished
+ * within shutdown_grace_ms, it calls curve_abort_io(): they fail with ESHUTDOWN and nbdkit
+ * exits (docs/nbd.md "Stopping an export").
  */
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +44,11 @@
 #define NBD_PLUGIN_BUSY_RETRY_MS_DEFAULT 5000u
 #define NBD_PLUGIN_BUSY_RETRY_MS_MAX     3600000u /* bound of busy_retry_ms */
 #define NBD_PLUGIN_BUSY_INTERVAL_MS      250u     /* pause between two busy attempts */
+/* After nbdkit starts shutting down, requests still running get this long to finish before the
+ * watcher aborts the volume's IO (a healthy cluster answers in milliseconds). */
+#define NBD_PLUGIN_SHUTDOWN_GRACE_MS_DEFAULT 3000u
+#define NBD_PLUGIN_SHUTDOWN_GRACE_MS_MAX     3600000u
+#define NBD_PLUGIN_WATCH_STEP_MS             100u /* how fast the watcher notices .cleanup */
 
 static struct {
     /* configuration (set in .config, on nbdkit's main thread) */
@@ -46,11 +60,17 @@ static struct {
     bool readonly;
     uint32_t busy_retry_ms; /* retry -EBUSY at open this long; 0: fail at once */
     bool busy_retry_set;
+    uint32_t shutdown_grace_ms; /* see NBD_PLUGIN_SHUTDOWN_GRACE_MS_DEFAULT */
+    bool shutdown_grace_set;
     /* runtime (set in .after_fork, read-only afterwards until .cleanup) */
     curve_client *client;
     curve_volume *vol;
     struct nbd_io io;
     bool io_ready;
+    /* shutdown watcher (started in .after_fork, joined in .cleanup) */
+    pthread_t watcher;
+    bool watcher_started;
+    atomic_bool watcher_stop;
 } g;
 
 static int fail(int err, const char *what)
@@ -95,17 +115,22 @@ static int curve_nbd_config(const char *key, const char *value)
             g.readonly = b;
         return 0;
     }
-    if (strcmp(key, "busy_retry_ms") == 0) {
-        uint32_t ms;
-        if (nbdkit_parse_uint32_t("busy_retry_ms", value, &ms) < 0)
+    if (strcmp(key, "busy_retry_ms") == 0 || strcmp(key, "shutdown_grace_ms") == 0) {
+        bool busy = key[0] == 'b';
+        uint32_t ms, max = busy ? NBD_PLUGIN_BUSY_RETRY_MS_MAX : NBD_PLUGIN_SHUTDOWN_GRACE_MS_MAX;
+        if (nbdkit_parse_uint32_t(key, value, &ms) < 0)
             return -1; /* printed the error */
-        if (ms > NBD_PLUGIN_BUSY_RETRY_MS_MAX) {
-            nbdkit_error("curve: busy_retry_ms=%s: at most %u", value,
-                         NBD_PLUGIN_BUSY_RETRY_MS_MAX);
+        if (ms > max) {
+            nbdkit_error("curve: %s=%s: at most %u", key, value, max);
             return -1;
         }
-        g.busy_retry_ms = ms;
-        g.busy_retry_set = true;
+        if (busy) {
+            g.busy_retry_ms = ms;
+            g.busy_retry_set = true;
+        } else {
+            g.shutdown_grace_ms = ms;
+            g.shutdown_grace_set = true;
+        }
         return 0;
     }
     if (strncmp(key, "client.", 7) == 0 || strncmp(key, "mds.", 4) == 0) {
@@ -120,7 +145,7 @@ static int curve_nbd_config(const char *key, const char *value)
         return 0;
     }
     nbdkit_error("curve: unknown parameter '%s' (expected volume=, conf=, exclusive=, readonly=, "
-                 "busy_retry_ms=, mds.addrs= or client.<key>=)",
+                 "busy_retry_ms=, shutdown_grace_ms=, mds.addrs= or client.<key>=)",
                  key);
     return -1;
 }
@@ -137,6 +162,8 @@ static int curve_nbd_config_complete(void)
     }
     if (!g.busy_retry_set)
         g.busy_retry_ms = NBD_PLUGIN_BUSY_RETRY_MS_DEFAULT;
+    if (!g.shutdown_grace_set)
+        g.shutdown_grace_ms = NBD_PLUGIN_SHUTDOWN_GRACE_MS_DEFAULT;
     return 0;
 }
 
@@ -174,6 +201,46 @@ static int open_retry_busy(unsigned flags)
     }
 }
 
+/* Sleeps `ms` unless .cleanup asks the watcher to stop first; returns false then. */
+static bool watch_pause(uint32_t ms)
+{
+    for (uint32_t slept = 0; slept < ms; slept += NBD_PLUGIN_WATCH_STEP_MS) {
+        if (atomic_load(&g.watcher_stop))
+            return false;
+        uint32_t step = ms - slept < NBD_PLUGIN_WATCH_STEP_MS ? ms - slept
+                                                               : NBD_PLUGIN_WATCH_STEP_MS;
+        struct timespec ts = {.tv_sec = step / 1000, .tv_nsec = (long)(step % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return !atomic_load(&g.watcher_stop);
+}
+
+/* The shutdown watcher (see the top of this file). nbdkit_nanosleep() fails with ESHUTDOWN
+ * as soon as nbdkit has been told to stop (it polls nbdkit's quit pipe; this thread has no
+ * connection, so a client disconnecting does not wake it). */
+static void *shutdown_watch(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g.watcher_stop)) {
+        if (nbdkit_nanosleep(0, NBD_PLUGIN_WATCH_STEP_MS * 1000000u) == 0)
+            continue;
+        if (errno != ESHUTDOWN) {
+            (void)watch_pause(NBD_PLUGIN_WATCH_STEP_MS); /* poll failed: do not spin */
+            continue;
+        }
+        /* .cleanup runs (and stops this thread) once every connection has finished: if that
+         * takes longer than the grace, requests are stuck in libcurve's retries */
+        if (!watch_pause(g.shutdown_grace_ms))
+            return NULL;
+        nbdkit_error("curve: %s: requests still running %u ms after the shutdown request "
+                     "(the cluster does not answer): aborting them",
+                     g.volume, g.shutdown_grace_ms);
+        curve_abort_io(g.vol);
+        return NULL;
+    }
+    return NULL;
+}
+
 static int curve_nbd_after_fork(void)
 {
     int r = curve_client_init(g.conf, (const char *const *)g.overrides, &g.client);
@@ -203,6 +270,15 @@ static int curve_nbd_after_fork(void)
         goto err_after_open;
     }
     g.io_ready = true;
+    atomic_store(&g.watcher_stop, false);
+    r = pthread_create(&g.watcher, NULL, shutdown_watch, NULL);
+    if (r != 0) {
+        nbdkit_error("curve: cannot start the shutdown watcher: %s", strerror(r));
+        nbd_io_fini(&g.io);
+        g.io_ready = false;
+        goto err_after_open;
+    }
+    g.watcher_started = true;
     nbdkit_debug("curve: opened %s (%" PRIu64 " bytes, epoch %" PRIu64 ")%s%s", g.volume, st.size,
                  st.epoch, g.readonly ? " read-only" : "", g.exclusive ? " exclusive" : "");
     return 0;
@@ -218,6 +294,11 @@ err_after_client:
 
 static void curve_nbd_cleanup(void)
 {
+    if (g.watcher_started) {
+        atomic_store(&g.watcher_stop, true);
+        pthread_join(g.watcher, NULL); /* within one NBD_PLUGIN_WATCH_STEP_MS */
+        g.watcher_started = false;
+    }
     if (g.io_ready) {
         nbd_io_fini(&g.io);
         g.io_ready = false;
@@ -366,7 +447,9 @@ static struct nbdkit_plugin plugin = {
                    "client.<key>=<VALUE>   any libcurve client key (docs/client.md)\n"
                    "exclusive=<BOOL>       fence other writers of the volume (epoch bump)\n"
                    "readonly=<BOOL>        open the volume read-only\n"
-                   "busy_retry_ms=<MS>     retry an open refused as busy this long (5000; 0: no)",
+                   "busy_retry_ms=<MS>     retry an open refused as busy this long (5000; 0: no)\n"
+                   "shutdown_grace_ms=<MS> on shutdown, abort requests still running after this "
+                   "long (3000)",
     .magic_config_key = "volume",
     .after_fork = curve_nbd_after_fork,
     .cleanup = curve_nbd_cleanup,

@@ -281,6 +281,7 @@ int nbd_io_errno(int err)
     case CURVE_ERR_INVALID_REQUEST:
         return EINVAL;
     case CURVE_ERR_SHUTDOWN:
+    case CURVE_ERR_CANCELED: /* curve_abort_io: the export is stopping */
     case CURVE_ERR_SESSION_EXPIRED:
         return ESHUTDOWN;
     default:

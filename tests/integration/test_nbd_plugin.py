@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -248,6 +250,39 @@ def test_busy_retried_until_the_writer_is_gone(procs, tmp_dir, export):  # noqa:
     run(["qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 4k", "-c", "read -P 0x5a 0 4k", nxt.uri])
 
 
+def test_sigterm_aborts_requests_that_never_finish(procs, tmp_dir):  # noqa: F811
+    # A write that libcurve would retry for ever (the fake blocks it like a cluster that does
+    # not answer): without the plugin's shutdown watcher nbdkit waits for it and never exits.
+    # With it, SIGTERM makes the request fail (ESHUTDOWN) after shutdown_grace_ms and nbdkit
+    # exits cleanly.
+    ex = Export(procs, tmp_dir, name="hang",
+                extra=["client.fake_hang_writes=true", "shutdown_grace_ms=300"]).wait_ready()
+    writer = procs.start(["qemu-io", "-f", "raw", "-c", "write -P 0x11 0 4k", ex.uri],
+                         name="writer")
+    ex.proc.wait_for_line(r"^fake: write blocked$", CLIENT_TIMEOUT, stream="stderr")
+    assert writer.running()
+    t0 = time.monotonic()
+    ex.proc.signal(signal.SIGTERM)
+    rc = ex.proc.wait(timeout=30)
+    took = time.monotonic() - t0
+    assert rc == 0, ex.proc.describe()
+    assert took >= 0.3, took  # the grace was given first
+    assert ex.proc.count_lines(r"requests still running 300 ms after the shutdown request",
+                               stream="stderr") == 1, ex.proc.describe()
+    writer.wait(timeout=CLIENT_TIMEOUT)
+    out = "\n".join(writer.stdout_lines + writer.stderr_lines)
+    assert "failed" in out.lower() or writer.returncode != 0, writer.describe()
+
+
+def test_sigterm_with_nothing_pending_does_not_abort(procs, tmp_dir):  # noqa: F811
+    # The common case: no request in progress, nbdkit exits at once and nothing is aborted.
+    ex = Export(procs, tmp_dir, name="idle", extra=["shutdown_grace_ms=60000"]).wait_ready()
+    run(["qemu-io", "-f", "raw", "-c", "write -P 0x22 0 4k", ex.uri])
+    ex.proc.signal(signal.SIGTERM)
+    assert ex.proc.wait(timeout=30) == 0, ex.proc.describe()
+    assert ex.proc.count_lines(r"aborting them", stream="stderr") == 0, ex.proc.describe()
+
+
 def test_bad_parameters(procs, tmp_dir):  # noqa: F811
     cases = [
         (["mds.addrs=127.0.0.1:1"], "volume=/path parameter is required"),
@@ -257,6 +292,8 @@ def test_bad_parameters(procs, tmp_dir):  # noqa: F811
         (["volume=/v", "exclusive=maybe", "mds.addrs=x"], "maybe"),
         (["volume=/v", "busy_retry_ms=-1", "mds.addrs=x"], "busy_retry_ms"),
         (["volume=/v", "busy_retry_ms=3600001", "mds.addrs=x"], "at most 3600000"),
+        (["volume=/v", "shutdown_grace_ms=x", "mds.addrs=x"], "shutdown_grace_ms"),
+        (["volume=/v", "shutdown_grace_ms=3600001", "mds.addrs=x"], "at most 3600000"),
         (["volume=" + os.path.join(tmp_dir, "missing.vol"), "mds.addrs=x"], "open"),
     ]
     for i, (params, msg) in enumerate(cases):

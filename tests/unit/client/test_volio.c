@@ -216,8 +216,8 @@ static void fake_sleep(void *ctx, curve_volio_call *c)
     push(w, c, c->sleep_ms, 0, false, NULL);
 }
 
-/* Delivers events in time order until none is left. */
-static void run_loop(world *w)
+/* Delivers events in time order until none is left or the next one is due after `until_ns`. */
+static void run_until(world *w, uint64_t until_ns)
 {
     for (int steps = 0; w->nev > 0; steps++) {
         assert_true(steps < STEPS_MAX);
@@ -226,6 +226,8 @@ static void run_loop(world *w)
             if (w->ev[i].due_ns < w->ev[best].due_ns ||
                 (w->ev[i].due_ns == w->ev[best].due_ns && w->ev[i].order < w->ev[best].order))
                 best = i;
+        if (w->ev[best].due_ns > until_ns)
+            return;
         event e = w->ev[best];
         w->ev[best] = w->ev[--w->nev];
         uint64_t now = curve_clock_mono_ns(&w->clock.base);
@@ -250,6 +252,20 @@ static void run_loop(world *w)
             break;
         }
     }
+}
+
+static void run_loop(world *w)
+{
+    run_until(w, UINT64_MAX);
+}
+
+/* Makes every pending SLEEP due now (what the real transport's wake_sleepers does). */
+static void wake_sleeps(world *w)
+{
+    uint64_t now = curve_clock_mono_ns(&w->clock.base);
+    for (int i = 0; i < w->nev; i++)
+        if (w->ev[i].c->kind == CURVE_VOLIO_CALL_SLEEP)
+            w->ev[i].due_ns = now;
 }
 
 static world *make_world(uint32_t max_inflight)
@@ -727,6 +743,74 @@ static void test_random_model(void **state)
     free_world(w);
 }
 
+/* curve_volio_cancel (curve_abort_io): IOs retrying in back-off, waiting for a slot or
+ * submitted later complete with the error and no further call is made; an answer already on
+ * its way still counts. */
+static void test_cancel(void **state)
+{
+    world *w = make_world(2);
+    size_t len = 1024 * KiB; /* 16 pieces, at most 2 in flight */
+    uint8_t *wbuf = malloc(len), *rbuf = malloc(len);
+    unsigned seed = 11;
+    fill_random(wbuf, len, &seed);
+    assert_int_equal(do_io(w, CURVE_RETRY_OP_WRITE, 0, len, wbuf), 0); /* warm the caches */
+    for (int i = 0; i < NODES; i++)
+        w->nodes[i].overload = 1 << 20; /* every SEND: OVERLOAD, back-off growing to 6.4 s */
+    uio wr, rd;
+    assert_int_equal(submit(w, &wr, CURVE_RETRY_OP_WRITE, 0, len, wbuf), 0);
+    assert_int_equal(submit(w, &rd, CURVE_RETRY_OP_READ, 0, 4096, rbuf), 0);
+    run_until(w, curve_clock_mono_ns(&w->clock.base) + 30000 * MS);
+    assert_int_equal(wr.done + rd.done, 0); /* still retrying after 30 s */
+    int sends = w->sends_total, in_flight = w->sends_now;
+    curve_volio_cancel(w->v, CURVE_ERR_CANCELED);
+    curve_volio_cancel(w->v, -EIO); /* the first error stays */
+    wake_sleeps(w);
+    uint64_t t0 = curve_clock_mono_ns(&w->clock.base);
+    run_loop(w);
+    assert_int_equal(wr.done, 1);
+    assert_int_equal(rd.done, 1);
+    assert_int_equal(wr.result, CURVE_ERR_CANCELED);
+    assert_int_equal(rd.result, CURVE_ERR_CANCELED);
+    assert_int_equal(w->sends_total, sends); /* nothing sent after the cancel */
+    /* only the answers already on their way were waited for (1 ms each) */
+    assert_true(curve_clock_mono_ns(&w->clock.base) - t0 <= (uint64_t)(in_flight ? LATENCY_MS : 0) * MS);
+    /* later IO: canceled, never inside the submit, no call */
+    assert_int_equal(submit(w, &wr, CURVE_RETRY_OP_WRITE, 0, 4096, wbuf), 0);
+    assert_int_equal(w->cb_in_submit, 0);
+    run_loop(w);
+    assert_int_equal(wr.done, 1);
+    assert_int_equal(wr.result, CURVE_ERR_CANCELED);
+    assert_int_equal(w->sends_total, sends);
+    curve_volio_stats st;
+    curve_volio_get_stats(w->v, &st);
+    assert_int_equal(st.ios_inflight, 0);
+    assert_int_equal(st.pieces_inflight, 0);
+    free_world(w);
+
+    /* a write whose SEND is already out when the cancel comes completes with its answer */
+    w = make_world(8);
+    assert_int_equal(do_io(w, CURVE_RETRY_OP_WRITE, 0, 4096, wbuf), 0);
+    fill_random(wbuf, 4096, &seed);
+    assert_int_equal(submit(w, &wr, CURVE_RETRY_OP_WRITE, 0, 4096, wbuf), 0);
+    assert_int_equal(w->sends_now, 1);
+    curve_volio_cancel(w->v, CURVE_ERR_CANCELED);
+    run_loop(w);
+    assert_int_equal(wr.done, 1);
+    assert_int_equal(wr.result, 0);
+    assert_memory_equal(w->chunk_data[0], wbuf, 4096);
+    /* a piece whose segment is not cached yet: the MDS answer no longer leads to a SEND */
+    int sends2 = w->sends_total;
+    w->mds_failures = 1;
+    assert_int_equal(submit(w, &wr, CURVE_RETRY_OP_WRITE, SEG, 4096, wbuf), 0);
+    curve_volio_cancel(w->v, CURVE_ERR_CANCELED);
+    run_loop(w);
+    assert_int_equal(wr.result, CURVE_ERR_CANCELED);
+    assert_int_equal(w->sends_total, sends2);
+    free_world(w);
+    free(wbuf);
+    free(rbuf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,7 +819,7 @@ int main(void)
         cmocka_unit_test(test_dead_node_timeout), cmocka_unit_test(test_flush_waits_for_writes),
         cmocka_unit_test(test_bad_submits),       cmocka_unit_test(test_mds_retries),
         cmocka_unit_test(test_discard),           cmocka_unit_test(test_random_model),
-        cmocka_unit_test(test_seeded_first_attempt),
+        cmocka_unit_test(test_seeded_first_attempt), cmocka_unit_test(test_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

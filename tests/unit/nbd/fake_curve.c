@@ -7,13 +7,18 @@
  * a real session; implemented with flock so it holds across processes).
  *
  * Extra override keys for fault tests: fake.fail_writes=<errno-or-curve-code> makes every
- * write, discard and flush fail with that (negative) code.
+ * write, discard and flush fail with that (negative) code. client.fake_hang_writes=true makes
+ * every write block (like libcurve retrying against a cluster that does not answer) until
+ * curve_abort_io(), then fail with CURVE_ERR_CANCELED; each blocked write prints
+ * "fake: write blocked" on stderr.
  * Only the functions the plugin and the tests call are implemented; management calls return
  * -ENOSYS.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +33,7 @@
 struct curve_client {
     unsigned align;
     int fail_writes; /* 0 or the negative code every write returns */
+    bool hang_writes;
     int nopen;
 };
 
@@ -35,6 +41,9 @@ struct curve_volume {
     curve_client *c;
     int fd;
     bool rdonly;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool aborted;
 };
 
 const char *curve_version(void)
@@ -64,6 +73,8 @@ int curve_client_init(const char *conf_path, const char *const *overrides, curve
             if (*end != '\0' || v > 0 || v < INT_MIN)
                 goto err_config;
             c->fail_writes = (int)v;
+        } else if (klen == 23 && strncmp(*kv, "client.fake_hang_writes", klen) == 0) {
+            c->hang_writes = strcmp(val, "true") == 0 || strcmp(val, "1") == 0;
         } else if (strncmp(*kv, "mds.", 4) != 0 && strncmp(*kv, "client.", 7) != 0) {
             goto err_config;
         }
@@ -113,6 +124,8 @@ int curve_open(curve_client *c, const char *path, unsigned flags, curve_volume *
     v->c = c;
     v->fd = fd;
     v->rdonly = rdonly;
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_cond_init(&v->cv, NULL);
     c->nopen++;
     *out = v;
     return 0;
@@ -122,8 +135,36 @@ int curve_close(curve_volume *v)
 {
     v->c->nopen--;
     close(v->fd);
+    pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->mu);
     free(v);
     return 0;
+}
+
+int curve_abort_io(curve_volume *v)
+{
+    if (v == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&v->mu);
+    v->aborted = true;
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    return 0;
+}
+
+/* client.fake_hang_writes: blocks until curve_abort_io(). */
+static int fake_hang(curve_volume *v)
+{
+    pthread_mutex_lock(&v->mu);
+    if (v->c->hang_writes && !v->aborted) {
+        fprintf(stderr, "fake: write blocked\n");
+        fflush(stderr);
+    }
+    while (v->c->hang_writes && !v->aborted)
+        pthread_cond_wait(&v->cv, &v->mu);
+    bool aborted = v->aborted;
+    pthread_mutex_unlock(&v->mu);
+    return aborted ? CURVE_ERR_CANCELED : 0;
 }
 
 static int fake_check(curve_volume *v, uint64_t len, uint64_t off)
@@ -164,6 +205,9 @@ ssize_t curve_pwrite(curve_volume *v, const void *buf, size_t len, uint64_t offs
         return -EBADF;
     if (v->c->fail_writes)
         return v->c->fail_writes;
+    r = fake_hang(v);
+    if (r < 0)
+        return r;
     size_t done = 0;
     while (done < len) {
         ssize_t n = pwrite(v->fd, (const char *)buf + done, len - done, (off_t)(offset + done));
