@@ -117,14 +117,18 @@ int curve_close(curve_volume *v);
 /*
  * Gives up on every IO of `v`, for an application that is shutting down while the cluster does
  * not answer (by default IO retries without bound, like a disk that hangs; the NBD export calls
- * this when nbdkit is told to stop). IOs waiting for a retry (their back-off is cut short), for
- * an in-flight slot or for metadata complete with CURVE_ERR_CANCELED at once; an RPC already
- * sent completes within its current timeout (client.retry.* rpc timeouts, at most
- * max_rpc_timeout_ms) and is not retried — if it succeeded, its IO succeeds. Every IO submitted
- * afterwards fails with CURVE_ERR_CANCELED. A write that fails this way may or may not have
- * reached the volume, as on a disk that is pulled. Cannot be undone: curve_close() is still
- * required, and returns the volume's own state (not CURVE_ERR_CANCELED).
- * Any thread, also an AIO callback; not after curve_close(). Returns 0, or -EINVAL (v NULL).
+ * this when nbdkit is told to stop). No IO of `v` makes a new call afterwards: an IO waiting in
+ * a retry back-off (cut short) completes with CURVE_ERR_CANCELED at once; one waiting for an
+ * in-flight slot, as soon as a slot frees; a call already sent (chunk RPC, leader lookup on the
+ * peer it is asking, MDS segment lookup) ends at its current timeout (chunk RPCs at most
+ * client.retry.max_rpc_timeout_ms, MDS calls client.mds.call_deadline_ms) and is not retried —
+ * an answer of success still completes its IO with success. Every IO submitted afterwards fails
+ * with CURVE_ERR_CANCELED. A write that fails this way may or may not have reached the volume,
+ * as on a disk that is pulled. curve_block_status() is not affected. Cannot be undone:
+ * curve_close() is still required; it then skips the Close call to the MDS (the session ends
+ * with its lease) and returns the volume's own state, not CURVE_ERR_CANCELED.
+ * Any thread, also an AIO callback; never during or after curve_close(). Returns 0, or -EINVAL
+ * (v NULL).
  */
 int curve_abort_io(curve_volume *v);
 

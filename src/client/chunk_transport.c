@@ -331,7 +331,7 @@ static void ask_next_peer(tcall *tc)
 {
     curve_chunk_transport *t = tc->t;
     curve_volio_call *c = tc->c;
-    while (tc->next_peer < c->npeers) {
+    while (tc->next_peer < c->npeers && !t->canceled) { /* canceled: ask nobody else */
         const curve_peer *p = &c->peers[tc->next_peer++];
         rpc_channel *ch;
         if (chanmap_get(t->chans, p->addr, &ch) != 0)
@@ -578,6 +578,7 @@ static void ops_sleep(void *ctx, curve_volio_call *c)
 
 void curve_chunk_transport_wake_sleepers(curve_chunk_transport *t)
 {
+    t->canceled = true;
     for (tcall *tc = t->sleepers; tc; tc = tc->snext)
         curve_timer_start(&tc->timer, 0, 0); /* re-armed: fires on the next loop turn */
 }

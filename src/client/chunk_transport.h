@@ -72,12 +72,14 @@ typedef struct curve_chunk_transport {
     /* loop-only */
     uint64_t outstanding;    /* calls not completed yet */
     struct tcall *sleepers;  /* armed SLEEP timers (private) */
+    bool canceled;           /* wake_sleepers was called: GET_LEADER asks no further peer */
 } curve_chunk_transport;
 
 extern const curve_volio_ops curve_chunk_transport_ops;
 
-/* Makes every armed SLEEP timer fire on the next loop turn instead of at its time (the engine
- * was canceled: its back-offs end now). On the transport's loop. */
+/* The engine was canceled (curve_volio_cancel): makes every armed SLEEP timer fire on the next
+ * loop turn instead of at its time, and a GET_LEADER in progress asks no further peer once its
+ * current one answers or times out. On the transport's loop. */
 void curve_chunk_transport_wake_sleepers(curve_chunk_transport *t);
 
 #endif

@@ -936,7 +936,9 @@ CURVE_EXPORT int curve_close(curve_volume *v)
     int rc = curve_loop_call_sync(v->loop, vol_free_engine, v);
     CURVE_ASSERT(rc == 0);
     int err = vol_fence_error(v);
-    rc = curve_mds_session_stop(v->sess, false);
+    /* aborted: the cluster is presumably not answering; the MDS ends the session when its lease
+     * runs out instead of this call waiting client.mds.call_deadline_ms for the Close */
+    rc = curve_mds_session_stop(v->sess, atomic_load(&v->aborted));
     if (err == 0 && rc == CURVE_ERR_SESSION_EXPIRED)
         err = rc;
     if (err == CURVE_ERR_SESSION_EXPIRED && atomic_load(&v->tr.fenced))

@@ -506,10 +506,6 @@ void curve_volio_segment_done(curve_volio_call *c, int rc)
 {
     piece *pc = call_piece(c, CURVE_VOLIO_CALL_GET_SEGMENT);
     bool allocate = c->allocate;
-    if (rc != 0 && pc->v->cancel_err != 0 && !(rc == CURVE_ERR_NOT_FOUND && !allocate)) {
-        piece_done(pc, pc->v->cancel_err); /* canceled: not asked again */
-        return;
-    }
     if (rc == 0) {
         int err;
         if (lookup_chunk(pc, &err)) {
@@ -527,6 +523,10 @@ void curve_volio_segment_done(curve_volio_call *c, int rc)
             pc->v->st.zero_filled++;
         }
         piece_done(pc, 0);
+        return;
+    }
+    if (pc->v->cancel_err != 0) {
+        piece_done(pc, pc->v->cancel_err); /* canceled: the MDS is not asked again */
         return;
     }
     curve_rpc_outcome o = {.status = rc};

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -201,18 +202,21 @@ static int open_retry_busy(unsigned flags)
     }
 }
 
-/* Sleeps `ms` unless .cleanup asks the watcher to stop first; returns false then. */
+/* Sleeps `ms` (against the monotonic clock) unless .cleanup asks the watcher to stop first;
+ * returns false then. */
 static bool watch_pause(uint32_t ms)
 {
-    for (uint32_t slept = 0; slept < ms; slept += NBD_PLUGIN_WATCH_STEP_MS) {
+    uint64_t end = mono_ms() + ms;
+    for (;;) {
         if (atomic_load(&g.watcher_stop))
             return false;
-        uint32_t step = ms - slept < NBD_PLUGIN_WATCH_STEP_MS ? ms - slept
-                                                               : NBD_PLUGIN_WATCH_STEP_MS;
-        struct timespec ts = {.tv_sec = step / 1000, .tv_nsec = (long)(step % 1000) * 1000000};
+        uint64_t now = mono_ms();
+        if (now >= end)
+            return true;
+        uint64_t step = end - now < NBD_PLUGIN_WATCH_STEP_MS ? end - now : NBD_PLUGIN_WATCH_STEP_MS;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)step * 1000000};
         nanosleep(&ts, NULL);
     }
-    return !atomic_load(&g.watcher_stop);
 }
 
 /* The shutdown watcher (see the top of this file). nbdkit_nanosleep() fails with ESHUTDOWN
@@ -221,6 +225,9 @@ static bool watch_pause(uint32_t ms)
 static void *shutdown_watch(void *arg)
 {
     (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* nbdkit's signals are for its main thread */
     while (!atomic_load(&g.watcher_stop)) {
         if (nbdkit_nanosleep(0, NBD_PLUGIN_WATCH_STEP_MS * 1000000u) == 0)
             continue;

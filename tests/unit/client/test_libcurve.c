@@ -1049,6 +1049,53 @@ static void test_fast_path(void **state)
     assert_int_equal(curve_client_destroy(c), 0);
 }
 
+/* curve_abort_io: a write sleeping in an 8 s OVERLOAD back-off fails with CURVE_ERR_CANCELED
+ * at once (the back-off is cut short and nothing is resent), later IO fails the same way, and
+ * curve_close still succeeds. */
+static void test_abort_io(void **state)
+{
+    curve_client *c = new_client("client.retry.op_interval_ms=4s");
+    assert_int_equal(curve_create(c, "/ab", VOLSIZE), 0);
+    curve_volume *v;
+    assert_int_equal(curve_open(c, "/ab", 0, &v), 0);
+    uint8_t w[4096], r[4096];
+    fill(w, sizeof(w), 9);
+    assert_int_equal(curve_pwrite(v, w, 4096, 0), 4096); /* warm: segment and leader cached */
+    const char *ovl[] = {"curve_client_retries_total{", "volume=\"/ab\"", "cause=\"overload\"",
+                         NULL};
+    pthread_mutex_lock(&F.lock);
+    F.overload_next = 1000;
+    pthread_mutex_unlock(&F.lock);
+    bg_io wr = {.v = v, .buf = w};
+    pthread_t tw;
+    assert_int_equal(pthread_create(&tw, NULL, bg_io_run, &wr), 0);
+    uint64_t end = curve_now_mono_ms() + WAIT_MS;
+    while (metric_value(ovl) < 1 && curve_now_mono_ms() < end)
+        sched_yield(); /* OVERLOAD answered: the write now sleeps 4 s * 2 = 8 s */
+    assert_true(metric_value(ovl) == 1);
+    assert_false(atomic_load(&wr.done));
+    uint64_t t0 = curve_now_mono_ms();
+    assert_int_equal(curve_abort_io(v), 0);
+    assert_int_equal(curve_abort_io(v), 0); /* idempotent */
+    wait_flag(&wr.done);
+    uint64_t took = curve_now_mono_ms() - t0;
+    pthread_join(tw, NULL);
+    assert_int_equal(wr.result, CURVE_ERR_CANCELED);
+    if (took >= 4000) /* the back-off it was in lasts 8 s: it must have been cut short */
+        fail_msg("the aborted write took %llu ms", (unsigned long long)took);
+    assert_true(metric_value(ovl) == 1); /* nothing resent */
+    assert_int_equal(curve_pread(v, r, 4096, 0), CURVE_ERR_CANCELED);
+    assert_int_equal(curve_pwrite(v, w, 4096, CHUNK), CURVE_ERR_CANCELED);
+    assert_int_equal(curve_flush(v), CURVE_ERR_CANCELED); /* a flush is refused too */
+    assert_int_equal(curve_abort_io(NULL), -EINVAL);
+    pthread_mutex_lock(&F.lock);
+    F.overload_next = 0;
+    pthread_mutex_unlock(&F.lock);
+    assert_int_equal(curve_close(v), 0);
+    assert_int_equal(curve_delete(c, "/ab", CURVE_DELETE_FORCE), 0);
+    assert_int_equal(curve_client_destroy(c), 0);
+}
+
 static void test_readonly_and_extend(void **state)
 {
     curve_client *c = new_client(NULL);
@@ -1381,6 +1428,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_management, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_and_extend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exclusive_fences_old_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_seen_by_refresh_fences, setup, teardown),

@@ -807,6 +807,17 @@ static void test_cancel(void **state)
     assert_int_equal(wr.result, CURVE_ERR_CANCELED);
     assert_int_equal(w->sends_total, sends2);
     free_world(w);
+    /* the same with a successful MDS answer arriving after the cancel: no SEND either */
+    w = make_world(8);
+    assert_int_equal(submit(w, &wr, CURVE_RETRY_OP_WRITE, 2 * SEG, 4096, wbuf), 0);
+    assert_int_equal(w->seg_calls, 1); /* the lookup is out */
+    curve_volio_cancel(w->v, CURVE_ERR_CANCELED);
+    run_loop(w);
+    assert_int_equal(wr.done, 1);
+    assert_int_equal(wr.result, CURVE_ERR_CANCELED);
+    assert_int_equal(w->seg_calls, 1);
+    assert_int_equal(w->sends_total, 0);
+    free_world(w);
     free(wbuf);
     free(rbuf);
 }

@@ -213,6 +213,7 @@ static void test_errno_map(void **state)
     assert_int_equal(nbd_io_errno(CURVE_ERR_FENCED), EPERM);
     assert_int_equal(nbd_io_errno(CURVE_ERR_TIMEOUT), EIO);
     assert_int_equal(nbd_io_errno(CURVE_ERR_SHUTDOWN), ESHUTDOWN);
+    assert_int_equal(nbd_io_errno(CURVE_ERR_CANCELED), ESHUTDOWN); /* curve_abort_io */
     assert_int_equal(nbd_io_errno(-12345678), EIO);
 }
 
