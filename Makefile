@@ -5,7 +5,7 @@ SAN     := build/asan
 SEEDS   ?= 20000
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release asan check check-quick run stop format bench bench-rpc bench-raft bench-raftlog bench-chunkserver bench-mds bench-nbd chaos sim clean
+.PHONY: all deps release asan check check-quick run stop format bench bench-rpc bench-raft bench-raftlog bench-chunkserver bench-mds bench-nbd bench-floor chaos sim clean
 
 all: release
 
@@ -59,6 +59,10 @@ bench-chunkserver: release
 
 bench-mds: release
 	@bash bench/mds/run.sh $(REL)
+
+# What this machine allows: wake-up cost and durable write rates (bounds of the write targets).
+bench-floor: release
+	@bash bench/floor/run.sh $(REL)
 
 # The failure table (tests/system, docs/failure-table.md); needs root for iptables; ~15 min.
 # CHAOS_ARGS e.g. "--isolation failpoint" (default: network namespaces when available)

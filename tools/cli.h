@@ -30,10 +30,12 @@ enum {
     CLI_EXIT_UNAVAILABLE = 4, /* cluster unreachable, no leader, or timed out */
 };
 
-#define CLI_MAX_POS     8    /* positional arguments after the command words */
-#define CLI_ERR_MAX     512  /* bytes of an error message */
-#define CLI_TIMEOUT_MS  5000 /* default per-RPC timeout */
-#define CLI_TIMEOUT_MAX (3600u * 1000)
+#define CLI_MAX_POS       8    /* positional arguments after the command words */
+#define CLI_ERR_MAX       512  /* bytes of an error message */
+#define CLI_TIMEOUT_MS    5000 /* default per-RPC timeout */
+#define CLI_TIMEOUT_MAX   (3600u * 1000)
+#define CLI_LIST_PAGE     1000u  /* default --page-size */
+#define CLI_LIST_PAGE_MAX 10000u /* the MDS's largest page */
 
 typedef enum { CLI_FMT_TABLE = 0, CLI_FMT_JSON = 1 } cli_format;
 
@@ -48,6 +50,7 @@ enum {
     CLI_F_CS = 1u << 6,    /* --chunkserver=N */
     CLI_F_WAIT = 1u << 7,  /* --wait=DURATION */
     CLI_F_BIN = 1u << 8,   /* --bin-dir=D */
+    CLI_F_PAGE = 1u << 9,  /* --page-size=N */
 };
 
 struct cli_opts {
@@ -68,6 +71,7 @@ struct cli_opts {
     uint32_t chunkserver;
     uint64_t wait_ms;
     const char *bin_dir;
+    uint32_t page_size; /* --page-size: directory entries per MDS ListDir (default CLI_LIST_PAGE) */
     /* words: command words then positional arguments */
     int nwords;
     const char *words[3 + CLI_MAX_POS];

@@ -18,7 +18,7 @@ const struct cli_cmd cli_commands[] = {
      cli_bs_create},
     {"bs", "delete", "volume", 1, 1, CLI_F_FORCE, 0, "<path> [--force]",
      "move a volume to /RecycleBin (--force: purge it at once, unrecoverable)", cli_bs_delete},
-    {"bs", "recover", "volume", 1, 1, CLI_F_ID, 0, "<path> [--id=ID]",
+    {"bs", "recover", "volume", 1, 1, CLI_F_ID | CLI_F_PAGE, 0, "<path> [--id=ID] [--page-size=N]",
      "restore a deleted volume from /RecycleBin to <path> (--id picks among several)",
      cli_bs_recover},
     {"bs", "rename", "volume", 2, 2, 0, 0, "<from> <to>", "rename a volume or directory",
@@ -26,8 +26,10 @@ const struct cli_cmd cli_commands[] = {
     {"bs", "extend", "volume", 1, 1, CLI_F_SIZE, CLI_F_SIZE, "<path> --size=SIZE",
      "grow a volume to SIZE", cli_bs_extend},
     {"bs", "stat", "volume", 1, 1, 0, 0, "<path>", "show a volume or directory", cli_bs_stat},
-    {"bs", "list", "volume", 0, 1, 0, 0, "[<dir>]",
-     "list a directory (default /; /RecycleBin lists deleted volumes)", cli_bs_list_volume},
+    {"bs", "list", "volume", 0, 1, CLI_F_PAGE, 0, "[<dir>] [--page-size=N]",
+     "list a directory (default /; /RecycleBin lists deleted volumes), read from the MDS N "
+     "entries at a time (default 1000)",
+     cli_bs_list_volume},
     {"bs", "mkdir", NULL, 1, 1, CLI_F_OWNER, 0, "<path> [--owner=NAME]", "create a directory",
      cli_bs_mkdir},
     {"bs", "rmdir", NULL, 1, 1, 0, 0, "<path>", "remove an empty directory", cli_bs_rmdir},
@@ -62,6 +64,7 @@ static const struct {
     {"size", CLI_F_SIZE, true},      {"force", CLI_F_FORCE, false}, {"id", CLI_F_ID, true},
     {"owner", CLI_F_OWNER, true},    {"dir", CLI_F_DIR, true},      {"pool", CLI_F_POOL, true},
     {"chunkserver", CLI_F_CS, true}, {"wait", CLI_F_WAIT, true},    {"bin-dir", CLI_F_BIN, true},
+    {"page-size", CLI_F_PAGE, true},
 };
 
 static int usage_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -259,6 +262,12 @@ static int set_flag(struct cli_opts *o, const char *name, size_t nlen, const cha
                 o->pool = (uint32_t)v;
             else
                 o->chunkserver = (uint32_t)v;
+            return 0;
+        case CLI_F_PAGE:
+            if (cli_parse_uint(val, CLI_LIST_PAGE_MAX, &v) < 0 || v == 0)
+                return usage_err(err, errlen, "--page-size=%s: expected 1 to 10000 entries%s", val,
+                                 NULL);
+            o->page_size = (uint32_t)v;
             return 0;
         case CLI_F_WAIT:
             r = cli_parse_duration_ms(val, &o->wait_ms);

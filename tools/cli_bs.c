@@ -195,6 +195,70 @@ static const char *basename_of(const char *path)
     return s ? s + 1 : path;
 }
 
+/* Reads directory `dir` page by page (--page-size entries per ListDir, default CLI_LIST_PAGE)
+ * and calls fn(entry, ctx) for every entry in name order; fn returns 0 to go on or a negative
+ * value that stops the listing and is returned. Returns 0 or a negative value already reported
+ * through cli_fail (stdout/stderr). */
+typedef int (*list_fn)(const Curve__Mds__FileInfo *e, void *ctx);
+
+static int list_dir_pages(struct cli_opts *o, struct cli_mds *m, const char *dir, list_fn fn,
+                          void *ctx)
+{
+    char after[CURVE_NAME_MAX + 64] = "";
+    for (;;) {
+        Curve__Mds__ListDirRequest req = CURVE__MDS__LIST_DIR_REQUEST__INIT;
+        req.path = (char *)dir;
+        req.has_limit = true;
+        req.limit = (o->flags_seen & CLI_F_PAGE) ? o->page_size : CLI_LIST_PAGE;
+        if (after[0])
+            req.start_after = after;
+        Curve__Mds__ListDirResponse *ls = NULL;
+        int r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_LISTDIR, &req.base,
+                     &curve__mds__list_dir_response__descriptor, (pbm **)&ls, "list", dir);
+        if (r < 0)
+            return r;
+        for (size_t i = 0; i < ls->n_entries && r == 0; i++)
+            r = fn(ls->entries[i], ctx);
+        bool more = ls->has_more && ls->more;
+        if (r == 0 && more) {
+            const char *last = ls->last_name;
+            if (!last || strlen(last) >= sizeof(after) || strcmp(last, after) <= 0)
+                r = -cli_fail(o, -EPROTO, 0,
+                              "list %s: the MDS answered a page without a usable last name "
+                              "(after '%s')",
+                              dir, after);
+            else
+                snprintf(after, sizeof(after), "%s", last);
+        }
+        protobuf_c_message_free_unpacked(&ls->base, NULL);
+        if (r < 0 || !more)
+            return r;
+    }
+}
+
+typedef struct {
+    struct cli_opts *o;
+    const char *name;
+    int matches, purging;
+    char target[CURVE_PATH_MAX + 64];
+} recover_scan;
+
+static int recover_match(const Curve__Mds__FileInfo *e, void *arg)
+{
+    recover_scan *rs = arg;
+    if (e->original_name == NULL || strcmp(e->original_name, rs->name) != 0)
+        return 0;
+    if ((rs->o->flags_seen & CLI_F_ID) && e->id != rs->o->id)
+        return 0;
+    if (e->status != NULL && strcmp(e->status, "deleting") == 0) {
+        rs->purging++; /* purge in progress: no longer recoverable */
+        return 0;
+    }
+    rs->matches++;
+    snprintf(rs->target, sizeof(rs->target), RECYCLE_DIR "/%s", e->name);
+    return 0;
+}
+
 int cli_bs_recover(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
 {
     int r = check_path(o, pos[0]);
@@ -204,32 +268,17 @@ int cli_bs_recover(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
     if ((r = mds_open(o, &m)) != 0)
         return r;
     char target[CURVE_PATH_MAX + 64] = "";
-    Curve__Mds__ListDirResponse *ls = NULL;
     if (strncmp(pos[0], RECYCLE_DIR "/", sizeof(RECYCLE_DIR)) == 0) {
         snprintf(target, sizeof(target), "%s", pos[0]);
     } else {
         /* Find the deleted volume by its original name (and --id) in the recycle bin. */
-        Curve__Mds__PathRequest lreq = CURVE__MDS__PATH_REQUEST__INIT;
-        lreq.path = RECYCLE_DIR;
-        r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_LISTDIR, &lreq.base,
-                 &curve__mds__list_dir_response__descriptor, (pbm **)&ls, "list", RECYCLE_DIR);
+        const char *name = basename_of(pos[0]);
+        recover_scan rs = {.o = o, .name = name};
+        r = list_dir_pages(o, m, RECYCLE_DIR, recover_match, &rs);
         if (r < 0)
             goto out;
-        const char *name = basename_of(pos[0]);
-        int matches = 0, purging = 0;
-        for (size_t i = 0; i < ls->n_entries; i++) {
-            const Curve__Mds__FileInfo *e = ls->entries[i];
-            if (e->original_name == NULL || strcmp(e->original_name, name) != 0)
-                continue;
-            if ((o->flags_seen & CLI_F_ID) && e->id != o->id)
-                continue;
-            if (e->status != NULL && strcmp(e->status, "deleting") == 0) {
-                purging++; /* purge in progress: no longer recoverable */
-                continue;
-            }
-            matches++;
-            snprintf(target, sizeof(target), RECYCLE_DIR "/%s", e->name);
-        }
+        int matches = rs.matches, purging = rs.purging;
+        snprintf(target, sizeof(target), "%s", rs.target);
         if (matches == 0) {
             r = -cli_fail(o, CURVE_ERR_NOT_FOUND, 0,
                           "recover volume %s: no recoverable volume named '%s'%s in " RECYCLE_DIR
@@ -254,8 +303,6 @@ int cli_bs_recover(const struct cli_cmd *cmd, struct cli_opts *o, const char **p
     if (r == 0)
         r = print_file(o, resp, NULL);
 out:
-    if (ls != NULL)
-        protobuf_c_message_free_unpacked(&ls->base, NULL);
     cli_mds_close(m);
     return r < 0 ? -r : r;
 }
@@ -312,6 +359,14 @@ int cli_bs_stat(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos,
     return r < 0 ? -r : print_file(o, &fi->base, pos[0]);
 }
 
+static int list_row(const Curve__Mds__FileInfo *e, void *arg)
+{
+    json_t *row = file_json(e, NULL);
+    if (row == NULL || json_array_append_new(arg, row) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
 int cli_bs_list_volume(const struct cli_cmd *cmd, struct cli_opts *o, const char **pos, int npos)
 {
     const char *dir = npos > 0 ? pos[0] : "/";
@@ -321,20 +376,17 @@ int cli_bs_list_volume(const struct cli_cmd *cmd, struct cli_opts *o, const char
     struct cli_mds *m;
     if ((r = mds_open(o, &m)) != 0)
         return r;
-    Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
-    req.path = (char *)dir;
-    Curve__Mds__ListDirResponse *ls = NULL;
-    r = call(o, m, CLI_SVC_NAMESPACE, CLI_NS_LISTDIR, &req.base,
-             &curve__mds__list_dir_response__descriptor, (pbm **)&ls, "list", dir);
-    cli_mds_close(m);
-    if (r < 0)
-        return -r;
     json_t *rows = json_array();
-    for (size_t i = 0; i < ls->n_entries && rows != NULL; i++)
-        json_array_append_new(rows, file_json(ls->entries[i], NULL));
-    protobuf_c_message_free_unpacked(&ls->base, NULL);
-    if (rows == NULL)
+    if (rows == NULL) {
+        cli_mds_close(m);
         return cli_fail(o, -ENOMEM, 0, "out of memory");
+    }
+    r = list_dir_pages(o, m, dir, list_row, rows);
+    cli_mds_close(m);
+    if (r < 0) {
+        json_decref(rows);
+        return r == -ENOMEM ? cli_fail(o, -ENOMEM, 0, "out of memory") : -r;
+    }
     bool recycle = strncmp(dir, RECYCLE_DIR, sizeof(RECYCLE_DIR) - 1) == 0;
     cli_render_table(stdout, o->format, rows, recycle ? recycle_cols : dir_cols,
                      recycle ? NCOLS(recycle_cols) : NCOLS(dir_cols));

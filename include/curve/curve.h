@@ -296,9 +296,10 @@ int curve_rmdir(curve_client *c, const char *path);
 typedef int (*curve_list_cb)(const struct curve_stat *st, void *ctx);
 
 /* Lists the directory `dir` (entries in name order; "/RecycleBin" lists deleted volumes).
- * The MDS is read in pages, so a directory modified during the listing may show a renamed
- * entry twice or not at all. Errors: CURVE_ERR_NOT_FOUND, -ENOTDIR, -EDEADLK, the callback's
- * non-zero value. */
+ * The MDS is read in pages of client.list_page_size entries (default 1000), so a directory
+ * modified during the listing may show a renamed entry twice or not at all. Errors:
+ * CURVE_ERR_NOT_FOUND, -ENOTDIR, -EDEADLK, -EPROTO (the MDS answered a page it gave no way to
+ * continue from), the callback's non-zero value. */
 int curve_list(curve_client *c, const char *dir, curve_list_cb cb, void *ctx);
 
 #ifdef __cplusplus

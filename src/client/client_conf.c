@@ -31,6 +31,8 @@ static const curve_cfg_def client_defs[] = {
     {"client.fast_path_inflight", CURVE_CFG_INT, "2", 0, CURVE_CLIENT_INFLIGHT_MAX,
      "a blocking one-piece read/write sends its RPC from the caller's thread when fewer than "
      "this many IOs are in flight on the volume (0: never)"},
+    {"client.list_page_size", CURVE_CFG_INT, "1000", 1, 10000,
+     "directory entries asked from the MDS per ListDir page (curve_list, curve_recover)"},
     {"client.metacache.max_segments", CURVE_CFG_INT, "4096", 1, CURVE_METACACHE_LIMIT_MAX,
      "segments kept in the metadata cache"},
     {"client.metacache.max_copysets", CURVE_CFG_INT, "65536", 1, CURVE_METACACHE_LIMIT_MAX,
@@ -92,6 +94,7 @@ static int read_values(const curve_config *cfg, curve_client_conf *o, char *err,
     o->io_threads = (uint32_t)curve_config_int(cfg, "client.io_threads");
     o->allow_512 = curve_config_bool(cfg, "client.allow_512");
     o->fast_path_inflight = (uint32_t)curve_config_int(cfg, "client.fast_path_inflight");
+    o->list_page_size = (uint32_t)curve_config_int(cfg, "client.list_page_size");
     o->metacache_max_segments = (uint32_t)curve_config_int(cfg, "client.metacache.max_segments");
     o->metacache_max_copysets = (uint32_t)curve_config_int(cfg, "client.metacache.max_copysets");
     if (o->max_rpc_size % 4096 != 0) {

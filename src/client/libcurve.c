@@ -1113,6 +1113,85 @@ CURVE_EXPORT int curve_delete(curve_client *c, const char *path, unsigned flags)
     return NS(CURVE_MDS_NS_PURGE, req, &curve__mds__empty__descriptor, NULL, "purge", binpath);
 }
 
+/* Reads directory `dir` from the MDS page by page (client.list_page_size entries per ListDir)
+ * and calls fn(entry, ctx) for each entry in name order; a non-zero return of fn stops the
+ * listing and is returned. Pages continue after the last name the previous page covered, so a
+ * directory changed meanwhile may show a renamed entry twice or not at all. */
+typedef int (*list_entry_fn)(const Curve__Mds__FileInfo *e, void *ctx);
+
+static int list_pages(curve_client *c, const char *dir, list_entry_fn fn, void *ctx)
+{
+    char after[CURVE_NAME_MAX + 64] = "";
+    for (;;) {
+        Curve__Mds__ListDirRequest req = CURVE__MDS__LIST_DIR_REQUEST__INIT;
+        req.path = (char *)dir;
+        req.has_limit = true;
+        req.limit = c->conf.list_page_size;
+        if (after[0])
+            req.start_after = after;
+        Curve__Mds__ListDirResponse *ls = NULL;
+        int rc = NS(CURVE_MDS_NS_LISTDIR, req, &curve__mds__list_dir_response__descriptor,
+                    (ProtobufCMessage **)&ls, "list", dir);
+        if (rc != 0)
+            return rc;
+        for (size_t i = 0; i < ls->n_entries && rc == 0; i++)
+            rc = fn(ls->entries[i], ctx);
+        bool more = ls->has_more && ls->more;
+        if (rc == 0 && more) {
+            /* the next page starts after the last name this one covered; it must move on */
+            const char *last = ls->last_name;
+            if (!last || strlen(last) >= sizeof(after) || strcmp(last, after) <= 0) {
+                CLOG_ERROR("libcurve: list '%s': the MDS returned a page without a usable "
+                           "last name after '%s'",
+                           dir, after);
+                rc = -EPROTO;
+            } else {
+                snprintf(after, sizeof(after), "%s", last);
+            }
+        }
+        free_msg(ls);
+        if (rc != 0 || !more)
+            return rc;
+    }
+}
+
+typedef struct {
+    curve_list_cb cb;
+    void *ctx;
+} list_ctx;
+
+static int list_one(const Curve__Mds__FileInfo *e, void *arg)
+{
+    list_ctx *l = arg;
+    struct curve_stat st;
+    fill_stat(e, &st);
+    return l->cb(&st, l->ctx);
+}
+
+/* Recover's search of /RecycleBin: the most recently deleted candidate (file ids grow, so the
+ * largest id) with the original name and parent, and the id asked for if any. */
+typedef struct {
+    const char *name;
+    uint64_t dir_id, id;
+    uint64_t best_id;
+    char best_name[CURVE_NAME_MAX + 64];
+} recover_ctx;
+
+static int recover_one(const Curve__Mds__FileInfo *e, void *arg)
+{
+    recover_ctx *r = arg;
+    const char *orig = e->original_name ? e->original_name : "";
+    if (strcmp(orig, r->name) != 0 || e->parent_id != r->dir_id || (r->id != 0 && e->id != r->id))
+        return 0;
+    if (r->best_id == 0 || e->id > r->best_id) {
+        if (!e->name || strlen(e->name) >= sizeof(r->best_name))
+            return 0;
+        r->best_id = e->id;
+        snprintf(r->best_name, sizeof(r->best_name), "%s", e->name);
+    }
+    return 0;
+}
+
 CURVE_EXPORT int curve_recover(curve_client *c, const char *path, uint64_t id)
 {
     MGMT_PROLOGUE(c, path);
@@ -1130,31 +1209,16 @@ CURVE_EXPORT int curve_recover(curve_client *c, const char *path, uint64_t id)
         return rc;
     uint64_t dir_id = di->id;
     free_msg(di);
-    Curve__Mds__PathRequest lreq = CURVE__MDS__PATH_REQUEST__INIT;
-    lreq.path = "/RecycleBin";
-    Curve__Mds__ListDirResponse *ls = NULL;
-    rc = NS(CURVE_MDS_NS_LISTDIR, lreq, &curve__mds__list_dir_response__descriptor,
-            (ProtobufCMessage **)&ls, "list", "/RecycleBin");
+    recover_ctx rc_ = {.name = name, .dir_id = dir_id, .id = id};
+    rc = list_pages(c, "/RecycleBin", recover_one, &rc_);
     if (rc != 0)
         return rc;
-    /* the most recently deleted: file ids grow, so the largest id among the candidates */
-    const Curve__Mds__FileInfo *best = NULL;
-    for (size_t i = 0; i < ls->n_entries; i++) {
-        const Curve__Mds__FileInfo *e = ls->entries[i];
-        const char *orig = e->original_name ? e->original_name : "";
-        if (strcmp(orig, name) != 0 || e->parent_id != dir_id || (id != 0 && e->id != id))
-            continue;
-        if (!best || e->id > best->id)
-            best = e;
-    }
-    if (!best) {
-        free_msg(ls);
+    if (rc_.best_id == 0) {
         CLOG_ERROR("libcurve: recover '%s': nothing recoverable in /RecycleBin", path);
         return CURVE_ERR_NOT_FOUND;
     }
-    char binpath[CURVE_NAME_MAX + 64];
-    snprintf(binpath, sizeof(binpath), "/RecycleBin/%s", best->name);
-    free_msg(ls);
+    char binpath[CURVE_NAME_MAX + 80];
+    snprintf(binpath, sizeof(binpath), "/RecycleBin/%s", rc_.best_name);
     Curve__Mds__RecoverRequest req = CURVE__MDS__RECOVER_REQUEST__INIT;
     req.path = binpath;
     return NS(CURVE_MDS_NS_RECOVER, req, &curve__mds__file_info__descriptor, NULL, "recover", path);
@@ -1212,18 +1276,6 @@ CURVE_EXPORT int curve_list(curve_client *c, const char *dir, curve_list_cb cb, 
     MGMT_PROLOGUE(c, dir);
     if (!cb)
         return -EINVAL;
-    Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
-    req.path = (char *)dir;
-    Curve__Mds__ListDirResponse *ls = NULL;
-    int rc = NS(CURVE_MDS_NS_LISTDIR, req, &curve__mds__list_dir_response__descriptor,
-                (ProtobufCMessage **)&ls, "list", dir);
-    if (rc != 0)
-        return rc;
-    struct curve_stat st;
-    for (size_t i = 0; i < ls->n_entries && rc == 0; i++) {
-        fill_stat(ls->entries[i], &st);
-        rc = cb(&st, ctx);
-    }
-    free_msg(ls);
-    return rc;
+    list_ctx l = {.cb = cb, .ctx = ctx};
+    return list_pages(c, dir, list_one, &l);
 }

@@ -414,10 +414,47 @@ static void h_stat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
     mds_reply_ok(d, ctx, &fi.base);
 }
 
+/* Reads one page of the keys under `prefix` (ending in '/'): names after `after` (NULL or "":
+ * from the first), at most `limit`. On success *first is the index in r->kvs of the first
+ * entry of the page, *n the page's size and *more tells that later keys exist. */
+static int ns_page(mds_daemon *d, const char *prefix, const char *after, size_t limit,
+                   etcd_range_result *r, size_t *first, size_t *n, bool *more)
+{
+    char key[MDS_KEY_MAX], end[MDS_KEY_MAX];
+    bool skip_after = after && *after;
+    size_t pl = strlen(prefix);
+    CURVE_ASSERT(pl > 0 && prefix[pl - 1] == '/' && limit > 0);
+    if (snprintf(key, sizeof(key), "%s%s", prefix, skip_after ? after : "") >= (int)sizeof(key))
+        return -ENAMETOOLONG;
+    memcpy(end, prefix, pl + 1);
+    end[pl - 1] = '/' + 1; /* every key starting with `prefix` is < end */
+    etcd_range_req q = {
+        .key = key, .range_end = end, .limit = (int64_t)(limit + (skip_after ? 1 : 0))};
+    int rc = etcd_range(mds_etcd(d), &q, r);
+    if (rc < 0)
+        return rc;
+    *first = skip_after && r->n_kvs > 0 && strcmp(r->kvs[0].key, key) == 0 ? 1 : 0;
+    *n = r->n_kvs - *first;
+    *more = r->more;
+    if (*n > limit) { /* `after` itself was gone: one entry more than the page */
+        *n = limit;
+        *more = true;
+    }
+    return 0;
+}
+
 static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
 {
-    const Curve__Mds__PathRequest *req = (const void *)m;
+    const Curve__Mds__ListDirRequest *req = (const void *)m;
     char err[512] = "";
+    const char *after = req->start_after ? req->start_after : "";
+    if (strchr(after, '/') || strlen(after) > MDS_NS_NAME_MAX + 32)
+        return mds_reply_err(d, ctx, -EINVAL,
+                             "list: start_after must be an entry name (no '/', <= %d bytes)",
+                             MDS_NS_NAME_MAX + 32);
+    size_t limit = req->has_limit && req->limit ? req->limit : MDS_LIST_PAGE_DEFAULT;
+    if (limit > MDS_LIST_PAGE_MAX)
+        limit = MDS_LIST_PAGE_MAX;
     mds_ns_path p;
     ns_ent dir;
     int rc = resolve_path(d, req->path, &p, &dir, err, sizeof(err));
@@ -427,20 +464,21 @@ static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *
         return mds_reply_err(d, ctx, -ENOTDIR, "list: '%s' is not a directory", req->path);
     char prefix[MDS_KEY_MAX];
     snprintf(prefix, sizeof(prefix), MDS_NS_PREFIX "%" PRIu64 "/", dir.f.id);
-    etcd_range_req q = {.key = prefix, .prefix = true, .limit = MDS_LIST_MAX};
     etcd_range_result r;
-    rc = etcd_range(mds_etcd(d), &q, &r);
+    size_t first = 0, npage = 0;
+    bool more = false;
+    rc = ns_page(d, prefix, after, limit, &r, &first, &npage, &more);
     if (rc < 0)
         return reply_rc(d, ctx, rc, "list", etcd_last_error());
-    ns_ent *ents = calloc(r.n_kvs + 1, sizeof(ns_ent));
-    Curve__Mds__FileInfo *fis = calloc(r.n_kvs + 1, sizeof(*fis));
-    Curve__Mds__FileInfo **pfis = calloc(r.n_kvs + 1, sizeof(*pfis));
+    ns_ent *ents = calloc(npage + 1, sizeof(ns_ent));
+    Curve__Mds__FileInfo *fis = calloc(npage + 1, sizeof(*fis));
+    Curve__Mds__FileInfo **pfis = calloc(npage + 1, sizeof(*pfis));
     if (!ents || !fis || !pfis) {
         mds_reply_err(d, ctx, -ENOMEM, "list: out of memory");
         goto out;
     }
     size_t n = 0;
-    for (size_t i = 0; i < r.n_kvs; i++) {
+    for (size_t i = first; i < first + npage; i++) {
         if (mds_file_decode((const uint8_t *)r.kvs[i].value, r.kvs[i].value_len, &ents[n].f,
                             err, sizeof(err)) < 0) {
             CLOG_ERROR("mds: %s: %s (skipped in list)", r.kvs[i].key, err);
@@ -454,6 +492,13 @@ static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *
     Curve__Mds__ListDirResponse resp = CURVE__MDS__LIST_DIR_RESPONSE__INIT;
     resp.n_entries = n;
     resp.entries = pfis;
+    resp.has_more = true;
+    resp.more = more;
+    char last[MDS_KEY_MAX];
+    if (npage > 0) {
+        snprintf(last, sizeof(last), "%s", key_name(r.kvs[first + npage - 1].key));
+        resp.last_name = last;
+    }
     mds_reply_ok(d, ctx, &resp.base);
 out:
     free(ents);
@@ -1502,25 +1547,30 @@ static int purge_volume(mds_daemon *d, const etcd_kv *kv, const mds_file *f, siz
 
 uint64_t mds_purge_run(mds_daemon *d)
 {
-    char prefix[MDS_KEY_MAX];
+    char prefix[MDS_KEY_MAX], after[MDS_KEY_MAX] = "";
     snprintf(prefix, sizeof(prefix), MDS_NS_PREFIX "%d/", MDS_RECYCLE_ID);
-    etcd_range_req q = {.key = prefix, .prefix = true, .limit = MDS_LIST_MAX};
-    etcd_range_result r;
-    if (etcd_range(mds_etcd(d), &q, &r) < 0)
-        return d->pending_purge;
     uint64_t pending = 0;
     size_t budget = MDS_PURGE_CHUNKS_PER_RUN;
-    for (size_t i = 0; i < r.n_kvs && atomic_load(&d->serving); i++) {
-        mds_file f;
-        char err[256];
-        if (mds_file_decode((const uint8_t *)r.kvs[i].value, r.kvs[i].value_len, &f, err,
-                            sizeof(err)) < 0 ||
-            f.status != MDS_FILE_DELETING)
-            continue;
-        if (budget == 0 || purge_volume(d, &r.kvs[i], &f, &budget) == 0)
-            pending++;
+    bool more = true;
+    while (more && atomic_load(&d->serving)) {
+        etcd_range_result r;
+        size_t first = 0, n = 0;
+        if (ns_page(d, prefix, after, MDS_LIST_PAGE_MAX, &r, &first, &n, &more) < 0)
+            return d->pending_purge;
+        for (size_t i = first; i < first + n && atomic_load(&d->serving); i++) {
+            mds_file f;
+            char err[256];
+            if (mds_file_decode((const uint8_t *)r.kvs[i].value, r.kvs[i].value_len, &f, err,
+                                sizeof(err)) < 0 ||
+                f.status != MDS_FILE_DELETING)
+                continue;
+            if (budget == 0 || purge_volume(d, &r.kvs[i], &f, &budget) == 0)
+                pending++;
+        }
+        if (n > 0)
+            snprintf(after, sizeof(after), "%s", key_name(r.kvs[first + n - 1].key));
+        etcd_range_result_free(&r);
     }
-    etcd_range_result_free(&r);
     return pending;
 }
 
@@ -1552,7 +1602,7 @@ const rpc_method_def mds_namespace_methods[] = {
     {1, "Mkdir", D(mkdir_request), D(file_info), r_mkdir},
     {2, "CreateVolume", D(create_volume_request), D(file_info), r_create},
     {3, "Stat", D(path_request), D(file_info), r_stat},
-    {4, "ListDir", D(path_request), D(list_dir_response), r_listdir},
+    {4, "ListDir", D(list_dir_request), D(list_dir_response), r_listdir},
     {5, "Rename", D(rename_request), D(empty), r_rename},
     {6, "Extend", D(extend_request), D(file_info), r_extend},
     {7, "Delete", D(path_request), D(empty), r_delete},

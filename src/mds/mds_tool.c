@@ -5,7 +5,7 @@
  *
  * Commands: status | apply-topology FILE | list-topology | list-copysets [POOL [CS]] |
  *   get-copyset POOL ID | retire CS | mkdir PATH [OWNER] | create PATH SIZE [OWNER] |
- *   stat PATH | ls PATH | rename FROM TO | extend PATH SIZE | delete PATH | recover PATH |
+ *   stat PATH | ls PATH [START_AFTER [LIMIT]] (one page) | rename FROM TO | extend PATH SIZE | delete PATH | recover PATH |
  *   purge PATH | open PATH [exclusive|readonly|reopen] [token=T] | refresh PATH SID | close PATH SID |
  *   segment PATH OFFSET (get or allocate) | get-segment PATH OFFSET |
  *   register IP PORT CAPACITY [DISK_PATH] | heartbeat JSON
@@ -244,6 +244,7 @@ int main(int argc, char **argv)
     Curve__Mds__MkdirRequest mk = CURVE__MDS__MKDIR_REQUEST__INIT;
     Curve__Mds__CreateVolumeRequest cv = CURVE__MDS__CREATE_VOLUME_REQUEST__INIT;
     Curve__Mds__PathRequest pr = CURVE__MDS__PATH_REQUEST__INIT;
+    Curve__Mds__ListDirRequest ls = CURVE__MDS__LIST_DIR_REQUEST__INIT;
     Curve__Mds__RenameRequest rn = CURVE__MDS__RENAME_REQUEST__INIT;
     Curve__Mds__ExtendRequest ex = CURVE__MDS__EXTEND_REQUEST__INIT;
     Curve__Mds__RecoverRequest rc_ = CURVE__MDS__RECOVER_REQUEST__INIT;
@@ -311,14 +312,24 @@ int main(int argc, char **argv)
         cv.size = u1;
         cv.owner = nargs > 2 ? a[2] : "curve";
         SET(32, 2, cv, file_info);
-    } else if (strcmp(cmd, "stat") == 0 || strcmp(cmd, "ls") == 0 ||
-               strcmp(cmd, "delete") == 0 || strcmp(cmd, "purge") == 0) {
+    } else if (strcmp(cmd, "ls") == 0) {
+        NEED(1);
+        ls.path = a[0];
+        if (nargs > 1 && a[1][0])
+            ls.start_after = a[1];
+        if (nargs > 2) {
+            if (parse_u64(a[2], UINT32_MAX, &u1) < 0)
+                return 2;
+            ls.has_limit = true;
+            ls.limit = (uint32_t)u1;
+        }
+        SET(32, 4, ls, list_dir_response);
+    } else if (strcmp(cmd, "stat") == 0 || strcmp(cmd, "delete") == 0 ||
+               strcmp(cmd, "purge") == 0) {
         NEED(1);
         pr.path = a[0];
         if (cmd[0] == 's')
             SET(32, 3, pr, file_info);
-        else if (cmd[0] == 'l')
-            SET(32, 4, pr, list_dir_response);
         else if (cmd[0] == 'd')
             SET(32, 7, pr, empty);
         else

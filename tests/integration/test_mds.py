@@ -524,3 +524,60 @@ def test_bad_config_and_follower_refuses(cluster, procs):
     assert m2.status()["serving"] is False
     # A follower does not listen: only the leader's address answers.
     assert ok(tool([m1.addr], "status"))["leader"] == m1.addr
+
+
+def test_list_pages(cluster):
+    """ListDir is paged (start_after, limit, more, last_name); the CLI and the purge page through
+    directories larger than one page."""
+    m = cluster.start_mds()
+    a = m.wait_leader(20)
+    ok(tool(a, "mkdir", "/many"))
+    names = ["v%02d" % i for i in (7, 3, 11, 1, 9, 5, 2)]
+    for n in names:
+        ok(tool(a, "create", "/many/" + n, SEG))
+    want = sorted(names)
+
+    seen, after, pages = [], "", 0
+    while True:
+        r = ok(tool(a, "ls", "/many", after, 3))
+        page = [e["name"] for e in r["entries"]]
+        assert len(page) <= 3
+        seen += page
+        pages += 1
+        if not r.get("more"):
+            break
+        assert r["last_name"] == page[-1]
+        after = r["last_name"]
+    assert seen == want and pages == 3
+    # start_after need not exist; limit 0 = the default page (everything here)
+    r = ok(tool(a, "ls", "/many", "v04", 2))
+    assert [e["name"] for e in r["entries"]] == ["v05", "v07"] and r["more"] is True
+    r = ok(tool(a, "ls", "/many", "v11", 2))
+    assert r["entries"] == [] and not r.get("more")
+    assert [e["name"] for e in ok(tool(a, "ls", "/many", "", 0))["entries"]] == want
+    err(tool(a, "ls", "/many", "a/b", 2), "EINVAL")
+    err(tool(a, "ls", "/many", "x" * 400, 2), "EINVAL")
+    err(tool(a, "ls", "/many/v01", "", 2), "ENOTDIR")
+
+    # The operator's CLI reads every page.
+    cli = [binary("curve"), "--mds-addrs=" + a, "--format=json", "bs", "list", "volume", "/many"]
+    for extra in (["--page-size=2"], ["--page-size=1"], []):
+        out = subprocess.run(cli + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=20)
+        assert out.returncode == 0, out.stderr
+        assert [e["name"] for e in json.loads(out.stdout)] == want
+    for bad in ("--page-size=0", "--page-size=10001", "--page-size=x"):
+        out = subprocess.run(cli + [bad], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=20)
+        assert out.returncode == 2 and b"page-size" in out.stderr, (bad, out)
+
+    # Recover by name finds a deleted volume on a later page of /RecycleBin.
+    for n in names:
+        ok(tool(a, "delete", "/many/" + n))
+    rb = ok(tool(a, "ls", "/RecycleBin", "", 0))["entries"]
+    assert sorted(e["original_name"] for e in rb) == want
+    rec = [binary("curve"), "--mds-addrs=" + a, "--format=json", "bs", "recover", "volume",
+           "/many/v11", "--page-size=2"]
+    out = subprocess.run(rec, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert ok(tool(a, "stat", "/many/v11"))["name"] == "v11"

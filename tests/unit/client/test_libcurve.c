@@ -61,6 +61,8 @@ static struct {
     bool last_read_only, last_reopen; /* what the last Open asked for */
     char last_token[40];              /* ... and the opener token it carried */
     int refreshes, opens, get_copyset, redirects, writes, reads, deletes, seg_calls;
+    int list_calls;       /* ListDir pages served */
+    bool list_no_last;    /* ListDir answers more=true without last_name (a broken MDS) */
     uint64_t cs_epoch[MAXFILES]; /* highest epoch seen per file id (leader) */
     uint8_t data[MAXFILES][VOLSIZE];
     bool written[MAXFILES][NCHUNKS];
@@ -200,10 +202,20 @@ static void h_stat(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a,
     pthread_mutex_unlock(&F.lock);
 }
 
+static int fi_name_cmp(const void *a, const void *b)
+{
+    const Curve__Mds__FileInfo *x = *(Curve__Mds__FileInfo *const *)a;
+    const Curve__Mds__FileInfo *y = *(Curve__Mds__FileInfo *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+/* One ListDir page like the MDS's: entries in name order after start_after, at most limit
+ * (0: all), more + last_name. */
 static void h_list(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a, void *arg)
 {
-    const Curve__Mds__PathRequest *r = (const void *)m;
+    const Curve__Mds__ListDirRequest *r = (const void *)m;
     pthread_mutex_lock(&F.lock);
+    F.list_calls++;
     bool bin = strcmp(r->path, "/RecycleBin") == 0;
     ffile *d = bin ? NULL : find_path(r->path);
     if (!bin && (!d || !d->dir)) {
@@ -227,9 +239,20 @@ static void h_list(rpc_call_ctx *ctx, const ProtobufCMessage *m, curve_iobuf *a,
         ptrs[n] = &fis[n];
         n++;
     }
+    qsort(ptrs, n, sizeof(ptrs[0]), fi_name_cmp);
+    size_t first = 0;
+    while (r->start_after && first < n && strcmp(ptrs[first]->name, r->start_after) <= 0)
+        first++;
+    size_t count = n - first;
+    if (r->has_limit && r->limit && count > r->limit)
+        count = r->limit;
     Curve__Mds__ListDirResponse resp = CURVE__MDS__LIST_DIR_RESPONSE__INIT;
-    resp.n_entries = n;
-    resp.entries = ptrs;
+    resp.n_entries = count;
+    resp.entries = ptrs + first;
+    resp.has_more = true;
+    resp.more = first + count < n || F.list_no_last;
+    if (count > 0 && !F.list_no_last)
+        resp.last_name = ptrs[first + count - 1]->name;
     rpc_call_reply(ctx, 0, &resp.base, NULL);
     pthread_mutex_unlock(&F.lock);
 }
@@ -474,7 +497,7 @@ static const rpc_method_def ns_methods[] = {
     {1, "Mkdir", D(mkdir_request), D(file_info), h_mkdir},
     {2, "CreateVolume", D(create_volume_request), D(file_info), h_create},
     {3, "Stat", D(path_request), D(file_info), h_stat},
-    {4, "ListDir", D(path_request), D(list_dir_response), h_list},
+    {4, "ListDir", D(list_dir_request), D(list_dir_response), h_list},
     {5, "Rename", D(rename_request), D(empty), h_rename},
     {6, "Extend", D(extend_request), D(file_info), h_extend},
     {7, "Delete", D(path_request), D(empty), h_delete},
@@ -821,6 +844,51 @@ static double metric_value(const char *const *parts)
     }
     free(text);
     return val;
+}
+
+/* curve_list and curve_recover read the directory in pages of client.list_page_size: every
+ * entry exactly once and in name order, a callback's stop ends the paging, a broken page
+ * (more without a last name) fails with -EPROTO instead of looping. */
+static void test_list_pages(void **state)
+{
+    curve_client *c = new_client("client.list_page_size=2");
+    assert_int_equal(curve_mkdir(c, "/p"), 0);
+    const char *order[] = {"v3", "v1", "v5", "v2", "v4"};
+    char path[64];
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(path, sizeof(path), "/p/%s", order[i]);
+        assert_int_equal(curve_create(c, path, SEG), 0);
+    }
+    char names[256] = "";
+    int calls0 = counter(&F.list_calls);
+    assert_int_equal(curve_list(c, "/p", list_cb, names), 0);
+    assert_string_equal(names, "v1 v2 v3 v4 v5 ");
+    assert_int_equal(counter(&F.list_calls) - calls0, 3); /* 2 + 2 + 1 */
+    calls0 = counter(&F.list_calls);
+    assert_int_equal(curve_list(c, "/p", list_stop_cb, NULL), 42);
+    assert_int_equal(counter(&F.list_calls) - calls0, 1);
+
+    /* recover finds its volume on a later page of /RecycleBin */
+    struct curve_stat st;
+    assert_int_equal(curve_stat(c, "/p/v4", &st), 0);
+    uint64_t id4 = st.id;
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(path, sizeof(path), "/p/%s", order[i]);
+        assert_int_equal(curve_delete(c, path, 0), 0);
+    }
+    calls0 = counter(&F.list_calls);
+    assert_int_equal(curve_recover(c, "/p/v4", 0), 0);
+    assert_int_equal(counter(&F.list_calls) - calls0, 3);
+    assert_int_equal(curve_stat(c, "/p/v4", &st), 0);
+    assert_int_equal(st.id, id4);
+
+    pthread_mutex_lock(&F.lock);
+    F.list_no_last = true;
+    pthread_mutex_unlock(&F.lock);
+    names[0] = '\0';
+    assert_int_equal(curve_list(c, "/p", list_cb, names), -EPROTO);
+    assert_string_equal(names, "v4 ");
+    assert_int_equal(curve_client_destroy(c), 0);
 }
 
 static void test_io(void **state)
@@ -1426,6 +1494,7 @@ int main(void)
         cmocka_unit_test(test_peer_addr_normalize),
         cmocka_unit_test(test_init_errors),
         cmocka_unit_test_setup_teardown(test_management, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_io, setup, teardown),
