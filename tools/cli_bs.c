@@ -27,12 +27,14 @@ static const struct cli_col file_cols[] = {
     {"segment_size", "segment size", CLI_COL_BYTES},
     {"status", "status", CLI_COL_STR},
     {"original_name", "original name", CLI_COL_STR},
+    {"open_count", "open sessions", CLI_COL_STR},
 };
 
 static const struct cli_col dir_cols[] = {
     {"name", "NAME", CLI_COL_STR},   {"type", "TYPE", CLI_COL_STR},
     {"size", "SIZE", CLI_COL_BYTES}, {"owner", "OWNER", CLI_COL_STR},
     {"id", "ID", CLI_COL_STR},       {"ctime_ns", "CREATED", CLI_COL_TIME_NS},
+    {"open_count", "OPEN", CLI_COL_STR},
 };
 
 static const struct cli_col recycle_cols[] = {

@@ -230,7 +230,7 @@ struct curve_stat {
     uint64_t segment_size; /* bytes (volumes) */
     uint64_t ctime_ns;     /* creation time, ns since the Unix epoch */
     uint64_t epoch;        /* volume epoch (bumped by exclusive opens) */
-    uint32_t open_count;   /* sessions currently open on the volume */
+    uint32_t open_count;   /* sessions open on the volume (MDS count; 0 for a directory) */
     char owner[CURVE_OWNER_MAX + 1];
     char name[CURVE_NAME_MAX + 1]; /* last path component ("/" for the root) */
 };

@@ -151,7 +151,7 @@ static void fill_stat(const Curve__Mds__FileInfo *fi, struct curve_stat *st)
     st->segment_size = fi->segment_size;
     st->ctime_ns = fi->ctime_ns;
     st->epoch = fi->epoch;
-    st->open_count = 0; /* not reported by the MDS */
+    st->open_count = fi->has_open_count ? fi->open_count : 0; /* Stat and ListDir only */
     snprintf(st->owner, sizeof(st->owner), "%s", fi->owner ? fi->owner : "");
     snprintf(st->name, sizeof(st->name), "%s", fi->name && *fi->name ? fi->name : "/");
 }

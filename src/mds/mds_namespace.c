@@ -400,6 +400,75 @@ static void h_create(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m
     mds_reply_ok(d, ctx, &fi.base);
 }
 
+static bool sess_maybe(uint64_t fid);
+static int count_prefix(mds_daemon *d, const char *prefix, int64_t *count);
+
+/* Sessions open on volume `fid` (0 without asking etcd when it never had one). */
+static int open_count(mds_daemon *d, uint64_t fid, uint32_t *out)
+{
+    *out = 0;
+    if (!sess_maybe(fid))
+        return 0;
+    char prefix[MDS_KEY_MAX];
+    snprintf(prefix, sizeof(prefix), MDS_SESSION_PREFIX "%" PRIu64 "/", fid);
+    int64_t n = 0;
+    int rc = count_prefix(d, prefix, &n);
+    if (rc == 0)
+        *out = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    return rc;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Fills open_count of the volumes of a ListDir page: one keys-only read of every session when
+ * one of them may have sessions (sessions are few: one per open volume and client). */
+static int page_open_counts(mds_daemon *d, Curve__Mds__FileInfo *fis, size_t n)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (fis[i].type != CURVE__MDS__FILE_TYPE__FILE_VOLUME)
+            continue;
+        fis[i].has_open_count = true;
+        fis[i].open_count = 0;
+        any = any || sess_maybe(fis[i].id);
+    }
+    if (!any)
+        return 0;
+    etcd_range_req q = {.key = MDS_SESSION_PREFIX, .prefix = true, .keys_only = true};
+    etcd_range_result r;
+    int rc = etcd_range(mds_etcd(d), &q, &r);
+    if (rc < 0)
+        return rc;
+    uint64_t *fids = malloc((r.n_kvs + 1) * sizeof(uint64_t));
+    if (!fids) {
+        etcd_range_result_free(&r);
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < r.n_kvs; k++)
+        fids[k] = strtoull(r.kvs[k].key + strlen(MDS_SESSION_PREFIX), NULL, 10);
+    qsort(fids, r.n_kvs, sizeof(uint64_t), u64_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (!fis[i].has_open_count)
+            continue;
+        const uint64_t *hit = bsearch(&fis[i].id, fids, r.n_kvs, sizeof(uint64_t), u64_cmp);
+        if (!hit)
+            continue;
+        while (hit > fids && hit[-1] == fis[i].id)
+            hit--;
+        uint32_t c = 0;
+        for (; hit < fids + r.n_kvs && *hit == fis[i].id; hit++)
+            c++;
+        fis[i].open_count = c;
+    }
+    free(fids);
+    etcd_range_result_free(&r);
+    return 0;
+}
+
 static void h_stat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
 {
     const Curve__Mds__PathRequest *req = (const void *)m;
@@ -411,6 +480,11 @@ static void h_stat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
         return reply_rc(d, ctx, rc, "stat", err);
     Curve__Mds__FileInfo fi;
     file_pb(&e, &fi, p.n ? p.comp[p.n - 1] : "");
+    if (e.f.type == MDS_FILE_VOLUME) {
+        if ((rc = open_count(d, e.f.id, &fi.open_count)) < 0)
+            return reply_rc(d, ctx, rc, "stat", etcd_last_error());
+        fi.has_open_count = true;
+    }
     mds_reply_ok(d, ctx, &fi.base);
 }
 
@@ -488,6 +562,10 @@ static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *
         file_pb(&ents[n], &fis[n], key_name(ents[n].key));
         pfis[n] = &fis[n];
         n++;
+    }
+    if ((rc = page_open_counts(d, fis, n)) < 0) {
+        reply_rc(d, ctx, rc, "list", etcd_last_error());
+        goto out;
     }
     Curve__Mds__ListDirResponse resp = CURVE__MDS__LIST_DIR_RESPONSE__INIT;
     resp.n_entries = n;

@@ -581,3 +581,38 @@ def test_list_pages(cluster):
     out = subprocess.run(rec, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
     assert out.returncode == 0, out.stderr
     assert ok(tool(a, "stat", "/many/v11"))["name"] == "v11"
+
+
+def test_open_count(cluster):
+    """Stat and ListDir report the sessions open on a volume (curve_stat.open_count)."""
+    m = cluster.start_mds()
+    a = m.wait_leader(20)
+    ok(tool(a, "mkdir", "/oc"))
+    ok(tool(a, "create", "/oc/v", SEG))
+    ok(tool(a, "create", "/oc/w", SEG))
+    st = ok(tool(a, "stat", "/oc/v"))
+    assert st.get("open_count", None) == 0, st
+    assert "open_count" not in ok(tool(a, "stat", "/oc"))  # directories have none
+
+    def counts():
+        return {e["name"]: e.get("open_count") for e in ok(tool(a, "ls", "/oc"))["entries"]}
+    assert counts() == {"v": 0, "w": 0}
+    rw = ok(tool(a, "open", "/oc/v"))
+    assert ok(tool(a, "stat", "/oc/v"))["open_count"] == 1
+    ro = ok(tool(a, "open", "/oc/v", "readonly"))
+    ro2 = ok(tool(a, "open", "/oc/w", "readonly"))
+    assert ok(tool(a, "stat", "/oc/v"))["open_count"] == 2
+    assert counts() == {"v": 2, "w": 1}
+    ok(tool(a, "close", "/oc/v", ro["session_id"]))
+    ok(tool(a, "close", "/oc/w", ro2["session_id"]))
+    assert ok(tool(a, "stat", "/oc/v"))["open_count"] == 1
+    assert counts() == {"v": 1, "w": 0}
+    # the CLI shows it
+    out = subprocess.run([binary("curve"), "--mds-addrs=" + a, "--format=json", "bs", "stat",
+                          "volume", "/oc/v"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["open_count"] == 1
+    # a session that is not refreshed stops counting when its lease expires
+    wait_until(lambda: ok(tool(a, "stat", "/oc/v"))["open_count"] == 0, 15, interval=0.2,
+               what="session lease expiry")
