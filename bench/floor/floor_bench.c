@@ -13,7 +13,7 @@
  *       Durable 4 KiB writes into N pre-written files in D (one 4 KiB write to each file per
  *       round, at a moving offset), made durable three ways:
  *         parallel   one fdatasync per file, N threads at once (what one fdatasync per copyset
- *                    log per round does)
+ *                    log per round does; with N = 1 the fdatasync runs on the caller)
  *         one_flush  sync_file_range(WAIT_BEFORE|WRITE|WAIT_AFTER) on N-1 files, then one
  *                    fdatasync (one cache flush per round; measured only, not used by Curve-C)
  *         journal    the N blocks as one sequential N*4 KiB write into one file + one
@@ -199,7 +199,10 @@ static double disk_run(int mode, int *fds, int nfiles, int jfd, double secs)
             for (int i = 0; i < nfiles; i++)
                 if (pwrite(fds[i], blk, BLOCK, off) != (ssize_t)BLOCK)
                     return -1;
-            if (mode == M_PARALLEL) {
+            if (mode == M_PARALLEL && nfiles == 1) {
+                if (fdatasync(fds[0]) != 0)
+                    return -1;
+            } else if (mode == M_PARALLEL) {
                 pthread_t th[MAX_FILES];
                 sync_job jobs[MAX_FILES];
                 for (int i = 0; i < nfiles; i++) {

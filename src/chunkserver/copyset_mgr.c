@@ -315,6 +315,8 @@ static void glue_install_abort(void *ctx)
     cs_fsm_install_abort(cs->fsm);
 }
 
+static void post_handoff(void *arg, raftrt_group *g, bool alive);
+
 static void glue_state_changed(void *ctx, int role, uint64_t term, uint64_t leader)
 {
     cs_copyset *cs = ctx;
@@ -326,6 +328,20 @@ static void glue_state_changed(void *ctx, int role, uint64_t term, uint64_t lead
     if (old != role)
         CLOG_INFO("copyset %u.%u: %s in term %" PRIu64 " (leader %" PRIx64 ")", cs->pool, cs->id,
                   raft_role_name(role), term, leader);
+    /* Leadership regained (an operator's or the MDS's transfer, an election) while this
+     * chunkserver is handing its leaderships over for a slow disk: hand it over again, at most
+     * once per copyset and cooldown, so that two slow replicas cannot toss it back and forth. */
+    cs_mgr *m = cs->mgr;
+    uint64_t now = curve_now_mono_ms();
+    if (old != role && role == RAFT_LEADER && cs->group != NULL &&
+        atomic_load(&m->slow_active) &&
+        now - atomic_load(&m->slow_last_ms) < m->o.slow_handoff_cooldown_ms &&
+        (cs->slow_regain_ms == 0 || now - cs->slow_regain_ms >= m->o.slow_handoff_cooldown_ms)) {
+        cs->slow_regain_ms = now;
+        if (raftrt_group_post(cs->group, post_handoff, m) == 0)
+            CLOG_WARN("copyset %u.%u: leader again while the disk is slow: handing over again",
+                      cs->pool, cs->id);
+    }
 }
 
 /* The copyset's Raft node stopped on a storage error. A failure of the log or term/vote store
@@ -386,6 +402,8 @@ static void on_chunk_write(void *arg, uint64_t dur_us, bool ok)
     if (dur_us < (uint64_t)m->o.slow_write_ms * 1000) {
         if (atomic_load_explicit(&m->slow_streak, memory_order_relaxed) != 0)
             atomic_store(&m->slow_streak, 0);
+        if (atomic_load_explicit(&m->slow_active, memory_order_relaxed))
+            atomic_store(&m->slow_active, false);
         return;
     }
     uint32_t n = atomic_fetch_add(&m->slow_streak, 1) + 1;
@@ -397,6 +415,7 @@ static void on_chunk_write(void *arg, uint64_t dur_us, bool ok)
     if (!atomic_compare_exchange_strong(&m->slow_last_ms, &last, now))
         return; /* another thread is handing over */
     atomic_store(&m->slow_streak, 0);
+    atomic_store(&m->slow_active, true);
     atomic_fetch_add(&m->slow_handoffs, 1);
     uint32_t posted = post_all(m, post_handoff, m);
     CLOG_WARN("slow disk: %u chunk writes in a row took >= %u ms (the last %" PRIu64

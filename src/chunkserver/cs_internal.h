@@ -26,6 +26,8 @@ typedef struct cs_copyset {
     _Atomic uint64_t term, leader;
     _Atomic int snap_pending;    /* snapshot jobs on the worker pool */
     _Atomic int refs;            /* cs__get holders (blocking service work); removal waits */
+    uint64_t slow_regain_ms;     /* group loop: when this copyset's leadership, regained while
+                                  * the disk was slow, was last handed over again (0: never) */
 } cs_copyset;
 
 #define CS_TOMBSTONE ((cs_copyset *)1)
@@ -60,6 +62,7 @@ struct cs_mgr {
      * of the last handoff, handoffs and leader transfers started */
     _Atomic uint32_t slow_streak;
     _Atomic uint64_t slow_last_ms;
+    _Atomic bool slow_active;    /* handed over for a slow disk, no fast chunk write since */
     _Atomic uint64_t slow_handoffs, slow_transfers;
     curve_workpool *wp;      /* CLI / copyset / status work */
     curve_workpool *snap_wp; /* snapshot builds */

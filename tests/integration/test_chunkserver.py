@@ -415,6 +415,25 @@ def test_slow_disk_hands_leadership_over(procs, tmp_dir):
         r = cl.io(new, "write", 2, i * 4096, 4096, "--seed=%d" % (200 + i))
         assert r["status"] == "SUCCESS", r
         assert cl.io(new, "read", 2, i * 4096, 4096, "--seed=%d" % (200 + i))["match"] is True
+    # leadership handed back to the slow chunkserver (what the MDS's leader balance does before
+    # it has seen the slow disk) is handed over again at once...
+    r = new.tool("transfer-leader", "--pool=1", "--copyset=1", "--peer=" + leader.addr + ":0")
+    assert r[0]["status"] == "CLI_OK", r
+    wait_until(lambda: any("leader again while the disk is slow" in x
+                           for x in leader.proc.stderr_lines), 30, what="the second handoff")
+    again = cl.wait_leader(exclude=leader)
+    wait_until(lambda: leader.status()["slow_disk"]["transfers"] == 2, 30,
+               what="the second transfer counted")
+    assert leader.status()["slow_disk"]["handoffs"] == 1
+    # ...but once per copyset and cooldown: a second hand-back sticks (two slow replicas cannot
+    # toss a leadership back and forth); the write succeeds there, so no transfer is under way
+    r = again.tool("transfer-leader", "--pool=1", "--copyset=1", "--peer=" + leader.addr + ":0")
+    assert r[0]["status"] == "CLI_OK", r
+    assert cl.wait_leader() is leader
+    assert cl.io(leader, "write", 2, 0, 4096, "--seed=300")["status"] == "SUCCESS"
+    assert leader.copyset()["role"] == "leader"
+    assert leader.status()["slow_disk"]["transfers"] == 2
+    assert sum("leader again while the disk is slow" in x for x in leader.proc.stderr_lines) == 1
     http("http://127.0.0.1:%d/failpoint?clear=1" % leader.admin, data=b"")
     # off by default for none, and can be turned off: 0 disables (covered by the MDS test's
     # --disk.slow_write=0); a bad value is refused at start
