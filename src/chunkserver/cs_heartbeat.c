@@ -76,6 +76,7 @@ typedef struct hb_op {
 
 struct cs_hb {
     cs_hb_opts o;
+    bool sent_disk_slow; /* disk_slow of the last heartbeat built (lock) */
     hb_op ops[CS_HB_MAX_OPS]; /* protected by lock */
     curve_workpool *wp;       /* runs operators (blocking membership steps) */
     char addrs[CS_HB_MAX_MDS][64];
@@ -601,6 +602,11 @@ static void health_fill_locked(cs_hb *hb, health_buf *b, uint64_t now_ms)
         h->apply_p50_us = clamp32(st.p50_us);
         h->apply_p99_us = clamp32(st.p99_us);
     }
+    if (m != NULL) {
+        h->has_disk_slow = 1;
+        h->disk_slow = atomic_load(&m->slow_active);
+        hb->sent_disk_slow = h->disk_slow;
+    }
     h->has_probe_window_ms = 1;
     h->probe_window_ms = CS_HB_PROBE_WINDOW_MS;
     size_t np = 0;
@@ -850,6 +856,15 @@ static void *hb_main(void *arg)
         }
         if (hb->id != 0)
             probe_send_all(hb);
+        /* a slow-disk handoff (or its end) is reported at once: the MDS must stop moving
+         * leaders onto this chunkserver before its leader balance undoes the handoff */
+        if (hb->id != 0 && hb->o.mgr != NULL) {
+            pthread_mutex_lock(&hb->lock);
+            bool changed = atomic_load(&hb->o.mgr->slow_active) != hb->sent_disk_slow;
+            pthread_mutex_unlock(&hb->lock);
+            if (changed)
+                next_hb = 0;
+        }
         now = curve_now_mono_ms();
         uint64_t until =
             now + CS_HB_PROBE_PERIOD_MS < next_hb ? now + CS_HB_PROBE_PERIOD_MS : next_hb;

@@ -189,6 +189,7 @@ static void slow_report(mds_daemon *d, const Curve__Heartbeat__HeartbeatRequest 
         rep.applies = h->applies;
         rep.apply_mean_us = h->apply_mean_us;
     }
+    rep.disk_slow = h->has_disk_slow && h->disk_slow;
     for (size_t i = 0; i < h->n_probes && rep.nprobes < MDS_SLOW_MAX_PROBES; i++) {
         const Curve__Heartbeat__PeerProbe *p = h->probes[i];
         if (p->peer == NULL || !p->has_mean_us)

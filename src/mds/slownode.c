@@ -140,7 +140,7 @@ bool mds_slow_marked_cb(void *ctx, uint32_t cs_id)
 bool mds_slow_suspect_cb(void *ctx, uint32_t cs_id)
 {
     const mds_slow_cs *e = mds_slow_get(ctx, cs_id);
-    return e != NULL && (e->marked || e->streak > 0);
+    return e != NULL && (e->marked || e->streak > 0 || e->rep.disk_slow);
 }
 
 size_t mds_slow_count(const mds_slow_tracker *s)

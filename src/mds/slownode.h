@@ -106,6 +106,7 @@ typedef struct mds_slow_report {
     uint32_t cs_id;
     uint64_t writes, applies; /* samples behind the means (0: no value) */
     uint32_t write_mean_us, apply_mean_us;
+    bool disk_slow; /* it handed its leaderships over for a slow disk (ServiceHealth.disk_slow) */
     size_t nprobes;
     mds_slow_probe probes[MDS_SLOW_MAX_PROBES];
 } mds_slow_report;
@@ -160,7 +161,8 @@ size_t mds_slow_evaluate(mds_slow_tracker *s, const mds_topology *t, uint64_t no
 bool mds_slow_is_marked(const mds_slow_tracker *s, uint32_t cs_id);
 /* mds_cs_busy_fn adapter (placement.h): ctx is a `const mds_slow_tracker *`. */
 bool mds_slow_marked_cb(void *ctx, uint32_t cs_id);
-/* Marked, or found slow by the last evaluation (not marked yet): not a good new leader.
+/* Marked, found slow by the last evaluation (not marked yet), or its latest report says it
+ * gave its leaderships away for a slow disk: not a good new leader.
  * mds_cs_busy_fn adapter, ctx as above. */
 bool mds_slow_suspect_cb(void *ctx, uint32_t cs_id);
 /* Number of marked chunkservers. */

@@ -793,6 +793,53 @@ static void test_leader_balance_avoids_slow(void **state)
     mds_topo_destroy(&t);
 }
 
+/* A heartbeat saying disk_slow (the chunkserver gave its leaderships away for a slow disk) makes
+ * it a suspect at once, before any evaluation found it slow: leader balance moves nothing to
+ * it; the next report without the flag ends that (nothing is marked either way). */
+static void test_disk_slow_report_suspect(void **state)
+{
+    (void)state;
+    mds_topology t;
+    mds_slow_tracker s;
+    fake f[3];
+    fx_open(&t, &s, f);
+    uint64_t now = 1000;
+    (void)round_all(&s, &t, f, 3, &now);
+    assert_false(mds_slow_suspect_cb(&s, 3));
+    mds_slow_report r = make_report(3, f, 3);
+    r.disk_slow = true;
+    assert_int_equal(mds_slow_report_add(&s, &r, now), 0);
+    assert_true(mds_slow_suspect_cb(&s, 3));
+    assert_false(mds_slow_is_marked(&s, 3));
+    assert_false(mds_slow_suspect_cb(&s, 1));
+
+    for (size_t i = 0; i < t.copysets.n; i++) /* 1 and 2 lead everything, 3 nothing */
+        t.copysets.v[i].leader = (i % 2) ? 1 : 2;
+    mds_sched_cfg cfg = sched_cfg(1000);
+    mds_optable ops;
+    mds_optable_init(&ops, 0);
+    assert_int_equal(
+        mds_sched_leader_balance_ex(&t, &ops, now, &cfg, mds_slow_suspect_cb, &s, &res), 0);
+    for (size_t i = 0; i < ops.n; i++)
+        assert_int_not_equal(ops.v[i].new_peer, 3);
+    mds_optable_destroy(&ops);
+
+    r.disk_slow = false; /* a fast write since: leaders may come back */
+    assert_int_equal(mds_slow_report_add(&s, &r, now + HB_MS), 0);
+    assert_false(mds_slow_suspect_cb(&s, 3));
+    mds_optable_init(&ops, 0);
+    assert_int_equal(
+        mds_sched_leader_balance_ex(&t, &ops, now + HB_MS, &cfg, mds_slow_suspect_cb, &s, &res),
+        0);
+    bool to3 = false;
+    for (size_t i = 0; i < ops.n; i++)
+        to3 |= ops.v[i].new_peer == 3;
+    assert_true(to3);
+    mds_optable_destroy(&ops);
+    mds_slow_destroy(&s);
+    mds_topo_destroy(&t);
+}
+
 /* The one-operator-per-disk rule still holds for every other operator. */
 static void test_optable_shared_target(void **state)
 {
@@ -833,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_slow_leaders_targets),
         cmocka_unit_test(test_slow_leaders_avoid_suspects),
         cmocka_unit_test(test_leader_balance_avoids_slow),
+        cmocka_unit_test(test_disk_slow_report_suspect),
         cmocka_unit_test(test_optable_shared_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
