@@ -661,12 +661,17 @@ static void *collector_main(void *arg)
 }
 
 /* Copies the copyset view into out (fresh if the collector answers within
- * CS_HB_INFO_WAIT_MS, else the latest one); returns the count. Heartbeat thread. */
-static uint32_t info_collect(cs_hb *hb, cs_copyset_info *out)
+ * CS_HB_INFO_WAIT_MS, else the latest one); returns the count. `urgent`: do not wait for a
+ * fresh view when a complete one exists (a heartbeat sent at once to report disk_slow).
+ * Heartbeat thread. */
+static uint32_t info_collect(cs_hb *hb, cs_copyset_info *out, bool urgent)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)CS_HB_INFO_WAIT_MS * 1000000u;
+    pthread_mutex_lock(&hb->lock);
+    uint64_t wait_ms = urgent && hb->cache_seq > 0 ? 0 : CS_HB_INFO_WAIT_MS;
+    pthread_mutex_unlock(&hb->lock);
+    uint64_t ns = (uint64_t)ts.tv_nsec + wait_ms * 1000000u;
     ts.tv_sec += (time_t)(ns / 1000000000u);
     ts.tv_nsec = (long)(ns % 1000000000u);
     pthread_mutex_lock(&hb->lock);
@@ -687,7 +692,7 @@ static uint32_t info_collect(cs_hb *hb, cs_copyset_info *out)
 }
 
 /* Builds the per-copyset part of a heartbeat; the strings live in `peers` (caller frees). */
-static int do_heartbeat(cs_hb *hb)
+static int do_heartbeat(cs_hb *hb, bool urgent)
 {
     cs_copyset_info *infos = calloc(CS_MGR_MAX_COPYSETS, sizeof(*infos));
     Curve__Heartbeat__CopysetInfo *cis = calloc(CS_MGR_MAX_COPYSETS, sizeof(*cis));
@@ -698,7 +703,7 @@ static int do_heartbeat(cs_hb *hb)
     int rc = -ENOMEM;
     if (infos == NULL || cis == NULL || cip == NULL || strs == NULL || ptrs == NULL)
         goto out;
-    uint32_t n = info_collect(hb, infos);
+    uint32_t n = info_collect(hb, infos, urgent);
     uint32_t leaders = 0;
     for (uint32_t i = 0; i < n; i++) {
         cs_copyset_info *in = &infos[i];
@@ -840,10 +845,12 @@ static void *hb_main(void *arg)
 {
     cs_hb *hb = arg;
     uint64_t next_hb = 0;
+    bool urgent = false;
     for (;;) {
         uint64_t now = curve_now_mono_ms();
         if (now >= next_hb) {
-            int rc = hb->id == 0 ? do_register(hb) : do_heartbeat(hb);
+            int rc = hb->id == 0 ? do_register(hb) : do_heartbeat(hb, urgent);
+            urgent = false;
             pthread_mutex_lock(&hb->lock);
             hb->sent++;
             if (rc != 0)
@@ -863,7 +870,7 @@ static void *hb_main(void *arg)
             bool changed = atomic_load(&hb->o.mgr->slow_active) != hb->sent_disk_slow;
             pthread_mutex_unlock(&hb->lock);
             if (changed)
-                next_hb = 0;
+                next_hb = 0, urgent = true;
         }
         now = curve_now_mono_ms();
         uint64_t until =
