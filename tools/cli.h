@@ -35,7 +35,7 @@ enum {
 #define CLI_TIMEOUT_MS    5000 /* default per-RPC timeout */
 #define CLI_TIMEOUT_MAX   (3600u * 1000)
 #define CLI_LIST_PAGE     1000u  /* default --page-size */
-#define CLI_LIST_PAGE_MAX 10000u /* the MDS's largest page */
+#define CLI_LIST_PAGE_MAX 4000u  /* the MDS's largest page */
 
 typedef enum { CLI_FMT_TABLE = 0, CLI_FMT_JSON = 1 } cli_format;
 

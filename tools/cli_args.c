@@ -265,7 +265,7 @@ static int set_flag(struct cli_opts *o, const char *name, size_t nlen, const cha
             return 0;
         case CLI_F_PAGE:
             if (cli_parse_uint(val, CLI_LIST_PAGE_MAX, &v) < 0 || v == 0)
-                return usage_err(err, errlen, "--page-size=%s: expected 1 to 10000 entries%s", val,
+                return usage_err(err, errlen, "--page-size=%s: expected 1 to 4000 entries%s", val,
                                  NULL);
             o->page_size = (uint32_t)v;
             return 0;

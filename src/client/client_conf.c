@@ -31,7 +31,7 @@ static const curve_cfg_def client_defs[] = {
     {"client.fast_path_inflight", CURVE_CFG_INT, "2", 0, CURVE_CLIENT_INFLIGHT_MAX,
      "a blocking one-piece read/write sends its RPC from the caller's thread when fewer than "
      "this many IOs are in flight on the volume (0: never)"},
-    {"client.list_page_size", CURVE_CFG_INT, "1000", 1, 10000,
+    {"client.list_page_size", CURVE_CFG_INT, "1000", 1, 4000,
      "directory entries asked from the MDS per ListDir page (curve_list, curve_recover)"},
     {"client.metacache.max_segments", CURVE_CFG_INT, "4096", 1, CURVE_METACACHE_LIMIT_MAX,
      "segments kept in the metadata cache"},

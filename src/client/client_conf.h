@@ -37,7 +37,7 @@ typedef struct curve_client_conf {
     uint32_t max_inflight_rpcs;    /* per volume, 1..CURVE_CLIENT_INFLIGHT_MAX */
     uint32_t io_threads;           /* 1..CURVE_CLIENT_IO_THREADS_MAX */
     bool allow_512;
-    uint32_t list_page_size;     /* entries per ListDir page (1..10000) */
+    uint32_t list_page_size;     /* entries per ListDir page (1..4000) */
     uint32_t fast_path_inflight; /* sync one-piece IOs sent from callers' threads at once per
                                     volume (fastpath.h); 0 = no fast path */
     uint32_t metacache_max_segments;

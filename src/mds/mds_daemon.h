@@ -55,7 +55,8 @@
 #define MDS_CREATE_PER_RUN 256   /* CreateCopyset RPCs per background run */
 #define MDS_PURGE_CHUNKS_PER_RUN 1024 /* DeleteChunk RPCs per background run */
 #define MDS_LIST_PAGE_DEFAULT 1000u /* entries of a ListDir page when the request sets no limit */
-#define MDS_LIST_PAGE_MAX 10000u    /* most entries of one ListDir page (bounds the reply) */
+#define MDS_LIST_PAGE_MAX 4000u     /* most entries of one ListDir page (bounds the reply) */
+#define MDS_LIST_ENTRY_MAX_BYTES 800u /* an encoded FileInfo with every string at its maximum */
 #define MDS_RETRY_TXN 8          /* retries of a namespace txn that lost a race */
 #define MDS_ETCD_CLIENTS 8      /* data etcd clients (see mds_daemon.etcds) */
 #define MDS_NSCACHE_MAX 32768   /* namespace entries cached by (parent id, name) */

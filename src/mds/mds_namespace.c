@@ -517,6 +517,14 @@ static int ns_page(mds_daemon *d, const char *prefix, const char *after, size_t 
     return 0;
 }
 
+/* The largest page fits one RPC reply whatever the names: name (<= 255 + "-<id>"), original
+ * name (255), owner (64), status and the numbers stay below MDS_LIST_ENTRY_MAX_BYTES. */
+CURVE_STATIC_ASSERT(MDS_NS_NAME_MAX + 21 + MDS_NS_NAME_MAX + MDS_NS_OWNER_MAX + 16 + 12 * 11 <
+                        MDS_LIST_ENTRY_MAX_BYTES,
+                    "a ListDir entry stays below its bound");
+CURVE_STATIC_ASSERT((uint64_t)MDS_LIST_PAGE_MAX * MDS_LIST_ENTRY_MAX_BYTES < RPC_FRAME_BODY_MAX_DEFAULT,
+                    "the largest ListDir page fits one RPC reply");
+
 static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
 {
     const Curve__Mds__ListDirRequest *req = (const void *)m;
