@@ -146,6 +146,7 @@ static int stat_path(struct cli_opts *o, struct cli_mds *m, const char *path,
 {
     Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
     req.path = (char *)path;
+    req.has_open_count = req.open_count = true;
     return call(o, m, CLI_SVC_NAMESPACE, CLI_NS_STAT, &req.base, &curve__mds__file_info__descriptor,
                 (pbm **)fi, "stat", path);
 }

@@ -402,10 +402,18 @@ static void on_chunk_write(void *arg, uint64_t dur_us, bool ok)
     if (dur_us < (uint64_t)m->o.slow_write_ms * 1000) {
         if (atomic_load_explicit(&m->slow_streak, memory_order_relaxed) != 0)
             atomic_store(&m->slow_streak, 0);
-        if (atomic_load_explicit(&m->slow_active, memory_order_relaxed))
+        /* the disk is fast again only after as many fast writes in a row as it took slow ones
+         * to hand over: one lucky write of an intermittently slow disk does not invite the
+         * leaders back */
+        if (atomic_load_explicit(&m->slow_active, memory_order_relaxed) &&
+            atomic_fetch_add(&m->fast_streak, 1) + 1 >= m->o.slow_write_count) {
             atomic_store(&m->slow_active, false);
+            atomic_store(&m->fast_streak, 0);
+        }
         return;
     }
+    if (atomic_load_explicit(&m->fast_streak, memory_order_relaxed) != 0)
+        atomic_store(&m->fast_streak, 0);
     uint32_t n = atomic_fetch_add(&m->slow_streak, 1) + 1;
     if (n < m->o.slow_write_count)
         return;
@@ -973,8 +981,9 @@ void cs_mgr_status_json(cs_mgr *m, json_t *obj)
     json_object_set_new(obj, "inflight", json_integer(atomic_load(&m->inflight)));
     json_object_set_new(
         obj, "slow_disk",
-        json_pack("{s:I, s:I, s:I, s:I}", "slow_write_ms", (json_int_t)m->o.slow_write_ms,
+        json_pack("{s:I, s:I, s:I, s:I, s:b}", "slow_write_ms", (json_int_t)m->o.slow_write_ms,
                   "streak", (json_int_t)atomic_load(&m->slow_streak), "handoffs",
                   (json_int_t)atomic_load(&m->slow_handoffs), "transfers",
-                  (json_int_t)atomic_load(&m->slow_transfers)));
+                  (json_int_t)atomic_load(&m->slow_transfers), "active",
+                  (int)atomic_load(&m->slow_active)));
 }

@@ -76,7 +76,10 @@ typedef struct hb_op {
 
 struct cs_hb {
     cs_hb_opts o;
-    bool sent_disk_slow; /* disk_slow of the last heartbeat built (lock) */
+    /* disk_slow of the last heartbeat the MDS answered, of the one being built, and when an
+     * urgent one may be retried after a failure (heartbeat thread; lock) */
+    bool sent_disk_slow, built_disk_slow;
+    uint64_t urgent_retry_ms;
     hb_op ops[CS_HB_MAX_OPS]; /* protected by lock */
     curve_workpool *wp;       /* runs operators (blocking membership steps) */
     char addrs[CS_HB_MAX_MDS][64];
@@ -579,33 +582,37 @@ typedef struct health_buf {
 } health_buf;
 
 /* Fills b (hb->lock held). The interval marks move only when the request is built. */
-static void health_fill_locked(cs_hb *hb, health_buf *b, uint64_t now_ms)
+static void health_fill_locked(cs_hb *hb, health_buf *b, uint64_t now_ms, bool urgent)
 {
     Curve__Heartbeat__ServiceHealth *h = &b->h;
     curve__heartbeat__service_health__init(h);
     cs_mgr *m = hb->o.mgr;
     h->has_interval_ms = 1;
     h->interval_ms = clamp32(hb->mark_ms ? now_ms - hb->mark_ms : 0);
-    hb->mark_ms = now_ms;
+    /* an urgent heartbeat (disk_slow changed) reports the interval so far without ending it,
+     * so the next regular one still covers a whole interval */
+    lat_mark wmark = hb->write_mark, amark = hb->apply_mark;
+    if (!urgent)
+        hb->mark_ms = now_ms;
     curve_latency_stats st;
     if (m != NULL && m->m_lat[CS_OP_WRITE] != NULL) {
         curve_latency_get_stats(m->m_lat[CS_OP_WRITE], &st);
         h->has_writes = h->has_write_mean_us = h->has_write_p50_us = h->has_write_p99_us = 1;
-        h->write_mean_us = interval_mean(&st, &hb->write_mark, &h->writes);
+        h->write_mean_us = interval_mean(&st, urgent ? &wmark : &hb->write_mark, &h->writes);
         h->write_p50_us = clamp32(st.p50_us);
         h->write_p99_us = clamp32(st.p99_us);
     }
     if (m != NULL && m->m_apply_lat != NULL) {
         curve_latency_get_stats(m->m_apply_lat, &st);
         h->has_applies = h->has_apply_mean_us = h->has_apply_p50_us = h->has_apply_p99_us = 1;
-        h->apply_mean_us = interval_mean(&st, &hb->apply_mark, &h->applies);
+        h->apply_mean_us = interval_mean(&st, urgent ? &amark : &hb->apply_mark, &h->applies);
         h->apply_p50_us = clamp32(st.p50_us);
         h->apply_p99_us = clamp32(st.p99_us);
     }
     if (m != NULL) {
         h->has_disk_slow = 1;
         h->disk_slow = atomic_load(&m->slow_active);
-        hb->sent_disk_slow = h->disk_slow;
+        hb->built_disk_slow = h->disk_slow;
     }
     h->has_probe_window_ms = 1;
     h->probe_window_ms = CS_HB_PROBE_WINDOW_MS;
@@ -682,7 +689,7 @@ static uint32_t info_collect(cs_hb *hb, cs_copyset_info *out, bool urgent)
         if (pthread_cond_timedwait(&hb->col_done, &hb->lock, &ts) == ETIMEDOUT)
             break;
     }
-    if (hb->cache_seq == seq0)
+    if (hb->cache_seq == seq0 && !urgent)
         hb->stale_sent++;
     uint32_t n = hb->cache_n;
     if (n > 0)
@@ -759,7 +766,7 @@ static int do_heartbeat(cs_hb *hb, bool urgent)
     /* operator progress; hb->lock stays held until the request is packed (peer strings) */
     health_buf hbuf;
     pthread_mutex_lock(&hb->lock);
-    health_fill_locked(hb, &hbuf, now_ms);
+    health_fill_locked(hb, &hbuf, now_ms, urgent);
     for (uint32_t i = 0; i < n; i++)
         op_report_locked(hb, &cis[i]);
     uint64_t total = 0, avail = 0;
@@ -850,6 +857,12 @@ static void *hb_main(void *arg)
         uint64_t now = curve_now_mono_ms();
         if (now >= next_hb) {
             int rc = hb->id == 0 ? do_register(hb) : do_heartbeat(hb, urgent);
+            pthread_mutex_lock(&hb->lock);
+            if (rc == 0 && hb->id != 0)
+                hb->sent_disk_slow = hb->built_disk_slow; /* the MDS has it */
+            else if (urgent)
+                hb->urgent_retry_ms = curve_now_mono_ms() + CS_HB_URGENT_RETRY_MS;
+            pthread_mutex_unlock(&hb->lock);
             urgent = false;
             pthread_mutex_lock(&hb->lock);
             hb->sent++;
@@ -867,7 +880,8 @@ static void *hb_main(void *arg)
          * leaders onto this chunkserver before its leader balance undoes the handoff */
         if (hb->id != 0 && hb->o.mgr != NULL) {
             pthread_mutex_lock(&hb->lock);
-            bool changed = atomic_load(&hb->o.mgr->slow_active) != hb->sent_disk_slow;
+            bool changed = atomic_load(&hb->o.mgr->slow_active) != hb->sent_disk_slow &&
+                           curve_now_mono_ms() >= hb->urgent_retry_ms;
             pthread_mutex_unlock(&hb->lock);
             if (changed)
                 next_hb = 0, urgent = true;

@@ -45,6 +45,7 @@
  * on the group loops, which a slow disk stalls); a heartbeat waits this long for a fresh view,
  * then sends the latest complete one, so that a slow chunkserver keeps heartbeating. */
 #define CS_HB_INFO_WAIT_MS 300u
+#define CS_HB_URGENT_RETRY_MS 250u /* a failed urgent (disk_slow) heartbeat is retried after */
 
 typedef struct cs_hb cs_hb;
 

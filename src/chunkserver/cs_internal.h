@@ -62,7 +62,9 @@ struct cs_mgr {
      * of the last handoff, handoffs and leader transfers started */
     _Atomic uint32_t slow_streak;
     _Atomic uint64_t slow_last_ms;
-    _Atomic bool slow_active;    /* handed over for a slow disk, no fast chunk write since */
+    _Atomic bool slow_active;    /* handed over for a slow disk; cleared after slow_write_count
+                                  * fast chunk writes in a row */
+    _Atomic uint32_t fast_streak; /* fast chunk writes in a row while slow_active */
     _Atomic uint64_t slow_handoffs, slow_transfers;
     curve_workpool *wp;      /* CLI / copyset / status work */
     curve_workpool *snap_wp; /* snapshot builds */

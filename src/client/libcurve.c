@@ -167,12 +167,20 @@ static int mds_call(curve_client *c, uint32_t svc, uint32_t method, const Protob
     return rc;
 }
 
-static int stat_path(curve_client *c, const char *path, Curve__Mds__FileInfo **out)
+static int stat_path_ex(curve_client *c, const char *path, bool open_count,
+                        Curve__Mds__FileInfo **out)
 {
     Curve__Mds__PathRequest req = CURVE__MDS__PATH_REQUEST__INIT;
     req.path = (char *)path;
+    req.has_open_count = open_count;
+    req.open_count = open_count;
     return mds_call(c, CURVE_MDS_SVC_NAMESPACE, CURVE_MDS_NS_STAT, &req.base,
                     &curve__mds__file_info__descriptor, (ProtobufCMessage **)out, "stat", path);
+}
+
+static int stat_path(curve_client *c, const char *path, Curve__Mds__FileInfo **out)
+{
+    return stat_path_ex(c, path, false, out);
 }
 
 static void free_msg(void *m)
@@ -990,7 +998,7 @@ CURVE_EXPORT int curve_stat(curve_client *c, const char *path, struct curve_stat
     if (check_path(path) != 0)
         return -EINVAL;
     Curve__Mds__FileInfo *fi = NULL;
-    int rc = stat_path(c, path, &fi);
+    int rc = stat_path_ex(c, path, true, &fi);
     if (rc == 0)
         fill_stat(fi, st);
     free_msg(fi);

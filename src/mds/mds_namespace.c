@@ -401,7 +401,6 @@ static void h_create(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m
 }
 
 static bool sess_maybe(uint64_t fid);
-static int count_prefix(mds_daemon *d, const char *prefix, int64_t *count);
 
 /* Sessions open on volume `fid` (0 without asking etcd when it never had one). */
 static int open_count(mds_daemon *d, uint64_t fid, uint32_t *out)
@@ -411,10 +410,14 @@ static int open_count(mds_daemon *d, uint64_t fid, uint32_t *out)
         return 0;
     char prefix[MDS_KEY_MAX];
     snprintf(prefix, sizeof(prefix), MDS_SESSION_PREFIX "%" PRIu64 "/", fid);
-    int64_t n = 0;
-    int rc = count_prefix(d, prefix, &n);
-    if (rc == 0)
-        *out = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    /* serializable: the local etcd member, no quorum round (a count may lag by a moment) */
+    etcd_range_req q = {.key = prefix, .prefix = true, .count_only = true, .serializable = true};
+    etcd_range_result r;
+    int rc = etcd_range(mds_etcd(d), &q, &r);
+    if (rc == 0) {
+        *out = r.count > UINT32_MAX ? UINT32_MAX : (uint32_t)r.count;
+        etcd_range_result_free(&r);
+    }
     return rc;
 }
 
@@ -424,29 +427,34 @@ static int u64_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Fills open_count of the volumes of a ListDir page: one keys-only read of every session when
- * one of them may have sessions (sessions are few: one per open volume and client). */
+/* Fills open_count of the volumes of a ListDir page: one keys-only, serializable read of every
+ * session when one of them may have sessions (sessions are few: one per open volume and
+ * client). When etcd cannot answer, the page goes out without counts (not an error). */
 static int page_open_counts(mds_daemon *d, Curve__Mds__FileInfo *fis, size_t n)
 {
     bool any = false;
+    for (size_t i = 0; i < n; i++)
+        if (fis[i].type == CURVE__MDS__FILE_TYPE__FILE_VOLUME)
+            any = any || sess_maybe(fis[i].id);
+    etcd_range_req q = {
+        .key = MDS_SESSION_PREFIX, .prefix = true, .keys_only = true, .serializable = true};
+    etcd_range_result r;
+    if (any && etcd_range(mds_etcd(d), &q, &r) < 0)
+        return 0; /* no counts */
     for (size_t i = 0; i < n; i++) {
         if (fis[i].type != CURVE__MDS__FILE_TYPE__FILE_VOLUME)
             continue;
         fis[i].has_open_count = true;
         fis[i].open_count = 0;
-        any = any || sess_maybe(fis[i].id);
     }
     if (!any)
         return 0;
-    etcd_range_req q = {.key = MDS_SESSION_PREFIX, .prefix = true, .keys_only = true};
-    etcd_range_result r;
-    int rc = etcd_range(mds_etcd(d), &q, &r);
-    if (rc < 0)
-        return rc;
     uint64_t *fids = malloc((r.n_kvs + 1) * sizeof(uint64_t));
     if (!fids) {
+        for (size_t i = 0; i < n; i++)
+            fis[i].has_open_count = false;
         etcd_range_result_free(&r);
-        return -ENOMEM;
+        return 0;
     }
     for (size_t k = 0; k < r.n_kvs; k++)
         fids[k] = strtoull(r.kvs[k].key + strlen(MDS_SESSION_PREFIX), NULL, 10);
@@ -480,11 +488,10 @@ static void h_stat(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m)
         return reply_rc(d, ctx, rc, "stat", err);
     Curve__Mds__FileInfo fi;
     file_pb(&e, &fi, p.n ? p.comp[p.n - 1] : "");
-    if (e.f.type == MDS_FILE_VOLUME) {
-        if ((rc = open_count(d, e.f.id, &fi.open_count)) < 0)
-            return reply_rc(d, ctx, rc, "stat", etcd_last_error());
+    /* an informational count: when etcd cannot answer it, the Stat still succeeds without */
+    if (e.f.type == MDS_FILE_VOLUME && req->has_open_count && req->open_count &&
+        open_count(d, e.f.id, &fi.open_count) == 0)
         fi.has_open_count = true;
-    }
     mds_reply_ok(d, ctx, &fi.base);
 }
 
@@ -551,7 +558,8 @@ static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *
     bool more = false;
     rc = ns_page(d, prefix, after, limit, &r, &first, &npage, &more);
     if (rc < 0)
-        return reply_rc(d, ctx, rc, "list", etcd_last_error());
+        return reply_rc(d, ctx, rc, "list",
+                        rc == -ENAMETOOLONG ? "start_after too long" : etcd_last_error());
     ns_ent *ents = calloc(npage + 1, sizeof(ns_ent));
     Curve__Mds__FileInfo *fis = calloc(npage + 1, sizeof(*fis));
     Curve__Mds__FileInfo **pfis = calloc(npage + 1, sizeof(*pfis));
@@ -571,10 +579,7 @@ static void h_listdir(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *
         pfis[n] = &fis[n];
         n++;
     }
-    if ((rc = page_open_counts(d, fis, n)) < 0) {
-        reply_rc(d, ctx, rc, "list", etcd_last_error());
-        goto out;
-    }
+    (void)page_open_counts(d, fis, n);
     Curve__Mds__ListDirResponse resp = CURVE__MDS__LIST_DIR_RESPONSE__INIT;
     resp.n_entries = n;
     resp.entries = pfis;
@@ -1656,6 +1661,8 @@ uint64_t mds_purge_run(mds_daemon *d)
         if (n > 0)
             snprintf(after, sizeof(after), "%s", key_name(r.kvs[first + n - 1].key));
         etcd_range_result_free(&r);
+        if (n == 0)
+            break; /* nothing to move on from */
     }
     return pending;
 }

@@ -328,8 +328,10 @@ int main(int argc, char **argv)
                strcmp(cmd, "purge") == 0) {
         NEED(1);
         pr.path = a[0];
-        if (cmd[0] == 's')
+        if (cmd[0] == 's') {
+            pr.has_open_count = pr.open_count = true;
             SET(32, 3, pr, file_info);
+        }
         else if (cmd[0] == 'd')
             SET(32, 7, pr, empty);
         else

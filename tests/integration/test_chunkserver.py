@@ -394,7 +394,7 @@ def test_slow_disk_hands_leadership_over(procs, tmp_dir):
     for i in range(10):
         assert cl.io(leader, "write", 1, i * 4096, 4096, "--seed=%d" % i)["status"] == "SUCCESS"
     assert leader.status()["slow_disk"] == {"slow_write_ms": 40, "streak": 0, "handoffs": 0,
-                                            "transfers": 0}
+                                            "transfers": 0, "active": False}
     code, body = http("http://127.0.0.1:%d/failpoint?name=chunkstore.write&action=delay(60)"
                       % leader.admin, data=b"")
     assert code == 200, body
@@ -408,7 +408,7 @@ def test_slow_disk_hands_leadership_over(procs, tmp_dir):
                any("slow disk: 3 chunk writes in a row" in x for x in leader.proc.stderr_lines),
                30, what="the handoff counted and logged")
     st = leader.status()["slow_disk"]
-    assert st["handoffs"] == 1 and st["transfers"] == 1, st
+    assert st["handoffs"] == 1 and st["transfers"] == 1 and st["active"] is True, st
     # the slow replica stays a follower: later writes are applied at the new leader's pace
     assert new.copyset()["role"] == "leader" and leader.copyset()["role"] == "follower"
     for i in range(5):
@@ -435,6 +435,13 @@ def test_slow_disk_hands_leadership_over(procs, tmp_dir):
     assert leader.status()["slow_disk"]["transfers"] == 2
     assert sum("leader again while the disk is slow" in x for x in leader.proc.stderr_lines) == 1
     http("http://127.0.0.1:%d/failpoint?clear=1" % leader.admin, data=b"")
+    # the disk is fast again after as many fast writes in a row as the handoff took slow ones
+    for i in range(3):
+        assert leader.status()["slow_disk"]["active"] is True
+        r = cl.io(leader, "write", 2, (8 + i) * 4096, 4096, "--seed=%d" % (400 + i))
+        assert r["status"] == "SUCCESS", r
+    wait_until(lambda: leader.status()["slow_disk"]["active"] is False, 30,
+               what="slow state cleared by 3 fast writes")
     # off by default for none, and can be turned off: 0 disables (covered by the MDS test's
     # --disk.slow_write=0); a bad value is refused at start
     bad = procs.start([binary("curve-chunkserver"), "--data_dir=" + os.path.join(tmp_dir, "x"),
