@@ -332,10 +332,10 @@ static void glue_state_changed(void *ctx, int role, uint64_t term, uint64_t lead
      * chunkserver is handing its leaderships over for a slow disk: hand it over again, at most
      * once per copyset and cooldown, so that two slow replicas cannot toss it back and forth. */
     cs_mgr *m = cs->mgr;
+    if (old == role || role != RAFT_LEADER || cs->group == NULL || !atomic_load(&m->slow_active))
+        return;
     uint64_t now = curve_now_mono_ms();
-    if (old != role && role == RAFT_LEADER && cs->group != NULL &&
-        atomic_load(&m->slow_active) &&
-        now - atomic_load(&m->slow_last_ms) < m->o.slow_handoff_cooldown_ms &&
+    if (now - atomic_load(&m->slow_last_ms) < m->o.slow_handoff_cooldown_ms &&
         (cs->slow_regain_ms == 0 || now - cs->slow_regain_ms >= m->o.slow_handoff_cooldown_ms)) {
         cs->slow_regain_ms = now;
         if (raftrt_group_post(cs->group, post_handoff, m) == 0)

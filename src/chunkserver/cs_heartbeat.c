@@ -677,11 +677,9 @@ static uint32_t info_collect(cs_hb *hb, cs_copyset_info *out, bool urgent)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     pthread_mutex_lock(&hb->lock);
     uint64_t wait_ms = urgent && hb->cache_seq > 0 ? 0 : CS_HB_INFO_WAIT_MS;
-    pthread_mutex_unlock(&hb->lock);
     uint64_t ns = (uint64_t)ts.tv_nsec + wait_ms * 1000000u;
     ts.tv_sec += (time_t)(ns / 1000000000u);
     ts.tv_nsec = (long)(ns % 1000000000u);
-    pthread_mutex_lock(&hb->lock);
     uint64_t seq0 = hb->cache_seq;
     hb->col_req = true;
     pthread_cond_signal(&hb->col_cond);

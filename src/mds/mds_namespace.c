@@ -402,6 +402,27 @@ static void h_create(mds_daemon *d, rpc_call_ctx *ctx, const ProtobufCMessage *m
 
 static bool sess_maybe(uint64_t fid);
 
+/* The file id of a session key "<MDS_SESSION_PREFIX><file id>/<lease id>". */
+static uint64_t session_fid(const char *key)
+{
+    return strtoull(key + strlen(MDS_SESSION_PREFIX), NULL, 10);
+}
+
+/* Keys under `prefix`. `serializable`: read the local etcd member without a quorum round (the
+ * count may lag by a moment; for informational counts, never for a decision). */
+static int count_prefix(mds_daemon *d, const char *prefix, bool serializable, int64_t *count)
+{
+    etcd_range_req q = {
+        .key = prefix, .prefix = true, .count_only = true, .serializable = serializable};
+    etcd_range_result r;
+    int rc = etcd_range(mds_etcd(d), &q, &r);
+    if (rc == 0) {
+        *count = r.count;
+        etcd_range_result_free(&r);
+    }
+    return rc;
+}
+
 /* Sessions open on volume `fid` (0 without asking etcd when it never had one). */
 static int open_count(mds_daemon *d, uint64_t fid, uint32_t *out)
 {
@@ -410,14 +431,10 @@ static int open_count(mds_daemon *d, uint64_t fid, uint32_t *out)
         return 0;
     char prefix[MDS_KEY_MAX];
     snprintf(prefix, sizeof(prefix), MDS_SESSION_PREFIX "%" PRIu64 "/", fid);
-    /* serializable: the local etcd member, no quorum round (a count may lag by a moment) */
-    etcd_range_req q = {.key = prefix, .prefix = true, .count_only = true, .serializable = true};
-    etcd_range_result r;
-    int rc = etcd_range(mds_etcd(d), &q, &r);
-    if (rc == 0) {
-        *out = r.count > UINT32_MAX ? UINT32_MAX : (uint32_t)r.count;
-        etcd_range_result_free(&r);
-    }
+    int64_t n = 0;
+    int rc = count_prefix(d, prefix, true, &n);
+    if (rc == 0)
+        *out = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
     return rc;
 }
 
@@ -457,7 +474,7 @@ static int page_open_counts(mds_daemon *d, Curve__Mds__FileInfo *fis, size_t n)
         return 0;
     }
     for (size_t k = 0; k < r.n_kvs; k++)
-        fids[k] = strtoull(r.kvs[k].key + strlen(MDS_SESSION_PREFIX), NULL, 10);
+        fids[k] = session_fid(r.kvs[k].key);
     qsort(fids, r.n_kvs, sizeof(uint64_t), u64_cmp);
     for (size_t i = 0; i < n; i++) {
         if (!fis[i].has_open_count)
@@ -507,8 +524,7 @@ static int ns_page(mds_daemon *d, const char *prefix, const char *after, size_t 
     CURVE_ASSERT(pl > 0 && prefix[pl - 1] == '/' && limit > 0);
     if (snprintf(key, sizeof(key), "%s%s", prefix, skip_after ? after : "") >= (int)sizeof(key))
         return -ENAMETOOLONG;
-    memcpy(end, prefix, pl + 1);
-    end[pl - 1] = '/' + 1; /* every key starting with `prefix` is < end */
+    (void)etcd_prefix_end(prefix, end); /* every key starting with `prefix` is < end */
     etcd_range_req q = {
         .key = key, .range_end = end, .limit = (int64_t)(limit + (skip_after ? 1 : 0))};
     int rc = etcd_range(mds_etcd(d), &q, r);
@@ -805,7 +821,7 @@ int mds_ns_sessions_load(mds_daemon *d)
     sess_n = 0;
     sess_unknown = rc < 0;
     for (size_t i = 0; rc == 0 && i < r.n_kvs; i++)
-        sess_add_locked(strtoull(r.kvs[i].key + strlen(MDS_SESSION_PREFIX), NULL, 10));
+        sess_add_locked(session_fid(r.kvs[i].key));
     pthread_mutex_unlock(&sess_mu);
     if (rc == 0)
         etcd_range_result_free(&r);
@@ -813,18 +829,6 @@ int mds_ns_sessions_load(mds_daemon *d)
 }
 
 /* ---- delete / recover / purge ---- */
-
-static int count_prefix(mds_daemon *d, const char *prefix, int64_t *count)
-{
-    etcd_range_req q = {.key = prefix, .prefix = true, .count_only = true};
-    etcd_range_result r;
-    int rc = etcd_range(mds_etcd(d), &q, &r);
-    if (rc == 0) {
-        *count = r.count;
-        etcd_range_result_free(&r);
-    }
-    return rc;
-}
 
 static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
 {
@@ -842,7 +846,7 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
         int64_t count = 0;
         if (e.f.type == MDS_FILE_DIR) {
             snprintf(prefix, sizeof(prefix), MDS_NS_PREFIX "%" PRIu64 "/", e.f.id);
-            if ((rc = count_prefix(d, prefix, &count)) < 0)
+            if ((rc = count_prefix(d, prefix, false, &count)) < 0)
                 return rc;
             if (count > 0) {
                 snprintf(err, errlen, "directory '%s' is not empty (%" PRId64 " entries)",
@@ -876,7 +880,8 @@ static int do_delete(mds_daemon *d, const char *path, char *err, size_t errlen)
             return CURVE_ERR_PERMISSION;
         }
         snprintf(prefix, sizeof(prefix), MDS_SESSION_PREFIX "%" PRIu64 "/", e.f.id);
-        if ((attempt > 0 || sess_maybe(e.f.id)) && (rc = count_prefix(d, prefix, &count)) < 0)
+        if ((attempt > 0 || sess_maybe(e.f.id)) &&
+            (rc = count_prefix(d, prefix, false, &count)) < 0)
             return rc;
         if (count > 0) {
             snprintf(err, errlen, "volume '%s' is open (%" PRId64 " sessions)", path, count);
